@@ -1,0 +1,1 @@
+namespace Babel.Modeling; internal static class Placeholder { }

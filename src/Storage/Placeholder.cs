@@ -1,0 +1,1 @@
+namespace Babel.Storage; internal static class Placeholder { }
