@@ -1,1 +1,3 @@
-Console.WriteLine("babel");
+using Babel.Client;
+
+return BabelCli.Run(args);

@@ -1,1 +1,0 @@
-namespace Babel.Storage; internal static class Placeholder { }
