@@ -1,0 +1,187 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Babel.Storage;
+
+namespace Babel.Modeling.Checkpoints;
+
+/// <summary>
+/// The architecture of a Llama-family decoder as Hugging Face's <c>config.json</c> states it
+/// (LlamaForCausalLM and Qwen2ForCausalLM fields). Property names follow the JSON keys.
+/// </summary>
+public sealed record ModelConfig
+{
+    public const string LlamaArchitecture = "LlamaForCausalLM";
+    public const string Qwen2Architecture = "Qwen2ForCausalLM";
+    public const string ConfigFileName = "config.json";
+
+    public string Architecture { get; init; } = LlamaArchitecture;
+    public int HiddenSize { get; init; }
+    public int IntermediateSize { get; init; }
+    public int NumHiddenLayers { get; init; }
+    public int NumAttentionHeads { get; init; }
+    public int NumKeyValueHeads { get; init; }
+    /// <summary>Per-head width; Hugging Face derives it as hidden_size / num_attention_heads unless <c>head_dim</c> is given.</summary>
+    public int HeadDim { get; init; }
+    public int VocabSize { get; init; }
+    public int MaxPositionEmbeddings { get; init; } = 2048;
+    public double RmsNormEps { get; init; } = 1e-6;
+    public double RopeTheta { get; init; } = 10000.0;
+    public bool TieWordEmbeddings { get; init; }
+    /// <summary>Bias on the q, k and v projections (always on for Qwen2; <c>attention_bias</c> for Llama).</summary>
+    public bool AttentionBias { get; init; }
+    public int BosTokenId { get; init; } = 1;
+    public int EosTokenId { get; init; } = 2;
+    public int? PadTokenId { get; init; }
+    public string TorchDtype { get; init; } = "float32";
+
+    public int QueryGroupSize => NumAttentionHeads / NumKeyValueHeads;
+
+    /// <summary>Every tensor a checkpoint of this architecture holds, with its shape, in state-dict order.</summary>
+    public IReadOnlyList<(string Name, long[] Shape)> ExpectedTensors()
+    {
+        var tensors = new List<(string, long[])> { ("model.embed_tokens.weight", [VocabSize, HiddenSize]) };
+        long q = NumAttentionHeads * HeadDim, kv = NumKeyValueHeads * HeadDim;
+        for (var layer = 0; layer < NumHiddenLayers; layer++)
+        {
+            var prefix = $"model.layers.{layer}.";
+            tensors.Add((prefix + "input_layernorm.weight", [HiddenSize]));
+            tensors.Add((prefix + "self_attn.q_proj.weight", [q, HiddenSize]));
+            tensors.Add((prefix + "self_attn.k_proj.weight", [kv, HiddenSize]));
+            tensors.Add((prefix + "self_attn.v_proj.weight", [kv, HiddenSize]));
+            if (AttentionBias)
+            {
+                tensors.Add((prefix + "self_attn.q_proj.bias", [q]));
+                tensors.Add((prefix + "self_attn.k_proj.bias", [kv]));
+                tensors.Add((prefix + "self_attn.v_proj.bias", [kv]));
+            }
+            tensors.Add((prefix + "self_attn.o_proj.weight", [HiddenSize, q]));
+            tensors.Add((prefix + "post_attention_layernorm.weight", [HiddenSize]));
+            tensors.Add((prefix + "mlp.gate_proj.weight", [IntermediateSize, HiddenSize]));
+            tensors.Add((prefix + "mlp.up_proj.weight", [IntermediateSize, HiddenSize]));
+            tensors.Add((prefix + "mlp.down_proj.weight", [HiddenSize, IntermediateSize]));
+        }
+        tensors.Add(("model.norm.weight", [HiddenSize]));
+        if (!TieWordEmbeddings) tensors.Add(("lm_head.weight", [VocabSize, HiddenSize]));
+        return tensors;
+    }
+
+    /// <summary>Checks that the numbers describe a buildable model; throws <see cref="UserInputException"/> naming the first problem.</summary>
+    public ModelConfig Validate(string source)
+    {
+        void Require(bool condition, string problem)
+        {
+            if (!condition) throw new UserInputException($"{source}: {problem}.");
+        }
+        Require(Architecture is LlamaArchitecture or Qwen2Architecture,
+            $"architecture '{Architecture}' is not supported; use {LlamaArchitecture} or {Qwen2Architecture}");
+        Require(HiddenSize > 0 && IntermediateSize > 0 && NumHiddenLayers > 0 && NumAttentionHeads > 0 && VocabSize > 0,
+            "hidden_size, intermediate_size, num_hidden_layers, num_attention_heads and vocab_size must be positive");
+        Require(NumKeyValueHeads > 0 && NumAttentionHeads % NumKeyValueHeads == 0,
+            $"num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({NumKeyValueHeads})");
+        Require(HeadDim > 0 && HeadDim % 2 == 0, $"head_dim ({HeadDim}) must be a positive even number for rotary embeddings");
+        Require(RmsNormEps > 0 && RopeTheta > 0, "rms_norm_eps and rope_theta must be positive");
+        Require(BosTokenId >= 0 && BosTokenId < VocabSize && EosTokenId >= 0 && EosTokenId < VocabSize,
+            $"bos_token_id ({BosTokenId}) and eos_token_id ({EosTokenId}) must be below vocab_size ({VocabSize})");
+        return this;
+    }
+
+    public static ModelConfig Load(string modelDirectory)
+    {
+        var path = Path.Combine(modelDirectory, ConfigFileName);
+        if (!File.Exists(path))
+        {
+            throw new UserInputException($"{path} is missing; a model folder needs the Hugging Face config.json beside its weights.");
+        }
+        JsonObject json;
+        try
+        {
+            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+                ?? throw new UserInputException($"{path} is not a JSON object.");
+        }
+        catch (JsonException e)
+        {
+            throw new UserInputException($"{path} is not valid JSON ({e.Message}).", e);
+        }
+        return FromJson(json, path);
+    }
+
+    public static ModelConfig FromJson(JsonObject json, string source)
+    {
+        int Required(string key) => json[key] is JsonValue v && v.TryGetValue<int>(out var i)
+            ? i
+            : throw new UserInputException($"{source} lacks the integer field \"{key}\"; add it (see the model's Hugging Face config).");
+        int? Optional(string key) => json[key] is JsonValue v && v.TryGetValue<int>(out var i) ? i : null;
+        double OptionalDouble(string key, double fallback) => json[key] is JsonValue v && v.TryGetValue<double>(out var d) ? d : fallback;
+        bool OptionalBool(string key, bool fallback) => json[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : fallback;
+
+        var architecture = json["architectures"] is JsonArray { Count: > 0 } a ? a[0]!.GetValue<string>()
+            : json["model_type"]?.GetValue<string>() switch
+            {
+                "qwen2" => Qwen2Architecture,
+                "llama" => LlamaArchitecture,
+                var other => throw new UserInputException($"{source} names neither \"architectures\" nor a known \"model_type\" (found '{other}'); add \"architectures\": [\"{LlamaArchitecture}\"]."),
+            };
+        var hidden = Required("hidden_size");
+        var heads = Required("num_attention_heads");
+        var isQwen2 = architecture == Qwen2Architecture;
+        return new ModelConfig
+        {
+            Architecture = architecture,
+            HiddenSize = hidden,
+            IntermediateSize = Required("intermediate_size"),
+            NumHiddenLayers = Required("num_hidden_layers"),
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = Optional("num_key_value_heads") ?? heads,
+            HeadDim = Optional("head_dim") ?? (heads > 0 ? hidden / heads : 0),
+            VocabSize = Required("vocab_size"),
+            MaxPositionEmbeddings = Optional("max_position_embeddings") ?? 2048,
+            RmsNormEps = OptionalDouble("rms_norm_eps", 1e-6),
+            RopeTheta = OptionalDouble("rope_theta", 10000.0),
+            TieWordEmbeddings = OptionalBool("tie_word_embeddings", false),
+            AttentionBias = isQwen2 || OptionalBool("attention_bias", false),
+            BosTokenId = Optional("bos_token_id") ?? 1,
+            EosTokenId = EosOf(json) ?? 2,
+            PadTokenId = Optional("pad_token_id"),
+            TorchDtype = json["torch_dtype"]?.GetValue<string>() ?? "float32",
+        }.Validate(source);
+    }
+
+    // Some configs list several EOS ids; generation stops at the first.
+    private static int? EosOf(JsonObject json) => json["eos_token_id"] switch
+    {
+        JsonValue v when v.TryGetValue<int>(out var i) => i,
+        JsonArray { Count: > 0 } a => a[0]!.GetValue<int>(),
+        _ => null,
+    };
+
+    public JsonObject ToJson()
+    {
+        var json = new JsonObject
+        {
+            ["architectures"] = new JsonArray(Architecture),
+            ["model_type"] = Architecture == Qwen2Architecture ? "qwen2" : "llama",
+            ["hidden_size"] = HiddenSize,
+            ["intermediate_size"] = IntermediateSize,
+            ["num_hidden_layers"] = NumHiddenLayers,
+            ["num_attention_heads"] = NumAttentionHeads,
+            ["num_key_value_heads"] = NumKeyValueHeads,
+            ["head_dim"] = HeadDim,
+            ["vocab_size"] = VocabSize,
+            ["max_position_embeddings"] = MaxPositionEmbeddings,
+            ["rms_norm_eps"] = RmsNormEps,
+            ["rope_theta"] = RopeTheta,
+            ["tie_word_embeddings"] = TieWordEmbeddings,
+            ["attention_bias"] = AttentionBias,
+            ["hidden_act"] = "silu",
+            ["bos_token_id"] = BosTokenId,
+            ["eos_token_id"] = EosTokenId,
+            ["torch_dtype"] = TorchDtype,
+        };
+        if (PadTokenId is { } pad) json["pad_token_id"] = pad;
+        return json;
+    }
+
+    public void Save(string modelDirectory) =>
+        AtomicFile.WriteAllText(Path.Combine(modelDirectory, ConfigFileName),
+            ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+}

@@ -1,1 +1,0 @@
-namespace Babel.Modeling; internal static class Placeholder { }
