@@ -1,0 +1,155 @@
+using Babel.Modeling.Transformer;
+using static TorchSharp.torch;
+
+namespace Babel.Modeling.Generation;
+
+/// <summary>
+/// Decodes one token per row per step against a <see cref="KeyValueCache"/>. Batch-1 decoding is bound by the
+/// number of torch calls per step (each costs microseconds), so the weights are rearranged once, at construction:
+/// RMSNorm gains folded into the following projections, q/k/v fused into one matrix that also yields the
+/// rotate-half of q and k (so rotary embedding is one multiply-add), gate/up fused, all pre-transposed for
+/// <c>addmm</c> with the residual, and each query-head group attends to its shared key/value head without copies.
+/// Valid only while the model's weights do not change.
+/// </summary>
+public sealed class CachedDecoder : IDisposable
+{
+    private readonly CausalLanguageModel _model;
+    private readonly LayerWeights[] _layers;
+    private readonly Tensor _embedding;
+    private readonly Tensor _head;
+    private readonly Tensor _rotaryTable;
+    private readonly Tensor _slot;
+    private readonly int _heads, _keyValueHeads, _headDim, _queryWidth, _keyWidth, _intermediate;
+    private readonly double _epsilon;
+
+    public CachedDecoder(CausalLanguageModel model)
+    {
+        _model = model;
+        var config = model.Config;
+        (_heads, _keyValueHeads, _headDim) = (config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
+        (_queryWidth, _keyWidth) = (_heads * _headDim, _keyValueHeads * _headDim);
+        _intermediate = config.IntermediateSize;
+        _epsilon = config.RmsNormEps;
+        using var guard = no_grad();
+        using var scope = NewDisposeScope();
+        _layers = [.. model.Layers.Select(layer => Fuse(layer).MoveToOuterDisposeScope())];
+        _embedding = model.EmbedTokens.detach().MoveToOuterDisposeScope();
+        _head = (model.LmHead * model.Norm.Weight).t().contiguous().MoveToOuterDisposeScope();
+        // Per position: cos and sin tiled over the q heads then the k heads, side by side.
+        int qHeads = _heads, kHeads = _keyValueHeads;
+        _rotaryTable = cat([model.Rotary.Cos.repeat(1, qHeads + kHeads), model.Rotary.Sin.repeat(1, qHeads + kHeads)], dim: 1)
+            .contiguous().MoveToOuterDisposeScope();
+        _slot = zeros(1, ScalarType.Int64).MoveToOuterDisposeScope();
+    }
+
+    private LayerWeights Fuse(DecoderLayer layer)
+    {
+        var attention = layer.SelfAttn;
+        var inputGain = layer.InputLayernorm.Weight;
+        Tensor RotateHalfRows(Tensor weight, int heads)
+        {
+            // rotate_half(W x) = (R W) x with R acting within each head: rows [second half negated, first half].
+            var perHead = weight.reshape(heads, _headDim, -1);
+            var half = _headDim / 2;
+            return cat([perHead.narrow(1, half, half).neg(), perHead.narrow(1, 0, half)], dim: 1).reshape(heads * _headDim, -1);
+        }
+        Tensor Bias(Tensor? bias, int heads) => bias is null ? zeros(heads * _headDim) : bias.detach();
+        var wq = attention.QProj.weight!.detach();
+        var wk = attention.KProj.weight!.detach();
+        var qkv = cat([wq, wk, attention.VProj.weight!.detach(), RotateHalfRows(wq, _heads), RotateHalfRows(wk, _keyValueHeads)], dim: 0);
+        Tensor? qkvBias = null;
+        if (attention.QProj.bias is not null)
+        {
+            var bq = Bias(attention.QProj.bias, _heads).unsqueeze(1);
+            var bk = Bias(attention.KProj.bias, _keyValueHeads).unsqueeze(1);
+            qkvBias = cat([bq, bk, Bias(attention.VProj.bias, _keyValueHeads).unsqueeze(1), RotateHalfRows(bq, _heads), RotateHalfRows(bk, _keyValueHeads)], dim: 0).squeeze(1);
+        }
+        var mlp = layer.Mlp;
+        var gateUp = cat([mlp.GateProj.weight!.detach(), mlp.UpProj.weight!.detach()], dim: 0) * layer.PostAttentionLayernorm.Weight;
+        return new LayerWeights(
+            (qkv * inputGain).t().contiguous(),
+            qkvBias,
+            attention.OProj.weight!.detach().t().contiguous(),
+            gateUp.t().contiguous(),
+            mlp.DownProj.weight!.detach().t().contiguous());
+    }
+
+    /// <summary>
+    /// Feeds <paramref name="tokens"/> [batch] (int64) as the next slot of <paramref name="cache"/> and returns logits [batch, vocab].
+    /// </summary>
+    public Tensor Step(Tensor tokens, KeyValueCache cache, IFeedForwardHook? hook = null)
+    {
+        using var scope = NewDisposeScope();
+        var batch = tokens.shape[0];
+        var slot = cache.Length;
+        if (slot >= cache.Capacity) throw new InvalidOperationException($"The key/value cache holds {cache.Capacity} tokens and is full.");
+        var span = slot + 1;
+        var rotaryWidth = _queryWidth + _keyWidth;
+        var rotary = _rotaryTable.index_select(0, cache.NextPosition);
+        var cos = rotary.narrow(1, 0, rotaryWidth);
+        var sin = rotary.narrow(1, rotaryWidth, rotaryWidth);
+        _slot.fill_(slot);
+        cache.KeyValid.narrow(1, slot, 1).fill_(true);
+        var keyMask = cache.KeyValid.narrow(1, 0, span).view(batch, 1, 1, span);
+        var groups = _heads / _keyValueHeads;
+
+        var x = _embedding.index_select(0, tokens);
+        for (var i = 0; i < _layers.Length; i++)
+        {
+            var w = _layers[i];
+            var projected = w.QkvBias is null ? Normalize(x).mm(w.Qkv) : w.QkvBias.addmm(Normalize(x), w.Qkv);
+            var queryKey = projected.narrow(1, 0, rotaryWidth);
+            var value = projected.narrow(1, rotaryWidth, _keyWidth);
+            var rotated = projected.narrow(1, rotaryWidth + _keyWidth, rotaryWidth);
+            var roped = (queryKey * cos).addcmul_(rotated, sin, 1);
+            var query = roped.narrow(1, 0, _queryWidth).view(batch, _keyValueHeads, groups, _headDim);
+            var keys = cache.Keys[i].index_copy_(2, _slot, roped.narrow(1, _queryWidth, _keyWidth).view(batch, _keyValueHeads, 1, _headDim));
+            var values = cache.Values[i].index_copy_(2, _slot, value.view(batch, _keyValueHeads, 1, _headDim));
+            var attended = nn.functional.scaled_dot_product_attention(query, keys.narrow(2, 0, span), values.narrow(2, 0, span), attn_mask: keyMask);
+            x = x.addmm(attended.view(batch, _queryWidth), w.Output);
+
+            var gateUp = Normalize(x).mm(w.GateUp);
+            var gate = gateUp.narrow(1, 0, _intermediate);
+            var intermediate = nn.functional.silu(gate).mul_(gateUp.narrow(1, _intermediate, _intermediate));
+            if (hook is not null) intermediate = hook.OnIntermediate(i, gate.unsqueeze(1), intermediate.unsqueeze(1)).squeeze(1);
+            x = x.addmm(intermediate, w.Down);
+        }
+        var logits = Normalize(x).mm(_head);
+        cache.NextPosition.add_(1);
+        cache.Extend();
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    private Tensor Normalize(Tensor x) => x * x.square().mean([-1], keepdim: true).add_(_epsilon).rsqrt_();
+
+    public void Dispose()
+    {
+        foreach (var layer in _layers) layer.Dispose();
+        _embedding.Dispose();
+        _head.Dispose();
+        _rotaryTable.Dispose();
+        _slot.Dispose();
+    }
+
+    private sealed record LayerWeights(Tensor Qkv, Tensor? QkvBias, Tensor Output, Tensor GateUp, Tensor Down) : IDisposable
+    {
+        public LayerWeights MoveToOuterDisposeScope()
+        {
+            Qkv.MoveToOuterDisposeScope();
+            QkvBias?.MoveToOuterDisposeScope();
+            Output.MoveToOuterDisposeScope();
+            GateUp.MoveToOuterDisposeScope();
+            Down.MoveToOuterDisposeScope();
+            return this;
+        }
+
+        public void Dispose()
+        {
+            Qkv.Dispose();
+            QkvBias?.Dispose();
+            Output.Dispose();
+            GateUp.Dispose();
+            Down.Dispose();
+        }
+    }
+}

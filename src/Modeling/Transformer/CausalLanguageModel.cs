@@ -1,0 +1,148 @@
+using Babel.Modeling.Checkpoints;
+using Babel.Storage;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Babel.Modeling.Transformer;
+
+/// <summary>
+/// A decoder-only transformer of the Llama family (Llama, Qwen2): token embedding, pre-norm blocks with
+/// grouped-query attention and SwiGLU FFNs, final RMSNorm and a language-model head (optionally tied).
+/// Parameter names are Hugging Face's state-dict keys, so checkpoints load by name.
+/// </summary>
+public sealed class CausalLanguageModel : nn.Module
+{
+    private readonly DecoderStack _model;
+    private readonly Linear? _lmHead;
+
+    public CausalLanguageModel(ModelConfig config) : base(nameof(CausalLanguageModel))
+    {
+        Config = config.Validate("model config");
+        _model = new DecoderStack(config);
+        register_module("model", _model);
+        if (!config.TieWordEmbeddings)
+        {
+            _lmHead = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+            register_module("lm_head", _lmHead);
+        }
+        Rotary = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta);
+    }
+
+    public ModelConfig Config { get; }
+    public RotaryEmbedding Rotary { get; }
+    public IReadOnlyList<DecoderLayer> Layers => _model.Layers;
+    public Tensor EmbedTokens => _model.EmbedTokens.weight!;
+    public RmsNorm Norm => _model.Norm;
+    /// <summary>The output projection [vocab, hidden]: <c>lm_head.weight</c>, or the token embedding when tied.</summary>
+    public Tensor LmHead => _lmHead?.weight ?? EmbedTokens;
+
+    /// <summary>
+    /// Logits [batch, tokens, vocab] for <paramref name="inputIds"/> [batch, tokens].
+    /// <paramref name="attentionMask"/> [batch, tokens] (1 = token, 0 = left pad) may be null when no row is padded.
+    /// With a <paramref name="cache"/> the tokens continue what the cache holds and are appended to it.
+    /// </summary>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, KeyValueCache? cache = null, IFeedForwardHook? hook = null)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = Hidden(inputIds, attentionMask, cache, hook);
+        return F.linear(hidden, LmHead).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Final normalised hidden states [batch, tokens, hidden] (before the language-model head).</summary>
+    public Tensor Hidden(Tensor inputIds, Tensor? attentionMask = null, KeyValueCache? cache = null, IFeedForwardHook? hook = null)
+    {
+        using var scope = NewDisposeScope();
+        long batch = inputIds.shape[0], tokens = inputIds.shape[1];
+        var device = inputIds.device;
+        var valid = attentionMask?.to_type(ScalarType.Bool) ?? ones([batch, tokens], ScalarType.Bool, device: device);
+        var past = cache?.Length ?? 0;
+        // A real token's position counts the real tokens before it, so a left-padded row matches the unpadded prompt.
+        var positions = (valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
+        if (cache is not null) positions = positions + cache.NextPosition.unsqueeze(1);
+        if (positions.shape[1] > 0 && past + tokens > Rotary.MaxPositions)
+        {
+            throw new UserInputException($"The sequence reaches {past + tokens} tokens but the model's max_position_embeddings is {Rotary.MaxPositions}; use a shorter input.");
+        }
+        var (cos, sin) = Rotary.Gather(positions);
+
+        Tensor? mask = null;
+        if (cache is not null || attentionMask is not null)
+        {
+            var keyValid = cache is null ? valid : cat([cache.KeyValid.narrow(1, 0, past), valid], dim: 1);
+            var queryIndex = arange(past, past + tokens, device: device).unsqueeze(1);
+            var keyIndex = arange(past + tokens, device: device).unsqueeze(0);
+            // A pad query attends to itself only, so no attention row is empty (which would give NaN).
+            mask = ((keyIndex <= queryIndex) & keyValid.unsqueeze(1) | (keyIndex == queryIndex)).unsqueeze(1);
+        }
+
+        var x = _model.EmbedTokens.forward(inputIds);
+        foreach (var layer in _model.Layers)
+        {
+            x = layer.Forward(x, cos, sin, mask, cache, hook);
+        }
+        cache?.Advance((int)tokens, valid);
+        return _model.Norm.forward(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Initialises weights for training from scratch: N(0, 0.02), residual projections scaled by 1/sqrt(2·layers), norms at 1.</summary>
+    public void InitializeWeights(long seed)
+    {
+        using var guard = no_grad();
+        var generator = new Generator((ulong)seed);
+        var residualStd = 0.02 / Math.Sqrt(2.0 * Config.NumHiddenLayers);
+        foreach (var (name, parameter) in named_parameters())
+        {
+            if (name.EndsWith("layernorm.weight", StringComparison.Ordinal) || name == "model.norm.weight") parameter.fill_(1.0);
+            else if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
+            else if (name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal)) parameter.normal_(0, residualStd, generator);
+            else parameter.normal_(0, 0.02, generator);
+        }
+    }
+
+    /// <summary>The Hugging Face state dict: every parameter by its checkpoint name.</summary>
+    public Dictionary<string, Tensor> StateDict() =>
+        named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter, StringComparer.Ordinal);
+
+    /// <summary>Copies <paramref name="tensors"/> into the parameters by name; names and shapes must match the config.</summary>
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
+        using var guard = no_grad();
+        foreach (var (name, parameter) in named_parameters())
+        {
+            if (!tensors.TryGetValue(name, out var tensor))
+            {
+                throw new UserInputException($"{source} lacks {name}, which the model's config requires.");
+            }
+            if (!tensor.shape.SequenceEqual(parameter.shape))
+            {
+                throw new UserInputException($"{source}: {name} has shape [{string.Join(", ", tensor.shape)}] but the config expects [{string.Join(", ", parameter.shape)}].");
+            }
+            parameter.copy_(tensor);
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) Rotary.Dispose();
+        base.Dispose(disposing);
+    }
+
+    /// <summary>The <c>model.</c> part of the state dict: embeddings, blocks, final norm.</summary>
+    private sealed class DecoderStack : nn.Module
+    {
+        public DecoderStack(ModelConfig config) : base(nameof(DecoderStack))
+        {
+            EmbedTokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+            Layers = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(i => new DecoderLayer(config, i))];
+            Norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+            register_module("embed_tokens", EmbedTokens);
+            register_module("layers", nn.ModuleList([.. Layers]));
+            register_module("norm", Norm);
+        }
+
+        public Embedding EmbedTokens { get; }
+        public DecoderLayer[] Layers { get; }
+        public RmsNorm Norm { get; }
+    }
+}
