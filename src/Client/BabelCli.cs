@@ -16,6 +16,7 @@ public static class BabelCli
         foreach (var command in new[]
         {
             DataCommand.Create(),
+            BenchCommand.Create(),
         })
         {
             root.Subcommands.Add(command);

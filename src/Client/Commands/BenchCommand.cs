@@ -1,0 +1,69 @@
+using System.CommandLine;
+using Babel.Modeling.Benchmarks;
+using Babel.Modeling.Runtime;
+using Babel.Modeling.Transformer;
+using Spectre.Console;
+
+namespace Babel.Client.Commands;
+
+/// <summary><c>babel bench model</c>: matmul peak, forward throughput against it, generation speed, peak memory.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Measure performance on this machine.");
+        var model = new Command("model", "Matmul peak, forward tokens/s and GFLOP/s of a d=512 Llama, generation tokens/s with and without KV cache, peak memory.");
+        var generationModel = new Option<string?>("--model") { Description = "Model folder for the generation benchmark (e.g. stories260K converted with 'babel convert'); default: a randomly initialised model of stories260K's shape." };
+        var seconds = new Option<double>("--seconds") { Description = "Time budget per forward/matmul measurement.", DefaultValueFactory = _ => 5 };
+        var newTokens = new Option<int>("--new-tokens") { Description = "Tokens generated per prompt.", DefaultValueFactory = _ => 256 };
+        model.Options.Add(generationModel);
+        model.Options.Add(seconds);
+        model.Options.Add(newTokens);
+        model.SetAction(parse => Run(parse.GetValue(generationModel), TimeSpan.FromSeconds(parse.GetValue(seconds)), parse.GetValue(newTokens)));
+        bench.Subcommands.Add(model);
+        return bench;
+    }
+
+    private static int Run(string? modelDirectory, TimeSpan budget, int newTokens)
+    {
+        TorchRuntime.Initialize();
+        var results = new List<BenchmarkResult>();
+        void Add(BenchmarkResult result)
+        {
+            results.Add(result);
+            AnsiConsole.MarkupLineInterpolated($"[grey]{result.Name}: {result.Value:F1} {result.Unit} {result.Detail}[/]");
+        }
+
+        var peak1 = ModelBenchmark.MatmulGflops(2048, 1, budget);
+        Add(new("matmul 2048³, 1 thread", peak1, "GFLOP/s", ""));
+        var peak2 = ModelBenchmark.MatmulGflops(2048, 2, budget);
+        Add(new("matmul 2048³, 2 threads", peak2, "GFLOP/s", ""));
+        var (tokens, gflops) = ModelBenchmark.Forward(ModelBenchmark.ForwardConfig, 8, 256, 2, budget);
+        Add(new("forward d=512 L=8 batch 8×256, 2 threads", tokens, "tokens/s", $"{gflops:F1} GFLOP/s = {100 * gflops / peak2:F0}% of the 2-thread matmul peak"));
+
+        using var generator = modelDirectory is null ? RandomStoriesModel() : throw new NotImplementedException();
+        var source = modelDirectory ?? "random weights, stories260K shape";
+        var cached1 = ModelBenchmark.Generation(generator, 1, 8, newTokens, useCache: true, threads: 1);
+        Add(new("generate batch 1, KV cache", cached1, "tokens/s", source));
+        var recompute1 = ModelBenchmark.Generation(generator, 1, 8, newTokens, useCache: false, threads: 1);
+        Add(new("generate batch 1, recompute", recompute1, "tokens/s", $"cache is {cached1 / recompute1:F1}× faster"));
+        var cached64 = ModelBenchmark.Generation(generator, 64, 8, newTokens, useCache: true, threads: 1);
+        Add(new("generate batch 64, KV cache", cached64, "tokens/s", "aggregate"));
+        var recompute64 = ModelBenchmark.Generation(generator, 64, 8, newTokens, useCache: false, threads: 1);
+        Add(new("generate batch 64, recompute", recompute64, "tokens/s", $"cache is {cached64 / recompute64:F1}× faster"));
+        Add(new("peak resident memory", ModelBenchmark.PeakResidentMegabytes(), "MiB", "VmHWM of this process"));
+
+        var table = new Table().AddColumns("measure", "value", "unit", "detail");
+        foreach (var r in results) table.AddRow(Markup.Escape(r.Name), r.Value.ToString("F1", System.Globalization.CultureInfo.InvariantCulture), r.Unit, Markup.Escape(r.Detail));
+        AnsiConsole.Write(table);
+        return 0;
+    }
+
+    private static CausalLanguageModel RandomStoriesModel()
+    {
+        var model = new CausalLanguageModel(ModelBenchmark.Stories260KConfig);
+        model.InitializeWeights(0);
+        model.eval();
+        return model;
+    }
+}
