@@ -80,14 +80,16 @@ public static partial class UdhrDeclaration
     /// <summary>Plain text of an HTML fragment: headings dropped, one line per block, whitespace collapsed, NFC.</summary>
     internal static string CleanText(string fragment)
     {
-        var withoutHeadings = Heading().Replace(fragment, " ");
+        // Source line breaks are just whitespace in HTML; only block elements make lines.
+        var collapsed = HtmlWhitespace().Replace(fragment, " ");
+        var withoutHeadings = Heading().Replace(collapsed, " ");
         var lines = BlockTag().Replace(withoutHeadings, "\n");
         var plain = WebUtility.HtmlDecode(AnyTag().Replace(lines, ""));
         var builder = new StringBuilder(plain.Length);
         foreach (var line in plain.Split('\n'))
         {
-            var collapsed = HtmlWhitespace().Replace(line, " ").Trim(' ');
-            if (collapsed.Length == 0)
+            var text = SpaceRun().Replace(line, " ").Trim(' ');
+            if (text.Length == 0)
             {
                 continue;
             }
@@ -95,7 +97,7 @@ public static partial class UdhrDeclaration
             {
                 builder.Append('\n');
             }
-            builder.Append(collapsed);
+            builder.Append(text);
         }
         return builder.ToString().Normalize(NormalizationForm.FormC);
     }
@@ -119,6 +121,9 @@ public static partial class UdhrDeclaration
     private static partial Regex AnyTag();
 
     // HTML's whitespace is ASCII only; U+00A0 and friends are typography the translators chose.
-    [GeneratedRegex(@"[ \t\r\f]+")]
+    [GeneratedRegex(@"[ \t\r\n\f]+")]
     private static partial Regex HtmlWhitespace();
+
+    [GeneratedRegex(@" {2,}")]
+    private static partial Regex SpaceRun();
 }
