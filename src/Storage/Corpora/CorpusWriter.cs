@@ -12,6 +12,7 @@ public static class CorpusWriter
     public static void Write(string directory, CorpusManifest manifest, IReadOnlyDictionary<string, IReadOnlyList<CorpusDocument>> documents)
     {
         Validate(manifest, documents);
+        RefuseToReplaceOtherFolders(directory);
         AtomicFile.WriteDirectory(directory, temporary =>
         {
             File.WriteAllText(Path.Combine(temporary, CorpusManifest.FileName),
@@ -39,6 +40,18 @@ public static class CorpusWriter
             stream.WriteByte((byte)'\n');
         }
         stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>Replacing is whole-folder, so only an earlier corpus (or an empty folder) may be replaced.</summary>
+    private static void RefuseToReplaceOtherFolders(string directory)
+    {
+        var full = Path.GetFullPath(directory);
+        if (Directory.Exists(full)
+            && !File.Exists(Path.Combine(full, CorpusManifest.FileName))
+            && Directory.EnumerateFileSystemEntries(full).Any())
+        {
+            throw new UserInputException($"'{full}' exists and is not a corpus folder, so it will not be replaced; choose a new or empty folder.");
+        }
     }
 
     private static void Validate(CorpusManifest manifest, IReadOnlyDictionary<string, IReadOnlyList<CorpusDocument>> documents)

@@ -65,6 +65,17 @@ public class CorpusTests
     }
 
     [Fact]
+    public void A_folder_that_is_not_a_corpus_is_never_replaced()
+    {
+        using var scratch = new ScratchFolder();
+        File.WriteAllText(scratch.Combine("notes.txt"), "keep me");
+
+        var error = Assert.Throws<UserInputException>(() => CorpusWriter.Write(scratch.Path, _manifest, _documents));
+        Assert.Contains("is not a corpus folder", error.Message);
+        Assert.Equal("keep me", File.ReadAllText(scratch.Combine("notes.txt")));
+    }
+
+    [Fact]
     public void A_failed_write_leaves_nothing_behind()
     {
         using var scratch = new ScratchFolder();
