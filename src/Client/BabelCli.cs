@@ -15,7 +15,13 @@ public static class BabelCli
         var root = new RootCommand("Babel: multilingual expert-activation profiling, self-evaluation distillation and hierarchy-aware classification.");
         foreach (var command in new[]
         {
+            QuickstartCommand.Create(),
             DataCommand.Create(),
+            TokenizerCommand.Create(),
+            PretrainCommand.Create(),
+            GenerateCommand.Create(),
+            PerplexityCommand.Create(),
+            ConvertCommand.Create(),
             BenchCommand.Create(),
         })
         {

@@ -45,7 +45,7 @@ internal static class DataCommand
         command.SetAction(parseResult =>
         {
             var writer = parseResult.InvocationConfiguration.Output;
-            var console = ConsoleFor(writer);
+            var console = CommandConsole.For(writer);
             if (parseResult.GetValue(list))
             {
                 WriteCatalog(console);
@@ -73,14 +73,6 @@ internal static class DataCommand
         var codes = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         return [.. codes.Distinct(StringComparer.Ordinal).Select(LanguageCatalog.Get)];
     }
-
-    private static IAnsiConsole ConsoleFor(TextWriter writer) => AnsiConsole.Create(new AnsiConsoleSettings
-    {
-        Out = new AnsiConsoleOutput(writer),
-        // Colour only on a real terminal: redirected output and tests get plain text.
-        Ansi = writer == Console.Out && !Console.IsOutputRedirected ? AnsiSupport.Detect : AnsiSupport.No,
-        Interactive = InteractionSupport.No,
-    });
 
     private static void WriteCatalog(IAnsiConsole console)
     {

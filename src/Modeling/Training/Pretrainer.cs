@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Transformer;
+using Babel.Storage;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Babel.Modeling.Training;
+
+/// <summary>Progress of a training run, reported after every step.</summary>
+public readonly record struct TrainingProgress(int Step, int Steps, double Loss, double LearningRate, double TokensPerSecond, bool Resumed);
+
+/// <summary>
+/// Next-token pretraining with AdamW (decoupled weight decay on matrices only), linear warmup then cosine decay,
+/// and gradient-norm clipping. Every <see cref="PretrainingOptions.CheckpointInterval"/> steps the weights,
+/// optimizer moments and step are written atomically; a rerun with the same options resumes from there and
+/// produces the same weights as an uninterrupted run.
+/// </summary>
+public static class Pretrainer
+{
+    private const string StateFileName = "trainer.json";
+    private const string OptimizerFileName = "optimizer.bin";
+
+    /// <summary>What the trainer remembers between checkpoints.</summary>
+    public sealed record TrainerState(int Step, long Seed, int Steps, string OptionsFingerprint, List<double> Losses);
+
+    /// <returns>The per-step training losses of the whole run (including steps before a resume).</returns>
+    public static IReadOnlyList<double> Train(CausalLanguageModel model, TokenStream train, PretrainingOptions options, string checkpointDirectory,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        options.Validate();
+        var fingerprint = JsonSerializer.Serialize(options with { Threads = 0, CheckpointInterval = 0 });
+        model.train();
+        var parameters = model.named_parameters().ToList();
+        var decayed = parameters.Where(p => p.parameter.dim() >= 2 && p.name != "model.embed_tokens.weight").Select(p => p.parameter).ToList();
+        var undecayed = parameters.Select(p => p.parameter).Except(decayed).ToList();
+        using var optimizer = optim.AdamW(
+            [
+                new AdamW.ParamGroup(decayed, new AdamW.Options { weight_decay = options.WeightDecay }),
+                new AdamW.ParamGroup(undecayed, new AdamW.Options { weight_decay = 0 }),
+            ],
+            lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, weight_decay: options.WeightDecay);
+
+        var state = TryResume(model, optimizer, checkpointDirectory, fingerprint) ?? new TrainerState(0, options.Seed, options.Steps, fingerprint, []);
+        var resumed = state.Step > 0;
+        var tokensPerStep = (double)options.BatchSize * options.SequenceLength;
+        var stopwatch = Stopwatch.StartNew();
+        for (var step = state.Step; step < options.Steps; step++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var learningRate = options.LearningRateAt(step);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
+            double loss;
+            using (var scope = NewDisposeScope())
+            {
+                var (inputs, targets) = Batch(train, options, step);
+                optimizer.zero_grad();
+                var logits = model.Forward(inputs);
+                var objective = F.cross_entropy(logits.view(-1, logits.shape[^1]), targets.view(-1));
+                objective.backward();
+                nn.utils.clip_grad_norm_(parameters.Select(p => p.parameter), options.GradientClip);
+                optimizer.step();
+                loss = objective.item<float>();
+            }
+            if (!double.IsFinite(loss))
+            {
+                throw new UserInputException($"Training diverged at step {step + 1} (loss {loss}); lower the learning rate.");
+            }
+            state.Losses.Add(loss);
+            var done = step + 1;
+            progress?.Report(new TrainingProgress(done, options.Steps, loss, learningRate, tokensPerStep * (done - state.Step) / stopwatch.Elapsed.TotalSeconds, resumed));
+            if (done % options.CheckpointInterval == 0 || done == options.Steps)
+            {
+                SaveCheckpoint(model, optimizer, checkpointDirectory, state with { Step = done });
+            }
+        }
+        model.eval();
+        return state.Losses;
+    }
+
+    /// <summary>Inputs and next-token targets [batch, length] for <paramref name="step"/>.</summary>
+    public static (Tensor Inputs, Tensor Targets) Batch(TokenStream stream, PretrainingOptions options, int step)
+    {
+        var length = options.SequenceLength;
+        var starts = stream.WindowStarts(options.Seed, step, options.BatchSize, length);
+        var inputs = new long[options.BatchSize * length];
+        var targets = new long[options.BatchSize * length];
+        for (var row = 0; row < starts.Length; row++)
+        {
+            Array.Copy(stream.Tokens, starts[row], inputs, row * length, length);
+            Array.Copy(stream.Tokens, starts[row] + 1, targets, row * length, length);
+        }
+        return (tensor(inputs, [options.BatchSize, length]), tensor(targets, [options.BatchSize, length]));
+    }
+
+    private static TrainerState? TryResume(CausalLanguageModel model, AdamW optimizer, string directory, string fingerprint)
+    {
+        var statePath = Path.Combine(directory, StateFileName);
+        if (!File.Exists(statePath)) return null;
+        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
+            ?? throw new UserInputException($"{statePath} is empty; delete {directory} to start training afresh.");
+        if (state.OptionsFingerprint != fingerprint)
+        {
+            throw new UserInputException($"{directory} holds a checkpoint of a run with other options; delete it or rerun with the same options to resume.");
+        }
+        using var checkpoint = ModelCheckpoint.Load(directory);
+        if (checkpoint.Config != model.Config)
+        {
+            throw new UserInputException($"{directory} holds a checkpoint of another model configuration; delete it to start afresh.");
+        }
+        model.LoadStateDict(checkpoint.Tensors, directory);
+        optimizer.load_state_dict(Path.Combine(directory, OptimizerFileName));
+        return state;
+    }
+
+    private static void SaveCheckpoint(CausalLanguageModel model, AdamW optimizer, string directory, TrainerState state) =>
+        AtomicFile.WriteDirectory(directory, temporary =>
+        {
+            ModelCheckpoint.Save(temporary, model.Config, model.StateDict());
+            optimizer.save_state_dict(Path.Combine(temporary, OptimizerFileName));
+            File.WriteAllText(Path.Combine(temporary, StateFileName), JsonSerializer.Serialize(state));
+        });
+}
