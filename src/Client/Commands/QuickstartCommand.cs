@@ -5,7 +5,6 @@ using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Training;
 using Babel.Modeling.Transformer;
-using Babel.Storage;
 using Babel.Storage.Corpora;
 using Spectre.Console;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Babel.Modeling.Tokenization;
 using Babel.Storage;
 using Babel.Storage.Corpora;
+using Spectre.Console;
 
 namespace Babel.Client.Commands;
 
