@@ -134,7 +134,7 @@ public static class SafeTensors
         return buffer.ToArray();
     }
 
-    private static ScalarType ScalarTypeOf(SafeTensorsDtype dtype) => dtype switch
+    internal static ScalarType ScalarTypeOf(SafeTensorsDtype dtype) => dtype switch
     {
         SafeTensorsDtype.F32 => ScalarType.Float32,
         SafeTensorsDtype.F16 => ScalarType.Float16,
