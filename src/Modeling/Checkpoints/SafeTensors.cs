@@ -134,7 +134,7 @@ public static class SafeTensors
         return buffer.ToArray();
     }
 
-    private static ScalarType ScalarTypeOf(SafeTensorsDtype dtype) => dtype switch
+    internal static ScalarType ScalarTypeOf(SafeTensorsDtype dtype) => dtype switch
     {
         SafeTensorsDtype.F32 => ScalarType.Float32,
         SafeTensorsDtype.F16 => ScalarType.Float16,
@@ -183,6 +183,11 @@ public static class SafeTensors
         var dataStart = HeaderLengthBytes + (long)headerLength;
         var dataLength = fileLength - dataStart;
 
+        // JsonDocument accepts invalid UTF-8 inside strings and fails only when a name is read.
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+        {
+            throw Invalid("its header is not valid UTF-8 JSON");
+        }
         JsonDocument document;
         try
         {

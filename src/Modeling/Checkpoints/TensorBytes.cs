@@ -1,6 +1,3 @@
-using System.Buffers;
-using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using Babel.Storage;
 using Microsoft.Win32.SafeHandles;
 using static TorchSharp.torch;
@@ -12,7 +9,7 @@ internal static class TensorBytes
 {
     // Spans are int-indexed: copy in pieces of at most 1 GiB so tensors larger than 2 GB work.
     private const long MaxChunkBytes = 1L << 30;
-    // Half-width sources are converted through a small pooled buffer.
+    // Elements converted per staging round trip (2–8 MB).
     private const int ConversionBlockElements = 1 << 20;
 
     /// <summary>Reads a float32 tensor of <paramref name="shape"/> stored as <paramref name="dtype"/> at <paramref name="offset"/>.</summary>
@@ -22,23 +19,13 @@ internal static class TensorBytes
         try
         {
             using var flat = tensor.view(-1);
-            var count = flat.shape[0];
-            var chunkElements = MaxChunkBytes / sizeof(float);
-            var sourceSize = SafeTensors.ElementSize(dtype);
-            for (long start = 0; start < count; start += chunkElements)
+            if (dtype == SafeTensorsDtype.F32)
             {
-                var length = Math.Min(chunkElements, count - start);
-                using var chunk = flat.narrow(0, start, length);
-                var destination = MemoryMarshal.Cast<byte, float>(chunk.bytes);
-                var chunkOffset = offset + start * sourceSize;
-                if (dtype == SafeTensorsDtype.F32)
-                {
-                    ReadExactly(file, chunkOffset, MemoryMarshal.AsBytes(destination), path);
-                }
-                else
-                {
-                    ReadConverted(file, chunkOffset, destination, dtype, path);
-                }
+                ReadDirect(file, offset, flat, path);
+            }
+            else
+            {
+                ReadWidened(file, offset, flat, dtype, path);
             }
             return tensor;
         }
@@ -49,59 +36,32 @@ internal static class TensorBytes
         }
     }
 
-    private static void ReadConverted(SafeFileHandle file, long offset, Span<float> destination, SafeTensorsDtype dtype, string path)
+    // The file bytes land in the tensor's own memory, no managed copy (safetensors and x64 are both little-endian).
+    private static void ReadDirect(SafeFileHandle file, long offset, Tensor flat, string path)
     {
-        var size = SafeTensors.ElementSize(dtype);
-        var buffer = ArrayPool<byte>.Shared.Rent(ConversionBlockElements * size);
-        try
+        var count = flat.shape[0];
+        var chunkElements = MaxChunkBytes / flat.ElementSize;
+        for (long start = 0; start < count; start += chunkElements)
         {
-            for (var done = 0; done < destination.Length;)
-            {
-                var count = Math.Min(ConversionBlockElements, destination.Length - done);
-                var source = buffer.AsSpan(0, count * size);
-                ReadExactly(file, offset + (long)done * size, source, path);
-                Convert(source, destination.Slice(done, count), dtype);
-                done += count;
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
+            using var chunk = flat.narrow(0, start, Math.Min(chunkElements, count - start));
+            ReadExactly(file, offset + start * flat.ElementSize, chunk.bytes, path);
         }
     }
 
-    /// <summary>Widens little-endian <paramref name="dtype"/> elements to float32.</summary>
-    internal static void Convert(ReadOnlySpan<byte> source, Span<float> destination, SafeTensorsDtype dtype)
+    // Narrower or wider element types go through a small staging tensor; libtorch's vectorised copy_ converts.
+    private static void ReadWidened(SafeFileHandle file, long offset, Tensor flat, SafeTensorsDtype dtype, string path)
     {
-        switch (dtype)
+        var count = flat.shape[0];
+        if (count == 0) return;
+        var size = SafeTensors.ElementSize(dtype);
+        using var staging = empty([Math.Min(count, ConversionBlockElements)], SafeTensors.ScalarTypeOf(dtype));
+        for (long start = 0; start < count; start += ConversionBlockElements)
         {
-            case SafeTensorsDtype.BF16:
-                // bfloat16 is the upper half of a float32: shifting it back is exact.
-                for (var i = 0; i < destination.Length; i++)
-                {
-                    destination[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(source[(2 * i)..]) << 16);
-                }
-                break;
-            case SafeTensorsDtype.F16:
-                for (var i = 0; i < destination.Length; i++)
-                {
-                    destination[i] = (float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(source[(2 * i)..]));
-                }
-                break;
-            case SafeTensorsDtype.F64:
-                for (var i = 0; i < destination.Length; i++)
-                {
-                    destination[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(source[(8 * i)..]);
-                }
-                break;
-            case SafeTensorsDtype.F32:
-                for (var i = 0; i < destination.Length; i++)
-                {
-                    destination[i] = BinaryPrimitives.ReadSingleLittleEndian(source[(4 * i)..]);
-                }
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null);
+            var length = Math.Min(ConversionBlockElements, count - start);
+            using var source = staging.narrow(0, 0, length);
+            ReadExactly(file, offset + start * size, source.bytes, path);
+            using var destination = flat.narrow(0, start, length);
+            destination.copy_(source);
         }
     }
 
