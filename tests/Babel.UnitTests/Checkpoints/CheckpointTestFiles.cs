@@ -8,16 +8,6 @@ using static TorchSharp.torch;
 
 namespace Babel.UnitTests.Checkpoints;
 
-/// <summary>A scratch folder outside the repository, deleted with the test.</summary>
-public sealed class ScratchFolder : IDisposable
-{
-    public string Path { get; } = Directory.CreateTempSubdirectory("babel-checkpoints-").FullName;
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose() => Directory.Delete(Path, recursive: true);
-}
-
 /// <summary>Inputs shared by the checkpoint tests: hand-built safetensors bytes, tiny configs, the real stories260K.</summary>
 public static class CheckpointTestFiles
 {

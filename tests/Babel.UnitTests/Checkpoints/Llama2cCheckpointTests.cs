@@ -62,7 +62,7 @@ public sealed class Llama2cCheckpointTests : IDisposable
     [Fact]
     public void Converted_folder_loads_bit_identical_to_the_direct_read()
     {
-        var folder = _scratch.File("stories260K");
+        var folder = _scratch.Combine("stories260K");
         var config = Llama2cCheckpoint.Convert(Stories260K, folder);
         using var direct = Llama2cCheckpoint.Read(Stories260K);
         using var loaded = ModelCheckpoint.Load(folder);
@@ -73,7 +73,7 @@ public sealed class Llama2cCheckpointTests : IDisposable
     [Fact]
     public void Truncated_bin_reports_expected_and_actual_bytes()
     {
-        var truncated = _scratch.File("cut.bin");
+        var truncated = _scratch.Combine("cut.bin");
         var bytes = File.ReadAllBytes(Stories260K);
         File.WriteAllBytes(truncated, bytes[..100_000]);
         AssertUserError(() => Llama2cCheckpoint.Read(truncated), truncated, "truncated", $"needs {bytes.Length} bytes", "has 100000");
@@ -82,7 +82,7 @@ public sealed class Llama2cCheckpointTests : IDisposable
     [Fact]
     public void Absurd_header_is_a_user_error()
     {
-        var path = _scratch.File("absurd.bin");
+        var path = _scratch.Combine("absurd.bin");
         var header = new[] { 64, 172, 5, 7, 4, 512, 512 }.SelectMany(BitConverter.GetBytes).ToArray();
         File.WriteAllBytes(path, header);
         AssertUserError(() => Llama2cCheckpoint.Read(path), path, "dim 64 is not a multiple of n_heads 7");
@@ -95,7 +95,7 @@ public sealed class Llama2cCheckpointTests : IDisposable
         var withHead = File.ReadAllBytes(Stories260K);
         BitConverter.GetBytes(-512).CopyTo(withHead, 20);
         var classifier = Enumerable.Range(0, 512 * 64).Select(i => (float)i).SelectMany(BitConverter.GetBytes);
-        var path = _scratch.File("untied.bin");
+        var path = _scratch.Combine("untied.bin");
         File.WriteAllBytes(path, withHead.Concat(classifier).ToArray());
 
         using var checkpoint = Llama2cCheckpoint.Read(path);
@@ -171,7 +171,7 @@ public sealed class Llama2cCheckpointTests : IDisposable
     [Fact]
     public void Convert_command_writes_a_loadable_folder()
     {
-        var folder = _scratch.File("converted");
+        var folder = _scratch.Combine("converted");
         var output = new StringWriter();
         var exitCode = ConvertCommand.Create().Parse(["--from", "llama2c", Stories260K, "--out", folder])
             .Invoke(new InvocationConfiguration { Output = output, EnableDefaultExceptionHandler = false });
@@ -185,25 +185,25 @@ public sealed class Llama2cCheckpointTests : IDisposable
     public void Convert_command_rejects_an_unknown_format()
     {
         var error = Assert.Throws<UserInputException>(() => ConvertCommand.Create()
-            .Parse(["--from", "gguf", Stories260K, "--out", _scratch.File("x")])
+            .Parse(["--from", "gguf", Stories260K, "--out", _scratch.Combine("x")])
             .Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
         Assert.Equal("--from 'gguf' is not a checkpoint format babel converts; use --from llama2c.", error.Message);
-        Assert.False(Directory.Exists(_scratch.File("x")));
+        Assert.False(Directory.Exists(_scratch.Combine("x")));
     }
 
     [Fact]
     public void Convert_command_reports_a_truncated_input_as_a_user_error()
     {
-        var truncated = _scratch.File("cut.bin");
+        var truncated = _scratch.Combine("cut.bin");
         File.WriteAllBytes(truncated, File.ReadAllBytes(Stories260K)[..5000]);
         Assert.Throws<UserInputException>(() => ConvertCommand.Create()
-            .Parse(["--from", "llama2c", truncated, "--out", _scratch.File("y")])
+            .Parse(["--from", "llama2c", truncated, "--out", _scratch.Combine("y")])
             .Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
 
         // With System.CommandLine's own handler the exception becomes a non-zero exit and a message on stderr.
         var error = new StringWriter();
         var exitCode = ConvertCommand.Create()
-            .Parse(["--from", "llama2c", truncated, "--out", _scratch.File("y")])
+            .Parse(["--from", "llama2c", truncated, "--out", _scratch.Combine("y")])
             .Invoke(new InvocationConfiguration { Error = error });
         Assert.NotEqual(0, exitCode);
         Assert.Contains("truncated", error.ToString(), StringComparison.Ordinal);

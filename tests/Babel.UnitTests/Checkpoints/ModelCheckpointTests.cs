@@ -15,7 +15,7 @@ public sealed class ModelCheckpointTests : IDisposable
 
     public void Dispose() => _scratch.Dispose();
 
-    private string ModelFolder => _scratch.File("model");
+    private string ModelFolder => _scratch.Combine("model");
 
     [Fact]
     public void Save_then_load_is_bit_identical_in_one_file()

@@ -31,7 +31,7 @@ public sealed class SafeTensorsTests : IDisposable
             ["d.empty"] = zeros(0, 4),
             ["e.cube"] = randn(2, 3, 4) * 1e30f,
         };
-        var path = _scratch.File("round.safetensors");
+        var path = _scratch.Combine("round.safetensors");
         SafeTensors.Write(path, tensors);
         var read = SafeTensors.Read(path);
         AssertBitIdentical(tensors, read);
@@ -45,7 +45,7 @@ public sealed class SafeTensorsTests : IDisposable
     public void Header_is_space_padded_to_8_bytes_sorted_by_name_and_marked_as_pytorch()
     {
         var tensors = new Dictionary<string, Tensor> { ["zeta"] = ones(3), ["alpha"] = ones(1, 2) };
-        var path = _scratch.File("header.safetensors");
+        var path = _scratch.Combine("header.safetensors");
         SafeTensors.Write(path, tensors);
         var bytes = File.ReadAllBytes(path);
         var length = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
@@ -66,8 +66,8 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Writing_is_deterministic()
     {
-        var first = _scratch.File("first.safetensors");
-        var second = _scratch.File("second.safetensors");
+        var first = _scratch.Combine("first.safetensors");
+        var second = _scratch.Combine("second.safetensors");
         torch.random.manual_seed(3);
         var tensors = new Dictionary<string, Tensor> { ["x"] = randn(4, 4), ["w"] = randn(2) };
         SafeTensors.Write(first, tensors);
@@ -89,7 +89,7 @@ public sealed class SafeTensorsTests : IDisposable
         foreach (var bits in bf16Bits) data.AddRange(BitConverter.GetBytes(bits));
         foreach (var bits in f16Bits) data.AddRange(BitConverter.GetBytes(bits));
         foreach (var value in f64Values) data.AddRange(BitConverter.GetBytes(value));
-        var path = _scratch.File("half.safetensors");
+        var path = _scratch.Combine("half.safetensors");
         WriteRaw(path, """
             {"b":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},"h":{"dtype":"F16","shape":[6],"data_offsets":[12,24]},"d":{"dtype":"F64","shape":[3],"data_offsets":[24,48]}}
             """, data.ToArray());
@@ -108,7 +108,7 @@ public sealed class SafeTensorsTests : IDisposable
         // 1 + 2^-8 is halfway between bf16 neighbours 1 and 1 + 2^-7: ties go to the even mantissa (1).
         // 1 + 3·2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties go to 1 + 2^-6.
         var values = new Dictionary<string, Tensor> { ["v"] = tensor(new[] { 1f + 1f / 256, 1f + 3f / 256, -7.5f }) };
-        var path = _scratch.File("bf16.safetensors");
+        var path = _scratch.Combine("bf16.safetensors");
         SafeTensors.Write(path, values, SafeTensorsDtype.BF16);
         Assert.Equal(SafeTensorsDtype.BF16, SafeTensors.ReadHeader(path).Entries.Single().Dtype);
         var read = SafeTensors.Read(path);
@@ -120,7 +120,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Truncated_file_is_a_user_error_naming_file_and_tensor()
     {
-        var path = _scratch.File("cut.safetensors");
+        var path = _scratch.Combine("cut.safetensors");
         var tensors = new Dictionary<string, Tensor> { ["a"] = ones(10), ["b"] = ones(10) };
         SafeTensors.Write(path, tensors);
         var bytes = File.ReadAllBytes(path);
@@ -132,11 +132,11 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Every_truncation_and_every_single_byte_corruption_is_a_user_error_or_a_valid_read()
     {
-        var path = _scratch.File("fuzz.safetensors");
+        var path = _scratch.Combine("fuzz.safetensors");
         var tensors = new Dictionary<string, Tensor> { ["a"] = ones(3), ["b"] = ones(2, 2) };
         SafeTensors.Write(path, tensors);
         var original = File.ReadAllBytes(path);
-        var broken = _scratch.File("broken.safetensors");
+        var broken = _scratch.Combine("broken.safetensors");
         for (var length = 0; length < original.Length; length++)
         {
             File.WriteAllBytes(broken, original[..length]);
@@ -163,7 +163,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Header_length_beyond_the_file_is_a_user_error()
     {
-        var path = _scratch.File("long.safetensors");
+        var path = _scratch.Combine("long.safetensors");
         WriteRaw(path, "{}", [], declaredHeaderLength: 1_000_000);
         AssertUserError(() => SafeTensors.Read(path), path, "header length 1000000", "runs past the end");
     }
@@ -171,7 +171,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Header_that_is_not_json_is_a_user_error()
     {
-        var path = _scratch.File("text.safetensors");
+        var path = _scratch.Combine("text.safetensors");
         WriteRaw(path, "{not json at all", []);
         AssertUserError(() => SafeTensors.Read(path), path, "not JSON");
     }
@@ -179,7 +179,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Unknown_dtype_is_a_user_error_naming_tensor_and_dtype()
     {
-        var path = _scratch.File("dtype.safetensors");
+        var path = _scratch.Combine("dtype.safetensors");
         WriteRaw(path, """{"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}""", new byte[8]);
         AssertUserError(() => SafeTensors.Read(path), path, "'ids'", "'I64'");
     }
@@ -187,7 +187,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Offsets_beyond_the_data_are_a_user_error()
     {
-        var path = _scratch.File("range.safetensors");
+        var path = _scratch.Combine("range.safetensors");
         WriteRaw(path, """{"w":{"dtype":"F32","shape":[4],"data_offsets":[100,116]}}""", new byte[16]);
         AssertUserError(() => SafeTensors.Read(path), path, "'w'", "[100, 116]", "out of range");
     }
@@ -195,7 +195,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Overlapping_tensors_are_a_user_error()
     {
-        var path = _scratch.File("overlap.safetensors");
+        var path = _scratch.Combine("overlap.safetensors");
         WriteRaw(path, """{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}""", new byte[12]);
         AssertUserError(() => SafeTensors.Read(path), path, "'b' overlaps tensor 'a'");
     }
@@ -203,7 +203,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Offsets_that_disagree_with_the_shape_are_a_user_error()
     {
-        var path = _scratch.File("size.safetensors");
+        var path = _scratch.Combine("size.safetensors");
         WriteRaw(path, """{"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,12]}}""", new byte[12]);
         AssertUserError(() => SafeTensors.Read(path), path, "'w'", "spanning 12 bytes", "needs 6");
     }
@@ -211,7 +211,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Bytes_belonging_to_no_tensor_are_a_user_error()
     {
-        var path = _scratch.File("gap.safetensors");
+        var path = _scratch.Combine("gap.safetensors");
         WriteRaw(path, """{"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""", new byte[8]);
         AssertUserError(() => SafeTensors.Read(path), path, "belong to no tensor");
     }
@@ -219,7 +219,7 @@ public sealed class SafeTensorsTests : IDisposable
     [Fact]
     public void Missing_file_is_a_user_error()
     {
-        var path = _scratch.File("absent.safetensors");
+        var path = _scratch.Combine("absent.safetensors");
         AssertUserError(() => SafeTensors.Read(path), path, "does not exist");
     }
 }

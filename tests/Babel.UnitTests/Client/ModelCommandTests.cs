@@ -1,0 +1,168 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Babel.Client;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Tokenization;
+using Babel.Storage.Corpora;
+using Babel.UnitTests.Corpora;
+using Babel.UnitTests.Transformer;
+using Xunit;
+
+namespace Babel.UnitTests.Client;
+
+/// <summary>The model commands end to end through <see cref="BabelCli"/>: outputs, and one clear sentence with exit code 2 for bad input.</summary>
+public class ModelCommandTests
+{
+    private static (int Code, string Output, string Error) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = BabelCli.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    /// <summary>A small random model with a tokenizer trained on a few sentences.</summary>
+    private static string WriteModel(ScratchFolder scratch)
+    {
+        var directory = scratch.Combine("model");
+        var tokenizer = ByteLevelBpeTrainer.Train(["the cat sat on the mat", "le chat est sur le tapis", "der Hund"], 300, minFrequency: 1);
+        tokenizer.Save(directory);
+        var config = TinyModels.Config() with { VocabSize = tokenizer.VocabSize, BosTokenId = 0, EosTokenId = 1, PadTokenId = 2 };
+        using var model = TinyModels.Create(config);
+        ModelCheckpoint.Save(directory, config, model.StateDict());
+        return directory;
+    }
+
+    private static string WriteCorpus(ScratchFolder scratch)
+    {
+        var directory = scratch.Combine("corpus");
+        var manifest = new CorpusManifest("test", "test", "MIT",
+            [new CorpusLanguage("eng", "English", "Latin", "Indo-European / Germanic", "test", "MIT")],
+            new CorpusSplitManifest(["d2"], "d2 is held out"));
+        CorpusWriter.Write(directory, manifest, new Dictionary<string, IReadOnlyList<CorpusDocument>>
+        {
+            ["eng"] = [new("d1", "the cat sat on the mat"), new("d2", "the mat sat on the cat")],
+        });
+        return directory;
+    }
+
+    [Fact]
+    public void Generate_as_json_gives_the_prompt_ids_and_only_the_generated_ids()
+    {
+        using var scratch = new ScratchFolder();
+        var model = WriteModel(scratch);
+        var (code, output, error) = Run("generate", "--model", model, "--prompt-ids", "0,5,9", "--max-new-tokens", "6", "--output", "json");
+        Assert.True(code == 0, error);
+        var json = JsonNode.Parse(output)!.AsObject();
+        Assert.Equal([0, 5, 9], json["prompt_ids"]!.AsArray().Select(n => n!.GetValue<int>()));
+        var generated = json["output_ids"]!.AsArray().Select(n => n!.GetValue<int>()).ToList();
+        Assert.InRange(generated.Count, 1, 6);
+        Assert.True(generated.Count == 6 || generated[^1] == 1, "fewer tokens than asked only when the last is EOS");
+        Assert.NotNull(json["text"]);
+    }
+
+    [Fact]
+    public void An_empty_prompt_starts_from_bos()
+    {
+        using var scratch = new ScratchFolder();
+        var model = WriteModel(scratch);
+        var (code, output, error) = Run("generate", "--model", model, "--prompt", "", "--max-new-tokens", "3", "--output", "json");
+        Assert.True(code == 0, error);
+        Assert.Equal([0], JsonNode.Parse(output)!["prompt_ids"]!.AsArray().Select(n => n!.GetValue<int>()));
+    }
+
+    [Fact]
+    public void A_config_missing_a_field_is_one_sentence_and_exit_code_2()
+    {
+        using var scratch = new ScratchFolder();
+        var model = WriteModel(scratch);
+        var configPath = Path.Combine(model, "config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        config.Remove("intermediate_size");
+        File.WriteAllText(configPath, config.ToJsonString());
+        var (code, _, error) = Run("generate", "--model", model, "--prompt-ids", "0");
+        Assert.Equal(BabelCli.InputErrorExitCode, code);
+        Assert.Contains("intermediate_size", error, StringComparison.Ordinal);
+        Assert.Single(error.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void A_config_that_does_not_match_the_weights_names_the_tensor()
+    {
+        using var scratch = new ScratchFolder();
+        var model = WriteModel(scratch);
+        var configPath = Path.Combine(model, "config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        config["intermediate_size"] = 40;
+        File.WriteAllText(configPath, config.ToJsonString());
+        var (code, _, error) = Run("generate", "--model", model, "--prompt-ids", "0");
+        Assert.Equal(BabelCli.InputErrorExitCode, code);
+        Assert.Contains("mlp.gate_proj.weight", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_truncated_safetensors_file_is_an_error_not_a_crash()
+    {
+        using var scratch = new ScratchFolder();
+        var model = WriteModel(scratch);
+        var weights = Path.Combine(model, ModelCheckpoint.SingleFileName);
+        var bytes = File.ReadAllBytes(weights);
+        File.WriteAllBytes(weights, bytes[..(bytes.Length * 2 / 3)]);
+        var (code, _, error) = Run("generate", "--model", model, "--prompt-ids", "0");
+        Assert.Equal(BabelCli.InputErrorExitCode, code);
+        Assert.Contains("model.safetensors", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Perplexity_reports_json_per_language_and_rejects_an_unknown_language()
+    {
+        using var scratch = new ScratchFolder();
+        var model = WriteModel(scratch);
+        var corpus = WriteCorpus(scratch);
+        var (code, output, error) = Run("perplexity", "--model", model, "--corpus", corpus, "--output", "json");
+        Assert.True(code == 0, error);
+        var english = JsonNode.Parse(output)!["languages"]!["eng"]!;
+        Assert.Equal(1, english["documents"]!.GetValue<long>());
+        Assert.Equal(Math.Exp(english["mean_nll"]!.GetValue<double>()), english["perplexity"]!.GetValue<double>(), 6);
+
+        (code, _, error) = Run("perplexity", "--model", model, "--corpus", corpus, "--languages", "xyz");
+        Assert.Equal(BabelCli.InputErrorExitCode, code);
+        Assert.Contains("unknown language 'xyz'", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_corpus_with_invalid_utf8_names_the_file_and_line()
+    {
+        using var scratch = new ScratchFolder();
+        var model = WriteModel(scratch);
+        var corpus = WriteCorpus(scratch);
+        var file = Path.Combine(corpus, "eng.jsonl");
+        File.AppendAllText(file, "{\"id\": \"d3\", \"text\": \"caf");
+        using (var stream = new FileStream(file, FileMode.Append)) stream.Write([0xC3, 0x28, (byte)'"', (byte)'}', (byte)'\n']);
+        var (code, _, error) = Run("perplexity", "--model", model, "--corpus", corpus, "--split", "all");
+        Assert.Equal(BabelCli.InputErrorExitCode, code);
+        Assert.Contains("eng.jsonl", error, StringComparison.Ordinal);
+        Assert.Contains("line 3", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_tokenizer_trained_on_the_udhr_corpus_round_trips_every_document_of_every_default_language()
+    {
+        using var scratch = new ScratchFolder();
+        var corpus = UdhrCorpus.Write(scratch.Combine("udhr"), SharedUdhrPackage.Package, LanguageCatalog.Default);
+        var (code, _, error) = Run("tokenizer", "train", "--corpus", corpus.Directory, "--vocab-size", "2048", "--out", scratch.Combine("tok"));
+        Assert.True(code == 0, error);
+        using var tokenizer = HuggingFaceTokenizer.Load(scratch.Combine("tok"));
+        Assert.Equal(2048, tokenizer.VocabSize);
+        foreach (var language in LanguageCatalog.Default)
+        {
+            foreach (var document in corpus.ReadDocuments(language.Code))
+            {
+                var ids = tokenizer.Encode(document.Text);
+                Assert.Equal(document.Text, tokenizer.Decode(ids));
+                // Merges must compress: fewer tokens than UTF-8 bytes in every language.
+                Assert.True(ids.Length < Encoding.UTF8.GetByteCount(document.Text), $"{language.Code}/{document.Id} did not compress");
+            }
+        }
+    }
+}
