@@ -41,7 +41,7 @@ internal static class BenchCommand
         var (tokens, gflops) = ModelBenchmark.Forward(ModelBenchmark.ForwardConfig, 8, 256, 2, budget);
         Add(new("forward d=512 L=8 batch 8×256, 2 threads", tokens, "tokens/s", $"{gflops:F1} GFLOP/s = {100 * gflops / peak2:F0}% of the 2-thread matmul peak"));
 
-        using var generator = modelDirectory is null ? RandomStoriesModel() : throw new NotImplementedException();
+        using var generator = modelDirectory is null ? RandomStoriesModel() : CausalLanguageModel.Load(modelDirectory);
         var source = modelDirectory ?? "random weights, stories260K shape";
         var cached1 = ModelBenchmark.Generation(generator, 1, 8, newTokens, useCache: true, threads: 1);
         Add(new("generate batch 1, KV cache", cached1, "tokens/s", source));

@@ -1,4 +1,5 @@
 using Babel.Modeling.Transformer;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Babel.Modeling.Generation;
@@ -13,23 +14,26 @@ namespace Babel.Modeling.Generation;
 /// </summary>
 public sealed class CachedDecoder : IDisposable
 {
-    private readonly CausalLanguageModel _model;
     private readonly LayerWeights[] _layers;
     private readonly Tensor _embedding;
     private readonly Tensor _head;
     private readonly Tensor _rotaryTable;
     private readonly Tensor _slot;
     private readonly int _heads, _keyValueHeads, _headDim, _queryWidth, _keyWidth, _intermediate;
-    private readonly double _epsilon;
+    // RMSNorm's mean(x²) + ε as one addmm: x² · (1/d) + ε.
+    private readonly Tensor _meanColumn;
+    private readonly Tensor _epsilon;
+    // Scalars are native objects in TorchSharp: made once here, not per call in the decoding loop.
+    private readonly Scalar _one = 1.ToScalar();
 
     public CachedDecoder(CausalLanguageModel model)
     {
-        _model = model;
         var config = model.Config;
         (_heads, _keyValueHeads, _headDim) = (config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
         (_queryWidth, _keyWidth) = (_heads * _headDim, _keyValueHeads * _headDim);
         _intermediate = config.IntermediateSize;
-        _epsilon = config.RmsNormEps;
+        _meanColumn = full(config.HiddenSize, 1, 1.0 / config.HiddenSize);
+        _epsilon = full(1, 1, config.RmsNormEps);
         using var guard = no_grad();
         using var scope = NewDisposeScope();
         _layers = [.. model.Layers.Select(layer => Fuse(layer).MoveToOuterDisposeScope())];
@@ -89,8 +93,7 @@ public sealed class CachedDecoder : IDisposable
         var cos = rotary.narrow(1, 0, rotaryWidth);
         var sin = rotary.narrow(1, rotaryWidth, rotaryWidth);
         _slot.fill_(slot);
-        cache.KeyValid.narrow(1, slot, 1).fill_(true);
-        var keyMask = cache.KeyValid.narrow(1, 0, span).view(batch, 1, 1, span);
+        var keyMask = cache.HasPadding ? cache.KeyValid.narrow(1, 0, span).view(batch, 1, 1, span) : null;
         var groups = _heads / _keyValueHeads;
 
         var x = _embedding.index_select(0, tokens);
@@ -101,7 +104,7 @@ public sealed class CachedDecoder : IDisposable
             var queryKey = projected.narrow(1, 0, rotaryWidth);
             var value = projected.narrow(1, rotaryWidth, _keyWidth);
             var rotated = projected.narrow(1, rotaryWidth + _keyWidth, rotaryWidth);
-            var roped = (queryKey * cos).addcmul_(rotated, sin, 1);
+            var roped = (queryKey * cos).addcmul_(rotated, sin, _one);
             var query = roped.narrow(1, 0, _queryWidth).view(batch, _keyValueHeads, groups, _headDim);
             var keys = cache.Keys[i].index_copy_(2, _slot, roped.narrow(1, _queryWidth, _keyWidth).view(batch, _keyValueHeads, 1, _headDim));
             var values = cache.Values[i].index_copy_(2, _slot, value.view(batch, _keyValueHeads, 1, _headDim));
@@ -115,12 +118,12 @@ public sealed class CachedDecoder : IDisposable
             x = x.addmm(intermediate, w.Down);
         }
         var logits = Normalize(x).mm(_head);
-        cache.NextPosition.add_(1);
+        cache.NextPosition.add_(_one);
         cache.Extend();
         return logits.MoveToOuterDisposeScope();
     }
 
-    private Tensor Normalize(Tensor x) => x * x.square().mean([-1], keepdim: true).add_(_epsilon).rsqrt_();
+    private Tensor Normalize(Tensor x) => x * _epsilon.addmm(x.square(), _meanColumn).rsqrt_();
 
     public void Dispose()
     {
@@ -129,6 +132,9 @@ public sealed class CachedDecoder : IDisposable
         _head.Dispose();
         _rotaryTable.Dispose();
         _slot.Dispose();
+        _epsilon.Dispose();
+        _meanColumn.Dispose();
+        _one.Dispose();
     }
 
     private sealed record LayerWeights(Tensor Qkv, Tensor? QkvBias, Tensor Output, Tensor GateUp, Tensor Down) : IDisposable

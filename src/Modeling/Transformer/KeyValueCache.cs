@@ -19,7 +19,8 @@ public sealed class KeyValueCache : IDisposable
             Keys[layer] = zeros([batch, keyValueHeads, capacity, headDim], device: device);
             Values[layer] = zeros([batch, keyValueHeads, capacity, headDim], device: device);
         }
-        KeyValid = zeros([batch, capacity], ScalarType.Bool, device: device);
+        // Slots are valid unless a prefill writes a pad there, so decoding needs no per-step write.
+        KeyValid = ones([batch, capacity], ScalarType.Bool, device: device);
         NextPosition = zeros([batch], ScalarType.Int64, device: device);
     }
 
@@ -30,6 +31,8 @@ public sealed class KeyValueCache : IDisposable
     public Tensor[] Values { get; }
     /// <summary>[batch, capacity]: true where the slot holds a real token.</summary>
     public Tensor KeyValid { get; }
+    /// <summary>True once any slot holds a pad; until then attention needs no key mask.</summary>
+    public bool HasPadding { get; private set; }
     /// <summary>[batch]: the rotary position the next real token of each row takes.</summary>
     public Tensor NextPosition { get; }
 
@@ -41,6 +44,7 @@ public sealed class KeyValueCache : IDisposable
             throw new InvalidOperationException($"The key/value cache holds {Capacity} tokens; {Length + tokens} were requested.");
         }
         KeyValid.narrow(1, Length, tokens).copy_(valid);
+        HasPadding |= !valid.all().item<bool>();
         NextPosition.add_(valid.sum(1));
         Length += tokens;
     }
