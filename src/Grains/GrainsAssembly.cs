@@ -1,0 +1,3 @@
+namespace Babel.Grains;
+
+internal static class GrainsAssembly;
