@@ -13,6 +13,9 @@ public sealed record PerplexityResult(string Language, long Documents, long Toke
     public double BitsPerByte => Bytes == 0 ? double.NaN : MeanNll * Tokens / Math.Log(2) / Bytes;
 }
 
+/// <summary>The additive parts of a perplexity: they sum over disjoint sets of documents.</summary>
+public readonly record struct PerplexitySum(double TotalNll, long Tokens, long Documents, long Bytes);
+
 /// <summary>
 /// Scores documents as [BOS] text [EOS]: every token after BOS is predicted from the tokens before it, within
 /// windows of the model's context (a long document is cut into consecutive windows that overlap by one token).
@@ -20,6 +23,13 @@ public sealed record PerplexityResult(string Language, long Documents, long Toke
 public static class Perplexity
 {
     public static PerplexityResult Evaluate(CausalLanguageModel model, ITokenizer tokenizer, string language, IEnumerable<string> documents, int windowLength = 256, int batchSize = 8)
+    {
+        var sum = Accumulate(model, tokenizer, documents, windowLength, batchSize);
+        return new PerplexityResult(language, sum.Documents, sum.Tokens, sum.Bytes, sum.Tokens == 0 ? double.NaN : sum.TotalNll / sum.Tokens);
+    }
+
+    /// <summary>Summed NLL (nats), scored tokens, documents and UTF-8 bytes of <paramref name="documents"/>; the same documents in the same order always give the same sums.</summary>
+    public static PerplexitySum Accumulate(CausalLanguageModel model, ITokenizer tokenizer, IEnumerable<string> documents, int windowLength = 256, int batchSize = 8)
     {
         windowLength = Math.Min(windowLength, model.Config.MaxPositionEmbeddings);
         var windows = new List<long[]>();
@@ -55,6 +65,6 @@ public static class Perplexity
             var nll = F.cross_entropy(logits.view(-1, logits.shape[^1]), tensor(targets), ignore_index: -100, reduction: nn.Reduction.Sum);
             totalNll += nll.item<float>();
         }
-        return new PerplexityResult(language, documentCount, tokens, bytes, tokens == 0 ? double.NaN : totalNll / tokens);
+        return new PerplexitySum(totalNll, tokens, documentCount, bytes);
     }
 }

@@ -1,3 +1,0 @@
-namespace Babel.Grains;
-
-internal static class GrainsAssembly;

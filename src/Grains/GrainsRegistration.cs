@@ -1,0 +1,30 @@
+using Babel.Grains.Jobs;
+using Babel.Grains.Workers;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Orleans.Runtime.Placement;
+
+namespace Babel.Grains;
+
+/// <summary>Registers what the job engine needs in a silo: job kinds, metrics, worker options and silo-pinned placement.</summary>
+public static class GrainsRegistration
+{
+    public static ISiloBuilder AddBabelGrains(this ISiloBuilder silo)
+    {
+        silo.Services.AddPlacementDirector<SiloPinnedPlacement, SiloPinnedPlacementDirector>();
+        silo.Services.AddBabelJobKinds();
+        silo.Services.AddMetrics();
+        silo.Services.TryAddSingleton<JobMetrics>();
+        silo.Services.TryAddSingleton(TimeProvider.System);
+        silo.Services.AddOptions<DeviceWorkerOptions>().BindConfiguration(DeviceWorkerOptions.Section);
+        return silo;
+    }
+
+    /// <summary>The job kinds, for silos (to run shards) and clients (to plan them).</summary>
+    public static IServiceCollection AddBabelJobKinds(this IServiceCollection services)
+    {
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, PerplexityJob>());
+        services.TryAddSingleton<JobKindCatalog>();
+        return services;
+    }
+}

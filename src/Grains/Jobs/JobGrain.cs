@@ -1,0 +1,195 @@
+using System.Collections.Immutable;
+using Babel.Contracts;
+using Babel.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace Babel.Grains.Jobs;
+
+/// <summary>
+/// The job engine's one source of truth for a job. Every state change is written before the call returns, so a job
+/// survives the crash of its silo and resumes on another; every method is idempotent, so a retried or late call
+/// changes nothing twice. Work itself never runs here: workers lease shards and report back.
+/// </summary>
+public sealed class JobGrain(
+    [PersistentState("job", JobGrain.StorageName)] IPersistentState<JobRecord> state,
+    IGrainFactory grains,
+    TimeProvider time,
+    JobMetrics metrics,
+    ILogger<JobGrain> logger) : Grain, IJobGrain
+{
+    public const string StorageName = "jobs";
+    private JobRecord Job => state.State;
+    private string JobId => this.GetPrimaryKeyString();
+
+    public async Task<JobStatus> SubmitAsync(JobSpec spec, IReadOnlyList<ShardSpec> plan)
+    {
+        if (Job.Spec is not null)
+        {
+            if (Job.Spec != spec || !Job.Plan.SequenceEqual(plan))
+            {
+                throw new UserInputException($"Job '{JobId}' already exists with another spec; choose another job id or cancel it first.");
+            }
+            return Status(includeShards: false);
+        }
+        Validate(spec, plan);
+        Job.Spec = spec;
+        Job.Plan = [.. plan];
+        Job.Shards = plan.ToDictionary(s => s.ShardId, _ => new ShardRecord(), StringComparer.Ordinal);
+        Job.Phase = plan.Count == 0 ? JobPhase.Succeeded : JobPhase.Running;
+        Job.Submitted = time.GetUtcNow();
+        if (plan.Count == 0) Job.Finished = Job.Submitted;
+        await state.WriteStateAsync();
+        metrics.JobsSubmitted.Add(1, new KeyValuePair<string, object?>("kind", spec.Kind));
+        var registry = grains.GetGrain<IJobRegistryGrain>(0);
+        await registry.RegisterAsync(JobId);
+        if (Job.Phase != JobPhase.Running) await registry.MarkFinishedAsync(JobId);
+        logger.LogInformation("Job {JobId} ({Kind}) submitted with {Shards} shards", JobId, spec.Kind, plan.Count);
+        return Status(includeShards: false);
+    }
+
+    private static void Validate(JobSpec spec, IReadOnlyList<ShardSpec> plan)
+    {
+        if (string.IsNullOrWhiteSpace(spec.Kind)) throw new UserInputException("The job spec names no job kind.");
+        if (spec.MaxAttempts < 1) throw new UserInputException($"MaxAttempts must be at least 1 (got {spec.MaxAttempts}).");
+        if (spec.LeaseDuration <= TimeSpan.Zero) throw new UserInputException($"The lease duration must be positive (got {spec.LeaseDuration}).");
+        var duplicate = plan.GroupBy(s => s.ShardId, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new UserInputException($"The plan repeats shard id '{duplicate.Key}'; shard ids must be unique.");
+    }
+
+    public async Task<ShardLease?> LeaseAsync(string worker)
+    {
+        if (Job.Spec is null || Job.Phase != JobPhase.Running) return null;
+        var now = time.GetUtcNow();
+        foreach (var shard in Job.Plan)
+        {
+            var record = Job.Shards[shard.ShardId];
+            var expired = record.Phase == ShardPhase.Leased && record.LeaseExpires <= now;
+            if (record.Phase != ShardPhase.Pending && !expired) continue;
+            if (expired)
+            {
+                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "lease-expired"));
+                logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} expired", JobId, shard.ShardId, record.Worker);
+                if (record.Attempts >= Job.Spec.MaxAttempts)
+                {
+                    await FailJobAsync(shard.ShardId, record, $"its lease expired after {record.Attempts} attempts (last worker {record.Worker})");
+                    return null;
+                }
+            }
+            record.Phase = ShardPhase.Leased;
+            record.Attempts++;
+            record.LeaseId = Guid.NewGuid();
+            record.IssuedLeases.Add(record.LeaseId);
+            record.LeaseExpires = now + Job.Spec.LeaseDuration;
+            record.Worker = worker;
+            await state.WriteStateAsync();
+            metrics.ShardsLeased.Add(1);
+            return new ShardLease(JobId, Job.Spec, shard, record.LeaseId, record.LeaseExpires, record.Attempts);
+        }
+        return null;
+    }
+
+    public async Task<bool> RenewAsync(string shardId, Guid leaseId)
+    {
+        if (Job.Spec is null || Job.Phase != JobPhase.Running || !Job.Shards.TryGetValue(shardId, out var record)) return false;
+        if (record.Phase != ShardPhase.Leased || record.LeaseId != leaseId) return false;
+        record.LeaseExpires = time.GetUtcNow() + Job.Spec.LeaseDuration;
+        await state.WriteStateAsync();
+        return true;
+    }
+
+    public async Task<bool> CompleteAsync(ShardOutcome outcome)
+    {
+        if (Job.Spec is null || Job.Phase != JobPhase.Running || !Job.Shards.TryGetValue(outcome.ShardId, out var record)) return false;
+        // A shard counts once; a completion of any lease this job issued for it is valid, since shard results are deterministic.
+        if (record.Phase == ShardPhase.Done || !record.IssuedLeases.Contains(outcome.LeaseId)) return false;
+        record.Phase = ShardPhase.Done;
+        record.Worker = outcome.Worker;
+        record.ResultArtifact = outcome.ResultArtifact;
+        record.Error = null;
+        foreach (var (name, value) in outcome.Totals)
+        {
+            Job.Totals[name] = checked(Job.Totals.GetValueOrDefault(name) + value);
+        }
+        var shard = Job.Plan.First(s => s.ShardId == outcome.ShardId);
+        Job.ItemsDone += shard.Items;
+        if (Job.Shards.Values.All(s => s.Phase == ShardPhase.Done))
+        {
+            Job.Phase = JobPhase.Succeeded;
+            Job.Finished = time.GetUtcNow();
+        }
+        await state.WriteStateAsync();
+        metrics.ShardsCompleted.Add(1);
+        metrics.ShardItems.Add(shard.Items);
+        metrics.ShardDuration.Record(outcome.Seconds);
+        if (Job.Phase == JobPhase.Succeeded) await FinishedAsync();
+        return true;
+    }
+
+    public async Task FailAsync(string shardId, Guid leaseId, string error)
+    {
+        if (Job.Spec is null || Job.Phase != JobPhase.Running || !Job.Shards.TryGetValue(shardId, out var record)) return;
+        if (record.Phase != ShardPhase.Leased || record.LeaseId != leaseId) return;
+        metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "error"));
+        logger.LogWarning("Job {JobId} shard {ShardId} attempt {Attempt} failed on {Worker}: {Error}", JobId, shardId, record.Attempts, record.Worker, error);
+        record.Error = error;
+        if (record.Attempts >= Job.Spec.MaxAttempts)
+        {
+            await FailJobAsync(shardId, record, $"it failed {record.Attempts} times; last error: {error}");
+            return;
+        }
+        record.Phase = ShardPhase.Pending;
+        await state.WriteStateAsync();
+    }
+
+    private async Task FailJobAsync(string shardId, ShardRecord record, string why)
+    {
+        record.Phase = ShardPhase.Failed;
+        Job.Phase = JobPhase.Failed;
+        Job.Error = $"shard {shardId} failed: {why}";
+        Job.Finished = time.GetUtcNow();
+        await state.WriteStateAsync();
+        await FinishedAsync();
+    }
+
+    public async Task CancelAsync()
+    {
+        if (Job.Spec is null) throw new UserInputException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
+        if (Job.Phase != JobPhase.Running) return;
+        Job.Phase = JobPhase.Cancelled;
+        Job.Finished = time.GetUtcNow();
+        await state.WriteStateAsync();
+        await FinishedAsync();
+    }
+
+    private async Task FinishedAsync()
+    {
+        metrics.JobsFinished.Add(1, new KeyValuePair<string, object?>("outcome", Job.Phase.ToString().ToLowerInvariant()));
+        logger.LogInformation("Job {JobId} finished: {Phase} {Error}", JobId, Job.Phase, Job.Error);
+        await grains.GetGrain<IJobRegistryGrain>(0).MarkFinishedAsync(JobId);
+    }
+
+    public Task<JobStatus> GetStatusAsync(bool includeShards)
+    {
+        if (Job.Spec is null) throw new UserInputException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
+        return Task.FromResult(Status(includeShards));
+    }
+
+    private JobStatus Status(bool includeShards)
+    {
+        var spec = Job.Spec!;
+        var now = time.GetUtcNow();
+        var counts = Job.Shards.Values.GroupBy(s => s.Phase).ToDictionary(g => g.Key, g => g.Count());
+        var elapsed = ((Job.Finished ?? now) - Job.Submitted).TotalSeconds;
+        var details = includeShards
+            ? Job.Plan.Select(s =>
+            {
+                var r = Job.Shards[s.ShardId];
+                return new ShardProgress(s.ShardId, r.Phase, r.Attempts, r.Worker, r.Error, s.Items);
+            }).ToImmutableArray()
+            : [];
+        return new JobStatus(JobId, spec.Kind, Job.Phase, Job.Plan.Count,
+            counts.GetValueOrDefault(ShardPhase.Done), counts.GetValueOrDefault(ShardPhase.Leased), counts.GetValueOrDefault(ShardPhase.Failed),
+            Job.Plan.Sum(s => s.Items), Job.ItemsDone, elapsed > 0 ? Job.ItemsDone / elapsed : 0,
+            Job.Submitted, Job.Finished, Job.Error, Job.Totals.ToImmutableSortedDictionary(StringComparer.Ordinal), details);
+    }
+}

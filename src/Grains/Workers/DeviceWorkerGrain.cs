@@ -1,0 +1,183 @@
+using System.Diagnostics;
+using Babel.Contracts;
+using Babel.Grains.Jobs;
+using Babel.Storage.Artifacts;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Babel.Grains.Workers;
+
+/// <summary>
+/// One compute device of one silo. Its loop runs on a dedicated thread, outside the Orleans scheduler: it asks the
+/// registry for running jobs, leases a shard, runs it (renewing the lease meanwhile), writes the result to the
+/// artifact store and reports completion. Every call is retried with a short timeout; the job grain's idempotence
+/// makes retries safe.
+/// </summary>
+[SiloPinnedPlacement]
+public sealed class DeviceWorkerGrain(
+    IGrainFactory grains,
+    IArtifactStore store,
+    JobKindCatalog kinds,
+    IOptions<DeviceWorkerOptions> options,
+    ILogger<DeviceWorkerGrain> logger) : Grain, IDeviceWorkerGrain
+{
+    private readonly DeviceWorkerOptions _options = options.Value;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ModelReplicas _models = new();
+    private Thread? _thread;
+    private int _threads = 1;
+    private volatile string? _currentJob;
+    private volatile string? _currentShard;
+    private long _completed;
+
+    private string WorkerId => this.GetPrimaryKeyString();
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        // A worker lives as long as its silo.
+        DelayDeactivation(TimeSpan.FromDays(365 * 10));
+        return Task.CompletedTask;
+    }
+
+    public Task StartAsync(int threads)
+    {
+        if (_thread is null)
+        {
+            _threads = Math.Max(1, threads);
+            _thread = new Thread(Run) { IsBackground = true, Name = $"babel-worker {SiloPinnedPlacementDirector.DeviceOf(WorkerId)}" };
+            _thread.Start();
+            logger.LogInformation("Worker {Worker} started with {Threads} torch thread(s)", WorkerId, _threads);
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task<WorkerStatus> GetStatusAsync() => Task.FromResult(new WorkerStatus(
+        WorkerId, SiloPinnedPlacementDirector.DeviceOf(WorkerId), _threads, _currentJob, _currentShard, Interlocked.Read(ref _completed), _models.Keys));
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _stop.Cancel();
+        _thread?.Join(TimeSpan.FromSeconds(10));
+        _models.Dispose();
+        return Task.CompletedTask;
+    }
+
+    private void Run()
+    {
+        var resolver = new StoreArtifactResolver(store, _options.CacheFolder);
+        var context = new ShardContext(WorkerId, SiloPinnedPlacementDirector.DeviceOf(WorkerId), _threads, resolver, _models);
+        var idle = TimeSpan.FromMilliseconds(50);
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                var lease = NextLease();
+                if (lease is null)
+                {
+                    _stop.Token.WaitHandle.WaitOne(idle);
+                    idle = TimeSpan.FromTicks(Math.Min(idle.Ticks * 2, _options.MaxIdleDelay.Ticks));
+                    continue;
+                }
+                idle = TimeSpan.FromMilliseconds(50);
+                RunShard(lease, context);
+            }
+            catch (Exception e) when (!_stop.IsCancellationRequested)
+            {
+                logger.LogWarning(e, "Worker {Worker}: the job engine did not answer; retrying", WorkerId);
+                _stop.Token.WaitHandle.WaitOne(_options.MaxIdleDelay);
+            }
+        }
+    }
+
+    private ShardLease? NextLease()
+    {
+        var running = Call(() => grains.GetGrain<IJobRegistryGrain>(0).ListRunningAsync());
+        foreach (var job in running)
+        {
+            var lease = Call(() => grains.GetGrain<IJobGrain>(job).LeaseAsync(WorkerId));
+            if (lease is not null) return lease;
+        }
+        return null;
+    }
+
+    private void RunShard(ShardLease lease, ShardContext context)
+    {
+        var job = grains.GetGrain<IJobGrain>(lease.JobId);
+        _currentJob = lease.JobId;
+        _currentShard = lease.Shard.ShardId;
+        using var lost = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        using var renewal = RenewWhileRunning(job, lease, lost);
+        var stopwatch = Stopwatch.StartNew();
+        try
+        {
+            var result = kinds.Get(lease.Job.Kind).RunShard(context, lease.Job.Parameters, lease.Shard, lost.Token);
+            var key = $"jobs/{lease.JobId}/shards/{lease.Shard.ShardId}.json";
+            Call(() => store.PutBytesAsync(key, result.Content, _stop.Token));
+            var outcome = new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, stopwatch.Elapsed.TotalSeconds);
+            if (Call(() => job.CompleteAsync(outcome))) Interlocked.Increment(ref _completed);
+        }
+        catch (OperationCanceledException) when (lost.IsCancellationRequested && !_stop.IsCancellationRequested)
+        {
+            logger.LogWarning("Worker {Worker} lost the lease of {Job}/{Shard}; dropping it", WorkerId, lease.JobId, lease.Shard.ShardId);
+        }
+        catch (Exception e) when (!_stop.IsCancellationRequested)
+        {
+            logger.LogWarning(e, "Worker {Worker}: shard {Job}/{Shard} failed", WorkerId, lease.JobId, lease.Shard.ShardId);
+            Call(() => job.FailAsync(lease.Shard.ShardId, lease.LeaseId, e.Message));
+        }
+        finally
+        {
+            _currentJob = null;
+            _currentShard = null;
+        }
+    }
+
+    /// <summary>Renews the lease every third of its duration; cancels <paramref name="lost"/> when the job says it is no longer ours.</summary>
+    private IDisposable RenewWhileRunning(IJobGrain job, ShardLease lease, CancellationTokenSource lost)
+    {
+        var period = lease.Job.LeaseDuration / 3;
+        var timer = new Timer(_ =>
+        {
+            try
+            {
+                if (!job.RenewAsync(lease.Shard.ShardId, lease.LeaseId).WaitAsync(_options.CallTimeout).GetAwaiter().GetResult()) lost.Cancel();
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException or ObjectDisposedException)
+            {
+                // A missed renewal is not a lost lease: the next one may get through before it expires.
+            }
+        }, null, period, period);
+        return timer;
+    }
+
+    /// <summary>Calls the engine with a timeout, retrying until it answers or the worker stops.</summary>
+    private T Call<T>(Func<Task<T>> call)
+    {
+        while (true)
+        {
+            _stop.Token.ThrowIfCancellationRequested();
+            try
+            {
+                return call().WaitAsync(_options.CallTimeout, _stop.Token).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException && !_stop.IsCancellationRequested)
+            {
+                logger.LogDebug(e, "Worker {Worker}: call failed; retrying", WorkerId);
+                _stop.Token.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(250));
+            }
+        }
+    }
+
+    private void Call(Func<Task> call) => Call(async () =>
+    {
+        await call();
+        return true;
+    });
+
+    /// <summary>Materialises artifact folders in the worker's local cache.</summary>
+    private sealed class StoreArtifactResolver(IArtifactStore store, string cacheRoot) : IArtifactResolver
+    {
+        public Task<string> LocalFolderAsync(string key, CancellationToken cancellationToken) =>
+            ArtifactFolders.DownloadFolderAsync(store, key, cacheRoot, cancellationToken);
+    }
+}

@@ -1,0 +1,48 @@
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Transformer;
+
+namespace Babel.Grains.Workers;
+
+/// <summary>
+/// The models a device worker has loaded, by artifact key, so consecutive shards of a job reuse one replica.
+/// Keeps the most recently used few; used from the worker's single thread only.
+/// </summary>
+public sealed class ModelReplicas(int capacity = 2) : IDisposable
+{
+    private readonly LinkedList<(string Key, CausalLanguageModel Model, HuggingFaceTokenizer Tokenizer)> _loaded = new();
+
+    public IReadOnlyList<string> Keys => [.. _loaded.Select(e => e.Key)];
+
+    public (CausalLanguageModel Model, HuggingFaceTokenizer Tokenizer) Get(string key, string localFolder)
+    {
+        var node = _loaded.First;
+        while (node is not null && node.Value.Key != key) node = node.Next;
+        if (node is not null)
+        {
+            _loaded.Remove(node);
+            _loaded.AddFirst(node);
+            return (node.Value.Model, node.Value.Tokenizer);
+        }
+        var model = CausalLanguageModel.Load(localFolder);
+        var tokenizer = HuggingFaceTokenizer.Load(localFolder);
+        _loaded.AddFirst((key, model, tokenizer));
+        while (_loaded.Count > capacity)
+        {
+            var last = _loaded.Last!.Value;
+            _loaded.RemoveLast();
+            last.Model.Dispose();
+            last.Tokenizer.Dispose();
+        }
+        return (model, tokenizer);
+    }
+
+    public void Dispose()
+    {
+        foreach (var (_, model, tokenizer) in _loaded)
+        {
+            model.Dispose();
+            tokenizer.Dispose();
+        }
+        _loaded.Clear();
+    }
+}

@@ -1,0 +1,32 @@
+using Orleans.Placement;
+using Orleans.Runtime;
+using Orleans.Runtime.Placement;
+
+namespace Babel.Grains.Workers;
+
+/// <summary>Places a grain keyed <c>SILO/NAME</c> on the silo <c>SILO</c> (a parsable silo address): a device worker lives where its device is.</summary>
+[GenerateSerializer, Immutable]
+public sealed class SiloPinnedPlacement : PlacementStrategy;
+
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
+public sealed class SiloPinnedPlacementAttribute() : PlacementAttribute(new SiloPinnedPlacement());
+
+public sealed class SiloPinnedPlacementDirector : IPlacementDirector
+{
+    public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
+    {
+        var key = target.GrainIdentity.Key.ToString()!;
+        var silo = SiloAddress.FromParsableString(SiloOf(key));
+        if (!context.GetCompatibleSilos(target).Contains(silo))
+        {
+            throw new OrleansException($"Worker {key} belongs to silo {silo}, which is not active in the cluster.");
+        }
+        return Task.FromResult(silo);
+    }
+
+    public static string SiloOf(string workerKey) => workerKey[..workerKey.LastIndexOf('/')];
+
+    public static string DeviceOf(string workerKey) => workerKey[(workerKey.LastIndexOf('/') + 1)..];
+
+    public static string WorkerKey(SiloAddress silo, string device) => $"{silo.ToParsableString()}/{device}";
+}
