@@ -86,9 +86,10 @@ public static class SiloHostingExtensions
 
     private static void AddArtifactStore(IServiceCollection services, BabelClusterOptions cluster, StorageConnectionString? connection)
     {
-        var artifactFolder = Path.GetFullPath(cluster.ArtifactFolder);
-        _ = (services, artifactFolder, connection);
+        // Folders are validated in embedded mode only, so resolve this one only there.
+        var artifactFolder = cluster.Mode == ClusterMode.Embedded ? Path.GetFullPath(cluster.ArtifactFolder) : null;
+        _ = (services, artifactFolder, connection); // used by the line below once it is switched on
         // INTEGRATION(artifacts): uncomment once Babel.Storage.Artifacts lands (and add `using Babel.Storage.Artifacts;`).
-        // services.AddSingleton<IArtifactStore>(_ => cluster.Mode == ClusterMode.Embedded ? new LocalFolderArtifactStore(artifactFolder) : AzureBlobArtifactStore.Create(connection!.Value, cluster.ArtifactContainer));
+        // services.AddSingleton<IArtifactStore>(_ => artifactFolder is not null ? new LocalFolderArtifactStore(artifactFolder) : AzureBlobArtifactStore.Create(connection!.Value, cluster.ArtifactContainer));
     }
 }
