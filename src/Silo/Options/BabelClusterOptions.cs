@@ -1,0 +1,60 @@
+namespace Babel.Silo;
+
+/// <summary>How a silo finds its cluster and where it keeps grain state and artifacts.</summary>
+public enum ClusterMode
+{
+    /// <summary>One localhost silo; grain state and artifacts in local folders. The default, for a laptop.</summary>
+    Embedded,
+
+    /// <summary>Azure Table clustering, Azure Blob grain state and Azure Blob artifacts (Azurite or real Azure Storage).</summary>
+    Cluster,
+}
+
+/// <summary>
+/// The silo's place in the cluster, bound from <c>Babel:Cluster</c> (environment: <c>Babel__Cluster__Mode=Cluster</c> …).
+/// The storage connection string is deliberately not here: it is read only from <see cref="StorageConnectionString"/>'s keys,
+/// so options dumps and logs can never carry it.
+/// </summary>
+public sealed class BabelClusterOptions
+{
+    public const string Section = "Babel:Cluster";
+
+    /// <summary><see cref="ClusterMode.Embedded"/> (default) or <see cref="ClusterMode.Cluster"/>.</summary>
+    public ClusterMode Mode { get; set; } = ClusterMode.Embedded;
+
+    /// <summary>Orleans cluster id; silos with the same id form one cluster. Default <c>babel</c>.</summary>
+    public string ClusterId { get; set; } = "babel";
+
+    /// <summary>Orleans service id; keys persisted grain state, so keep it stable across deployments. Default <c>babel</c>.</summary>
+    public string ServiceId { get; set; } = "babel";
+
+    /// <summary>Silo-to-silo port. Default 11111.</summary>
+    public int SiloPort { get; set; } = 11111;
+
+    /// <summary>Port clients connect to. Default 30000.</summary>
+    public int GatewayPort { get; set; } = 30000;
+
+    /// <summary>
+    /// The IP address other silos and clients use to reach this silo. Default: 127.0.0.1 in embedded mode, the host's
+    /// DNS address in cluster mode (set it to the pod IP on Kubernetes).
+    /// </summary>
+    public string? AdvertisedAddress { get; set; }
+
+    /// <summary>Embedded mode: folder of persisted grain state. Default <c>./.babel/state</c>.</summary>
+    public string StateFolder { get; set; } = Path.Combine(".", ".babel", "state");
+
+    /// <summary>Embedded mode: folder of the artifact store. Default <c>./.babel/artifacts</c>.</summary>
+    public string ArtifactFolder { get; set; } = Path.Combine(".", ".babel", "artifacts");
+
+    /// <summary>Cluster mode: blob container of the artifact store. Default <c>babel-artifacts</c>.</summary>
+    public string ArtifactContainer { get; set; } = "babel-artifacts";
+
+    /// <summary>
+    /// How long a membership probe may take before it counts as missed; null keeps Orleans' default. Tests use 1 s with
+    /// <see cref="NumMissedProbesLimit"/> 2 to evict a killed silo in about a second instead of about 12.
+    /// </summary>
+    public TimeSpan? ProbeTimeout { get; set; }
+
+    /// <summary>Missed probes after which a silo is suspected dead; null keeps Orleans' default.</summary>
+    public int? NumMissedProbesLimit { get; set; }
+}

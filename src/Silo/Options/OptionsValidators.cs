@@ -1,0 +1,111 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+
+namespace Babel.Silo;
+
+/// <summary>Checks <see cref="BabelClusterOptions"/> and, in cluster mode, that a storage connection string is configured.</summary>
+internal sealed class BabelClusterOptionsValidator(IConfiguration configuration) : IValidateOptions<BabelClusterOptions>
+{
+    public ValidateOptionsResult Validate(string? name, BabelClusterOptions options)
+    {
+        var failures = new List<string>();
+        CheckPort(failures, "SiloPort", options.SiloPort);
+        CheckPort(failures, "GatewayPort", options.GatewayPort);
+        if (options.SiloPort == options.GatewayPort)
+            failures.Add($"Babel:Cluster:SiloPort and Babel:Cluster:GatewayPort are both {options.SiloPort}; give them different ports.");
+        if (string.IsNullOrWhiteSpace(options.ClusterId))
+            failures.Add("Babel:Cluster:ClusterId is empty; set it to the cluster's name, e.g. babel.");
+        if (string.IsNullOrWhiteSpace(options.ServiceId))
+            failures.Add("Babel:Cluster:ServiceId is empty; set it to a stable name, e.g. babel.");
+        if (options.AdvertisedAddress is { } address && !IPAddress.TryParse(address, out _))
+            failures.Add($"Babel:Cluster:AdvertisedAddress '{address}' is not an IP address; set an IP such as 10.0.0.5 or leave it unset.");
+        if (options.ProbeTimeout is { } probe && probe <= TimeSpan.Zero)
+            failures.Add($"Babel:Cluster:ProbeTimeout {probe} is not positive; set a duration such as 00:00:10 or leave it unset.");
+        if (options.NumMissedProbesLimit is { } missed && missed < 1)
+            failures.Add($"Babel:Cluster:NumMissedProbesLimit {missed} is below 1; set 1 or more or leave it unset.");
+
+        switch (options.Mode)
+        {
+            case ClusterMode.Embedded:
+                if (string.IsNullOrWhiteSpace(options.StateFolder))
+                    failures.Add("Babel:Cluster:StateFolder is empty; set a folder for grain state, e.g. ./.babel/state.");
+                if (string.IsNullOrWhiteSpace(options.ArtifactFolder))
+                    failures.Add("Babel:Cluster:ArtifactFolder is empty; set a folder for artifacts, e.g. ./.babel/artifacts.");
+                break;
+            case ClusterMode.Cluster:
+                var connection = StorageConnectionString.From(configuration);
+                if (connection is null)
+                    failures.Add($"Cluster mode needs Azure Storage; set the environment variable {StorageConnectionString.Key} " +
+                        $"(or ConnectionStrings__{StorageConnectionString.ConnectionStringName}) to its connection string.");
+                else if (!connection.IsWellFormed())
+                    failures.Add($"{StorageConnectionString.Key} is not an Azure Storage connection string; set it to one such as " +
+                        "UseDevelopmentStorage=true or the storage account's connection string from the Azure portal.");
+                if (!IsContainerName(options.ArtifactContainer))
+                    failures.Add($"Babel:Cluster:ArtifactContainer '{options.ArtifactContainer}' is not a blob container name; " +
+                        "use 3-63 lowercase letters, digits and single hyphens, e.g. babel-artifacts.");
+                break;
+            default:
+                failures.Add($"Babel:Cluster:Mode '{options.Mode}' is unknown; set Embedded or Cluster.");
+                break;
+        }
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void CheckPort(List<string> failures, string key, int port)
+    {
+        if (port is < 1 or > 65535)
+            failures.Add($"Babel:Cluster:{key} {port} is not a TCP port; set a number from 1 to 65535.");
+    }
+
+    // Azure's rule: 3-63 characters, lowercase letters, digits and hyphens, starting with a letter or digit, no "--".
+    private static bool IsContainerName(string name) =>
+        name.Length is >= 3 and <= 63
+        && name.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-')
+        && name[0] != '-' && name[^1] != '-'
+        && !name.Contains("--", StringComparison.Ordinal);
+}
+
+internal sealed class WorkerOptionsValidator : IValidateOptions<WorkerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, WorkerOptions options)
+    {
+        var failures = new List<string>();
+        if (options.CpuSlots < 0)
+            failures.Add($"Babel:Worker:CpuSlots {options.CpuSlots} is negative; set 0 (no CPU workers) or more.");
+        if (options.ThreadsPerSlot < 1)
+            failures.Add($"Babel:Worker:ThreadsPerSlot {options.ThreadsPerSlot} is below 1; set 1 or more.");
+        if (!string.IsNullOrWhiteSpace(options.Devices))
+        {
+            foreach (var device in ComputeDevices.Split(options.Devices))
+            {
+                if (!ComputeDevices.IsDeviceName(device))
+                    failures.Add($"Babel:Worker:Devices has '{device}', which is not a device; list devices like cuda:0,cuda:1 or cpu:0,cpu:1.");
+            }
+        }
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}
+
+internal sealed class HttpOptionsValidator : IValidateOptions<HttpOptions>
+{
+    public ValidateOptionsResult Validate(string? name, HttpOptions options)
+    {
+        var urls = options.Urls?.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+        if (urls.Length == 0)
+            return ValidateOptionsResult.Fail("Babel:Http:Urls is empty; set a listen URL such as http://127.0.0.1:8080.");
+        var failures = urls
+            .Where(url => !IsListenUrl(url))
+            .Select(url => $"Babel:Http:Urls has '{url}', which is not an http(s) URL; set one such as http://127.0.0.1:8080.")
+            .ToList();
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    // Kestrel accepts hosts Uri rejects (http://*:8080, http://+:8080), so check only the scheme and that a host follows.
+    private static bool IsListenUrl(string url)
+    {
+        var rest = url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) ? url["http://".Length..]
+            : url.StartsWith("https://", StringComparison.OrdinalIgnoreCase) ? url["https://".Length..]
+            : null;
+        return !string.IsNullOrEmpty(rest) && !rest.StartsWith('/');
+    }
+}

@@ -1,0 +1,22 @@
+namespace Babel.Silo;
+
+/// <summary>The compute devices this silo offers to jobs, bound from <c>Babel:Worker</c>.</summary>
+public sealed class WorkerOptions
+{
+    public const string Section = "Babel:Worker";
+
+    /// <summary>
+    /// Device workers to run when no CUDA device is present (<c>cpu:0</c> … <c>cpu:{CpuSlots-1}</c>); 0 runs none, for a
+    /// silo that only coordinates. Default 1.
+    /// </summary>
+    public int CpuSlots { get; set; } = 1;
+
+    /// <summary>
+    /// Torch threads of each worker. Default 1: small ops slow down sharply when two torch threads compete with another
+    /// process for the cores.
+    /// </summary>
+    public int ThreadsPerSlot { get; set; } = 1;
+
+    /// <summary>Comma-separated devices that replace detection, e.g. <c>cuda:0,cuda:1</c> or <c>cpu:0,cpu:1</c>; empty (default) detects.</summary>
+    public string? Devices { get; set; }
+}
