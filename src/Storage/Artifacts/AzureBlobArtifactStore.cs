@@ -214,10 +214,11 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
             throw new UserInputException(
                 $"Could not reach Azure Storage at {Endpoint} (account '{_container.AccountName}'); check the connection string and that the storage service is running.", e);
         }
-        catch (RequestFailedException e) when (e.Status == 403 && e.ErrorCode == "AuthenticationFailed")
+        // Azure answers a wrong key with AuthenticationFailed, Azurite with AuthorizationFailure (which Azure also uses for a SAS without the permission).
+        catch (RequestFailedException e) when (e.Status == 403 && e.ErrorCode is "AuthenticationFailed" or "AuthorizationFailure")
         {
             throw new UserInputException(
-                $"Azure Storage at {Endpoint} rejected the credentials of account '{_container.AccountName}'; check the account key or SAS in the connection string.", e);
+                $"Azure Storage at {Endpoint} rejected the credentials of account '{_container.AccountName}'; check the account key or SAS (and its permissions) in the connection string.", e);
         }
     }
 
