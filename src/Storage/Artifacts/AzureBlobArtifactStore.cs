@@ -1,0 +1,238 @@
+using System.Runtime.CompilerServices;
+using System.Text.RegularExpressions;
+using Azure;
+using Azure.Core;
+using Azure.Storage;
+using Azure.Storage.Blobs;
+using Azure.Storage.Blobs.Models;
+
+namespace Babel.Storage.Artifacts;
+
+/// <summary>
+/// An <see cref="IArtifactStore"/> on one Azure Blob container (cluster and Kubernetes modes; Azurite in tests):
+/// key <c>a/b/c.json</c> is the block blob <c>a/b/c.json</c>. The container is created on first write.
+/// </summary>
+/// <remarks>
+/// Writes are atomic for readers without a temporary blob: a block blob's new content becomes visible
+/// only when it is committed, by the single Put Blob request or by the final Put Block List, so readers
+/// see the old or the new object, never a mix. Transient faults are retried by the SDK's retry policy
+/// (<see cref="CreateClientOptions"/>); when retries run out on a network failure the caller gets a
+/// <see cref="UserInputException"/> naming the endpoint, because the usual cause is the configuration.
+/// </remarks>
+public sealed partial class AzureBlobArtifactStore : IArtifactStore
+{
+    /// <summary>Block size of uploads: each request stays well inside the network timeout.</summary>
+    private const int TransferSize = 8 << 20;
+
+    private static readonly StorageTransferOptions _transferOptions = new()
+    {
+        InitialTransferSize = TransferSize,
+        MaximumTransferSize = TransferSize,
+        MaximumConcurrency = 4,
+    };
+
+    private readonly BlobContainerClient _container;
+    private readonly SemaphoreSlim _containerCreation = new(1, 1);
+    private volatile bool _containerExists;
+
+    public AzureBlobArtifactStore(BlobContainerClient container)
+    {
+        ArgumentNullException.ThrowIfNull(container);
+        _container = container;
+    }
+
+    /// <summary>The container that holds the artifacts.</summary>
+    public BlobContainerClient Container => _container;
+
+    /// <summary>
+    /// A store on container <paramref name="containerName"/> of the account in <paramref name="connectionString"/>,
+    /// with the retry policy of <see cref="CreateClientOptions"/>. A malformed connection string or container
+    /// name is a <see cref="UserInputException"/>.
+    /// </summary>
+    public static AzureBlobArtifactStore Create(string connectionString, string containerName)
+    {
+        if (string.IsNullOrWhiteSpace(connectionString))
+            throw new UserInputException("The Azure Storage connection string is empty; pass one such as 'UseDevelopmentStorage=true' or 'DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...'.");
+        if (containerName is null || !ContainerNamePattern().IsMatch(containerName))
+            throw new UserInputException($"'{containerName}' is not a valid Azure Blob container name; use 3 to 63 lowercase letters, digits and single hyphens, starting with a letter or digit.");
+        BlobServiceClient service;
+        try
+        {
+            service = new BlobServiceClient(connectionString, CreateClientOptions());
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
+        {
+            throw new UserInputException("The Azure Storage connection string is malformed; copy it again from the storage account's 'Access keys' page (or use 'UseDevelopmentStorage=true' for Azurite).", e);
+        }
+        return new AzureBlobArtifactStore(service.GetBlobContainerClient(containerName));
+    }
+
+    /// <summary>
+    /// Client options with a bounded retry policy: exponential back-off from 0.4 s up to 2.5 s over 5 retries
+    /// (about 8 s in all) survives a storage outage of a few seconds, and a dead endpoint fails within about
+    /// 10 s instead of the SDK's default minutes. The 15 s network timeout bounds one request, which moves at
+    /// most one 8 MiB block.
+    /// </summary>
+    public static BlobClientOptions CreateClientOptions()
+    {
+        var options = new BlobClientOptions();
+        options.Retry.Mode = RetryMode.Exponential;
+        options.Retry.MaxRetries = 5;
+        options.Retry.Delay = TimeSpan.FromMilliseconds(400);
+        options.Retry.MaxDelay = TimeSpan.FromMilliseconds(2500);
+        options.Retry.NetworkTimeout = TimeSpan.FromSeconds(15);
+        return options;
+    }
+
+    public async Task PutAsync(string key, Stream content, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
+        await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
+        await CallAsync(
+            () => blob.UploadAsync(content, new BlobUploadOptions { TransferOptions = _transferOptions }, cancellationToken),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task PutBytesAsync(string key, ReadOnlyMemory<byte> content, CancellationToken cancellationToken = default)
+    {
+        var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
+        await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
+        await CallAsync(
+            () => blob.UploadAsync(new BinaryData(content), new BlobUploadOptions { TransferOptions = _transferOptions }, cancellationToken),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<byte[]?> GetBytesAsync(string key, CancellationToken cancellationToken = default)
+    {
+        var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
+        try
+        {
+            var result = await CallAsync(() => blob.DownloadContentAsync(cancellationToken), cancellationToken).ConfigureAwait(false);
+            return result.Value.Content.ToArray();
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return null;
+        }
+    }
+
+    public async Task<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken = default)
+    {
+        var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
+        try
+        {
+            // One GET: the SDK resumes a broken download with If-Match on the ETag, so the stream is one version.
+            var result = await CallAsync(() => blob.DownloadStreamingAsync(cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+            return result.Value.Content;
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return null;
+        }
+    }
+
+    public async Task<bool> ExistsAsync(string key, CancellationToken cancellationToken = default)
+    {
+        var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
+        try
+        {
+            var result = await CallAsync(() => blob.ExistsAsync(cancellationToken), cancellationToken).ConfigureAwait(false);
+            return result.Value;
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return false;
+        }
+    }
+
+    public async IAsyncEnumerable<string> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArtifactKey.ValidatePrefix(prefix);
+        var keys = await CallAsync(async () =>
+        {
+            var found = new List<string>();
+            try
+            {
+                var options = new GetBlobsOptions { Prefix = prefix.Length == 0 ? null : prefix };
+                await foreach (var item in _container.GetBlobsAsync(options, cancellationToken).ConfigureAwait(false))
+                {
+                    found.Add(item.Name);
+                }
+            }
+            catch (RequestFailedException e) when (e.Status == 404)
+            {
+                // No container yet: nothing was ever written.
+            }
+            return found;
+        }, cancellationToken).ConfigureAwait(false);
+        // The service lists in UTF-8 byte order; the contract is ordinal (UTF-16) order.
+        keys.Sort(StringComparer.Ordinal);
+        foreach (var key in keys)
+        {
+            yield return key;
+        }
+    }
+
+    public async Task DeleteAsync(string key, CancellationToken cancellationToken = default)
+    {
+        var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
+        try
+        {
+            await CallAsync(() => blob.DeleteIfExistsAsync(cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+        }
+    }
+
+    private async Task EnsureContainerAsync(CancellationToken cancellationToken)
+    {
+        if (_containerExists) return;
+        await _containerCreation.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_containerExists) return;
+            await CallAsync(() => _container.CreateIfNotExistsAsync(cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+            _containerExists = true;
+        }
+        finally
+        {
+            _containerCreation.Release();
+        }
+    }
+
+    /// <summary>Runs one SDK call, turning "retries exhausted on network failures" and bad credentials into a user error.</summary>
+    private async Task<T> CallAsync<T>(Func<Task<T>> call, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await call().ConfigureAwait(false);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && IsUnreachable(e))
+        {
+            throw new UserInputException(
+                $"Could not reach Azure Storage at {Endpoint} (account '{_container.AccountName}'); check the connection string and that the storage service is running.", e);
+        }
+        // Azure answers a wrong key with AuthenticationFailed, Azurite with AuthorizationFailure (which Azure also uses for a SAS without the permission).
+        catch (RequestFailedException e) when (e.Status == 403 && e.ErrorCode is "AuthenticationFailed" or "AuthorizationFailure")
+        {
+            throw new UserInputException(
+                $"Azure Storage at {Endpoint} rejected the credentials of account '{_container.AccountName}'; check the account key or SAS (and its permissions) in the connection string.", e);
+        }
+    }
+
+    private string Endpoint => _container.Uri.GetLeftPart(UriPartial.Authority);
+
+    private static bool IsUnreachable(Exception e) => e switch
+    {
+        AggregateException aggregate => aggregate.InnerExceptions.Count > 0 && aggregate.InnerExceptions.All(IsUnreachable),
+        RequestFailedException failed => failed.Status == 0,
+        HttpRequestException or IOException or TimeoutException => true,
+        OperationCanceledException => true, // a network timeout surfaces as a cancellation the caller did not ask for
+        _ => false,
+    };
+
+    [GeneratedRegex("^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")]
+    private static partial Regex ContainerNamePattern();
+}
