@@ -2,7 +2,6 @@ using Babel.Grains.Jobs;
 using Babel.Grains.Workers;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Orleans.Runtime.Placement;
 
 namespace Babel.Grains;
 
@@ -16,7 +15,7 @@ public static class GrainsRegistration
         silo.Services.AddMetrics();
         silo.Services.TryAddSingleton<JobMetrics>();
         silo.Services.TryAddSingleton(TimeProvider.System);
-        silo.Services.AddOptions<DeviceWorkerOptions>().BindConfiguration(DeviceWorkerOptions.Section);
+        silo.Services.AddOptions<WorkerOptions>();
         return silo;
     }
 

@@ -1,3 +1,4 @@
+using Babel.Grains.Workers;
 using Babel.Modeling.Runtime;
 using Microsoft.Extensions.Options;
 using TorchSharp;

@@ -18,10 +18,10 @@ public sealed class DeviceWorkerGrain(
     IGrainFactory grains,
     IArtifactStore store,
     JobKindCatalog kinds,
-    IOptions<DeviceWorkerOptions> options,
+    IOptions<WorkerOptions> options,
     ILogger<DeviceWorkerGrain> logger) : Grain, IDeviceWorkerGrain
 {
-    private readonly DeviceWorkerOptions _options = options.Value;
+    private readonly WorkerOptions _options = options.Value;
     private readonly CancellationTokenSource _stop = new();
     private readonly ModelReplicas _models = new();
     private Thread? _thread;

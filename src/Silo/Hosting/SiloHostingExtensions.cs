@@ -1,7 +1,11 @@
+using Babel.Grains.Workers;
 using System.Net;
 using Azure.Data.Tables;
 using Azure.Storage.Blobs;
 using Babel.Contracts;
+using Babel.Grains;
+using Babel.Grains.Persistence;
+using Babel.Storage.Artifacts;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Orleans.Configuration;
 using Orleans.Serialization;
@@ -44,7 +48,7 @@ public static class SiloHostingExtensions
         {
             // Grain metadata is found from the entry assembly's dependencies; name ours so a test host or the CLI finds them too.
             silo.Services.AddSerializer(serializer => serializer.AddAssembly(typeof(IDeviceWorkerGrain).Assembly));
-            // INTEGRATION(grains): serializer.AddAssembly(typeof(Babel.Grains.<any public grain>).Assembly) if grains are not found.
+            silo.AddBabelGrains();
             silo.Configure<ClusterOptions>(o =>
             {
                 o.ClusterId = cluster.ClusterId;
@@ -70,8 +74,7 @@ public static class SiloHostingExtensions
         var address = IPAddress.Parse(cluster.AdvertisedAddress ?? IPAddress.Loopback.ToString());
         silo.UseDevelopmentClustering(new IPEndPoint(address, cluster.SiloPort));
         silo.ConfigureEndpoints(address, cluster.SiloPort, cluster.GatewayPort);
-        // INTEGRATION(storage): replace with silo.AddLocalFolderGrainStorage(JobStorageName, Path.GetFullPath(cluster.StateFolder));
-        silo.AddMemoryGrainStorage(JobStorageName);
+        silo.AddLocalFolderGrainStorage(JobStorageName, Path.GetFullPath(cluster.StateFolder));
     }
 
     private static void AddAzureCluster(ISiloBuilder silo, BabelClusterOptions cluster, StorageConnectionString connection)
@@ -88,8 +91,6 @@ public static class SiloHostingExtensions
     {
         // Folders are validated in embedded mode only, so resolve this one only there.
         var artifactFolder = cluster.Mode == ClusterMode.Embedded ? Path.GetFullPath(cluster.ArtifactFolder) : null;
-        _ = (services, artifactFolder, connection); // used by the line below once it is switched on
-        // INTEGRATION(artifacts): uncomment once Babel.Storage.Artifacts lands (and add `using Babel.Storage.Artifacts;`).
-        // services.AddSingleton<IArtifactStore>(_ => artifactFolder is not null ? new LocalFolderArtifactStore(artifactFolder) : AzureBlobArtifactStore.Create(connection!.Value, cluster.ArtifactContainer));
+        services.AddSingleton<IArtifactStore>(_ => artifactFolder is not null ? new LocalFolderArtifactStore(artifactFolder) : AzureBlobArtifactStore.Create(connection!.Value, cluster.ArtifactContainer));
     }
 }

@@ -1,3 +1,4 @@
+using Babel.Grains.Workers;
 using Babel.Contracts;
 using Microsoft.Extensions.Options;
 

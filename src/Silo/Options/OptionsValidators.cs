@@ -1,3 +1,4 @@
+using Babel.Grains.Workers;
 using System.Net;
 using Microsoft.Extensions.Options;
 

@@ -5,6 +5,7 @@ using Babel.Grains.Jobs;
 using Babel.Grains.Persistence;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
+using Orleans.Configuration;
 using Orleans.TestingHost;
 using Xunit;
 

@@ -1,3 +1,4 @@
+using Babel.Grains.Workers;
 using Babel.Silo;
 using Xunit;
 

@@ -1,0 +1,31 @@
+namespace Babel.Grains.Workers;
+
+/// <summary>The compute devices a silo offers to jobs and how their workers pull shards, bound from <c>Babel:Worker</c>.</summary>
+public sealed class WorkerOptions
+{
+    public const string Section = "Babel:Worker";
+
+    /// <summary>
+    /// Device workers to run when no CUDA device is present (<c>cpu:0</c> … <c>cpu:{CpuSlots-1}</c>); 0 runs none, for a
+    /// silo that only coordinates. Default 1.
+    /// </summary>
+    public int CpuSlots { get; set; } = 1;
+
+    /// <summary>
+    /// Torch threads of each worker. Default 1: small ops slow down sharply when two torch threads compete with another
+    /// process for the cores.
+    /// </summary>
+    public int ThreadsPerSlot { get; set; } = 1;
+
+    /// <summary>Comma-separated devices that replace detection, e.g. <c>cuda:0,cuda:1</c> or <c>cpu:0,cpu:1</c>; empty (default) detects.</summary>
+    public string? Devices { get; set; }
+
+    /// <summary>Local folder where models and corpora from the artifact store are materialised. Default: the system temp folder's <c>babel-artifacts</c>.</summary>
+    public string CacheFolder { get; set; } = Path.Combine(Path.GetTempPath(), "babel-artifacts");
+
+    /// <summary>Longest wait between polls when no job has work. Default 1 s.</summary>
+    public TimeSpan MaxIdleDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Timeout of one call to a job grain; calls are retried, so a dead silo costs a worker at most about this much. Default 5 s.</summary>
+    public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(5);
+}
