@@ -22,6 +22,9 @@ public static class BabelCli
             GenerateCommand.Create(),
             PerplexityCommand.Create(),
             ConvertCommand.Create(),
+            JobCommands.Status(),
+            JobCommands.Cancel(),
+            JobCommands.Silo(),
             BenchCommand.Create(),
         })
         {

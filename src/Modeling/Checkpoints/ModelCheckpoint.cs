@@ -29,12 +29,10 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
         Tensors.Clear();
     }
 
-    /// <summary>
-    /// Loads <c>config.json</c> and <c>model.safetensors</c> (or the shards <c>model.safetensors.index.json</c> lists),
-    /// checking every header against the config before reading any tensor data. A tied model's extra
-    /// <c>lm_head.weight</c> is ignored.
-    /// </summary>
-    public static ModelCheckpoint Load(string directory)
+    /// <summary>Checks <c>config.json</c> and every safetensors header against each other without reading tensor data.</summary>
+    public static ModelConfig Validate(string directory) => Inspect(directory).Config;
+
+    private static (ModelConfig Config, Dictionary<string, (string File, SafeTensorsEntry Entry)> Located) Inspect(string directory)
     {
         if (!Directory.Exists(directory))
         {
@@ -44,6 +42,17 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
         var located = LocateTensors(directory);
         var shapes = located.ToDictionary(p => p.Key, p => p.Value.Entry.Shape, StringComparer.Ordinal);
         CheckAgainst(config, shapes, directory);
+        return (config, located);
+    }
+
+    /// <summary>
+    /// Loads <c>config.json</c> and <c>model.safetensors</c> (or the shards <c>model.safetensors.index.json</c> lists),
+    /// checking every header against the config before reading any tensor data. A tied model's extra
+    /// <c>lm_head.weight</c> is ignored.
+    /// </summary>
+    public static ModelCheckpoint Load(string directory)
+    {
+        var (config, located) = Inspect(directory);
 
         var expected = config.ExpectedTensors();
         var wanted = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);

@@ -1,0 +1,137 @@
+using System.Net;
+using System.Net.Sockets;
+using Azure.Data.Tables;
+using Babel.Grains;
+using Babel.Grains.Jobs;
+using Babel.Grains.Workers;
+using Babel.Silo;
+using Babel.Storage;
+using Babel.Storage.Artifacts;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+
+namespace Babel.Client;
+
+/// <summary>
+/// The job engine as a command sees it: grains, the artifact store and the job kinds. Embedded (the default) hosts a
+/// silo in this process with state and artifacts under a local folder; cluster mode connects to running silos through
+/// Azure Table membership and uses Azure Blob artifacts.
+/// </summary>
+internal sealed class EngineConnection : IAsyncDisposable
+{
+    /// <summary>How long a cluster client tries to reach a gateway before giving up with a clear message.</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(15);
+
+    private readonly IHost _host;
+
+    private EngineConnection(IHost host)
+    {
+        _host = host;
+        Grains = host.Services.GetRequiredService<IGrainFactory>();
+        Store = host.Services.GetRequiredService<IArtifactStore>();
+        Jobs = new JobClient(Grains, Store, host.Services.GetRequiredService<JobKindCatalog>());
+    }
+
+    public IGrainFactory Grains { get; }
+    public IArtifactStore Store { get; }
+    public JobClient Jobs { get; }
+
+    /// <param name="cluster">Connect to a cluster instead of hosting an embedded silo.</param>
+    /// <param name="storeRoot">Embedded mode's folder for job state, artifacts and the worker cache.</param>
+    /// <param name="workers">CPU workers of the embedded silo; 0 for commands that only read state.</param>
+    /// <param name="cancellationToken">Stops waiting for the engine to start.</param>
+    public static async Task<EngineConnection> OpenAsync(bool cluster, string storeRoot, int workers, CancellationToken cancellationToken = default)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = false, Args = [] });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter("Orleans", LogLevel.Error);
+        if (cluster) AddClusterClient(builder);
+        else AddEmbeddedSilo(builder, Path.GetFullPath(storeRoot), workers);
+        var host = builder.Build();
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(ConnectTimeout + TimeSpan.FromSeconds(5));
+            await host.StartAsync(timeout.Token);
+        }
+        catch (Exception e) when (cluster && e is not UserInputException)
+        {
+            host.Dispose();
+            throw new UserInputException(
+                $"Could not reach the Babel cluster '{builder.Configuration[$"{BabelClusterOptions.Section}:ClusterId"] ?? "babel"}' within {ConnectTimeout.TotalSeconds:F0} s ({e.GetBaseException().Message}); " +
+                $"check that its silos run and that {StorageConnectionString.Key} points at its storage.", e);
+        }
+        return new EngineConnection(host);
+    }
+
+    private static void AddEmbeddedSilo(HostApplicationBuilder builder, string root, int workers)
+    {
+        builder.Configuration[$"{WorkerOptions.Section}:CpuSlots"] = workers.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        builder.Configuration[$"{WorkerOptions.Section}:CacheFolder"] = Path.Combine(root, "cache");
+        builder.AddBabelSilo(o =>
+        {
+            o.Mode = ClusterMode.Embedded;
+            o.StateFolder = Path.Combine(root, "state");
+            o.ArtifactFolder = Path.Combine(root, "artifacts");
+            // Free ports, so several embedded runs can share a machine.
+            o.SiloPort = FreePort();
+            o.GatewayPort = FreePort();
+        });
+    }
+
+    private static void AddClusterClient(HostApplicationBuilder builder)
+    {
+        var connection = StorageConnectionString.From(builder.Configuration)
+            ?? throw new UserInputException($"--cluster needs Azure Storage; set the environment variable {StorageConnectionString.Key} to the cluster's connection string.");
+        var options = new BabelClusterOptions();
+        Microsoft.Extensions.Configuration.ConfigurationBinder.Bind(builder.Configuration.GetSection(BabelClusterOptions.Section), options);
+        builder.Services.AddBabelJobKinds();
+        builder.Services.AddSingleton<IArtifactStore>(_ => AzureBlobArtifactStore.Create(connection.Value, options.ArtifactContainer));
+        builder.UseOrleansClient(client =>
+        {
+            client.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = options.ClusterId;
+                o.ServiceId = options.ServiceId;
+            });
+            client.UseAzureStorageClustering(o => o.TableServiceClient = new TableServiceClient(connection.Value));
+            client.UseConnectionRetryFilter(new BoundedConnectionRetry(ConnectTimeout).ShouldRetryAsync);
+        });
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await _host.StopAsync(timeout.Token);
+        }
+        finally
+        {
+            _host.Dispose();
+        }
+    }
+
+    /// <summary>Retries the first connection to the cluster's gateways until a deadline, so a dead cluster fails in bounded time.</summary>
+    private sealed class BoundedConnectionRetry(TimeSpan limit)
+    {
+        private readonly DateTime _deadline = DateTime.UtcNow + limit;
+
+        public async Task<bool> ShouldRetryAsync(Exception exception, CancellationToken cancellationToken)
+        {
+            if (DateTime.UtcNow >= _deadline) return false;
+            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            return true;
+        }
+    }
+}

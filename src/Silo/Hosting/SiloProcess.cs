@@ -1,0 +1,27 @@
+namespace Babel.Silo;
+
+/// <summary>A silo process: the <c>Babel.Silo</c> executable and <c>babel silo</c> both run this.</summary>
+public static class SiloProcess
+{
+    /// <summary>Runs a silo with its HTTP endpoints until stopped; bad options are one sentence on stderr and exit code 2.</summary>
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var builder = WebApplication.CreateBuilder(args);
+            builder.AddBabelHttp();
+            builder.AddBabelSilo();
+            builder.AddBabelTelemetry();
+
+            await using var app = builder.Build();
+            app.MapBabelEndpoints();
+            await app.RunAsync(cancellationToken);
+            return 0;
+        }
+        catch (Exception e) when (StartupFailure.Describe(e) is { } message)
+        {
+            await Console.Error.WriteLineAsync(message);
+            return StartupFailure.ExitCode;
+        }
+    }
+}
