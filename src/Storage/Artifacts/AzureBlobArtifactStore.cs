@@ -68,18 +68,19 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
     }
 
     /// <summary>
-    /// Client options with a bounded retry policy: exponential back-off from 0.4 s up to 2.5 s over 5 retries
-    /// (about 8 s in all) survives a storage outage of a few seconds, and a dead endpoint fails within about
-    /// 10 s instead of the SDK's default minutes. The 15 s network timeout bounds one request, which moves at
-    /// most one 8 MiB block.
+    /// Client options with a bounded retry policy: exponential back-off from 0.4 s, capped at 2 s, over 6 retries
+    /// (about 9 s of waiting in all) survives a storage outage of several seconds, and a dead endpoint that
+    /// refuses connections fails in about 9 s instead of the SDK's default minutes. The cap keeps recovery
+    /// within 2 s of the service's return. The 15 s network timeout bounds one request, which moves at most
+    /// one 8 MiB block; an endpoint that swallows packets takes up to 7 × 15 s to give up.
     /// </summary>
     public static BlobClientOptions CreateClientOptions()
     {
         var options = new BlobClientOptions();
         options.Retry.Mode = RetryMode.Exponential;
-        options.Retry.MaxRetries = 5;
+        options.Retry.MaxRetries = 6;
         options.Retry.Delay = TimeSpan.FromMilliseconds(400);
-        options.Retry.MaxDelay = TimeSpan.FromMilliseconds(2500);
+        options.Retry.MaxDelay = TimeSpan.FromSeconds(2);
         options.Retry.NetworkTimeout = TimeSpan.FromSeconds(15);
         return options;
     }

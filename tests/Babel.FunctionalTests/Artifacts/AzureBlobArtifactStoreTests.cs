@@ -6,6 +6,7 @@ using Babel.Storage;
 using Babel.Storage.Artifacts;
 using Babel.Tests.Artifacts;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Babel.FunctionalTests.Artifacts;
 
@@ -14,12 +15,14 @@ namespace Babel.FunctionalTests.Artifacts;
 public sealed class AzureBlobArtifactStoreTests : ArtifactStoreContract, IDisposable
 {
     private readonly AzuriteFixture _azurite;
+    private readonly ITestOutputHelper _output;
     private readonly AzureBlobArtifactStore _store;
     private readonly string _localFolder = Directory.CreateTempSubdirectory("babel-test-").FullName;
 
-    public AzureBlobArtifactStoreTests(AzuriteFixture azurite)
+    public AzureBlobArtifactStoreTests(AzuriteFixture azurite, ITestOutputHelper output)
     {
         _azurite = azurite;
+        _output = output;
         // A container per test: every test starts from an empty store.
         _store = AzureBlobArtifactStore.Create(azurite.ConnectionString, $"t{Guid.NewGuid():N}");
     }
@@ -59,6 +62,7 @@ public sealed class AzureBlobArtifactStoreTests : ArtifactStoreContract, IDispos
         var putDone = clock.Elapsed;
         var before = await _store.GetBytesAsync("jobs/j1/before.json");
         await restart;
+        _output.WriteLine($"the put during a {outage.TotalSeconds:0} s outage finished after {putDone.TotalSeconds:0.00} s");
 
         Assert.True(putDone >= outage, $"the put finished after {putDone.TotalSeconds:0.0} s, inside the outage");
         Assert.Equal("before"u8.ToArray(), before);
@@ -76,7 +80,9 @@ public sealed class AzureBlobArtifactStoreTests : ArtifactStoreContract, IDispos
             await Task.Delay(TimeSpan.FromSeconds(3));
             await _azurite.Azurite.StartAsync();
         });
+        var clock = Stopwatch.StartNew();
         var read = await _store.GetBytesAsync("jobs/j1/a.json");
+        _output.WriteLine($"the read during a 3 s outage finished after {clock.Elapsed.TotalSeconds:0.00} s");
         await restart;
 
         Assert.Equal("a"u8.ToArray(), read);
@@ -93,6 +99,7 @@ public sealed class AzureBlobArtifactStoreTests : ArtifactStoreContract, IDispos
         var clock = Stopwatch.StartNew();
         var error = await Assert.ThrowsAsync<UserInputException>(() => store.PutBytesAsync("jobs/j1/a.json", "{}"u8.ToArray()));
         var elapsed = clock.Elapsed;
+        _output.WriteLine($"a put to a dead endpoint failed after {elapsed.TotalSeconds:0.00} s: {error.Message}");
 
         Assert.True(elapsed < TimeSpan.FromSeconds(12), $"failing took {elapsed.TotalSeconds:0.0} s");
         Assert.Equal($"Could not reach Azure Storage at http://127.0.0.1:{port} (account '{Azurite.AccountName}'); check the connection string and that the storage service is running.", error.Message);

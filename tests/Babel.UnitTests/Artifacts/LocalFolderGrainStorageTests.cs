@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Babel.Grains.Persistence;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Orleans.Serialization;
 using Orleans.Serialization.Serializers;
@@ -134,6 +135,25 @@ public sealed class LocalFolderGrainStorageTests : IDisposable
         Assert.Equal("three", read.State.Phase);
     }
 
+    [Fact]
+    public async Task The_silo_registration_provides_a_named_storage_with_the_silos_serializer()
+    {
+        var root = _scratch.Combine("silo-grains");
+        var builder = Host.CreateApplicationBuilder();
+        builder.UseOrleans(silo => silo.UseLocalhostClustering().AddLocalFolderGrainStorage("jobs", root));
+        using var host = builder.Build();
+
+        var storage = Assert.IsType<LocalFolderGrainStorage>(host.Services.GetRequiredKeyedService<IGrainStorage>("jobs"));
+        await storage.WriteStateAsync("job", _job, new GrainState<JobStateSample> { State = new JobStateSample { Phase = "planned" } });
+
+        Assert.Equal(Path.GetFullPath(root), storage.Root);
+        using var document = JsonDocument.Parse(File.ReadAllBytes(storage.PathOf("job", _job)));
+        Assert.Equal(JsonValueKind.Object, document.RootElement.GetProperty("state").ValueKind);
+        var read = new GrainState<JobStateSample>();
+        await storage.ReadStateAsync("job", _job, read);
+        Assert.Equal("planned", read.State!.Phase);
+    }
+
     private LocalFolderGrainStorage NewStorage() => new(
         "jobs",
         new LocalFolderGrainStorageOptions
@@ -143,10 +163,12 @@ public sealed class LocalFolderGrainStorageTests : IDisposable
         },
         _services.GetRequiredService<IActivatorProvider>());
 
+    /// <summary>Shaped like real grain state: [GenerateSerializer], which also puts it on the allow-list of the silo's default (Newtonsoft) storage serializer.</summary>
+    [GenerateSerializer]
     public sealed class JobStateSample
     {
-        public string Phase { get; set; } = "";
-        public long Tokens { get; set; }
-        public List<string> DoneShards { get; set; } = [];
+        [Id(0)] public string Phase { get; set; } = "";
+        [Id(1)] public long Tokens { get; set; }
+        [Id(2)] public List<string> DoneShards { get; set; } = [];
     }
 }
