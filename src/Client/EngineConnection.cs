@@ -26,13 +26,17 @@ internal sealed class EngineConnection : IAsyncDisposable
 
     private readonly IHost _host;
 
-    private EngineConnection(IHost host)
+    private EngineConnection(IHost host, int? siloPort)
     {
         _host = host;
+        EmbeddedSiloPort = siloPort;
         Grains = host.Services.GetRequiredService<IGrainFactory>();
         Store = host.Services.GetRequiredService<IArtifactStore>();
         Jobs = new JobClient(Grains, Store, host.Services.GetRequiredService<JobKindCatalog>());
     }
+
+    /// <summary>The embedded silo's port, which other silo processes on this host can join (<c>Babel:Cluster:PrimarySiloPort</c>).</summary>
+    public int? EmbeddedSiloPort { get; }
 
     public IGrainFactory Grains { get; }
     public IArtifactStore Store { get; }
@@ -48,8 +52,9 @@ internal sealed class EngineConnection : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
+        int? siloPort = cluster ? null : FreePort();
         if (cluster) AddClusterClient(builder);
-        else AddEmbeddedSilo(builder, Path.GetFullPath(storeRoot), workers);
+        else AddEmbeddedSilo(builder, Path.GetFullPath(storeRoot), workers, siloPort!.Value);
         var host = builder.Build();
         try
         {
@@ -64,10 +69,10 @@ internal sealed class EngineConnection : IAsyncDisposable
                 $"Could not reach the Babel cluster '{builder.Configuration[$"{BabelClusterOptions.Section}:ClusterId"] ?? "babel"}' within {ConnectTimeout.TotalSeconds:F0} s ({e.GetBaseException().Message}); " +
                 $"check that its silos run and that {StorageConnectionString.Key} points at its storage.", e);
         }
-        return new EngineConnection(host);
+        return new EngineConnection(host, siloPort);
     }
 
-    private static void AddEmbeddedSilo(HostApplicationBuilder builder, string root, int workers)
+    private static void AddEmbeddedSilo(HostApplicationBuilder builder, string root, int workers, int siloPort)
     {
         builder.Configuration[$"{WorkerOptions.Section}:CpuSlots"] = workers.ToString(System.Globalization.CultureInfo.InvariantCulture);
         builder.Configuration[$"{WorkerOptions.Section}:CacheFolder"] = Path.Combine(root, "cache");
@@ -77,7 +82,7 @@ internal sealed class EngineConnection : IAsyncDisposable
             o.StateFolder = Path.Combine(root, "state");
             o.ArtifactFolder = Path.Combine(root, "artifacts");
             // Free ports, so several embedded runs can share a machine.
-            o.SiloPort = FreePort();
+            o.SiloPort = siloPort;
             o.GatewayPort = FreePort();
         });
     }
@@ -102,7 +107,7 @@ internal sealed class EngineConnection : IAsyncDisposable
         });
     }
 
-    private static int FreePort()
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

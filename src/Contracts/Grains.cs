@@ -19,6 +19,12 @@ public interface IJobGrain : IGrainWithStringKey
     /// <summary>Records a finished shard; false for a duplicate or a stale lease, whose totals are ignored.</summary>
     Task<bool> CompleteAsync(ShardOutcome outcome);
 
+    /// <summary>
+    /// <see cref="CompleteAsync"/> then <see cref="LeaseAsync"/> in one turn and one state write: a worker's usual call
+    /// between two shards.
+    /// </summary>
+    Task<ShardLease?> CompleteAndLeaseAsync(ShardOutcome outcome, string worker);
+
     /// <summary>Records a failed attempt; the shard is retried until the job's attempt bound, then the job fails with <paramref name="error"/>.</summary>
     Task FailAsync(string shardId, Guid leaseId, string error);
 

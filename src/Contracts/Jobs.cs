@@ -70,7 +70,7 @@ public sealed record ShardProgress(
     [property: Id(4)] string? Error,
     [property: Id(5)] long Items);
 
-/// <summary>A job's progress and, once it succeeded, its exact totals.</summary>
+/// <summary>A job's progress and, once it succeeded, its exact totals. <see cref="ComputeSeconds"/> sums the workers' compute time of completed shards.</summary>
 [GenerateSerializer, Immutable]
 public sealed record JobStatus(
     [property: Id(0)] string JobId,
@@ -87,7 +87,8 @@ public sealed record JobStatus(
     [property: Id(11)] DateTimeOffset? Finished,
     [property: Id(12)] string? Error,
     [property: Id(13)] ImmutableSortedDictionary<string, long> Totals,
-    [property: Id(14)] ImmutableArray<ShardProgress> ShardDetails)
+    [property: Id(14)] ImmutableArray<ShardProgress> ShardDetails,
+    [property: Id(15)] double ComputeSeconds)
 {
     public bool IsFinished => Phase != JobPhase.Running;
 }

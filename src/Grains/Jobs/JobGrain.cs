@@ -18,6 +18,7 @@ public sealed class JobGrain(
     ILogger<JobGrain> logger) : Grain, IJobGrain
 {
     public const string StorageName = "jobs";
+    private bool _reportedEnd;
     private JobRecord Job => state.State;
     private string JobId => this.GetPrimaryKeyString();
 
@@ -40,9 +41,8 @@ public sealed class JobGrain(
         if (plan.Count == 0) Job.Finished = Job.Submitted;
         await state.WriteStateAsync();
         metrics.JobsSubmitted.Add(1, new KeyValuePair<string, object?>("kind", spec.Kind));
-        var registry = grains.GetGrain<IJobRegistryGrain>(0);
-        await registry.RegisterAsync(JobId);
-        if (Job.Phase != JobPhase.Running) await registry.MarkFinishedAsync(JobId);
+        await grains.GetGrain<IJobRegistryGrain>(0).RegisterAsync(JobId);
+        await AfterChangeAsync();
         logger.LogInformation("Job {JobId} ({Kind}) submitted with {Shards} shards", JobId, spec.Kind, plan.Count);
         return Status(includeShards: false);
     }
@@ -58,34 +58,29 @@ public sealed class JobGrain(
 
     public async Task<ShardLease?> LeaseAsync(string worker)
     {
-        if (Job.Spec is null || Job.Phase != JobPhase.Running) return null;
-        var now = time.GetUtcNow();
-        foreach (var shard in Job.Plan)
-        {
-            var record = Job.Shards[shard.ShardId];
-            var expired = record.Phase == ShardPhase.Leased && record.LeaseExpires <= now;
-            if (record.Phase != ShardPhase.Pending && !expired) continue;
-            if (expired)
-            {
-                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "lease-expired"));
-                logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} expired", JobId, shard.ShardId, record.Worker);
-                if (record.Attempts >= Job.Spec.MaxAttempts)
-                {
-                    await FailJobAsync(shard.ShardId, record, $"its lease expired after {record.Attempts} attempts (last worker {record.Worker})");
-                    return null;
-                }
-            }
-            record.Phase = ShardPhase.Leased;
-            record.Attempts++;
-            record.LeaseId = Guid.NewGuid();
-            record.IssuedLeases.Add(record.LeaseId);
-            record.LeaseExpires = now + Job.Spec.LeaseDuration;
-            record.Worker = worker;
-            await state.WriteStateAsync();
-            metrics.ShardsLeased.Add(1);
-            return new ShardLease(JobId, Job.Spec, shard, record.LeaseId, record.LeaseExpires, record.Attempts);
-        }
-        return null;
+        var changed = false;
+        var lease = NextLease(worker, ref changed);
+        if (changed) await state.WriteStateAsync();
+        await AfterChangeAsync();
+        return lease;
+    }
+
+    public async Task<ShardLease?> CompleteAndLeaseAsync(ShardOutcome outcome, string worker)
+    {
+        var accepted = Complete(outcome);
+        var changed = accepted;
+        var lease = NextLease(worker, ref changed);
+        if (changed) await state.WriteStateAsync();
+        await AfterChangeAsync();
+        return lease;
+    }
+
+    public async Task<bool> CompleteAsync(ShardOutcome outcome)
+    {
+        var accepted = Complete(outcome);
+        if (accepted) await state.WriteStateAsync();
+        await AfterChangeAsync();
+        return accepted;
     }
 
     public async Task<bool> RenewAsync(string shardId, Guid leaseId)
@@ -97,7 +92,41 @@ public sealed class JobGrain(
         return true;
     }
 
-    public async Task<bool> CompleteAsync(ShardOutcome outcome)
+    /// <summary>Issues the next pending or expired shard to <paramref name="worker"/>, changing state in memory only.</summary>
+    private ShardLease? NextLease(string worker, ref bool changed)
+    {
+        if (Job.Spec is null || Job.Phase != JobPhase.Running) return null;
+        var now = time.GetUtcNow();
+        foreach (var shard in Job.Plan)
+        {
+            var record = Job.Shards[shard.ShardId];
+            var expired = record.Phase == ShardPhase.Leased && record.LeaseExpires <= now;
+            if (record.Phase != ShardPhase.Pending && !expired) continue;
+            changed = true;
+            if (expired)
+            {
+                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "lease-expired"));
+                logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} expired", JobId, shard.ShardId, record.Worker);
+                if (record.Attempts >= Job.Spec.MaxAttempts)
+                {
+                    FailJob(shard.ShardId, record, $"its lease expired after {record.Attempts} attempts (last worker {record.Worker})");
+                    return null;
+                }
+            }
+            record.Phase = ShardPhase.Leased;
+            record.Attempts++;
+            record.LeaseId = Guid.NewGuid();
+            record.IssuedLeases.Add(record.LeaseId);
+            record.LeaseExpires = now + Job.Spec.LeaseDuration;
+            record.Worker = worker;
+            metrics.ShardsLeased.Add(1);
+            return new ShardLease(JobId, Job.Spec, shard, record.LeaseId, record.LeaseExpires, record.Attempts);
+        }
+        return null;
+    }
+
+    /// <summary>Sums a finished shard's totals once, in memory only; false for a duplicate or a lease never issued.</summary>
+    private bool Complete(ShardOutcome outcome)
     {
         if (Job.Spec is null || Job.Phase != JobPhase.Running || !Job.Shards.TryGetValue(outcome.ShardId, out var record)) return false;
         // A shard counts once; a completion of any lease this job issued for it is valid, since shard results are deterministic.
@@ -112,16 +141,15 @@ public sealed class JobGrain(
         }
         var shard = Job.Plan.First(s => s.ShardId == outcome.ShardId);
         Job.ItemsDone += shard.Items;
+        Job.ComputeSeconds += outcome.Seconds;
         if (Job.Shards.Values.All(s => s.Phase == ShardPhase.Done))
         {
             Job.Phase = JobPhase.Succeeded;
             Job.Finished = time.GetUtcNow();
         }
-        await state.WriteStateAsync();
         metrics.ShardsCompleted.Add(1);
         metrics.ShardItems.Add(shard.Items);
         metrics.ShardDuration.Record(outcome.Seconds);
-        if (Job.Phase == JobPhase.Succeeded) await FinishedAsync();
         return true;
     }
 
@@ -132,23 +160,18 @@ public sealed class JobGrain(
         metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "error"));
         logger.LogWarning("Job {JobId} shard {ShardId} attempt {Attempt} failed on {Worker}: {Error}", JobId, shardId, record.Attempts, record.Worker, error);
         record.Error = error;
-        if (record.Attempts >= Job.Spec.MaxAttempts)
-        {
-            await FailJobAsync(shardId, record, $"it failed {record.Attempts} times; last error: {error}");
-            return;
-        }
-        record.Phase = ShardPhase.Pending;
+        if (record.Attempts >= Job.Spec.MaxAttempts) FailJob(shardId, record, $"it failed {record.Attempts} times; last error: {error}");
+        else record.Phase = ShardPhase.Pending;
         await state.WriteStateAsync();
+        await AfterChangeAsync();
     }
 
-    private async Task FailJobAsync(string shardId, ShardRecord record, string why)
+    private void FailJob(string shardId, ShardRecord record, string why)
     {
         record.Phase = ShardPhase.Failed;
         Job.Phase = JobPhase.Failed;
         Job.Error = $"shard {shardId} failed: {why}";
         Job.Finished = time.GetUtcNow();
-        await state.WriteStateAsync();
-        await FinishedAsync();
     }
 
     public async Task CancelAsync()
@@ -158,11 +181,14 @@ public sealed class JobGrain(
         Job.Phase = JobPhase.Cancelled;
         Job.Finished = time.GetUtcNow();
         await state.WriteStateAsync();
-        await FinishedAsync();
+        await AfterChangeAsync();
     }
 
-    private async Task FinishedAsync()
+    /// <summary>Once the job has ended (and that is persisted), reports it once per activation and takes it off the running list.</summary>
+    private async Task AfterChangeAsync()
     {
+        if (Job.Phase == JobPhase.Running || _reportedEnd) return;
+        _reportedEnd = true;
         metrics.JobsFinished.Add(1, new KeyValuePair<string, object?>("outcome", Job.Phase.ToString().ToLowerInvariant()));
         logger.LogInformation("Job {JobId} finished: {Phase} {Error}", JobId, Job.Phase, Job.Error);
         await grains.GetGrain<IJobRegistryGrain>(0).MarkFinishedAsync(JobId);
@@ -190,6 +216,6 @@ public sealed class JobGrain(
         return new JobStatus(JobId, spec.Kind, Job.Phase, Job.Plan.Count,
             counts.GetValueOrDefault(ShardPhase.Done), counts.GetValueOrDefault(ShardPhase.Leased), counts.GetValueOrDefault(ShardPhase.Failed),
             Job.Plan.Sum(s => s.Items), Job.ItemsDone, elapsed > 0 ? Job.ItemsDone / elapsed : 0,
-            Job.Submitted, Job.Finished, Job.Error, Job.Totals.ToImmutableSortedDictionary(StringComparer.Ordinal), details);
+            Job.Submitted, Job.Finished, Job.Error, Job.Totals.ToImmutableSortedDictionary(StringComparer.Ordinal), details, Job.ComputeSeconds);
     }
 }

@@ -67,11 +67,12 @@ public sealed class DeviceWorkerGrain(
         var resolver = new StoreArtifactResolver(store, _options.CacheFolder);
         var context = new ShardContext(WorkerId, SiloPinnedPlacementDirector.DeviceOf(WorkerId), _threads, resolver, _models);
         var idle = TimeSpan.FromMilliseconds(50);
+        ShardLease? lease = null;
         while (!_stop.IsCancellationRequested)
         {
             try
             {
-                var lease = NextLease();
+                lease ??= NextLease();
                 if (lease is null)
                 {
                     _stop.Token.WaitHandle.WaitOne(idle);
@@ -79,7 +80,8 @@ public sealed class DeviceWorkerGrain(
                     continue;
                 }
                 idle = TimeSpan.FromMilliseconds(50);
-                RunShard(lease, context);
+                // Completing a shard also leases the job's next one: one call and one state write between shards.
+                lease = RunShard(lease, context);
             }
             catch (Exception e) when (!_stop.IsCancellationRequested)
             {
@@ -100,7 +102,8 @@ public sealed class DeviceWorkerGrain(
         return null;
     }
 
-    private void RunShard(ShardLease lease, ShardContext context)
+    /// <returns>The next lease of the same job, when completing this shard brought one.</returns>
+    private ShardLease? RunShard(ShardLease lease, ShardContext context)
     {
         var job = grains.GetGrain<IJobGrain>(lease.JobId);
         _currentJob = lease.JobId;
@@ -114,16 +117,20 @@ public sealed class DeviceWorkerGrain(
             var key = $"jobs/{lease.JobId}/shards/{lease.Shard.ShardId}.json";
             Call(() => store.PutBytesAsync(key, result.Content, _stop.Token));
             var outcome = new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, stopwatch.Elapsed.TotalSeconds);
-            if (Call(() => job.CompleteAsync(outcome))) Interlocked.Increment(ref _completed);
+            renewal.Dispose();
+            Interlocked.Increment(ref _completed);
+            return Call(() => job.CompleteAndLeaseAsync(outcome, WorkerId));
         }
         catch (OperationCanceledException) when (lost.IsCancellationRequested && !_stop.IsCancellationRequested)
         {
             logger.LogWarning("Worker {Worker} lost the lease of {Job}/{Shard}; dropping it", WorkerId, lease.JobId, lease.Shard.ShardId);
+            return null;
         }
         catch (Exception e) when (!_stop.IsCancellationRequested)
         {
             logger.LogWarning(e, "Worker {Worker}: shard {Job}/{Shard} failed", WorkerId, lease.JobId, lease.Shard.ShardId);
             Call(() => job.FailAsync(lease.Shard.ShardId, lease.LeaseId, e.Message));
+            return null;
         }
         finally
         {

@@ -30,7 +30,16 @@ public sealed class TokenStream
     {
         var room = Length - windowLength;
         if (room <= 0) throw new Storage.UserInputException($"The training text has {Length} tokens, fewer than one window of {windowLength + 1}; use a larger corpus or a shorter sequence length.");
-        var random = new Random(HashCode.Combine(seed, step));
+        // HashCode is randomised per process; the seed must give the same windows in every process.
+        var random = new Random(unchecked((int)SplitMix64((ulong)seed * 0x9E3779B97F4A7C15UL + (ulong)step)));
         return [.. Enumerable.Range(0, batchSize).Select(_ => random.NextInt64(room))];
+    }
+
+    /// <summary>SplitMix64's finaliser: a fixed, well-mixed function of its input.</summary>
+    private static ulong SplitMix64(ulong x)
+    {
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
+        return x ^ (x >> 31);
     }
 }

@@ -72,7 +72,7 @@ public static class SiloHostingExtensions
     private static void AddEmbeddedCluster(ISiloBuilder silo, BabelClusterOptions cluster)
     {
         var address = IPAddress.Parse(cluster.AdvertisedAddress ?? IPAddress.Loopback.ToString());
-        silo.UseDevelopmentClustering(new IPEndPoint(address, cluster.SiloPort));
+        silo.UseDevelopmentClustering(new IPEndPoint(address, cluster.PrimarySiloPort ?? cluster.SiloPort));
         silo.ConfigureEndpoints(address, cluster.SiloPort, cluster.GatewayPort);
         silo.AddLocalFolderGrainStorage(JobStorageName, Path.GetFullPath(cluster.StateFolder));
     }

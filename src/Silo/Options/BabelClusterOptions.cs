@@ -40,6 +40,12 @@ public sealed class BabelClusterOptions
     /// </summary>
     public string? AdvertisedAddress { get; set; }
 
+    /// <summary>
+    /// Embedded mode: the silo port of the primary silo on this host to join, for several silo processes on one machine
+    /// without Azure Storage. Null (default): this silo is the primary.
+    /// </summary>
+    public int? PrimarySiloPort { get; set; }
+
     /// <summary>Embedded mode: folder of persisted grain state. Default <c>./.babel/state</c>.</summary>
     public string StateFolder { get; set; } = Path.Combine(".", ".babel", "state");
 

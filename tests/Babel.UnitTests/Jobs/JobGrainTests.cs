@@ -97,6 +97,24 @@ public class JobGrainTests(JobClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Completing_and_leasing_in_one_call_sums_the_shard_and_hands_out_the_next()
+    {
+        var job = NewJob();
+        await job.SubmitAsync(_spec, _plan);
+        var first = (await job.LeaseAsync("w"))!;
+        var second = (await job.CompleteAndLeaseAsync(Outcome(first, 2), "w"))!;
+        Assert.Equal("b", second.Shard.ShardId);
+        // A retried call after the first got through completes nothing twice but still leases.
+        var third = (await job.CompleteAndLeaseAsync(Outcome(first, 2), "w"))!;
+        Assert.Equal("c", third.Shard.ShardId);
+        await job.CompleteAndLeaseAsync(Outcome(second, 30), "w");
+        Assert.Null(await job.CompleteAndLeaseAsync(Outcome(third, 400), "w"));
+        var status = await job.GetStatusAsync(false);
+        Assert.Equal(JobPhase.Succeeded, status.Phase);
+        Assert.Equal(432, status.Totals["x"]);
+    }
+
+    [Fact]
     public async Task An_expired_lease_is_reissued_and_a_late_completion_still_counts_once()
     {
         var job = NewJob();

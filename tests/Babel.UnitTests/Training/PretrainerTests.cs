@@ -12,6 +12,8 @@ public class PretrainerTests
         Steps = 12, BatchSize = 4, SequenceLength = 16, LearningRate = 1e-2, CheckpointInterval = 5, Threads = 1, Seed = 5,
     };
 
+    private static readonly long[] PinnedWindowStarts = [1435, 2608, 1243, 1573];
+
     private static TokenStream PatternedStream()
     {
         // A learnable stream: a repeating pattern with a little seeded noise.
@@ -43,6 +45,8 @@ public class PretrainerTests
         var stream = PatternedStream();
         Assert.Equal(stream.WindowStarts(5, 3, 4, 16), stream.WindowStarts(5, 3, 4, 16));
         Assert.NotEqual(stream.WindowStarts(5, 3, 4, 16), stream.WindowStarts(5, 4, 4, 16));
+        // The same in every process: pinned values, so a process-randomised hash would fail here.
+        Assert.Equal(PinnedWindowStarts, stream.WindowStarts(5, 3, 4, 16));
         var (inputs, targets) = Pretrainer.Batch(stream, _options, 2);
         // Targets are the inputs shifted by one token.
         Assert.True(inputs.narrow(1, 1, 15).eq(targets.narrow(1, 0, 15)).all().item<bool>());

