@@ -1,0 +1,95 @@
+using Babel.Grains.Jobs;
+using Babel.Grains.Workers;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Training;
+using Babel.Modeling.Transformer;
+using Babel.Storage;
+using Babel.Storage.Corpora;
+using Babel.UnitTests.Transformer;
+using Xunit;
+
+namespace Babel.UnitTests.Jobs;
+
+/// <summary>The perplexity job kind without a cluster: its shards against the single-process computation.</summary>
+public class PerplexityJobTests
+{
+    private sealed class LocalFolders(Dictionary<string, string> folders) : IArtifactResolver
+    {
+        public Task<string> LocalFolderAsync(string key, CancellationToken cancellationToken) => Task.FromResult(folders[key]);
+    }
+
+    private static (string Model, string Corpus) Inputs(ScratchFolder scratch)
+    {
+        var corpus = scratch.Combine("corpus");
+        var texts = new Dictionary<string, IReadOnlyList<CorpusDocument>>
+        {
+            ["eng"] = [.. Enumerable.Range(0, 7).Select(i => new CorpusDocument($"d{i}", string.Join(' ', Enumerable.Repeat($"the cat number {i} sat on the mat", 1 + i))))],
+            ["fra"] = [.. Enumerable.Range(0, 5).Select(i => new CorpusDocument($"d{i}", $"le chat numéro {i} est sur le tapis"))],
+        };
+        CorpusWriter.Write(corpus, new CorpusManifest("t", "t", "MIT",
+            [new("eng", "English", "Latin", "Indo-European", "t", "MIT"), new("fra", "French", "Latin", "Indo-European", "t", "MIT")],
+            new CorpusSplitManifest([], "none held out")), texts);
+        var model = scratch.Combine("model");
+        var tokenizer = ByteLevelBpeTrainer.Train(texts.Values.SelectMany(d => d).Select(d => d.Text), 300, minFrequency: 1);
+        tokenizer.Save(model);
+        var config = TinyModels.Config() with { VocabSize = tokenizer.VocabSize, BosTokenId = 0, EosTokenId = 1, PadTokenId = 2 };
+        using var network = TinyModels.Create(config);
+        ModelCheckpoint.Save(model, config, network.StateDict());
+        return (model, corpus);
+    }
+
+    [Fact]
+    public async Task Shard_totals_in_any_order_give_the_single_process_perplexity()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus) = Inputs(scratch);
+        var resolver = new LocalFolders(new() { ["models/m"] = model, ["corpora/c"] = corpus });
+        var parameters = PerplexityJob.Serialize(new PerplexityJobParameters("models/m", "corpora/c", ["eng", "fra"], Split: "all", DocumentsPerShard: 3));
+        var kind = new PerplexityJob();
+        var plan = await kind.PlanAsync(parameters, resolver, CancellationToken.None);
+        Assert.Equal(["eng-0000", "eng-0001", "eng-0002", "fra-0000", "fra-0001"], plan.Select(s => s.ShardId));
+        Assert.Equal([3, 3, 1, 3, 2], plan.Select(s => s.Items));
+
+        using var replicas = new ModelReplicas();
+        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas);
+        Dictionary<string, long> Sum(IEnumerable<Babel.Contracts.ShardSpec> shards)
+        {
+            var totals = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var shard in shards)
+            {
+                foreach (var (name, value) in kind.RunShard(context, parameters, shard, CancellationToken.None).Totals) totals[name] = totals.GetValueOrDefault(name) + value;
+            }
+            return totals;
+        }
+        var forward = Sum(plan);
+        var backward = Sum(plan.Reverse());
+        Assert.Equal(forward, backward);
+
+        using var network = CausalLanguageModel.Load(model);
+        using var tokenizer = HuggingFaceTokenizer.Load(model);
+        var opened = Corpus.Open(corpus);
+        var results = PerplexityJob.Results(["eng", "fra"], forward);
+        foreach (var result in results)
+        {
+            var single = Perplexity.Evaluate(network, tokenizer, result.Language, opened.ReadDocuments(result.Language).Select(d => d.Text));
+            Assert.Equal(single.Tokens, result.Tokens);
+            Assert.Equal(single.Documents, result.Documents);
+            Assert.Equal(single.Bytes, result.Bytes);
+            // Shards batch windows differently from one pass over all documents: equal up to float rounding.
+            Assert.Equal(single.MeanNll, result.MeanNll, 5);
+        }
+        Assert.Single(replicas.Keys);
+    }
+
+    [Theory]
+    [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[]}", "names no language")]
+    [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[\"eng\"],\"documentsPerShard\":0}", "documents per shard")]
+    [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[\"eng\"],\"split\":\"dev\"}", "Unknown split")]
+    [InlineData("not json", "not valid JSON")]
+    public void Invalid_parameters_are_one_clear_sentence(string json, string expected)
+    {
+        var error = Assert.Throws<UserInputException>(() => PerplexityJob.ParseParameters(json));
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+}
