@@ -7,20 +7,13 @@ using Babel.Storage.Corpora;
 using Babel.UnitTests.Corpora;
 using Babel.UnitTests.Transformer;
 using Xunit;
+using static Babel.UnitTests.CliRun;
 
 namespace Babel.UnitTests.Client;
 
 /// <summary>The model commands end to end through <see cref="BabelCli"/>: outputs, and one clear sentence with exit code 2 for bad input.</summary>
 public class ModelCommandTests
 {
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var code = BabelCli.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
-
     /// <summary>A small random model with a tokenizer trained on a few sentences.</summary>
     private static string WriteModel(ScratchFolder scratch)
     {

@@ -1,19 +1,12 @@
 using Babel.Client;
 using Babel.Storage.Corpora;
 using Xunit;
+using static Babel.UnitTests.CliRun;
 
 namespace Babel.UnitTests.Corpora;
 
 public class DataCommandTests
 {
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var code = BabelCli.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Fact]
     public void Udhr_with_an_unknown_language_exits_2_and_says_how_to_list_them()
     {
