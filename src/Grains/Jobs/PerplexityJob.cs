@@ -17,7 +17,7 @@ public sealed record PerplexityJobParameters(
     string Split = "heldout",
     int WindowLength = 256,
     int BatchSize = 8,
-    int DocumentsPerShard = 8);
+    int DocumentsPerShard = 16);
 
 /// <summary>One shard: a contiguous slice of one language's documents in the split.</summary>
 public sealed record PerplexityShardParameters(string Language, int Start, int Count);

@@ -29,6 +29,8 @@ public sealed class DeviceWorkerGrain(
     private volatile string? _currentJob;
     private volatile string? _currentShard;
     private long _completed;
+    // When the worker last stopped computing (or started asking for work): the start of the engine time the next shard reports.
+    private long _coordinationStart;
 
     private string WorkerId => this.GetPrimaryKeyString();
 
@@ -72,7 +74,11 @@ public sealed class DeviceWorkerGrain(
         {
             try
             {
-                lease ??= NextLease();
+                if (lease is null)
+                {
+                    _coordinationStart = Stopwatch.GetTimestamp();
+                    lease = NextLease();
+                }
                 if (lease is null)
                 {
                     _stop.Token.WaitHandle.WaitOne(idle);
@@ -83,7 +89,13 @@ public sealed class DeviceWorkerGrain(
                 // Completing a shard also leases the job's next one: one call and one state write between shards.
                 lease = RunShard(lease, context);
             }
-            catch (Exception e) when (!_stop.IsCancellationRequested)
+            catch (Exception) when (_stop.IsCancellationRequested)
+            {
+                // Deactivation (the silo or the embedded CLI stopping) cancels the call in flight; an exception escaping this
+                // thread would abort the whole process.
+                break;
+            }
+            catch (Exception e)
             {
                 logger.LogWarning(e, "Worker {Worker}: the job engine did not answer; retrying", WorkerId);
                 _stop.Token.WaitHandle.WaitOne(_options.MaxIdleDelay);
@@ -110,13 +122,16 @@ public sealed class DeviceWorkerGrain(
         _currentShard = lease.Shard.ShardId;
         using var lost = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         using var renewal = RenewWhileRunning(job, lease, lost);
+        var coordination = Stopwatch.GetElapsedTime(_coordinationStart).TotalSeconds;
         var stopwatch = Stopwatch.StartNew();
         try
         {
             var result = kinds.Get(lease.Job.Kind).RunShard(context, lease.Job.Parameters, lease.Shard, lost.Token);
+            var compute = stopwatch.Elapsed.TotalSeconds;
+            _coordinationStart = Stopwatch.GetTimestamp();
             var key = $"jobs/{lease.JobId}/shards/{lease.Shard.ShardId}.json";
             Call(() => store.PutBytesAsync(key, result.Content, _stop.Token));
-            var outcome = new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, stopwatch.Elapsed.TotalSeconds);
+            var outcome = new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, compute, coordination);
             renewal.Dispose();
             Interlocked.Increment(ref _completed);
             return Call(() => job.CompleteAndLeaseAsync(outcome, WorkerId));

@@ -23,8 +23,8 @@ public sealed class WorkerOptions
     /// <summary>Local folder where models and corpora from the artifact store are materialised. Default: the system temp folder's <c>babel-artifacts</c>.</summary>
     public string CacheFolder { get; set; } = Path.Combine(Path.GetTempPath(), "babel-artifacts");
 
-    /// <summary>Longest wait between polls when no job has work. Default 1 s.</summary>
-    public TimeSpan MaxIdleDelay { get; set; } = TimeSpan.FromSeconds(1);
+    /// <summary>Longest wait between polls when no job has work (each poll is one call to the job registry). Default 250 ms.</summary>
+    public TimeSpan MaxIdleDelay { get; set; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>Timeout of one call to a job grain; calls are retried, so a dead silo costs a worker at most about this much. Default 5 s.</summary>
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(5);

@@ -68,7 +68,7 @@ public class JobGrainTests(JobClusterFixture fixture)
     private IJobGrain NewJob() => fixture.Cluster.Client.GetGrain<IJobGrain>($"job-{Guid.NewGuid():N}");
 
     private static ShardOutcome Outcome(ShardLease lease, long value) =>
-        new(lease.Shard.ShardId, lease.LeaseId, $"jobs/{lease.JobId}/{lease.Shard.ShardId}", ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create("x", value)]), "test", 0.1);
+        new(lease.Shard.ShardId, lease.LeaseId, $"jobs/{lease.JobId}/{lease.Shard.ShardId}", ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create("x", value)]), "test", 0.1, 0.01);
 
     [Fact]
     public async Task Shards_are_leased_in_plan_order_and_totals_sum_each_shard_once()
