@@ -81,7 +81,13 @@ public sealed class DeviceWorkerGrain(
                 idle = TimeSpan.FromMilliseconds(50);
                 RunShard(lease, context);
             }
-            catch (Exception e) when (!_stop.IsCancellationRequested)
+            catch (Exception) when (_stop.IsCancellationRequested)
+            {
+                // Deactivation (the silo or the embedded CLI stopping) cancels the call in flight; an exception escaping this
+                // thread would abort the whole process.
+                break;
+            }
+            catch (Exception e)
             {
                 logger.LogWarning(e, "Worker {Worker}: the job engine did not answer; retrying", WorkerId);
                 _stop.Token.WaitHandle.WaitOne(_options.MaxIdleDelay);
