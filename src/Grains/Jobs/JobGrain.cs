@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Babel.Contracts;
+using Babel.Grains.Workers;
 using Babel.Storage;
 using Microsoft.Extensions.Logging;
 
@@ -13,6 +14,7 @@ namespace Babel.Grains.Jobs;
 public sealed class JobGrain(
     [PersistentState("job", JobGrain.StorageName)] IPersistentState<JobRecord> state,
     IGrainFactory grains,
+    IClusterMembershipService membership,
     TimeProvider time,
     JobMetrics metrics,
     ILogger<JobGrain> logger) : Grain, IJobGrain
@@ -63,12 +65,19 @@ public sealed class JobGrain(
         foreach (var shard in Job.Plan)
         {
             var record = Job.Shards[shard.ShardId];
-            var expired = record.Phase == ShardPhase.Leased && record.LeaseExpires <= now;
-            if (record.Phase != ShardPhase.Pending && !expired) continue;
-            if (expired)
+            // A device worker runs one shard at a time: asking for another while holding this one means its activation
+            // restarted (e.g. its grain directory partition died with another silo) and dropped it, or the lease call that
+            // granted it timed out. It resumes the same attempt.
+            var resumed = record.Phase == ShardPhase.Leased && record.Worker == worker && SiloPinnedPlacementDirector.TryParseSilo(worker, out _);
+            var expired = !resumed && record.Phase == ShardPhase.Leased && record.LeaseExpires <= now;
+            // A worker of a silo the cluster declared dead never renews its lease: re-issue it now, not after the lease duration.
+            var orphaned = !resumed && !expired && record.Phase == ShardPhase.Leased && IsOnDeadSilo(record.Worker);
+            if (record.Phase != ShardPhase.Pending && !resumed && !expired && !orphaned) continue;
+            if (expired || orphaned)
             {
-                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "lease-expired"));
-                logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} expired", JobId, shard.ShardId, record.Worker);
+                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", expired ? "lease-expired" : "silo-dead"));
+                logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} {Reason}", JobId, shard.ShardId, record.Worker,
+                    expired ? "expired" : "is lost with its dead silo");
                 if (record.Attempts >= Job.Spec.MaxAttempts)
                 {
                     await FailJobAsync(shard.ShardId, record, $"its lease expired after {record.Attempts} attempts (last worker {record.Worker})");
@@ -76,7 +85,7 @@ public sealed class JobGrain(
                 }
             }
             record.Phase = ShardPhase.Leased;
-            record.Attempts++;
+            if (!resumed) record.Attempts++;
             record.LeaseId = Guid.NewGuid();
             record.IssuedLeases.Add(record.LeaseId);
             record.LeaseExpires = now + Job.Spec.LeaseDuration;
@@ -87,6 +96,10 @@ public sealed class JobGrain(
         }
         return null;
     }
+
+    /// <summary>True when <paramref name="worker"/> is a device worker key (<c>SILO/DEVICE</c>) of a silo the cluster declared dead.</summary>
+    private bool IsOnDeadSilo(string? worker) =>
+        worker is not null && SiloPinnedPlacementDirector.TryParseSilo(worker, out var silo) && membership.CurrentSnapshot.GetSiloStatus(silo) == SiloStatus.Dead;
 
     public async Task<bool> RenewAsync(string shardId, Guid leaseId)
     {
