@@ -1,7 +1,6 @@
 using System.Collections.Immutable;
 using Babel.Contracts;
 using Babel.Grains.Workers;
-using Babel.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace Babel.Grains.Jobs;
@@ -29,7 +28,7 @@ public sealed class JobGrain(
         {
             if (Job.Spec != spec || !Job.Plan.SequenceEqual(plan))
             {
-                throw new UserInputException($"Job '{JobId}' already exists with another spec; choose another job id or cancel it first.");
+                throw new JobRequestException($"Job '{JobId}' already exists with another spec; choose another job id or cancel it first.");
             }
             return Status(includeShards: false);
         }
@@ -51,11 +50,11 @@ public sealed class JobGrain(
 
     private static void Validate(JobSpec spec, IReadOnlyList<ShardSpec> plan)
     {
-        if (string.IsNullOrWhiteSpace(spec.Kind)) throw new UserInputException("The job spec names no job kind.");
-        if (spec.MaxAttempts < 1) throw new UserInputException($"MaxAttempts must be at least 1 (got {spec.MaxAttempts}).");
-        if (spec.LeaseDuration <= TimeSpan.Zero) throw new UserInputException($"The lease duration must be positive (got {spec.LeaseDuration}).");
+        if (string.IsNullOrWhiteSpace(spec.Kind)) throw new JobRequestException("The job spec names no job kind.");
+        if (spec.MaxAttempts < 1) throw new JobRequestException($"MaxAttempts must be at least 1 (got {spec.MaxAttempts}).");
+        if (spec.LeaseDuration <= TimeSpan.Zero) throw new JobRequestException($"The lease duration must be positive (got {spec.LeaseDuration}).");
         var duplicate = plan.GroupBy(s => s.ShardId, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new UserInputException($"The plan repeats shard id '{duplicate.Key}'; shard ids must be unique.");
+        if (duplicate is not null) throw new JobRequestException($"The plan repeats shard id '{duplicate.Key}'; shard ids must be unique.");
     }
 
     public async Task<ShardLease?> LeaseAsync(string worker)
@@ -166,7 +165,7 @@ public sealed class JobGrain(
 
     public async Task CancelAsync()
     {
-        if (Job.Spec is null) throw new UserInputException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
+        if (Job.Spec is null) throw new JobRequestException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
         if (Job.Phase != JobPhase.Running) return;
         Job.Phase = JobPhase.Cancelled;
         Job.Finished = time.GetUtcNow();
@@ -183,7 +182,7 @@ public sealed class JobGrain(
 
     public Task<JobStatus> GetStatusAsync(bool includeShards)
     {
-        if (Job.Spec is null) throw new UserInputException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
+        if (Job.Spec is null) throw new JobRequestException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
         return Task.FromResult(Status(includeShards));
     }
 
