@@ -56,6 +56,8 @@ public static class BabelCli
     private static string? UserMessage(Exception exception) => exception switch
     {
         UserInputException e => e.Message,
+        // The job engine's user errors, thrown by a grain, possibly on another process.
+        Babel.Contracts.JobRequestException e => e.Message,
         AggregateException { InnerExceptions.Count: 1 } e => UserMessage(e.InnerExceptions[0]),
         _ => null,
     };

@@ -10,6 +10,7 @@ using Babel.Storage.Artifacts;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using Orleans.Configuration;
 
 namespace Babel.Client;
@@ -51,7 +52,12 @@ internal sealed class EngineConnection : IAsyncDisposable
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = false, Args = [] });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
-        builder.Logging.AddFilter("Orleans", LogLevel.Error);
+        // Logs go to stderr: stdout carries the command's result (e.g. --output json).
+        builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        // A cluster client reports an unreachable cluster as one sentence itself; Orleans' and the host's own error logs would
+        // print pages of stack traces for the same cause (and again for every retry while a silo is being replaced).
+        builder.Logging.AddFilter("Orleans", cluster ? LogLevel.None : LogLevel.Error);
+        if (cluster) builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         int? siloPort = cluster ? null : FreePort();
         if (cluster) AddClusterClient(builder);
         else AddEmbeddedSilo(builder, Path.GetFullPath(storeRoot), workers, siloPort!.Value);
@@ -66,7 +72,7 @@ internal sealed class EngineConnection : IAsyncDisposable
         {
             host.Dispose();
             throw new UserInputException(
-                $"Could not reach the Babel cluster '{builder.Configuration[$"{BabelClusterOptions.Section}:ClusterId"] ?? "babel"}' within {ConnectTimeout.TotalSeconds:F0} s ({e.GetBaseException().Message}); " +
+                $"Could not reach the Babel cluster '{builder.Configuration[$"{BabelClusterOptions.Section}:ClusterId"] ?? "babel"}' within {ConnectTimeout.TotalSeconds:F0} s ({RootCause(e)}); " +
                 $"check that its silos run and that {StorageConnectionString.Key} points at its storage.", e);
         }
         return new EngineConnection(host, siloPort);
@@ -105,6 +111,15 @@ internal sealed class EngineConnection : IAsyncDisposable
             client.UseAzureStorageClustering(o => o.TableServiceClient = new TableServiceClient(connection.Value));
             client.UseConnectionRetryFilter(new BoundedConnectionRetry(ConnectTimeout).ShouldRetryAsync);
         });
+    }
+
+    /// <summary>The innermost useful message (e.g. "Connection refused (127.0.0.1:10002)"), not the Azure SDK's retry advice around it.</summary>
+    private static string RootCause(Exception exception)
+    {
+        // A SocketException's message lacks the endpoint that the HTTP exception around it names.
+        while ((exception is AggregateException { InnerExceptions.Count: > 0 } aggregate ? aggregate.InnerExceptions[0] : exception.InnerException) is { } inner and not SocketException)
+            exception = inner;
+        return exception.Message;
     }
 
     public static int FreePort()

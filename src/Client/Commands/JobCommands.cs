@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Babel.Contracts;
 using Babel.Silo;
 using Spectre.Console;
@@ -9,11 +11,19 @@ namespace Babel.Client.Commands;
 /// <summary><c>babel status [JOB]</c>, <c>babel cancel JOB</c> and <c>babel silo</c>.</summary>
 internal static class JobCommands
 {
+    private static readonly JsonSerializerOptions _json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() },
+    };
+
     public static Command Status()
     {
         var engine = new EngineOptions();
         var job = new Argument<string?>("job") { Description = "Job id; without it, every job is listed.", Arity = ArgumentArity.ZeroOrOne };
-        var command = new Command("status", "Show jobs, or one job with its shards.") { job };
+        var output = new Option<string>("--output") { Description = "table or json (json: one job's status with its shards).", DefaultValueFactory = _ => "table" };
+        output.AcceptOnlyFromAmong("table", "json");
+        var command = new Command("status", "Show jobs, or one job with its shards.") { job, output };
         engine.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -33,6 +43,11 @@ internal static class JobCommands
                 return 0;
             }
             var status = await Find(connection, id).GetStatusAsync(includeShards: true);
+            if (parse.GetValue(output) == "json")
+            {
+                parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(status, _json));
+                return 0;
+            }
             console.MarkupLineInterpolated($"job {status.JobId} ({status.Kind}): {status.Phase}, {status.Done}/{status.Shards} shards done, {status.Leased} running, {status.Failed} failed, {status.ItemsDone}/{status.Items} items, {status.ItemsPerSecond:F1} items/s");
             if (status.Error is not null) console.MarkupLineInterpolated($"[red]{status.Error}[/]");
             var shards = new Table().AddColumns("shard", "phase", "attempts", "items", "worker", "error");

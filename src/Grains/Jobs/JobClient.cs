@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using Babel.Contracts;
@@ -35,13 +36,38 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
         return await grains.GetGrain<IJobGrain>(jobId).SubmitAsync(spec, plan);
     }
 
-    /// <summary>Polls the job until it ends, reporting each status; throws when it failed or was cancelled.</summary>
+    /// <summary>How long one status call may take before it is retried; a call in flight to a silo that dies otherwise waits out the 30 s response timeout.</summary>
+    public static readonly TimeSpan StatusCallTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long <see cref="WaitAsync"/> keeps retrying while no silo answers for the job before it gives up.</summary>
+    public static readonly TimeSpan UnreachableLimit = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Polls the job until it ends, reporting each status; throws when it failed or was cancelled, or when the cluster did
+    /// not answer for <see cref="UnreachableLimit"/>. A silo crash is survived: the job's state is persisted, and a later call
+    /// reactivates the job on a live silo once the cluster has declared the dead one dead.
+    /// </summary>
     public async Task<JobStatus> WaitAsync(string jobId, IProgress<JobStatus>? progress, TimeSpan poll, CancellationToken cancellationToken = default)
     {
         var job = grains.GetGrain<IJobGrain>(jobId);
+        var sinceLastAnswer = Stopwatch.StartNew();
         while (true)
         {
-            var status = await job.GetStatusAsync(includeShards: false);
+            JobStatus status;
+            try
+            {
+                status = await job.GetStatusAsync(includeShards: false).WaitAsync(StatusCallTimeout, cancellationToken);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException)
+            {
+                if (sinceLastAnswer.Elapsed > UnreachableLimit)
+                {
+                    throw new JobFailedException($"No silo answered for job {jobId} within {UnreachableLimit.TotalSeconds:F0} s ({e.Message}); check the cluster, then rerun the same command to resume the job.");
+                }
+                await Task.Delay(poll, cancellationToken);
+                continue;
+            }
+            sinceLastAnswer.Restart();
             progress?.Report(status);
             switch (status.Phase)
             {

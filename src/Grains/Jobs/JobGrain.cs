@@ -1,6 +1,6 @@
 using System.Collections.Immutable;
 using Babel.Contracts;
-using Babel.Storage;
+using Babel.Grains.Workers;
 using Microsoft.Extensions.Logging;
 
 namespace Babel.Grains.Jobs;
@@ -13,6 +13,7 @@ namespace Babel.Grains.Jobs;
 public sealed class JobGrain(
     [PersistentState("job", JobGrain.StorageName)] IPersistentState<JobRecord> state,
     IGrainFactory grains,
+    IClusterMembershipService membership,
     TimeProvider time,
     JobMetrics metrics,
     ILogger<JobGrain> logger) : Grain, IJobGrain
@@ -28,7 +29,7 @@ public sealed class JobGrain(
         {
             if (Job.Spec != spec || !Job.Plan.SequenceEqual(plan))
             {
-                throw new UserInputException($"Job '{JobId}' already exists with another spec; choose another job id or cancel it first.");
+                throw new JobRequestException($"Job '{JobId}' already exists with another spec; choose another job id or cancel it first.");
             }
             return Status(includeShards: false);
         }
@@ -49,11 +50,11 @@ public sealed class JobGrain(
 
     private static void Validate(JobSpec spec, IReadOnlyList<ShardSpec> plan)
     {
-        if (string.IsNullOrWhiteSpace(spec.Kind)) throw new UserInputException("The job spec names no job kind.");
-        if (spec.MaxAttempts < 1) throw new UserInputException($"MaxAttempts must be at least 1 (got {spec.MaxAttempts}).");
-        if (spec.LeaseDuration <= TimeSpan.Zero) throw new UserInputException($"The lease duration must be positive (got {spec.LeaseDuration}).");
+        if (string.IsNullOrWhiteSpace(spec.Kind)) throw new JobRequestException("The job spec names no job kind.");
+        if (spec.MaxAttempts < 1) throw new JobRequestException($"MaxAttempts must be at least 1 (got {spec.MaxAttempts}).");
+        if (spec.LeaseDuration <= TimeSpan.Zero) throw new JobRequestException($"The lease duration must be positive (got {spec.LeaseDuration}).");
         var duplicate = plan.GroupBy(s => s.ShardId, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new UserInputException($"The plan repeats shard id '{duplicate.Key}'; shard ids must be unique.");
+        if (duplicate is not null) throw new JobRequestException($"The plan repeats shard id '{duplicate.Key}'; shard ids must be unique.");
     }
 
     public async Task<ShardLease?> LeaseAsync(string worker)
@@ -83,6 +84,10 @@ public sealed class JobGrain(
         return accepted;
     }
 
+    /// <summary>True when <paramref name="worker"/> is a device worker key (<c>SILO/DEVICE</c>) of a silo the cluster declared dead.</summary>
+    private bool IsOnDeadSilo(string? worker) =>
+        worker is not null && SiloPinnedPlacementDirector.TryParseSilo(worker, out var silo) && membership.CurrentSnapshot.GetSiloStatus(silo) == SiloStatus.Dead;
+
     public async Task<bool> RenewAsync(string shardId, Guid leaseId)
     {
         if (Job.Spec is null || Job.Phase != JobPhase.Running || !Job.Shards.TryGetValue(shardId, out var record)) return false;
@@ -100,13 +105,20 @@ public sealed class JobGrain(
         foreach (var shard in Job.Plan)
         {
             var record = Job.Shards[shard.ShardId];
-            var expired = record.Phase == ShardPhase.Leased && record.LeaseExpires <= now;
-            if (record.Phase != ShardPhase.Pending && !expired) continue;
+            // A device worker runs one shard at a time: asking for another while holding this one means its activation
+            // restarted (e.g. its grain directory partition died with another silo) and dropped it, or the lease call that
+            // granted it timed out. It resumes the same attempt.
+            var resumed = record.Phase == ShardPhase.Leased && record.Worker == worker && SiloPinnedPlacementDirector.TryParseSilo(worker, out _);
+            var expired = !resumed && record.Phase == ShardPhase.Leased && record.LeaseExpires <= now;
+            // A worker of a silo the cluster declared dead never renews its lease: re-issue it now, not after the lease duration.
+            var orphaned = !resumed && !expired && record.Phase == ShardPhase.Leased && IsOnDeadSilo(record.Worker);
+            if (record.Phase != ShardPhase.Pending && !resumed && !expired && !orphaned) continue;
             changed = true;
-            if (expired)
+            if (expired || orphaned)
             {
-                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "lease-expired"));
-                logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} expired", JobId, shard.ShardId, record.Worker);
+                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", expired ? "lease-expired" : "silo-dead"));
+                logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} {Reason}", JobId, shard.ShardId, record.Worker,
+                    expired ? "expired" : "is lost with its dead silo");
                 if (record.Attempts >= Job.Spec.MaxAttempts)
                 {
                     FailJob(shard.ShardId, record, $"its lease expired after {record.Attempts} attempts (last worker {record.Worker})");
@@ -114,7 +126,7 @@ public sealed class JobGrain(
                 }
             }
             record.Phase = ShardPhase.Leased;
-            record.Attempts++;
+            if (!resumed) record.Attempts++;
             record.LeaseId = Guid.NewGuid();
             record.IssuedLeases.Add(record.LeaseId);
             record.LeaseExpires = now + Job.Spec.LeaseDuration;
@@ -177,7 +189,7 @@ public sealed class JobGrain(
 
     public async Task CancelAsync()
     {
-        if (Job.Spec is null) throw new UserInputException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
+        if (Job.Spec is null) throw new JobRequestException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
         if (Job.Phase != JobPhase.Running) return;
         Job.Phase = JobPhase.Cancelled;
         Job.Finished = time.GetUtcNow();
@@ -197,7 +209,7 @@ public sealed class JobGrain(
 
     public Task<JobStatus> GetStatusAsync(bool includeShards)
     {
-        if (Job.Spec is null) throw new UserInputException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
+        if (Job.Spec is null) throw new JobRequestException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
         return Task.FromResult(Status(includeShards));
     }
 

@@ -25,6 +25,23 @@ public sealed class SiloPinnedPlacementDirector : IPlacementDirector
 
     public static string SiloOf(string workerKey) => workerKey[..workerKey.LastIndexOf('/')];
 
+    /// <summary>The silo of a worker key, or false when <paramref name="workerKey"/> is not <c>SILO/DEVICE</c> with a parsable silo address.</summary>
+    public static bool TryParseSilo(string workerKey, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out SiloAddress? silo)
+    {
+        silo = null;
+        var slash = workerKey.LastIndexOf('/');
+        if (slash <= 0) return false;
+        try
+        {
+            silo = SiloAddress.FromParsableString(workerKey[..slash]);
+            return true;
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or IndexOutOfRangeException)
+        {
+            return false;
+        }
+    }
+
     public static string DeviceOf(string workerKey) => workerKey[(workerKey.LastIndexOf('/') + 1)..];
 
     public static string WorkerKey(SiloAddress silo, string device) => $"{silo.ToParsableString()}/{device}";

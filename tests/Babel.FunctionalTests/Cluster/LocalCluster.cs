@@ -1,0 +1,73 @@
+using Babel.FunctionalTests.Infrastructure;
+
+namespace Babel.FunctionalTests.Cluster;
+
+/// <summary>
+/// One test's cluster: its own Azurite (so no job, registry or membership state leaks between tests), its own cluster id,
+/// and silo processes on free ports. Disposal kills the silos before Azurite.
+/// </summary>
+public sealed class LocalCluster : IAsyncDisposable
+{
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
+    private readonly List<SiloProcess> _silos = [];
+
+    private LocalCluster(Azurite azurite, string workingDirectory)
+    {
+        Azurite = azurite;
+        WorkingDirectory = workingDirectory;
+    }
+
+    public Azurite Azurite { get; }
+    public string ClusterId { get; } = $"test-{Guid.NewGuid():N}";
+    public string WorkingDirectory { get; }
+    public IReadOnlyList<SiloProcess> Silos => _silos;
+    public BabelCli Cli => BabelCli.ForCluster(Azurite.ConnectionString, ClusterId, WorkingDirectory);
+
+    /// <summary>Starts Azurite and <paramref name="silos"/> silos with one CPU worker each, and waits until every silo is ready.</summary>
+    public static async Task<LocalCluster> StartAsync(int silos)
+    {
+        var cluster = new LocalCluster(await Azurite.StartNewAsync(), Directory.CreateTempSubdirectory("babel-cluster-").FullName);
+        try
+        {
+            for (var i = 0; i < silos; i++) cluster._silos.Add(SiloProcess.Start($"silo{i}", cluster.ClusterId, cluster.Azurite.ConnectionString));
+            await Task.WhenAll(cluster._silos.Select(s => s.WaitReadyAsync(ReadyTimeout)));
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Shards completed so far in the cluster: <c>babel_shards_completed_total</c> summed over the live silos (it is counted where the job grain lives).</summary>
+    public async Task<double> ShardsCompletedAsync()
+    {
+        var total = 0.0;
+        foreach (var silo in _silos.Where(s => !s.HasExited))
+        {
+            try
+            {
+                total += SiloProcess.Counter(await silo.ScrapeMetricsAsync(), "babel_shards_completed_total");
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            {
+                // A silo being killed.
+            }
+        }
+        return total;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var silo in _silos) silo.Dispose();
+        await Azurite.DisposeAsync();
+        try
+        {
+            Directory.Delete(WorkingDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
