@@ -136,6 +136,51 @@ public class JobGrainTests(JobClusterFixture fixture)
     }
 
     [Fact]
+    public async Task A_lease_of_a_worker_on_a_dead_silo_is_reissued_without_waiting_for_it_to_expire()
+    {
+        var job = NewJob();
+        await job.SubmitAsync(_spec, [_plan[0]]);
+        var silo = await fixture.Cluster.StartAdditionalSiloAsync();
+        var first = (await job.LeaseAsync($"{silo.SiloAddress.ToParsableString()}/cpu:0"))!;
+        await fixture.Cluster.KillSiloAsync(silo);
+
+        // The clock does not move: only the membership declaring the silo dead (about 2 s here) frees the lease.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        ShardLease? second = null;
+        while (second is null && DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                second = await job.LeaseAsync("other");
+            }
+            catch (SiloUnavailableException)
+            {
+                // The job grain may have lived on the killed silo.
+            }
+            if (second is null) await Task.Delay(200);
+        }
+        var reissued = second ?? throw new Xunit.Sdk.XunitException("The dead silo's lease was not re-issued within 30 s.");
+        Assert.Equal("a", reissued.Shard.ShardId);
+        Assert.Equal(2, reissued.Attempt);
+        Assert.NotEqual(first.LeaseId, reissued.LeaseId);
+    }
+
+    [Fact]
+    public async Task A_device_worker_asking_again_resumes_the_shard_it_dropped_without_another_attempt()
+    {
+        var job = NewJob();
+        await job.SubmitAsync(_spec, _plan);
+        var worker = $"{fixture.Cluster.Primary!.SiloAddress.ToParsableString()}/cpu:0";
+        var first = (await job.LeaseAsync(worker))!;
+        var again = (await job.LeaseAsync(worker))!;
+        Assert.Equal("a", again.Shard.ShardId);
+        Assert.Equal(1, again.Attempt);
+        Assert.NotEqual(first.LeaseId, again.LeaseId);
+        // Another worker is not affected: it gets the next shard.
+        Assert.Equal("b", (await job.LeaseAsync("w"))!.Shard.ShardId);
+    }
+
+    [Fact]
     public async Task A_completion_quoting_a_lease_never_issued_is_ignored()
     {
         var job = NewJob();
