@@ -148,7 +148,7 @@ public static class MoEfication
         var nearest = SquaredDistances(points, points[chosen[0]].unsqueeze(0)).squeeze(1);
         while (chosen.Count < experts)
         {
-            var weights = nearest.clamp_min(0).to_type(ScalarType.Float64).data<double>().ToArray();
+            var weights = nearest.clamp_min(0).to_type(ScalarType.Float64).cpu().data<double>().ToArray();
             var total = weights.Sum();
             long pick;
             if (total <= 0)
@@ -190,7 +190,7 @@ public static class MoEfication
     /// </summary>
     private static int[] BalancedAssignment(Tensor distanceTensor, int neurons, int experts, int[]? previous)
     {
-        var distances = distanceTensor.to_type(ScalarType.Float64).contiguous().data<double>().ToArray();
+        var distances = distanceTensor.to_type(ScalarType.Float64).cpu().contiguous().data<double>().ToArray();
         var size = neurons / experts;
         var keys = (double[])distances.Clone();
         var pairs = Enumerable.Range(0, neurons * experts).ToArray();
@@ -233,10 +233,24 @@ public static class MoEfication
             var members = new List<int>[experts];
             for (var e = 0; e < experts; e++) members[e] = [];
             for (var n = 0; n < neurons; n++) members[assignment[n]].Add(n);
+            // best[a, b] = the largest gain of moving one of a's neurons to b: a pair whose two bests do not add up to a gain
+            // has no improving swap, so only the few pairs that do are sorted (O(n·E) per pass instead of O(n·E) sorts).
+            var best = new double[experts * experts];
+            Array.Fill(best, double.NegativeInfinity);
+            for (var n = 0; n < neurons; n++)
+            {
+                var from = assignment[n];
+                for (var to = 0; to < experts; to++)
+                {
+                    var gain = distances[n * experts + from] - distances[n * experts + to];
+                    if (gain > best[from * experts + to]) best[from * experts + to] = gain;
+                }
+            }
             for (var a = 0; a < experts; a++)
             {
                 for (var b = a + 1; b < experts; b++)
                 {
+                    if (best[a * experts + b] + best[b * experts + a] <= minimumGain) continue;
                     var fromA = ByGain(members[a], a, b);
                     var fromB = ByGain(members[b], b, a);
                     for (var k = 0; k < fromA.Length && k < fromB.Length; k++)
