@@ -234,7 +234,7 @@ public static class MoEfication
             for (var e = 0; e < experts; e++) members[e] = [];
             for (var n = 0; n < neurons; n++) members[assignment[n]].Add(n);
             // best[a, b] = the largest gain of moving one of a's neurons to b: a pair whose two bests do not add up to a gain
-            // has no improving swap, so only the few pairs that do are sorted (O(n·E) per pass instead of O(n·E) sorts).
+            // has no improving swap, so only the few pairs that do are sorted (O(n·E) per pass instead of E²/2 sorts).
             var best = new double[experts * experts];
             Array.Fill(best, double.NegativeInfinity);
             for (var n = 0; n < neurons; n++)
