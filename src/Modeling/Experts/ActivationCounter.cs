@@ -1,0 +1,123 @@
+using Babel.Modeling.Transformer;
+using static TorchSharp.torch;
+
+namespace Babel.Modeling.Experts;
+
+/// <summary>
+/// Counts, per layer and expert, how many tokens activate each expert under an <see cref="ActivationRule"/>, while the
+/// model runs: attach it as the forward's <see cref="IFeedForwardHook"/> after <see cref="SetTokenMask"/>. The counts stay
+/// on the device and are updated there (no host copy or sync per layer); <see cref="Counts"/> copies them once.
+/// One counter per model replica; not thread-safe.
+/// </summary>
+public sealed class ActivationCounter : IFeedForwardHook, IDisposable
+{
+    private readonly ExpertPartition _partition;
+    private readonly Device _device;
+    private readonly Tensor _counts;
+    private readonly Tensor[] _neuronOrder;
+    private readonly int _topK;
+    private readonly long _minimumPositive;
+    private Tensor? _tokenMask;
+    private Tensor? _tokenMaskPerChoice;
+
+    public ActivationCounter(ExpertPartition partition, ActivationRule rule, Device device)
+    {
+        Rule = rule.CheckFits(partition);
+        _partition = partition;
+        _device = device;
+        switch (rule)
+        {
+            case ActivationRule.TopK topK:
+                _topK = topK.K;
+                break;
+            case ActivationRule.Threshold threshold:
+                _minimumPositive = threshold.MinimumPositive(partition.NeuronsPerExpert);
+                break;
+            default:
+                throw new ArgumentException($"Unknown activation rule {rule}.", nameof(rule));
+        }
+        // Detached from any caller's dispose scope: these live as long as the counter.
+        _counts = zeros([partition.Layers, partition.Experts], ScalarType.Int64, device).DetachFromDisposeScope();
+        _neuronOrder = [.. partition.NeuronOrder().Select(order => tensor(order, device: device).DetachFromDisposeScope())];
+    }
+
+    public ActivationRule Rule { get; }
+
+    /// <summary>Tokens counted so far: the sum of every forward's token mask.</summary>
+    public long Tokens { get; private set; }
+
+    /// <summary>
+    /// Which tokens of the next forward to count, [batch, tokens] (bool or 0/1): pads are never counted; the caller decides
+    /// about BOS. Call before each forward; the mask stays until replaced.
+    /// </summary>
+    public void SetTokenMask(Tensor mask)
+    {
+        if (mask.dim() != 2) throw new ArgumentException($"The token mask must be [batch, tokens], not [{string.Join(", ", mask.shape)}].", nameof(mask));
+        ReleaseMask();
+        // The mask outlives the caller's per-batch scope until replaced, so it is detached from every scope.
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        var flat = mask.reshape(-1).to(ScalarType.Int64, _device).ne(0).to(ScalarType.Int64);
+        Tokens += flat.sum().item<long>();
+        _tokenMask = flat.unsqueeze(1).DetachFromDisposeScope();
+        // topk adds each token's mask once per chosen expert: the mask repeated K times, in the order of topk's indices.
+        if (_topK > 0) _tokenMaskPerChoice = flat.unsqueeze(1).expand(flat.shape[0], _topK).reshape(-1).DetachFromDisposeScope();
+    }
+
+    public Tensor OnIntermediate(int layer, Tensor gate, Tensor intermediate)
+    {
+        var mask = _tokenMask ?? throw new InvalidOperationException("Call SetTokenMask before each forward with an ActivationCounter.");
+        var tokens = mask.shape[0];
+        var neurons = intermediate.shape[^1];
+        if (intermediate.numel() != tokens * neurons)
+        {
+            throw new InvalidOperationException($"The token mask covers {tokens} tokens but layer {layer}'s activations are [{string.Join(", ", intermediate.shape)}]; set the mask for this forward.");
+        }
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        var experts = _partition.Experts;
+        var size = _partition.NeuronsPerExpert;
+        var counts = _counts[layer];
+        if (_topK > 0)
+        {
+            var l1 = intermediate.reshape(tokens, neurons).abs().index_select(1, _neuronOrder[layer]).view(tokens, experts, size).sum(-1, type: ScalarType.Float32);
+            var chosen = l1.topk(_topK, dim: -1, largest: true, sorted: false).indexes.reshape(-1);
+            counts.index_add_(0, chosen, _tokenMaskPerChoice!, 1);
+        }
+        else
+        {
+            var positive = gate.reshape(tokens, neurons).gt(0).index_select(1, _neuronOrder[layer]).view(tokens, experts, size).sum(-1);
+            counts.add_(positive.ge(_minimumPositive).mul(mask).sum(dim: 0));
+        }
+        return intermediate;
+    }
+
+    /// <summary>The counts so far, [layer][expert]: one copy from the device.</summary>
+    public long[][] Counts()
+    {
+        using var host = _counts.cpu();
+        var flat = host.data<long>().ToArray();
+        return [.. Enumerable.Range(0, _partition.Layers).Select(layer => flat.AsSpan(layer * _partition.Experts, _partition.Experts).ToArray())];
+    }
+
+    public void Reset()
+    {
+        _counts.zero_();
+        Tokens = 0;
+    }
+
+    public void Dispose()
+    {
+        ReleaseMask();
+        _counts.Dispose();
+        foreach (var order in _neuronOrder) order.Dispose();
+    }
+
+    private void ReleaseMask()
+    {
+        _tokenMask?.Dispose();
+        _tokenMaskPerChoice?.Dispose();
+        _tokenMask = null;
+        _tokenMaskPerChoice = null;
+    }
+}
