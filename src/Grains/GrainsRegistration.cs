@@ -23,6 +23,7 @@ public static class GrainsRegistration
     public static IServiceCollection AddBabelJobKinds(this IServiceCollection services)
     {
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, PerplexityJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, ProfileJob>());
         services.TryAddSingleton<JobKindCatalog>();
         return services;
     }

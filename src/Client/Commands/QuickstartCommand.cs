@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using Babel.Grains.Jobs;
+using Babel.Modeling.Experts;
 using Babel.Modeling.Generation;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
@@ -12,7 +14,8 @@ namespace Babel.Client.Commands;
 
 /// <summary>
 /// <c>babel quickstart</c>: real multilingual data → tokenizer → tiny Llama → sample generations → per-language
-/// held-out perplexity against the untrained model, on this machine. Steps already done are reused.
+/// held-out perplexity against the untrained model → MoEfication → expert activation profile with heatmaps, on this
+/// machine. Steps already done are reused.
 /// </summary>
 internal static class QuickstartCommand
 {
@@ -24,13 +27,15 @@ internal static class QuickstartCommand
         ("hin", "प्रत्येक व्यक्ति को"),
     ];
 
+    private const int QuickstartExperts = 16;
+
     public static Command Create()
     {
         var work = new Option<string>("--work") { Description = "Folder for the corpus and the model.", DefaultValueFactory = _ => Path.Combine(".babel", "quickstart") };
         var steps = new Option<int>("--steps") { Description = "Pretraining steps.", DefaultValueFactory = _ => new PretrainingOptions().Steps };
         var package = new Option<string?>("--package") { Description = $"Use this tarball of npm {UdhrPackage.Spec} instead of running npm." };
-        var command = new Command("quickstart", "Data → tokenizer → tiny model → samples → per-language perplexity, on this machine.") { work, steps, package };
-        command.SetAction(parse =>
+        var command = new Command("quickstart", "Data → tokenizer → tiny model → samples → per-language perplexity → experts → activation heatmaps, on this machine.") { work, steps, package };
+        command.SetAction(async (parse, cancellationToken) =>
         {
             var console = CommandConsole.For(parse.InvocationConfiguration.Output);
             var root = parse.GetValue(work)!;
@@ -88,10 +93,32 @@ internal static class QuickstartCommand
             if (worse.Count > 0)
             {
                 console.MarkupLineInterpolated($"[red]held-out perplexity is not clearly below the untrained model's for: {string.Join(", ", worse)}[/]");
-                return 1;
             }
-            console.MarkupLine("held-out perplexity is clearly below the untrained model's in every language.");
-            return 0;
+            else
+            {
+                console.MarkupLine("held-out perplexity is clearly below the untrained model's in every language.");
+            }
+
+            console.Write(new Rule($"5. MoEfication: {QuickstartExperts} experts per layer (balanced k-means)").LeftJustified());
+            ExpertPartition partition;
+            if (File.Exists(Path.Combine(modelDirectory, ExpertPartition.FileName)))
+            {
+                partition = ExpertPartition.Load(modelDirectory);
+            }
+            else
+            {
+                partition = MoEfication.Partition(model, QuickstartExperts, "balanced-kmeans", seed: 1);
+                partition.Save(modelDirectory);
+            }
+            console.MarkupLineInterpolated($"{Path.GetFullPath(Path.Combine(modelDirectory, ExpertPartition.FileName))}: {partition.Layers} layers × {partition.Experts} experts of {partition.NeuronsPerExpert} neurons");
+
+            console.Write(new Rule("6. expert activation profile of every language (topk:4), on the embedded job engine").LeftJustified());
+            var codes = corpus.Manifest.Languages.Select(l => l.Code).ToList();
+            await using var engine = await EngineConnection.OpenAsync(cluster: false, Path.Combine(root, "store"), workers: 1, cancellationToken);
+            var summary = await ProfileCommand.RunAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4"),
+                Path.Combine(root, "profile"), jobId: null, parse.InvocationConfiguration.Error, cancellationToken);
+            console.WriteLine(summary);
+            return worse.Count > 0 ? 1 : 0;
         });
         return command;
     }
