@@ -81,13 +81,15 @@ public sealed class ProfileJob : IJobKind
         using var tokenizer = HuggingFaceTokenizer.Load(modelFolder);
         var corpus = Corpus.Open(corpusFolder);
         var plan = new List<ShardSpec>();
+        // Shards hold whole windows, so every window (and so every count) is the same whatever the shard size.
+        var shardTokens = (long)Math.Ceiling(p.ShardTokens / (double)p.SequenceLength) * p.SequenceLength;
         foreach (var language in p.Languages)
         {
             var length = Stream(p, language, tokenizer, corpus).LongLength;
             if (length == 0) throw new UserInputException($"Language '{language}' has no text in the {p.Split} split; remove it from --languages.");
-            for (long start = 0, index = 0; start < length; start += p.ShardTokens, index++)
+            for (long start = 0, index = 0; start < length; start += shardTokens, index++)
             {
-                var end = Math.Min(length, start + p.ShardTokens);
+                var end = Math.Min(length, start + shardTokens);
                 plan.Add(new ShardSpec(string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D5}"), Serialize(new ProfileShardParameters(language, start, end)), end - start));
             }
         }

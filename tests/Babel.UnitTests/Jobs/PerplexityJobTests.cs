@@ -1,12 +1,10 @@
 using Babel.Grains.Jobs;
 using Babel.Grains.Workers;
-using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Training;
 using Babel.Modeling.Transformer;
 using Babel.Storage;
 using Babel.Storage.Corpora;
-using Babel.UnitTests.Transformer;
 using Xunit;
 
 namespace Babel.UnitTests.Jobs;
@@ -14,37 +12,12 @@ namespace Babel.UnitTests.Jobs;
 /// <summary>The perplexity job kind without a cluster: its shards against the single-process computation.</summary>
 public class PerplexityJobTests
 {
-    private sealed class LocalFolders(Dictionary<string, string> folders) : IArtifactResolver
-    {
-        public Task<string> LocalFolderAsync(string key, CancellationToken cancellationToken) => Task.FromResult(folders[key]);
-    }
-
-    private static (string Model, string Corpus) Inputs(ScratchFolder scratch)
-    {
-        var corpus = scratch.Combine("corpus");
-        var texts = new Dictionary<string, IReadOnlyList<CorpusDocument>>
-        {
-            ["eng"] = [.. Enumerable.Range(0, 7).Select(i => new CorpusDocument($"d{i}", string.Join(' ', Enumerable.Repeat($"the cat number {i} sat on the mat", 1 + i))))],
-            ["fra"] = [.. Enumerable.Range(0, 5).Select(i => new CorpusDocument($"d{i}", $"le chat numéro {i} est sur le tapis"))],
-        };
-        CorpusWriter.Write(corpus, new CorpusManifest("t", "t", "MIT",
-            [new("eng", "English", "Latin", "Indo-European", "t", "MIT"), new("fra", "French", "Latin", "Indo-European", "t", "MIT")],
-            new CorpusSplitManifest([], "none held out")), texts);
-        var model = scratch.Combine("model");
-        var tokenizer = ByteLevelBpeTrainer.Train(texts.Values.SelectMany(d => d).Select(d => d.Text), 300, minFrequency: 1);
-        tokenizer.Save(model);
-        var config = TinyModels.Config() with { VocabSize = tokenizer.VocabSize, BosTokenId = 0, EosTokenId = 1, PadTokenId = 2 };
-        using var network = TinyModels.Create(config);
-        ModelCheckpoint.Save(model, config, network.StateDict());
-        return (model, corpus);
-    }
-
     [Fact]
     public async Task Shard_totals_in_any_order_give_the_single_process_perplexity()
     {
         using var scratch = new ScratchFolder();
-        var (model, corpus) = Inputs(scratch);
-        var resolver = new LocalFolders(new() { ["models/m"] = model, ["corpora/c"] = corpus });
+        var (model, corpus) = JobTestInputs.Write(scratch);
+        var resolver = new JobTestInputs.LocalFolders(new() { ["models/m"] = model, ["corpora/c"] = corpus });
         var parameters = PerplexityJob.Serialize(new PerplexityJobParameters("models/m", "corpora/c", ["eng", "fra"], Split: "all", DocumentsPerShard: 3));
         var kind = new PerplexityJob();
         var plan = await kind.PlanAsync(parameters, resolver, CancellationToken.None);
