@@ -24,7 +24,34 @@ internal static class BenchCommand
         model.SetAction(parse => Run(parse.GetValue(generationModel), TimeSpan.FromSeconds(parse.GetValue(seconds)), parse.GetValue(newTokens)));
         bench.Subcommands.Add(model);
         bench.Subcommands.Add(CreateCluster());
+        bench.Subcommands.Add(CreateProfile());
         return bench;
+    }
+
+    private static Command CreateProfile()
+    {
+        var seconds = new Option<double>("--seconds") { Description = "Time budget of each measurement.", DefaultValueFactory = _ => 30 };
+        var experts = new Option<int>("--experts") { Description = "Experts per layer.", DefaultValueFactory = _ => 16 };
+        var command = new Command("profile", "Profiling tokens/s against plain forward tokens/s (same model and batch), and GFLOP/s against the matmul peak.") { seconds, experts };
+        command.SetAction(parse =>
+        {
+            var budget = TimeSpan.FromSeconds(parse.GetValue(seconds));
+            var config = ModelBenchmark.ForwardConfig;
+            var peak = ModelBenchmark.MatmulGflops(2048, 2, TimeSpan.FromSeconds(5));
+            var partition = Babel.Modeling.Experts.ExpertPartition.Contiguous(config.NumHiddenLayers, config.IntermediateSize, parse.GetValue(experts));
+            var table = new Table().AddColumns("rule", "plain tokens/s", "profiling tokens/s", "overhead", "profiling GFLOP/s", "of matmul peak");
+            foreach (var text in new[] { "topk:4", "threshold:0.5" })
+            {
+                var (plain, profiling) = ProfileBenchmark.Measure(config, partition, Babel.Modeling.Experts.ActivationRule.Parse(text), 8, 256, 2, budget);
+                var gflops = profiling * ModelBenchmark.ForwardFlopsPerToken(config, 256) / 1e9;
+                table.AddRow(text, plain.ToString("F0", CultureInfo.InvariantCulture), profiling.ToString("F0", CultureInfo.InvariantCulture),
+                    (plain / profiling - 1).ToString("P2", CultureInfo.InvariantCulture), gflops.ToString("F1", CultureInfo.InvariantCulture), (gflops / peak).ToString("P0", CultureInfo.InvariantCulture));
+            }
+            AnsiConsole.MarkupLineInterpolated($"d=512, 8 layers, FFN 1536, {parse.GetValue(experts)} experts, batch 8×256, 2 threads; 2-thread matmul peak {peak:F1} GFLOP/s");
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return command;
     }
 
     private static Command CreateCluster()
