@@ -29,13 +29,14 @@ internal static class ProfileCommand
         split.AcceptOnlyFromAmong("all", "train", "heldout");
         var maxTokens = new Option<long?>("--max-tokens-per-language") { Description = "Profile at most this many tokens of each language." };
         var shardTokens = new Option<int>("--shard-tokens") { Description = "Tokens per shard.", DefaultValueFactory = _ => defaults.ShardTokens };
+        var sequenceLength = new Option<int>("--sequence-length") { Description = "Tokens per window fed to the model.", DefaultValueFactory = _ => defaults.SequenceLength };
         var countBos = new Option<bool>("--count-bos") { Description = "Count the BOS token that starts every document (not counted by default)." };
         var output = new Option<string>("--out") { Description = "Run folder: activations.json, manifest.json, heatmaps, report.html.", Required = true };
         var jobId = new Option<string?>("--job-id") { Description = "Job id; default: derived from the inputs, so rerunning resumes the same job." };
         var workers = new Option<int>("--workers") { Description = "CPU workers of the embedded silo.", DefaultValueFactory = _ => 1 };
         var command = new Command("profile", "Count, per language, layer and expert, how often each expert activates (a distributed job); writes activations.json, heatmaps and report.html.")
         {
-            model, corpus, languages, experts, rule, split, maxTokens, shardTokens, countBos, output, jobId, workers,
+            model, corpus, languages, experts, rule, split, maxTokens, shardTokens, sequenceLength, countBos, output, jobId, workers,
         };
         engine.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
@@ -61,6 +62,7 @@ internal static class ProfileCommand
                 Split = parse.GetValue(split)!,
                 MaxTokensPerLanguage = parse.GetValue(maxTokens),
                 ShardTokens = parse.GetValue(shardTokens),
+                SequenceLength = parse.GetValue(sequenceLength),
                 CountBos = parse.GetValue(countBos),
             };
             var summary = await RunAsync(connection, modelDirectory, opened, partition, parameters, runDirectory, parse.GetValue(jobId), parse.InvocationConfiguration.Error, cancellationToken);
