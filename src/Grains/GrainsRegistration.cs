@@ -24,6 +24,7 @@ public static class GrainsRegistration
     {
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, PerplexityJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, ProfileJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, MoefyJob>());
         services.TryAddSingleton<JobKindCatalog>();
         return services;
     }

@@ -63,18 +63,26 @@ internal static class BenchCommand
         var documents = new Option<int>("--documents-per-shard") { Description = "Shard size in documents (default: the perplexity job's default).", DefaultValueFactory = _ => new PerplexityJobParameters("", "", []).DocumentsPerShard };
         var silos = new Option<int>("--silos") { Description = "Silos of the second run (one worker each).", DefaultValueFactory = _ => 2 };
         var work = new Option<string>("--work") { Description = "Scratch folder.", DefaultValueFactory = _ => Path.Combine(".babel", "bench-cluster") };
+        var job = new Option<string>("--job") { Description = "Job to run: perplexity, or profile (expert counting, topk:4, 16 experts).", DefaultValueFactory = _ => PerplexityJob.KindName };
+        job.AcceptOnlyFromAmong(PerplexityJob.KindName, ProfileJob.KindName);
         var command = new Command("cluster", "The same perplexity job on 1 silo × 1 worker and on N silo processes × 1 worker: speed-up, engine time per shard, worker utilisation.")
         {
-            corpus, model, preset, split, documents, silos, work,
+            corpus, model, preset, split, documents, silos, work, job,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var root = Path.GetFullPath(parse.GetValue(work)!);
             var (modelDirectory, corpusDirectory) = ClusterBenchmark.PrepareInputs(root, parse.GetValue(corpus), parse.GetValue(model), parse.GetValue(preset)!);
+            var kind = parse.GetValue(job)!;
+            if (kind == ProfileJob.KindName && !File.Exists(Path.Combine(modelDirectory, Babel.Modeling.Experts.ExpertPartition.FileName)))
+            {
+                using var loaded = Babel.Modeling.Transformer.CausalLanguageModel.Load(modelDirectory);
+                Babel.Modeling.Experts.MoEfication.Partition(loaded, 16, Babel.Modeling.Experts.MoEfication.BalancedKMeans, seed: 1).Save(modelDirectory);
+            }
             var runs = new List<ClusterRun>();
             foreach (var count in new[] { 1, parse.GetValue(silos) })
             {
-                var run = await ClusterBenchmark.RunAsync(count, modelDirectory, corpusDirectory, parse.GetValue(split)!, parse.GetValue(documents), root, cancellationToken);
+                var run = await ClusterBenchmark.RunAsync(kind, count, modelDirectory, corpusDirectory, parse.GetValue(split)!, parse.GetValue(documents), root, cancellationToken);
                 runs.Add(run);
                 AnsiConsole.MarkupLineInterpolated($"[grey]{count} silo(s): {run.Shards} shards in {run.WallSeconds:F2} s, compute {run.ComputePerShard * 1000:F1} ms/shard, engine {run.CoordinationPerShard * 1000:F2} ms/shard[/]");
             }

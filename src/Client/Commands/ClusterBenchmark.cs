@@ -54,7 +54,8 @@ internal static class ClusterBenchmark
         return (model, corpus);
     }
 
-    public static async Task<ClusterRun> RunAsync(int silos, string model, string corpus, string split, int documentsPerShard, string root, CancellationToken cancellationToken)
+    // job: perplexity (shards of documentsPerShard documents) or profile (topk:4, default shard tokens; the model needs experts.json).
+    public static async Task<ClusterRun> RunAsync(string job, int silos, string model, string corpus, string split, int documentsPerShard, string root, CancellationToken cancellationToken)
     {
         var store = Path.Combine(root, $"run-{silos}-{Guid.NewGuid():N}");
         await using var engine = await EngineConnection.OpenAsync(cluster: false, store, workers: 1, cancellationToken);
@@ -65,11 +66,12 @@ internal static class ClusterBenchmark
             await WaitForSilosAsync(engine, silos, children, cancellationToken);
 
             var opened = Corpus.Open(corpus);
-            var parameters = new PerplexityJobParameters(
-                await engine.Jobs.UploadFolderAsync(model, "models", cancellationToken),
-                await engine.Jobs.UploadFolderAsync(corpus, "corpora", cancellationToken),
-                [.. opened.Manifest.Languages.Select(l => l.Code)], split, DocumentsPerShard: documentsPerShard);
-            var spec = JobClient.Spec(PerplexityJob.KindName, PerplexityJob.Serialize(parameters));
+            var modelKey = await engine.Jobs.UploadFolderAsync(model, "models", cancellationToken);
+            var corpusKey = await engine.Jobs.UploadFolderAsync(corpus, "corpora", cancellationToken);
+            string[] languages = [.. opened.Manifest.Languages.Select(l => l.Code)];
+            var spec = job == ProfileJob.KindName
+                ? JobClient.Spec(ProfileJob.KindName, ProfileJob.Serialize(new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split)))
+                : JobClient.Spec(PerplexityJob.KindName, PerplexityJob.Serialize(new PerplexityJobParameters(modelKey, corpusKey, languages, split, DocumentsPerShard: documentsPerShard)));
             var jobId = $"bench-{Guid.NewGuid():N}";
             var stopwatch = Stopwatch.StartNew();
             await engine.Jobs.SubmitAsync(jobId, spec, cancellationToken);

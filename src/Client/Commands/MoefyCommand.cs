@@ -1,6 +1,6 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
+using Babel.Grains.Jobs;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
@@ -17,11 +17,14 @@ internal static class MoefyCommand
         var experts = new Option<int>("--experts") { Description = "Experts per layer; must divide intermediate_size.", Required = true };
         var method = new Option<string>("--method") { Description = $"Partition method: {string.Join(" or ", MoEfication.Methods)}.", DefaultValueFactory = _ => MoEfication.BalancedKMeans };
         var seed = new Option<long>("--seed") { Description = "Seed of the k-means++ initialisation or of the random permutation.", DefaultValueFactory = _ => 0 };
-        var command = new Command("moefy", "MoEfication: split each layer's FFN neurons into equal-size experts (experts.json beside the model).")
+        var engine = new EngineOptions();
+        var workers = new Option<int>("--workers") { Description = "CPU workers of the embedded silo.", DefaultValueFactory = _ => 1 };
+        var command = new Command("moefy", "MoEfication: split each layer's FFN neurons into equal-size experts (experts.json beside the model); layers run as shards of a job.")
         {
-            model, experts, method, seed,
+            model, experts, method, seed, workers,
         };
-        command.SetAction(parse =>
+        engine.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
         {
             var directory = parse.GetValue(model)!;
             var expertCount = parse.GetValue(experts);
@@ -32,13 +35,14 @@ internal static class MoefyCommand
             ExpertPartition.RequireDivisible(config.IntermediateSize, expertCount, directory);
             MoEfication.RequireMethod(methodName);
 
+            var output = parse.InvocationConfiguration.Output;
+            ExpertPartition partition;
+            await using (var connection = await engine.OpenAsync(parse, parse.GetValue(workers), cancellationToken))
+            {
+                partition = await RunAsync(connection, directory, expertCount, methodName, seedValue, parse.InvocationConfiguration.Error, cancellationToken);
+            }
             TorchRuntime.Initialize();
             using var loaded = CausalLanguageModel.Load(directory);
-            var output = parse.InvocationConfiguration.Output;
-            var error = parse.InvocationConfiguration.Error;
-            var clock = Stopwatch.StartNew();
-            var partition = MoEfication.Partition(loaded, expertCount, methodName, seedValue, new LayerProgress(error, config.NumHiddenLayers, clock));
-            partition.Save(directory);
 
             output.WriteLine($"{methodName}, {expertCount} experts of {partition.NeuronsPerExpert} neurons, seed {seedValue}: {Path.Combine(directory, ExpertPartition.FileName)}");
             output.WriteLine("mean within-expert cosine similarity of [gate ‖ up] rows (higher = more coherent experts)");
@@ -62,10 +66,16 @@ internal static class MoefyCommand
         return command;
     }
 
-    /// <summary>One line per finished layer on stderr, so a long run on a large model shows it is moving.</summary>
-    private sealed class LayerProgress(TextWriter error, int layers, Stopwatch clock) : IProgress<int>
+    /// <summary>Partitions every layer of the model as a shard of a job, then writes <c>experts.json</c> beside the model.</summary>
+    public static async Task<ExpertPartition> RunAsync(EngineConnection connection, string directory, int experts, string method, long seed, TextWriter progress, CancellationToken cancellationToken)
     {
-        public void Report(int value) =>
-            error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"moefy: layer {value}/{layers} done ({clock.Elapsed.TotalSeconds:F1} s)"));
+        var config = ModelCheckpoint.Validate(directory);
+        var parameters = new MoefyJobParameters(await connection.Jobs.UploadFolderAsync(directory, "models", cancellationToken), experts, method, seed);
+        var spec = JobClient.Spec(MoefyJob.KindName, MoefyJob.Serialize(parameters));
+        var jobId = JobClient.DefaultJobId(spec);
+        await JobProgress.RunAsync(connection, jobId, spec, progress, cancellationToken);
+        var partition = await MoefyJob.AssembleAsync(connection.Store, jobId, parameters, config, cancellationToken);
+        partition.Save(directory);
+        return partition;
     }
 }

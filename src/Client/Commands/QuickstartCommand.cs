@@ -99,22 +99,15 @@ internal static class QuickstartCommand
                 console.MarkupLine("held-out perplexity is clearly below the untrained model's in every language.");
             }
 
-            console.Write(new Rule($"5. MoEfication: {QuickstartExperts} experts per layer (balanced k-means)").LeftJustified());
-            ExpertPartition partition;
-            if (File.Exists(Path.Combine(modelDirectory, ExpertPartition.FileName)))
-            {
-                partition = ExpertPartition.Load(modelDirectory);
-            }
-            else
-            {
-                partition = MoEfication.Partition(model, QuickstartExperts, "balanced-kmeans", seed: 1);
-                partition.Save(modelDirectory);
-            }
+            console.Write(new Rule($"5. MoEfication: {QuickstartExperts} experts per layer (balanced k-means), on the embedded job engine").LeftJustified());
+            await using var engine = await EngineConnection.OpenAsync(cluster: false, Path.Combine(root, "store"), workers: 1, cancellationToken);
+            var partition = File.Exists(Path.Combine(modelDirectory, ExpertPartition.FileName))
+                ? ExpertPartition.Load(modelDirectory)
+                : await MoefyCommand.RunAsync(engine, modelDirectory, QuickstartExperts, MoEfication.BalancedKMeans, seed: 1, parse.InvocationConfiguration.Error, cancellationToken);
             console.MarkupLineInterpolated($"{Path.GetFullPath(Path.Combine(modelDirectory, ExpertPartition.FileName))}: {partition.Layers} layers × {partition.Experts} experts of {partition.NeuronsPerExpert} neurons");
 
             console.Write(new Rule("6. expert activation profile of every language (topk:4), on the embedded job engine").LeftJustified());
             var codes = corpus.Manifest.Languages.Select(l => l.Code).ToList();
-            await using var engine = await EngineConnection.OpenAsync(cluster: false, Path.Combine(root, "store"), workers: 1, cancellationToken);
             var summary = await ProfileCommand.RunAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4"),
                 Path.Combine(root, "profile"), jobId: null, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(summary);

@@ -94,7 +94,8 @@ public sealed class PerplexityJob : IJobKind
         var slice = JsonSerializer.Deserialize<PerplexityShardParameters>(shard.Parameters, _json)
             ?? throw new UserInputException($"Shard {shard.ShardId} has no parameters.");
         TorchRuntime.Initialize(context.Threads);
-        var (model, tokenizer) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
+        var (model, loadedTokenizer) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
+        var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
         var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));
         var texts = corpus.ReadDocuments(slice.Language, SplitOf(p.Split)).Skip(slice.Start).Take(slice.Count).Select(d => d.Text).ToList();
         if (texts.Count != slice.Count)

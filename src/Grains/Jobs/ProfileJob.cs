@@ -117,7 +117,8 @@ public sealed class ProfileJob : IJobKind
         var slice = JsonSerializer.Deserialize<ProfileShardParameters>(shard.Parameters, _json) ?? throw new UserInputException($"Shard {shard.ShardId} has no parameters.");
         TorchRuntime.Initialize(context.Threads);
         var modelFolder = context.LocalFolder(p.Model, cancellationToken);
-        var (model, tokenizer) = context.Models.Get(p.Model, modelFolder);
+        var (model, loadedTokenizer) = context.Models.Get(p.Model, modelFolder);
+        var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
         var partition = ExpertPartition.Load(modelFolder).CheckFits(model.Config, Path.Combine(modelFolder, ExpertPartition.FileName));
         var rule = ActivationRule.Parse(p.Rule);
         var stream = Stream(p, slice.Language, tokenizer, Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken)));

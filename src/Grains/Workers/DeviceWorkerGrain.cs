@@ -129,7 +129,7 @@ public sealed class DeviceWorkerGrain(
             var result = kinds.Get(lease.Job.Kind).RunShard(context, lease.Job.Parameters, lease.Shard, lost.Token);
             var compute = stopwatch.Elapsed.TotalSeconds;
             _coordinationStart = Stopwatch.GetTimestamp();
-            var key = $"jobs/{lease.JobId}/shards/{lease.Shard.ShardId}.json";
+            var key = ShardArtifacts.Key(lease.JobId, lease.Shard.ShardId);
             Call(() => store.PutBytesAsync(key, result.Content, _stop.Token));
             var outcome = new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, compute, coordination);
             renewal.Dispose();

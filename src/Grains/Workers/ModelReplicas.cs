@@ -9,11 +9,12 @@ namespace Babel.Grains.Workers;
 /// </summary>
 public sealed class ModelReplicas(int capacity = 2) : IDisposable
 {
-    private readonly LinkedList<(string Key, CausalLanguageModel Model, HuggingFaceTokenizer Tokenizer)> _loaded = new();
+    private readonly LinkedList<(string Key, CausalLanguageModel Model, HuggingFaceTokenizer? Tokenizer)> _loaded = new();
 
     public IReadOnlyList<string> Keys => [.. _loaded.Select(e => e.Key)];
 
-    public (CausalLanguageModel Model, HuggingFaceTokenizer Tokenizer) Get(string key, string localFolder)
+    /// <summary>The model of <paramref name="key"/>, and its tokenizer when the folder has one (llama2.c imports have none).</summary>
+    public (CausalLanguageModel Model, HuggingFaceTokenizer? Tokenizer) Get(string key, string localFolder)
     {
         var node = _loaded.First;
         while (node is not null && node.Value.Key != key) node = node.Next;
@@ -24,14 +25,14 @@ public sealed class ModelReplicas(int capacity = 2) : IDisposable
             return (node.Value.Model, node.Value.Tokenizer);
         }
         var model = CausalLanguageModel.Load(localFolder);
-        var tokenizer = HuggingFaceTokenizer.Load(localFolder);
+        var tokenizer = File.Exists(Path.Combine(localFolder, "tokenizer.json")) ? HuggingFaceTokenizer.Load(localFolder) : null;
         _loaded.AddFirst((key, model, tokenizer));
         while (_loaded.Count > capacity)
         {
             var last = _loaded.Last!.Value;
             _loaded.RemoveLast();
             last.Model.Dispose();
-            last.Tokenizer.Dispose();
+            last.Tokenizer?.Dispose();
         }
         return (model, tokenizer);
     }
@@ -41,7 +42,7 @@ public sealed class ModelReplicas(int capacity = 2) : IDisposable
         foreach (var (_, model, tokenizer) in _loaded)
         {
             model.Dispose();
-            tokenizer.Dispose();
+            tokenizer?.Dispose();
         }
         _loaded.Clear();
     }

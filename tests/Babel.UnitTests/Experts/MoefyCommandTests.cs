@@ -1,24 +1,15 @@
-using System.CommandLine;
-using Babel.Client.Commands;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
-using Babel.Storage;
+using Babel.Modeling.Transformer;
 using Babel.UnitTests.Transformer;
 using Xunit;
+using static Babel.UnitTests.CliRun;
 
 namespace Babel.UnitTests.Experts;
 
 /// <summary><c>babel moefy</c> through its own command (the integrator registers it in the root).</summary>
 public class MoefyCommandTests
 {
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        var root = new RootCommand { MoefyCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
-        return (code, output.ToString(), error.ToString());
-    }
 
     private static string WriteModel(ScratchFolder scratch)
     {
@@ -34,12 +25,17 @@ public class MoefyCommandTests
     {
         using var scratch = new ScratchFolder();
         var model = WriteModel(scratch);
-        var (code, output, error) = Run("moefy", "--model", model, "--experts", "4", "--seed", "3");
+        var (code, output, error) = Run("moefy", "--model", model, "--experts", "4", "--seed", "3", "--store", scratch.Combine("store"));
         Assert.True(code == 0, error);
         var partition = ExpertPartition.Load(model);
         Assert.Equal((4, MoEfication.BalancedKMeans, 3L, 2), (partition.Experts, partition.Method, partition.Seed, partition.Layers));
         Assert.Contains("random", output, StringComparison.Ordinal);
-        Assert.Contains("layer 2/2 done", error, StringComparison.Ordinal);
+        Assert.Contains("2/2 shards done", error, StringComparison.Ordinal);
+        // Layers partitioned as shards of a job equal the whole model partitioned in this process.
+        using (var loaded = CausalLanguageModel.Load(model))
+        {
+            Assert.Equal(MoEfication.Partition(loaded, 4, MoEfication.BalancedKMeans, 3).ExpertOfNeuron, partition.ExpertOfNeuron);
+        }
         // Two header lines, the column line, one line per layer and the mean.
         Assert.Equal(3 + 2 + 1, output.Trim().Split('\n').Length);
     }
@@ -52,8 +48,9 @@ public class MoefyCommandTests
     {
         using var scratch = new ScratchFolder();
         var model = WriteModel(scratch);
-        var error = Assert.Throws<UserInputException>(() => Run("moefy", "--model", model, "--experts", experts, "--method", method));
-        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+        var (code, _, error) = Run("moefy", "--model", model, "--experts", experts, "--method", method, "--store", scratch.Combine("store"));
+        Assert.Equal(2, code);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(model, ExpertPartition.FileName)));
     }
 }

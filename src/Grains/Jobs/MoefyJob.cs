@@ -1,0 +1,93 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Text.Json;
+using Babel.Contracts;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Experts;
+using Babel.Modeling.Runtime;
+using Babel.Storage;
+using Babel.Storage.Artifacts;
+
+namespace Babel.Grains.Jobs;
+
+/// <summary>Parameters of a MoEfication job: the model's artifact key, experts per layer, method and seed.</summary>
+public sealed record MoefyJobParameters(string Model, int Experts, string Method, long Seed);
+
+/// <summary>One layer's expert assignment, as a shard writes it to the artifact store.</summary>
+public sealed record LayerPartition(int Layer, int[] ExpertOfNeuron);
+
+/// <summary>
+/// MoEfication on the engine: layers are independent, so each layer is a shard and the cluster partitions them on
+/// different workers; the client assembles <c>experts.json</c> from the shards' results.
+/// </summary>
+public sealed class MoefyJob : IJobKind
+{
+    public const string KindName = "moefy";
+    private static readonly JsonSerializerOptions _json = new(JsonSerializerDefaults.Web);
+
+    public string Name => KindName;
+
+    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, _json);
+
+    public static MoefyJobParameters ParseParameters(string json)
+    {
+        MoefyJobParameters? p;
+        try
+        {
+            p = JsonSerializer.Deserialize<MoefyJobParameters>(json, _json);
+        }
+        catch (JsonException e)
+        {
+            throw new UserInputException($"The moefy job parameters are not valid JSON ({e.Message}).", e);
+        }
+        if (p is null || string.IsNullOrEmpty(p.Model)) throw new UserInputException("The moefy job parameters need a model.");
+        MoEfication.RequireMethod(p.Method);
+        return p;
+    }
+
+    public static string LayerShardId(int layer) => string.Create(CultureInfo.InvariantCulture, $"layer-{layer:D3}");
+
+    public async Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    {
+        var p = ParseParameters(parameters);
+        var folder = await artifacts.LocalFolderAsync(p.Model, cancellationToken);
+        var config = ModelCheckpoint.Validate(folder);
+        ExpertPartition.RequireDivisible(config.IntermediateSize, p.Experts, folder);
+        return [.. Enumerable.Range(0, config.NumHiddenLayers).Select(layer => new ShardSpec(LayerShardId(layer), Serialize(layer), config.IntermediateSize))];
+    }
+
+    public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
+    {
+        var p = ParseParameters(parameters);
+        var layer = JsonSerializer.Deserialize<int>(shard.Parameters, _json);
+        TorchRuntime.Initialize(context.Threads);
+        var (model, _) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var assignment = MoEfication.PartitionLayer(MoEfication.LayerRows(model, layer), p.Experts, p.Method, MoEfication.LayerSeed(p.Seed, layer));
+        var content = JsonSerializer.SerializeToUtf8Bytes(new LayerPartition(layer, assignment), _json);
+        return new ShardResult(content, ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create("layers", 1L)]));
+    }
+
+    /// <summary>Reads every layer's result of a finished job and assembles the partition.</summary>
+    public static async Task<ExpertPartition> AssembleAsync(IArtifactStore store, string jobId, MoefyJobParameters p, ModelConfig config, CancellationToken cancellationToken)
+    {
+        var layers = new int[config.NumHiddenLayers][];
+        for (var layer = 0; layer < layers.Length; layer++)
+        {
+            var key = ShardArtifacts.Key(jobId, LayerShardId(layer));
+            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
+            var result = JsonSerializer.Deserialize<LayerPartition>(bytes, _json)!;
+            layers[layer] = result.ExpertOfNeuron;
+        }
+        return new ExpertPartition
+        {
+            Experts = p.Experts, IntermediateSize = config.IntermediateSize, Method = p.Method, Seed = p.Seed, ExpertOfNeuron = layers,
+        }.Validate($"job {jobId}");
+    }
+}
+
+/// <summary>Where a worker writes a shard's result in the artifact store.</summary>
+public static class ShardArtifacts
+{
+    public static string Key(string jobId, string shardId) => $"jobs/{jobId}/shards/{shardId}.json";
+}
