@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Globalization;
-using System.Text.Json;
 using Babel.Contracts;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
@@ -23,24 +22,15 @@ public sealed record LayerPartition(int Layer, int[] ExpertOfNeuron);
 public sealed class MoefyJob : IJobKind
 {
     public const string KindName = "moefy";
-    private static readonly JsonSerializerOptions _json = new(JsonSerializerDefaults.Web);
 
     public string Name => KindName;
 
-    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, _json);
+    public static string Serialize<T>(T value) => JobParameters.Serialize(value);
 
     public static MoefyJobParameters ParseParameters(string json)
     {
-        MoefyJobParameters? p;
-        try
-        {
-            p = JsonSerializer.Deserialize<MoefyJobParameters>(json, _json);
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"The moefy job parameters are not valid JSON ({e.Message}).", e);
-        }
-        if (p is null || string.IsNullOrEmpty(p.Model)) throw new UserInputException("The moefy job parameters need a model.");
+        var p = JobParameters.Deserialize<MoefyJobParameters>(json, KindName);
+        if (string.IsNullOrEmpty(p.Model)) throw new UserInputException("The moefy job parameters need a model.");
         MoEfication.RequireMethod(p.Method);
         return p;
     }
@@ -59,12 +49,12 @@ public sealed class MoefyJob : IJobKind
     public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
     {
         var p = ParseParameters(parameters);
-        var layer = JsonSerializer.Deserialize<int>(shard.Parameters, _json);
+        var layer = JobParameters.Deserialize<int>(shard.Parameters, KindName);
         TorchRuntime.Initialize(context.Threads);
         var (model, _) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
         using var scope = TorchSharp.torch.NewDisposeScope();
         var assignment = MoEfication.PartitionLayer(MoEfication.LayerRows(model, layer), p.Experts, p.Method, MoEfication.LayerSeed(p.Seed, layer));
-        var content = JsonSerializer.SerializeToUtf8Bytes(new LayerPartition(layer, assignment), _json);
+        var content = JobParameters.SerializeToUtf8Bytes(new LayerPartition(layer, assignment));
         return new ShardResult(content, ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create("layers", 1L)]));
     }
 
@@ -76,7 +66,7 @@ public sealed class MoefyJob : IJobKind
         {
             var key = ShardArtifacts.Key(jobId, LayerShardId(layer));
             var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
-            var result = JsonSerializer.Deserialize<LayerPartition>(bytes, _json)!;
+            var result = JobParameters.Deserialize<LayerPartition>(bytes);
             layers[layer] = result.ExpertOfNeuron;
         }
         return new ExpertPartition

@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Globalization;
-using System.Text.Json;
 using Babel.Contracts;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Training;
@@ -31,24 +30,15 @@ public sealed class PerplexityJob : IJobKind
     public const string KindName = "perplexity";
     /// <summary>NLL is summed in units of 1e-9 nats: exact integer sums, far below any perplexity digit reported.</summary>
     public const double NanonatsPerNat = 1e9;
-    private static readonly JsonSerializerOptions _json = new(JsonSerializerDefaults.Web);
 
     public string Name => KindName;
 
-    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, _json);
+    public static string Serialize<T>(T value) => JobParameters.Serialize(value);
 
     public static PerplexityJobParameters ParseParameters(string json)
     {
-        PerplexityJobParameters? parameters;
-        try
-        {
-            parameters = JsonSerializer.Deserialize<PerplexityJobParameters>(json, _json);
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"The perplexity job parameters are not valid JSON ({e.Message}).", e);
-        }
-        if (parameters is null || string.IsNullOrEmpty(parameters.Model) || string.IsNullOrEmpty(parameters.Corpus))
+        var parameters = JobParameters.Deserialize<PerplexityJobParameters>(json, KindName);
+        if (string.IsNullOrEmpty(parameters.Model) || string.IsNullOrEmpty(parameters.Corpus))
         {
             throw new UserInputException("The perplexity job parameters need a model and a corpus.");
         }
@@ -57,23 +47,15 @@ public sealed class PerplexityJob : IJobKind
         {
             throw new UserInputException("Window length must be at least 2, and batch size and documents per shard at least 1.");
         }
-        SplitOf(parameters.Split);
+        JobParameters.Split(parameters.Split);
         return parameters;
     }
-
-    private static CorpusSplit SplitOf(string split) => split switch
-    {
-        "heldout" => CorpusSplit.Heldout,
-        "train" => CorpusSplit.Train,
-        "all" => CorpusSplit.All,
-        _ => throw new UserInputException($"Unknown split '{split}'; use heldout, train or all."),
-    };
 
     public async Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
         var p = ParseParameters(parameters);
         var corpus = Corpus.Open(await artifacts.LocalFolderAsync(p.Corpus, cancellationToken));
-        var split = SplitOf(p.Split);
+        var split = JobParameters.Split(p.Split);
         var plan = new List<ShardSpec>();
         foreach (var language in p.Languages)
         {
@@ -91,13 +73,12 @@ public sealed class PerplexityJob : IJobKind
     public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
     {
         var p = ParseParameters(parameters);
-        var slice = JsonSerializer.Deserialize<PerplexityShardParameters>(shard.Parameters, _json)
-            ?? throw new UserInputException($"Shard {shard.ShardId} has no parameters.");
+        var slice = JobParameters.Deserialize<PerplexityShardParameters>(shard.Parameters, KindName);
         TorchRuntime.Initialize(context.Threads);
         var (model, loadedTokenizer) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
         var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));
-        var texts = corpus.ReadDocuments(slice.Language, SplitOf(p.Split)).Skip(slice.Start).Take(slice.Count).Select(d => d.Text).ToList();
+        var texts = corpus.ReadDocuments(slice.Language, JobParameters.Split(p.Split)).Skip(slice.Start).Take(slice.Count).Select(d => d.Text).ToList();
         if (texts.Count != slice.Count)
         {
             throw new InvalidOperationException($"Shard {shard.ShardId} expects {slice.Count} documents from {slice.Start} but the corpus has {texts.Count} there.");
@@ -111,7 +92,7 @@ public sealed class PerplexityJob : IJobKind
             KeyValuePair.Create(TotalName(slice.Language, "documents"), sum.Documents),
             KeyValuePair.Create(TotalName(slice.Language, "bytes"), sum.Bytes),
         });
-        var content = JsonSerializer.SerializeToUtf8Bytes(new { shard = shard.ShardId, slice.Language, slice.Start, slice.Count, totals }, _json);
+        var content = JobParameters.SerializeToUtf8Bytes(new { shard = shard.ShardId, slice.Language, slice.Start, slice.Count, totals });
         return new ShardResult(content, totals);
     }
 

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Globalization;
-using System.Text.Json;
 using Babel.Contracts;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
@@ -36,40 +35,23 @@ public sealed record ProfileShardParameters(string Language, long Start, long En
 public sealed class ProfileJob : IJobKind
 {
     public const string KindName = "profile";
-    private static readonly JsonSerializerOptions _json = new(JsonSerializerDefaults.Web);
     private readonly ConcurrentDictionary<(string Model, string Corpus, string Language, string Split, long? Max), long[]> _streams = new();
 
     public string Name => KindName;
 
-    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, _json);
+    public static string Serialize<T>(T value) => JobParameters.Serialize(value);
 
     public static ProfileJobParameters ParseParameters(string json)
     {
-        ProfileJobParameters? p;
-        try
-        {
-            p = JsonSerializer.Deserialize<ProfileJobParameters>(json, _json);
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"The profile job parameters are not valid JSON ({e.Message}).", e);
-        }
-        if (p is null || string.IsNullOrEmpty(p.Model) || string.IsNullOrEmpty(p.Corpus)) throw new UserInputException("The profile job parameters need a model and a corpus.");
+        var p = JobParameters.Deserialize<ProfileJobParameters>(json, KindName);
+        if (string.IsNullOrEmpty(p.Model) || string.IsNullOrEmpty(p.Corpus)) throw new UserInputException("The profile job parameters need a model and a corpus.");
         if (p.Languages is null || p.Languages.Count == 0) throw new UserInputException("The profile job names no language.");
         ActivationRule.Parse(p.Rule);
         if (p.ShardTokens < 1 || p.SequenceLength < 1 || p.BatchSize < 1) throw new UserInputException("--shard-tokens, the sequence length and the batch size must be positive.");
         if (p.MaxTokensPerLanguage is < 1) throw new UserInputException("--max-tokens-per-language must be positive.");
-        SplitOf(p.Split);
+        JobParameters.Split(p.Split);
         return p;
     }
-
-    private static CorpusSplit SplitOf(string split) => split switch
-    {
-        "heldout" => CorpusSplit.Heldout,
-        "train" => CorpusSplit.Train,
-        "all" => CorpusSplit.All,
-        _ => throw new UserInputException($"Unknown split '{split}'; use all, train or heldout."),
-    };
 
     public async Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
@@ -102,7 +84,7 @@ public sealed class ProfileJob : IJobKind
         {
             if (_streams.Count > 64) _streams.Clear();
             var tokens = new List<long>();
-            foreach (var document in corpus.ReadDocuments(language, SplitOf(p.Split)))
+            foreach (var document in corpus.ReadDocuments(language, JobParameters.Split(p.Split)))
             {
                 tokens.Add(tokenizer.BosId);
                 tokens.AddRange(tokenizer.Encode(document.Text).Select(t => (long)t));
@@ -114,7 +96,7 @@ public sealed class ProfileJob : IJobKind
     public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
     {
         var p = ParseParameters(parameters);
-        var slice = JsonSerializer.Deserialize<ProfileShardParameters>(shard.Parameters, _json) ?? throw new UserInputException($"Shard {shard.ShardId} has no parameters.");
+        var slice = JobParameters.Deserialize<ProfileShardParameters>(shard.Parameters, KindName);
         TorchRuntime.Initialize(context.Threads);
         var modelFolder = context.LocalFolder(p.Model, cancellationToken);
         var (model, loadedTokenizer) = context.Models.Get(p.Model, modelFolder);
@@ -154,7 +136,7 @@ public sealed class ProfileJob : IJobKind
             for (var expert = 0; expert < counts[layer].Length; expert++) totals[CountName(slice.Language, layer, expert)] = counts[layer][expert];
         }
         var result = totals.ToImmutable();
-        var content = JsonSerializer.SerializeToUtf8Bytes(new { shard = shard.ShardId, slice.Language, slice.Start, slice.End, tokens = counter.Tokens, counts }, _json);
+        var content = JobParameters.SerializeToUtf8Bytes(new { shard = shard.ShardId, slice.Language, slice.Start, slice.End, tokens = counter.Tokens, counts });
         return new ShardResult(content, result);
     }
 
