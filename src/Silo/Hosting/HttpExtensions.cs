@@ -25,10 +25,10 @@ public static class HttpExtensions
     public static IEndpointRouteBuilder MapBabelEndpoints(this IEndpointRouteBuilder endpoints)
     {
         var ready = new HealthCheckOptions { Predicate = check => check.Tags.Contains(SiloActiveHealthCheck.ReadyTag) };
-        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
-        endpoints.MapHealthChecks("/health/ready", ready);
-        endpoints.MapHealthChecks("/health", ready);
-        endpoints.MapPrometheusScrapingEndpoint("/metrics");
+        endpoints.MapHealthChecks(HealthEndpoints.Live, new HealthCheckOptions { Predicate = _ => false });
+        endpoints.MapHealthChecks(HealthEndpoints.Ready, ready);
+        endpoints.MapHealthChecks(HealthEndpoints.Health, ready);
+        endpoints.MapPrometheusScrapingEndpoint(HealthEndpoints.Metrics);
         return endpoints;
     }
 }

@@ -1,0 +1,304 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Text.RegularExpressions;
+using Babel.Grains.Jobs;
+using Babel.Grains.Workers;
+using Babel.Silo;
+using k8s;
+using k8s.Models;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Xunit;
+
+namespace Babel.UnitTests.Deploy;
+
+/// <summary>
+/// deploy/k8s parses into typed Kubernetes objects, its overlays render, and it agrees with the code: probe paths, setting
+/// names, ports, the metrics the alerts use, and a non-root container with a read-only root filesystem.
+/// </summary>
+public partial class ManifestTests
+{
+    private static readonly string Root = FindRoot();
+    private static readonly string K8s = Path.Combine(Root, "deploy", "k8s");
+
+    // Custom resources of the Prometheus Operator: KubernetesClient has no types for them, so they are checked as text.
+    private static readonly HashSet<string> CustomResourceFiles = ["prometheus-rules.yaml", "servicemonitor.yaml"];
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Distributed.sln")))
+                return dir.FullName;
+        }
+        throw new InvalidOperationException($"No Distributed.sln above {AppContext.BaseDirectory}.");
+    }
+
+    private static IEnumerable<string> ManifestFiles() =>
+        Directory.EnumerateFiles(K8s, "*.yaml", SearchOption.AllDirectories)
+            .Where(f => Path.GetFileName(f) != "kustomization.yaml" && !CustomResourceFiles.Contains(Path.GetFileName(f)))
+            .Order(StringComparer.Ordinal);
+
+    private static List<object> LoadStrict(string yaml) => [.. KubernetesYaml.LoadAllFromString(yaml, strict: true)];
+
+    private static List<object> LoadFile(params string[] relative) => LoadStrict(File.ReadAllText(Path.Combine([K8s, .. relative])));
+
+    private static V1Deployment BaseDeployment() => Assert.Single(LoadFile("base", "deployment.yaml").OfType<V1Deployment>());
+
+    private static V1Container Silo(V1Deployment deployment) => Assert.Single(deployment.Spec.Template.Spec.Containers);
+
+    private static string EnvName(string section, string property) => section.Replace(":", "__", StringComparison.Ordinal) + "__" + property;
+
+    private static int HttpPort() => new Uri(new HttpOptions().Urls).Port;
+
+    [Fact]
+    public void Every_manifest_parses_strictly_into_typed_objects()
+    {
+        var files = ManifestFiles().ToList();
+        Assert.Contains(files, f => f.EndsWith(Path.Combine("base", "deployment.yaml"), StringComparison.Ordinal));
+        foreach (var file in files)
+        {
+            var objects = LoadStrict(File.ReadAllText(file));
+            Assert.True(objects.Count > 0, $"{file} holds no object.");
+            Assert.All(objects, o => Assert.IsAssignableFrom<IKubernetesObject>(o));
+        }
+        foreach (var name in CustomResourceFiles)
+        {
+            var text = File.ReadAllText(Path.Combine(K8s, "monitoring", name));
+            Assert.Contains("apiVersion: monitoring.coreos.com/v1", text, StringComparison.Ordinal);
+            var document = KubernetesYaml.Deserialize<Dictionary<string, object>>(text);
+            Assert.Equal("babel", Assert.IsType<Dictionary<object, object>>(document["metadata"], exactMatch: false)["namespace"]);
+        }
+    }
+
+    [Fact]
+    public void Overlays_render_with_kubectl_and_parse()
+    {
+        // The other tests check the files themselves, so without kubectl only the rendering is left out.
+        var kubectl = FindKubectl();
+        if (kubectl is null)
+            return;
+        foreach (var (overlay, tag) in new[] { ("cpu", "cpu"), ("gpu", "cuda") })
+        {
+            var objects = LoadStrict(Kustomize(kubectl, Path.Combine(K8s, "overlays", overlay)));
+            var deployment = Assert.Single(objects.OfType<V1Deployment>());
+            Assert.Equal($"babel-silo:{tag}", Silo(deployment).Image);
+            Assert.All(objects.Cast<IKubernetesObject<V1ObjectMeta>>().Where(o => o.Kind != "Namespace"), o => Assert.Equal("babel", o.Metadata.NamespaceProperty));
+            Assert.DoesNotContain(objects, o => o is V1Secret);
+            Assert.Contains(objects, o => o is V1ServiceAccount);
+            Assert.Contains(objects, o => o is V1Role);
+            Assert.Contains(objects, o => o is V1RoleBinding);
+            Assert.Contains(objects, o => o is V1PodDisruptionBudget);
+            Assert.Contains(objects, o => o is V1NetworkPolicy);
+            var limits = Silo(deployment).Resources.Limits;
+            if (overlay == "gpu")
+            {
+                Assert.Equal(new ResourceQuantity("1"), limits["nvidia.com/gpu"]);
+                Assert.NotEmpty(deployment.Spec.Template.Spec.NodeSelector);
+                Assert.Contains(deployment.Spec.Template.Spec.Tolerations, t => t.Key == "nvidia.com/gpu");
+            }
+            else
+            {
+                Assert.False(limits.ContainsKey("nvidia.com/gpu"));
+            }
+        }
+        Assert.NotEmpty(Kustomize(kubectl, Path.Combine(K8s, "monitoring")));
+    }
+
+    private static string? FindKubectl() =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+            .Append("/usr/bin").Append("/usr/local/bin")
+            .Select(dir => Path.Combine(dir, "kubectl"))
+            .FirstOrDefault(File.Exists);
+
+    private static string Kustomize(string kubectl, string folder)
+    {
+        var start = new ProcessStartInfo(kubectl) { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add("kustomize");
+        start.ArgumentList.Add(folder);
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), $"kubectl kustomize {folder} did not finish.");
+        Assert.True(process.ExitCode == 0, $"kubectl kustomize {folder} failed: {error.Result}");
+        return output.Result;
+    }
+
+    [Fact]
+    public void Secret_example_is_not_deployed_and_holds_only_a_placeholder()
+    {
+        Assert.DoesNotContain("secret", File.ReadAllText(Path.Combine(K8s, "base", "kustomization.yaml")).Split('#')[0], StringComparison.OrdinalIgnoreCase);
+        var secret = Assert.Single(LoadFile("base", "secret.example.yaml").OfType<V1Secret>());
+        Assert.Equal("babel-storage", secret.Metadata.Name);
+        var value = Assert.Single(secret.StringData, kv => kv.Key == "connection-string").Value;
+        Assert.Matches("^<[A-Z_]+>$", value);
+    }
+
+    [Fact]
+    public void Probes_and_scrape_paths_are_the_endpoints_the_silo_maps()
+    {
+        var deployment = BaseDeployment();
+        var silo = Silo(deployment);
+        Assert.Equal(HealthEndpoints.Live, silo.LivenessProbe.HttpGet.Path);
+        Assert.Equal(HealthEndpoints.Ready, silo.ReadinessProbe.HttpGet.Path);
+        foreach (var probe in new[] { silo.LivenessProbe, silo.ReadinessProbe, silo.StartupProbe }.Where(p => p is not null))
+            Assert.Equal(HttpPort(), ContainerPort(silo, probe.HttpGet.Port));
+
+        var annotations = deployment.Spec.Template.Metadata.Annotations;
+        Assert.Equal("true", annotations["prometheus.io/scrape"]);
+        Assert.Equal(HttpPort().ToString(System.Globalization.CultureInfo.InvariantCulture), annotations["prometheus.io/port"]);
+        Assert.Equal(HealthEndpoints.Metrics, annotations["prometheus.io/path"]);
+        Assert.Matches($@"path:\s*{Regex.Escape(HealthEndpoints.Metrics)}\s", File.ReadAllText(Path.Combine(K8s, "monitoring", "servicemonitor.yaml")));
+    }
+
+    private static int ContainerPort(V1Container container, IntOrString port) =>
+        int.TryParse(port.Value, out var number) ? number : Assert.Single(container.Ports, p => p.Name == port.Value).ContainerPort;
+
+    [Fact]
+    public void Environment_names_bind_to_the_silo_options_and_the_values_validate()
+    {
+        var env = Silo(BaseDeployment()).Env.ToDictionary(e => e.Name);
+
+        Assert.Equal("Cluster", env[EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.Mode))].Value);
+        Assert.True(env.ContainsKey(EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ClusterId))));
+        Assert.True(env.ContainsKey(EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ServiceId))));
+        Assert.Equal("status.podIP", env[EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.AdvertisedAddress))].ValueFrom.FieldRef.FieldPath);
+        Assert.Equal("metadata.name", env["POD_NAME"].ValueFrom.FieldRef.FieldPath);
+        Assert.Equal("metadata.namespace", env["POD_NAMESPACE"].ValueFrom.FieldRef.FieldPath);
+        var secret = env[StorageConnectionString.Key].ValueFrom.SecretKeyRef;
+        Assert.Equal(("babel-storage", "connection-string"), (secret.Name, secret.Key));
+        var cache = env[EnvName(WorkerOptions.Section, nameof(WorkerOptions.CacheFolder))].Value;
+        Assert.StartsWith("/tmp/", cache, StringComparison.Ordinal);
+        var urls = env[EnvName(HttpOptions.Section, nameof(HttpOptions.Urls))].Value;
+        Assert.Equal(HttpPort(), new Uri(urls).Port);
+
+        // Every Babel__X__Y variable names a property of the options bound from Babel:X.
+        var sections = new Dictionary<string, Type>
+        {
+            [BabelClusterOptions.Section] = typeof(BabelClusterOptions),
+            [WorkerOptions.Section] = typeof(WorkerOptions),
+            [HttpOptions.Section] = typeof(HttpOptions),
+        };
+        foreach (var name in env.Keys.Where(n => n.StartsWith("Babel__", StringComparison.Ordinal)))
+        {
+            var parts = name.Split("__");
+            Assert.True(parts.Length == 3, $"{name} is not Babel__Section__Setting.");
+            Assert.True(sections.TryGetValue($"{parts[0]}:{parts[1]}", out var type), $"{name} names no options section.");
+            Assert.True(type.GetProperty(parts[2]) is not null, $"{name}: {type.Name} has no property {parts[2]}.");
+        }
+
+        // The literal values (with a pod IP and a connection string as Kubernetes would fill in) pass the silo's validators.
+        var values = env.Values.Where(e => e.Value is not null).Select(e => KeyValuePair.Create(e.Name.Replace("__", ":", StringComparison.Ordinal), (string?)e.Value))
+            .Append(KeyValuePair.Create(BabelClusterOptions.Section + ":" + nameof(BabelClusterOptions.AdvertisedAddress), (string?)"10.0.0.5"))
+            .Append(KeyValuePair.Create(StorageConnectionString.Key, (string?)"UseDevelopmentStorage=true"));
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+        var cluster = configuration.GetSection(BabelClusterOptions.Section).Get<BabelClusterOptions>()!;
+        Assert.Equal(ClusterMode.Cluster, cluster.Mode);
+        Assert.True(new BabelClusterOptionsValidator(configuration).Validate(Options.DefaultName, cluster).Succeeded);
+        Assert.True(new HttpOptionsValidator().Validate(null, configuration.GetSection(HttpOptions.Section).Get<HttpOptions>()!).Succeeded);
+        Assert.True(new WorkerOptionsValidator().Validate(null, configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions()).Succeeded);
+    }
+
+    [Fact]
+    public void Ports_are_the_options_defaults_and_the_services_expose_them()
+    {
+        var defaults = new BabelClusterOptions();
+        var ports = Silo(BaseDeployment()).Ports.ToDictionary(p => p.Name, p => p.ContainerPort);
+        Assert.Equal(defaults.SiloPort, ports["silo"]);
+        Assert.Equal(defaults.GatewayPort, ports["gateway"]);
+        Assert.Equal(HttpPort(), ports["http"]);
+
+        var services = LoadFile("base", "services.yaml").OfType<V1Service>().ToDictionary(s => s.Metadata.Name);
+        Assert.Equal(defaults.GatewayPort, Assert.Single(services["babel-gateway"].Spec.Ports).Port);
+        Assert.Equal(HttpPort(), Assert.Single(services["babel-metrics"].Spec.Ports).Port);
+
+        var policy = Assert.Single(LoadFile("base", "networkpolicy.yaml").OfType<V1NetworkPolicy>());
+        var allowed = policy.Spec.Ingress.SelectMany(rule => rule.Ports).Select(p => int.Parse(p.Port.Value, System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
+        Assert.Superset(allowed, new HashSet<int> { defaults.SiloPort, defaults.GatewayPort, HttpPort() });
+
+        var pdb = Assert.Single(LoadFile("base", "pdb.yaml").OfType<V1PodDisruptionBudget>());
+        Assert.Equal("1", pdb.Spec.MaxUnavailable.Value);
+
+        var role = Assert.Single(LoadFile("base", "rbac.yaml").OfType<V1Role>());
+        var rule = Assert.Single(role.Rules);
+        Assert.Equal(["pods"], rule.Resources);
+        Assert.Equal(["get", "list", "watch"], rule.Verbs.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void Container_runs_as_non_root_with_a_read_only_root_filesystem()
+    {
+        var deployment = BaseDeployment();
+        var pod = deployment.Spec.Template.Spec;
+        var silo = Silo(deployment);
+        var context = silo.SecurityContext;
+        Assert.True(context.RunAsNonRoot);
+        Assert.Equal(10001, context.RunAsUser);
+        Assert.True(context.ReadOnlyRootFilesystem);
+        Assert.False(context.AllowPrivilegeEscalation);
+        Assert.Equal(["ALL"], context.Capabilities.Drop);
+        Assert.True(pod.SecurityContext.RunAsNonRoot);
+        Assert.Equal("babel-silo", pod.ServiceAccountName);
+        Assert.NotNull(silo.Resources.Requests);
+        Assert.NotNull(silo.Resources.Limits);
+
+        var tmp = Assert.Single(silo.VolumeMounts, m => m.MountPath == "/tmp");
+        Assert.NotNull(Assert.Single(pod.Volumes, v => v.Name == tmp.Name).EmptyDir);
+
+        var dockerfile = File.ReadAllText(Path.Combine(Root, "deploy", "docker", "Dockerfile"));
+        Assert.Matches(@"(?m)^USER 10001", dockerfile);
+        Assert.Contains("dotnet publish src/Silo -c Release", dockerfile, StringComparison.Ordinal);
+        Assert.Contains("-p:LibTorchPackage=", dockerfile, StringComparison.Ordinal);
+        Assert.Contains($"\"{typeof(HealthEndpoints).Assembly.GetName().Name}.dll\"", dockerfile, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Alert_metrics_are_in_the_readme_table_and_defined_by_JobMetrics()
+    {
+        var defined = JobMetricNames();
+        var documented = ReadmeMetric().Matches(File.ReadAllText(Path.Combine(Root, "README.md"))).Select(m => m.Groups[1].Value).ToHashSet();
+        Assert.Equal(defined.Order(StringComparer.Ordinal), documented.Order(StringComparer.Ordinal));
+
+        var rules = File.ReadAllText(Path.Combine(K8s, "monitoring", "prometheus-rules.yaml"));
+        var used = BabelSeries().Matches(rules).Select(m => HistogramSeries().Replace(m.Value, "")).ToHashSet();
+        Assert.Contains("babel_shards_failed_total", used);
+        Assert.Contains("babel_shards_completed_total", used);
+        foreach (var name in used)
+        {
+            Assert.True(documented.Contains(name), $"{name} is not in README.md's metric table.");
+            Assert.True(defined.Contains(name), $"{name} is not a JobMetrics instrument.");
+        }
+        foreach (var alert in new[] { "BabelSiloDown", "BabelShardFailures", "BabelJobStalled" })
+            Assert.Contains($"alert: {alert}", rules, StringComparison.Ordinal);
+    }
+
+    /// <summary>The Prometheus names OpenTelemetry's exporter gives JobMetrics' instruments.</summary>
+    private static HashSet<string> JobMetricNames()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        using var metrics = new JobMetrics(services.GetRequiredService<IMeterFactory>());
+        var names = new HashSet<string>();
+        foreach (var property in typeof(JobMetrics).GetProperties().Where(p => typeof(Instrument).IsAssignableFrom(p.PropertyType)))
+        {
+            var instrument = (Instrument)property.GetValue(metrics)!;
+            var name = instrument.Name.Replace('.', '_');
+            if (instrument.Unit == "s")
+                name += "_seconds";
+            if (instrument.GetType().IsGenericType && instrument.GetType().GetGenericTypeDefinition() == typeof(Counter<>))
+                name += "_total";
+            names.Add(name);
+        }
+        Assert.Equal(7, names.Count);
+        return names;
+    }
+
+    [GeneratedRegex(@"(?m)^\|\s*`(babel_[a-z_]+)(?:\{[^}]*\})?`\s*\|")]
+    private static partial Regex ReadmeMetric();
+
+    [GeneratedRegex(@"\bbabel_[a-z_]+")]
+    private static partial Regex BabelSeries();
+
+    [GeneratedRegex("_(bucket|sum|count)$")]
+    private static partial Regex HistogramSeries();
+}
