@@ -168,8 +168,10 @@ public partial class ManifestTests
         Assert.Equal("metadata.namespace", env["POD_NAMESPACE"].ValueFrom.FieldRef.FieldPath);
         var secret = env[StorageConnectionString.Key].ValueFrom.SecretKeyRef;
         Assert.Equal(("babel-storage", "connection-string"), (secret.Name, secret.Key));
-        var cache = env[EnvName(WorkerOptions.Section, nameof(WorkerOptions.CacheFolder))].Value;
-        Assert.StartsWith("/tmp/", cache, StringComparison.Ordinal);
+        // The workers' artifact cache defaults to $TMPDIR/babel-artifacts: TMPDIR must be the writable emptyDir.
+        Assert.False(env.ContainsKey(EnvName(WorkerOptions.Section, nameof(WorkerOptions.CacheFolder))));
+        var tmp = Assert.Single(Silo(BaseDeployment()).VolumeMounts, m => m.MountPath == env["TMPDIR"].Value);
+        Assert.NotNull(Assert.Single(BaseDeployment().Spec.Template.Spec.Volumes, v => v.Name == tmp.Name).EmptyDir);
         var urls = env[EnvName(HttpOptions.Section, nameof(HttpOptions.Urls))].Value;
         Assert.Equal(HttpPort(), new Uri(urls).Port);
 
