@@ -10,6 +10,8 @@ public sealed record SamplingOptions
     public int TopK { get; init; }
     public double TopP { get; init; } = 1.0;
     public long Seed { get; init; }
+    /// <summary>One seed per batch row: each row samples from its own generator, so a row's tokens do not depend on the other rows.</summary>
+    public IReadOnlyList<long>? RowSeeds { get; init; }
     /// <summary>Stop a row at its first end-of-sequence token (which is kept in the output).</summary>
     public bool StopAtEos { get; init; } = true;
 

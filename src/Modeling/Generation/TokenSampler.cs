@@ -7,11 +7,14 @@ public sealed class TokenSampler : IDisposable
 {
     private readonly SamplingOptions _options;
     private readonly Generator? _generator;
+    private readonly Generator[]? _rowGenerators;
 
     public TokenSampler(SamplingOptions options)
     {
         _options = options;
-        if (!options.IsGreedy) _generator = new Generator((ulong)options.Seed);
+        if (options.IsGreedy) return;
+        if (options.RowSeeds is { } seeds) _rowGenerators = [.. seeds.Select(s => new Generator((ulong)s))];
+        else _generator = new Generator((ulong)options.Seed);
     }
 
     /// <summary>Next token ids [batch] (int64).</summary>
@@ -35,8 +38,15 @@ public sealed class TokenSampler : IDisposable
             var drop = zeros_like(dropSorted).scatter(-1, order, dropSorted);
             scaled = scaled.masked_fill(drop, double.NegativeInfinity);
         }
-        return scaled.softmax(-1).multinomial(1, generator: _generator).squeeze(-1).MoveToOuterDisposeScope();
+        var distribution = scaled.softmax(-1);
+        if (_rowGenerators is null) return distribution.multinomial(1, generator: _generator).squeeze(-1).MoveToOuterDisposeScope();
+        if (_rowGenerators.Length != distribution.shape[0]) throw new InvalidOperationException($"{_rowGenerators.Length} row seeds for a batch of {distribution.shape[0]} rows.");
+        return cat([.. _rowGenerators.Select((g, row) => distribution[row].multinomial(1, generator: g))], 0).MoveToOuterDisposeScope();
     }
 
-    public void Dispose() => _generator?.Dispose();
+    public void Dispose()
+    {
+        _generator?.Dispose();
+        foreach (var generator in _rowGenerators ?? []) generator.Dispose();
+    }
 }
