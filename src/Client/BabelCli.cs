@@ -30,6 +30,7 @@ public static class BabelCli
             JobCommands.Silo(),
             BenchCommand.Create(),
             DistillCommand.Create(),
+            ServeCommand.Create(),
         })
         {
             root.Subcommands.Add(command);
