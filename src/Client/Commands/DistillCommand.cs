@@ -20,6 +20,8 @@ internal static class DistillCommand
     public const string FailuresFile = "failures.jsonl";
     public const string ManifestFile = "manifest.json";
     public const string RawFolder = "raw";
+    /// <summary>Shorter than the engine's default: the shard a killed client's embedded worker held is re-run this soon after a rerun starts.</summary>
+    public const double DefaultLeaseSeconds = 30;
 
     public static Command Create()
     {
@@ -58,10 +60,11 @@ internal static class DistillCommand
         var output = new Option<string>("--out") { Description = "Output folder: cots.jsonl, evaluations.jsonl, failures.jsonl, raw/, manifest.json.", Required = true };
         var jobId = new Option<string?>("--job-id") { Description = "Job id; default: derived from the inputs, so rerunning resumes the same job." };
         var workers = new Option<int>("--workers") { Description = "CPU workers of the embedded silo.", DefaultValueFactory = _ => 1 };
+        var lease = new Option<double>("--lease-seconds") { Description = "A shard's lease, renewed every third of it; a shard of a killed worker is re-run after it expires.", DefaultValueFactory = _ => DefaultLeaseSeconds };
         var command = new Command("generate", "Sample chains of thought and self-evaluations from a teacher for every question of a dataset (a job; every teacher call is cached).")
         {
             teacher, teacherModel, apiKeyVariable, api, dataset, task, split, limit, cots, evals, temperature, topP, maxNew, seed,
-            perShard, batch, concurrency, rpm, tpm, attempts, timeout, retryDelay, output, jobId, workers,
+            perShard, batch, concurrency, rpm, tpm, attempts, timeout, retryDelay, output, jobId, workers, lease,
         };
         engine.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
@@ -113,7 +116,7 @@ internal static class DistillCommand
             }
             await using var connection = await engine.OpenAsync(parse, parse.GetValue(workers), cancellationToken);
             var summary = await RunAsync(connection, parameters, teacherKind == "local" ? teacherTarget : null, file, questions.Count,
-                parse.GetValue(output)!, parse.GetValue(jobId), parse.InvocationConfiguration.Error, cancellationToken);
+                parse.GetValue(output)!, parse.GetValue(jobId), parse.InvocationConfiguration.Error, cancellationToken, parse.GetValue(lease));
             parse.InvocationConfiguration.Output.WriteLine(summary);
             return 0;
         });
@@ -146,7 +149,7 @@ internal static class DistillCommand
     }
 
     public static async Task<string> RunAsync(EngineConnection connection, DistillJobParameters request, string? modelDirectory, string datasetFile,
-        int datasetQuestions, string outDirectory, string? jobId, TextWriter progress, CancellationToken cancellationToken)
+        int datasetQuestions, string outDirectory, string? jobId, TextWriter progress, CancellationToken cancellationToken, double leaseSeconds = DefaultLeaseSeconds)
     {
         var stopwatch = Stopwatch.StartNew();
         var staging = Directory.CreateTempSubdirectory("babel-dataset-");
@@ -160,7 +163,9 @@ internal static class DistillCommand
                 Dataset = datasetKey,
                 Model = modelDirectory is null ? null : await connection.Jobs.UploadFolderAsync(modelDirectory, "models", cancellationToken),
             };
-            var spec = JobClient.Spec(DistillJob.KindName, DistillJob.Serialize(DistillJob.ParseParameters(DistillJob.Serialize(parameters))));
+            if (!(leaseSeconds >= 1)) throw new UserInputException($"--lease-seconds must be at least 1 (got {leaseSeconds}).");
+            var spec = JobClient.Spec(DistillJob.KindName, DistillJob.Serialize(DistillJob.ParseParameters(DistillJob.Serialize(parameters))),
+                leaseDuration: TimeSpan.FromSeconds(leaseSeconds));
             var id = jobId ?? JobClient.DefaultJobId(spec);
             Directory.CreateDirectory(Path.Combine(outDirectory, RawFolder));
             // A manifest marks a finished folder: an earlier one goes until this run has written everything again.
