@@ -125,5 +125,13 @@ public class ServeTests
         Assert.True(code == 0, error);
         Assert.Equal(rows, served.Rows);
         Assert.Equal(File.ReadAllText(scratch.Combine("out/cots.jsonl")), File.ReadAllText(scratch.Combine("out2/cots.jsonl")));
+
+        // The silo's /metrics exports the distillation instruments of this process.
+        using var http = new HttpClient();
+        var metrics = await http.GetStringAsync($"{url}/metrics");
+        foreach (var series in new[] { "babel_distill_teacher_requests_total{", "babel_distill_teacher_tokens_in_total", "babel_distill_teacher_latency_seconds_bucket{", "babel_distill_cache_hits_total", "babel_distill_records_total{" })
+        {
+            Assert.Contains(series, metrics, StringComparison.Ordinal);
+        }
     }
 }
