@@ -1,0 +1,132 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Babel.Grains.Distillation;
+using Babel.Modeling.Distillation;
+using Babel.Modeling.Runtime;
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Transformer;
+using Babel.Silo.Serving;
+using Microsoft.Extensions.DependencyInjection;
+using Spectre.Console;
+
+namespace Babel.Client.Commands;
+
+/// <summary>
+/// <c>babel bench distill</c>: (1) the local-teacher distillation job on the embedded engine against the same generation
+/// batches run plainly (no engine, cache or files) on the same model, one torch thread each; (2) the openai teacher's
+/// throughput against <c>babel serve</c> at several concurrencies.
+/// </summary>
+internal static class DistillBenchmark
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Teacher model folder with tokenizer.json; default: the --preset model with random weights and a tokenizer trained on UDHR." };
+        var preset = new Option<string>("--preset") { Description = "Size of the default model: tiny or small.", DefaultValueFactory = _ => "small" };
+        var questions = new Option<int>("--questions") { Description = "Synthetic math questions.", DefaultValueFactory = _ => 16 };
+        var cots = new Option<int>("--cots") { Description = "Chains of thought per question.", DefaultValueFactory = _ => 4 };
+        var evals = new Option<int>("--evals") { Description = "Self-evaluations per chain of thought.", DefaultValueFactory = _ => 1 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens per completion.", DefaultValueFactory = _ => 32 };
+        var batch = new Option<int>("--batch-size") { Description = "Rows per batched generation.", DefaultValueFactory = _ => 8 };
+        var requests = new Option<int>("--requests") { Description = "HTTP requests per concurrency level.", DefaultValueFactory = _ => 64 };
+        var concurrency = new Option<string>("--concurrency") { Description = "Comma-separated HTTP concurrency levels.", DefaultValueFactory = _ => "1,8,32" };
+        var work = new Option<string>("--work") { Description = "Scratch folder.", DefaultValueFactory = _ => Path.Combine(".babel", "bench-distill") };
+        var command = new Command("distill", "Local-teacher distillation job against plain batched generation (job overhead), and HTTP teacher throughput against 'babel serve' at concurrency 1, 8, 32.")
+        {
+            model, preset, questions, cots, evals, maxNew, batch, requests, concurrency, work,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var root = Path.GetFullPath(parse.GetValue(work)!);
+            var modelDirectory = parse.GetValue(model) ?? ClusterBenchmark.PrepareInputs(root, null, null, parse.GetValue(preset)!).Model;
+            var dataset = Path.Combine(root, "math.jsonl");
+            File.WriteAllLines(dataset, Enumerable.Range(1, parse.GetValue(questions)).Select(i =>
+                $$"""{"id": "b{{i:D4}}", "question": "A shop sells {{i}} boxes of {{i + 3}} pencils each. How many pencils does it sell?", "answer": "{{i * (i + 3)}}"}"""));
+            var writer = parse.InvocationConfiguration.Output;
+            await MeasureJobOverheadAsync(modelDirectory, dataset, root, parse.GetValue(cots), parse.GetValue(evals), parse.GetValue(maxNew), parse.GetValue(batch), writer, cancellationToken);
+            var levels = parse.GetValue(concurrency)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
+            await MeasureHttpAsync(modelDirectory, root, parse.GetValue(requests), levels, parse.GetValue(maxNew), writer, cancellationToken);
+            return 0;
+        });
+        return command;
+    }
+
+    private static async Task MeasureJobOverheadAsync(string modelDirectory, string dataset, string root, int cots, int evals, int maxNew, int batch,
+        TextWriter writer, CancellationToken cancellationToken)
+    {
+        var store = Path.Combine(root, "store-" + Guid.NewGuid().ToString("N")[..8]);
+        var outFolder = Path.Combine(root, "out");
+        var parameters = new DistillJobParameters("local", "", Path.GetFileName(dataset), "jsonl", "train", "math",
+            Cots: cots, Evaluations: evals, MaxNewTokens: maxNew, BatchSize: batch, Seed: 1, QuestionsPerShard: 4);
+        double jobSeconds;
+        await using (var connection = await EngineConnection.OpenAsync(cluster: false, store, workers: 1, cancellationToken))
+        {
+            var stopwatch = Stopwatch.StartNew();
+            await DistillCommand.RunAsync(connection, parameters, modelDirectory, dataset, File.ReadAllLines(dataset).Length, outFolder, null, TextWriter.Null, cancellationToken);
+            jobSeconds = stopwatch.Elapsed.TotalSeconds;
+        }
+        Directory.Delete(store, recursive: true);
+
+        // The same generation batches as the job's shards ran them: per shard, the chain-of-thought calls then the evaluation calls, in chunks of the batch size.
+        var chunks = new List<List<TeacherRequest>>();
+        foreach (var file in Directory.GetFiles(Path.Combine(outFolder, DistillCommand.RawFolder), "*.jsonl").Order(StringComparer.Ordinal))
+        {
+            var exchanges = File.ReadAllLines(file).Select(l => JsonSerializer.Deserialize<RawExchange>(l, TeacherCache.Json)!).ToList();
+            foreach (var role in new[] { DistillationGenerator.CotRole, DistillationGenerator.EvaluationRole })
+            {
+                chunks.AddRange(exchanges.Where(e => e.Role == role).Select(e => e.Exchange.Request).Chunk(batch).Select(c => c.ToList()));
+            }
+        }
+        TorchRuntime.Initialize(1);
+        using var model = CausalLanguageModel.Load(modelDirectory);
+        using var tokenizer = HuggingFaceTokenizer.Load(modelDirectory);
+        using var teacher = new LocalTeacher(model, tokenizer, "bench", batch);
+        var plain = Stopwatch.StartNew();
+        long tokens = 0;
+        foreach (var chunk in chunks)
+        {
+            foreach (var result in await teacher.CompleteAsync(chunk, cancellationToken)) tokens += result.Completion!.CompletionTokens;
+        }
+        var plainSeconds = plain.Elapsed.TotalSeconds;
+        var calls = chunks.Sum(c => c.Count);
+        var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(outFolder, DistillCommand.ManifestFile)))!;
+        var table = new Table().AddColumns("run", "teacher calls", "completion tokens", "wall", "tokens/s");
+        table.AddRow("plain batched generation", calls.ToString(CultureInfo.InvariantCulture), tokens.ToString(CultureInfo.InvariantCulture),
+            $"{plainSeconds:F2} s", (tokens / plainSeconds).ToString("F1", CultureInfo.InvariantCulture));
+        var jobTokens = (long)manifest["tokens_out"]!;
+        table.AddRow("distill job (embedded, 1 worker)", ((long)manifest["teacher_calls"]!).ToString(CultureInfo.InvariantCulture), jobTokens.ToString(CultureInfo.InvariantCulture),
+            $"{jobSeconds:F2} s", (jobTokens / jobSeconds).ToString("F1", CultureInfo.InvariantCulture));
+        writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"local teacher {modelDirectory}: {cots} CoTs × {evals} evaluations per question, batch {batch}, {maxNew} new tokens at most, 1 torch thread"));
+        AnsiConsole.Write(table);
+        writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"job overhead: {jobSeconds / plainSeconds - 1:P1} (upload, plan, leases, cache writes, files; engine start excluded)"));
+    }
+
+    private static async Task MeasureHttpAsync(string modelDirectory, string root, int requests, int[] levels, int maxNew, TextWriter writer, CancellationToken cancellationToken)
+    {
+        var url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
+        await using var app = await ServeCommand.StartAsync(modelDirectory, url, "bench", 32, Path.Combine(root, "serve-store"), cancellationToken);
+        var served = app.Services.GetRequiredService<ServedModel>();
+        var table = new Table().AddColumns("concurrency", "requests", "wall", "requests/s", "completion tokens/s", "mean rows per batch");
+        foreach (var level in levels)
+        {
+            using var teacher = new OpenAiTeacher(new OpenAiTeacherOptions { BaseUrl = url + "/v1", Model = "bench", Api = "completions", Concurrency = level, MaxAttempts = 1 });
+            var batch = Enumerable.Range(0, requests)
+                .Select(i => new TeacherRequest($"Q: A shop sells {i} boxes of pencils. How many pencils?\nA:", 0.7, 1.0, maxNew, 1000 + i, [])).ToList();
+            var (batchesBefore, rowsBefore) = (served.Batches, served.Rows);
+            var stopwatch = Stopwatch.StartNew();
+            var results = await teacher.CompleteAsync(batch, cancellationToken);
+            var seconds = stopwatch.Elapsed.TotalSeconds;
+            var failed = results.Count(r => r.Completion is null);
+            if (failed > 0) throw new InvalidOperationException($"{failed} benchmark requests failed: {results.First(r => r.Completion is null).Error}");
+            var tokens = results.Sum(r => r.Completion!.CompletionTokens);
+            var meanRows = (double)(served.Rows - rowsBefore) / Math.Max(1, served.Batches - batchesBefore);
+            table.AddRow(level.ToString(CultureInfo.InvariantCulture), requests.ToString(CultureInfo.InvariantCulture), $"{seconds:F2} s",
+                (requests / seconds).ToString("F1", CultureInfo.InvariantCulture), (tokens / seconds).ToString("F0", CultureInfo.InvariantCulture), meanRows.ToString("F1", CultureInfo.InvariantCulture));
+        }
+        writer.WriteLine($"openai teacher against 'babel serve' ({url}, --max-batch 32), /v1/completions, {maxNew} new tokens at most");
+        AnsiConsole.Write(table);
+    }
+}
