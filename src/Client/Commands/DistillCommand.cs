@@ -304,25 +304,35 @@ internal sealed class DistillOutputWriter(EngineConnection connection, string jo
     public async Task<Counts> WriteAllAsync(CancellationToken cancellationToken)
     {
         var status = await connection.Grains.GetGrain<Contracts.IJobGrain>(jobId).GetStatusAsync(includeShards: true);
-        var cots = new StringBuilder();
-        var evaluations = new StringBuilder();
-        var failures = new StringBuilder();
         long cotCount = 0, evaluationCount = 0, failureCount = 0;
-        foreach (var shard in status.ShardDetails.OrderBy(s => s.ShardId, StringComparer.Ordinal))
-        {
-            var bytes = await connection.Store.GetBytesAsync(ShardArtifacts.Key(jobId, shard.ShardId), cancellationToken)
-                ?? throw new InvalidOperationException($"Job {jobId} is done but the result of shard {shard.ShardId} is missing from the artifact store.");
-            var output = DistillJob.ReadShard(bytes);
-            WriteRaw(shard.ShardId, output);
-            cots.Append(JsonLines(output.Cots));
-            evaluations.Append(JsonLines(output.Evaluations));
-            failures.Append(JsonLines(output.Failures));
-            (cotCount, evaluationCount, failureCount) = (cotCount + output.Cots.Count, evaluationCount + output.Evaluations.Count, failureCount + output.Failures.Count);
-        }
-        AtomicFile.WriteAllText(Path.Combine(outDirectory, DistillCommand.CotsFile), cots.ToString());
-        AtomicFile.WriteAllText(Path.Combine(outDirectory, DistillCommand.EvaluationsFile), evaluations.ToString());
-        AtomicFile.WriteAllText(Path.Combine(outDirectory, DistillCommand.FailuresFile), failures.ToString());
+        string Path(string file) => System.IO.Path.Combine(outDirectory, file);
+        // Streamed shard by shard, so a large dataset never sits in memory whole; each file is renamed into place when complete.
+        await AtomicFile.WriteAsync(Path(DistillCommand.CotsFile), (cots, _) =>
+            AtomicFile.WriteAsync(Path(DistillCommand.EvaluationsFile), (evaluations, _) =>
+                AtomicFile.WriteAsync(Path(DistillCommand.FailuresFile), async (failures, _) =>
+                {
+                    foreach (var shard in status.ShardDetails.OrderBy(s => s.ShardId, StringComparer.Ordinal))
+                    {
+                        var bytes = await connection.Store.GetBytesAsync(ShardArtifacts.Key(jobId, shard.ShardId), cancellationToken)
+                            ?? throw new InvalidOperationException($"Job {jobId} is done but the result of shard {shard.ShardId} is missing from the artifact store.");
+                        var output = DistillJob.ReadShard(bytes);
+                        if (!_rawWritten.Contains(shard.ShardId)) WriteRaw(shard.ShardId, output);
+                        await WriteLinesAsync(cots, output.Cots, cancellationToken);
+                        await WriteLinesAsync(evaluations, output.Evaluations, cancellationToken);
+                        await WriteLinesAsync(failures, output.Failures, cancellationToken);
+                        (cotCount, evaluationCount, failureCount) = (cotCount + output.Cots.Count, evaluationCount + output.Evaluations.Count, failureCount + output.Failures.Count);
+                    }
+                }, cancellationToken), cancellationToken), cancellationToken);
         return new Counts(cotCount, evaluationCount, failureCount);
+    }
+
+    private static async Task WriteLinesAsync<T>(Stream stream, IEnumerable<T> records, CancellationToken cancellationToken)
+    {
+        foreach (var record in records)
+        {
+            await JsonSerializer.SerializeAsync(stream, record, Lines, cancellationToken);
+            stream.WriteByte((byte)'\n');
+        }
     }
 
     private static string JsonLines<T>(IEnumerable<T> records)

@@ -99,13 +99,14 @@ public sealed class DistillationGenerator(ITeacher teacher, TeacherCache cache, 
         {
             var results = await teacher.CompleteAsync([.. misses.Select(i => calls[i].Request)], cancellationToken);
             totals["teacher_calls"] = totals.GetValueOrDefault("teacher_calls") + misses.Count;
+            var puts = new List<Task>();
             for (var j = 0; j < misses.Count; j++)
             {
                 var i = misses[j];
                 if (results[j].Completion is { } completion)
                 {
                     var exchange = new TeacherExchange(keys[i], teacher.Identity, calls[i].Sample, calls[i].Request, completion);
-                    await cache.PutAsync(exchange, cancellationToken);
+                    puts.Add(cache.PutAsync(exchange, cancellationToken));
                     answers[i] = exchange;
                 }
                 else
@@ -115,6 +116,8 @@ public sealed class DistillationGenerator(ITeacher teacher, TeacherCache cache, 
                     totals[call.Role + "s_failed"] = totals.GetValueOrDefault(call.Role + "s_failed") + 1;
                 }
             }
+            // Written concurrently: each is its own object, and a local store syncs every file to disk.
+            await Task.WhenAll(puts);
         }
         for (var i = 0; i < calls.Count; i++)
         {

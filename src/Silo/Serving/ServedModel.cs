@@ -13,13 +13,15 @@ public sealed class ServingOptions
     public required string Name { get; init; }
     /// <summary>Rows generated together at most; concurrent requests waiting in the queue are batched up to this.</summary>
     public int MaxBatch { get; init; } = 32;
+    /// <summary>How long the generation thread waits for more requests to join a batch after the first arrives.</summary>
+    public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(5);
     /// <summary>Environment variable whose value, when set, every <c>/v1</c> request must present as <c>Authorization: Bearer</c>.</summary>
     public string ApiKeyVariable { get; init; } = "BABEL_SERVE_API_KEY";
 }
 
 /// <summary>
 /// A model loaded for serving, with one generation thread. Requests queue up; the thread takes everything waiting (up to
-/// <see cref="ServingOptions.MaxBatch"/> rows) and generates it as batches through <see cref="LocalTeacher"/> (rows with the
+/// <see cref="ServingOptions.MaxBatch"/> rows, waiting <see cref="ServingOptions.BatchWindow"/> for latecomers) and generates it as batches through <see cref="LocalTeacher"/> (rows with the
 /// same sampling parameters together, each row from its own seed), so concurrent clients share batched forwards.
 /// </summary>
 public sealed class ServedModel : IDisposable
@@ -64,8 +66,12 @@ public sealed class ServedModel : IDisposable
         {
             var taken = new List<Pending> { first };
             var rows = first.Requests.Count;
-            while (rows < _options.MaxBatch && _queue.TryTake(out var next))
+            // Clients answered by the previous batch send their next requests together: a short window lets them join this one.
+            var window = System.Diagnostics.Stopwatch.StartNew();
+            while (rows < _options.MaxBatch)
             {
+                var left = _options.BatchWindow - window.Elapsed;
+                if (!_queue.TryTake(out var next, left > TimeSpan.Zero ? left : TimeSpan.Zero)) break;
                 taken.Add(next);
                 rows += next.Requests.Count;
             }
