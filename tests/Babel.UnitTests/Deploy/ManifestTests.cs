@@ -260,7 +260,7 @@ public partial class ManifestTests
     {
         var defined = JobMetricNames();
         var documented = ReadmeMetric().Matches(File.ReadAllText(Path.Combine(Root, "README.md"))).Select(m => m.Groups[1].Value).ToHashSet();
-        Assert.Equal(defined.Order(StringComparer.Ordinal), documented.Order(StringComparer.Ordinal));
+        Assert.Equal(defined.Union(DistillationMetricNames()).Order(StringComparer.Ordinal), documented.Order(StringComparer.Ordinal));
 
         var rules = File.ReadAllText(Path.Combine(K8s, "monitoring", "prometheus-rules.yaml"));
         var used = BabelSeries().Matches(rules).Select(m => HistogramSeries().Replace(m.Value, "")).ToHashSet();
@@ -283,16 +283,31 @@ public partial class ManifestTests
         var names = new HashSet<string>();
         foreach (var property in typeof(JobMetrics).GetProperties().Where(p => typeof(Instrument).IsAssignableFrom(p.PropertyType)))
         {
-            var instrument = (Instrument)property.GetValue(metrics)!;
-            var name = instrument.Name.Replace('.', '_');
-            if (instrument.Unit == "s")
-                name += "_seconds";
-            if (instrument.GetType().IsGenericType && instrument.GetType().GetGenericTypeDefinition() == typeof(Counter<>))
-                name += "_total";
-            names.Add(name);
+            names.Add(PrometheusName((Instrument)property.GetValue(metrics)!));
         }
         Assert.Equal(7, names.Count);
         return names;
+    }
+
+    /// <summary>The Prometheus names of the distillation instruments (static fields of <see cref="Babel.Modeling.Distillation.DistillationMetrics"/>).</summary>
+    private static HashSet<string> DistillationMetricNames()
+    {
+        var names = typeof(Babel.Modeling.Distillation.DistillationMetrics).GetFields()
+            .Where(f => typeof(Instrument).IsAssignableFrom(f.FieldType))
+            .Select(f => PrometheusName((Instrument)f.GetValue(null)!))
+            .ToHashSet();
+        Assert.Equal(8, names.Count);
+        return names;
+    }
+
+    private static string PrometheusName(Instrument instrument)
+    {
+        var name = instrument.Name.Replace('.', '_');
+        if (instrument.Unit == "s")
+            name += "_seconds";
+        if (instrument.GetType().IsGenericType && instrument.GetType().GetGenericTypeDefinition() == typeof(Counter<>))
+            name += "_total";
+        return name;
     }
 
     [GeneratedRegex(@"(?m)^\|\s*`(babel_[a-z_]+)(?:\{[^}]*\})?`\s*\|")]
