@@ -95,6 +95,8 @@ internal static class DistillBenchmark
                         chunks.AddRange(exchanges.Where(e => e.Role == role).Select(e => e.Exchange.Request).Chunk(batch).Select(c => c.ToList()));
                     }
                 }
+                // OpenMP's thread count belongs to the calling thread: set it on the thread that generates, as the worker does.
+                TorchRuntime.Initialize(1);
                 var plain = Stopwatch.StartNew();
                 foreach (var chunk in chunks)
                 {

@@ -167,7 +167,10 @@ internal static class DistillCommand
             var spec = JobClient.Spec(DistillJob.KindName, DistillJob.Serialize(DistillJob.ParseParameters(DistillJob.Serialize(parameters))),
                 leaseDuration: TimeSpan.FromSeconds(leaseSeconds));
             var id = jobId ?? JobClient.DefaultJobId(spec);
-            Directory.CreateDirectory(Path.Combine(outDirectory, RawFolder));
+            // raw/ is rewritten from the job's shards: files of another job written into this folder before must not linger.
+            var rawFolder = Path.Combine(outDirectory, RawFolder);
+            if (Directory.Exists(rawFolder)) Directory.Delete(rawFolder, recursive: true);
+            Directory.CreateDirectory(rawFolder);
             // A manifest marks a finished folder: an earlier one goes until this run has written everything again.
             File.Delete(Path.Combine(outDirectory, ManifestFile));
             var writer = new DistillOutputWriter(connection, id, outDirectory);

@@ -120,7 +120,7 @@ public sealed class DistillJob(IServiceProvider services) : IJobKind
         using var teacher = CreateTeacher(p, context, cancellationToken);
         var task = DistillationTasks.Parse(p.Task);
         var generator = new DistillationGenerator(teacher, new TeacherCache(store), PromptTemplates.For(task), Settings(p));
-        var output = generator.RunAsync(questions, cancellationToken).GetAwaiter().GetResult();
+        var output = WorkerThreadContext.Run(() => generator.RunAsync(questions, cancellationToken));
         var totals = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, output.Totals);
         return new ShardResult(JsonSerializer.SerializeToUtf8Bytes(output, TeacherCache.Json), totals);
     }

@@ -84,3 +84,33 @@ public class DistillLocalTeacherTests
         Assert.Equal(File.ReadAllText(Path.Combine(first, "evaluations.jsonl")), File.ReadAllText(Path.Combine(second, "evaluations.jsonl")));
     }
 }
+
+/// <summary>A shard's async pipeline stays on the worker's thread.</summary>
+public class WorkerThreadContextTests
+{
+    [Fact]
+    public void Continuations_run_on_the_calling_thread_while_io_runs_elsewhere()
+    {
+        var threads = new List<int>();
+        var pools = new List<int>();
+        var (caller, result) = (0, 0);
+        var thread = new Thread(() =>
+        {
+            caller = Environment.CurrentManagedThreadId;
+            result = Babel.Grains.Distillation.WorkerThreadContext.Run(async () =>
+            {
+                for (var i = 0; i < 3; i++)
+                {
+                    pools.Add(await Task.Run(() => Environment.CurrentManagedThreadId));
+                    threads.Add(Environment.CurrentManagedThreadId);
+                }
+                return 42;
+            });
+        });
+        thread.Start();
+        Assert.True(thread.Join(TimeSpan.FromSeconds(30)));
+        Assert.Equal(42, result);
+        Assert.DoesNotContain(caller, pools);
+        Assert.Equal([caller, caller, caller], threads);
+    }
+}
