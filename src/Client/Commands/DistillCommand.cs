@@ -60,11 +60,12 @@ internal static class DistillCommand
         var output = new Option<string>("--out") { Description = "Output folder: cots.jsonl, evaluations.jsonl, failures.jsonl, raw/, manifest.json.", Required = true };
         var jobId = new Option<string?>("--job-id") { Description = "Job id; default: derived from the inputs, so rerunning resumes the same job." };
         var workers = new Option<int>("--workers") { Description = "CPU workers of the embedded silo.", DefaultValueFactory = _ => 1 };
+        var parquet = new Option<bool>("--parquet") { Description = "Also write cots.parquet and evaluations.parquet." };
         var lease = new Option<double>("--lease-seconds") { Description = "A shard's lease, renewed every third of it; a shard of a killed worker is re-run after it expires.", DefaultValueFactory = _ => DefaultLeaseSeconds };
         var command = new Command("generate", "Sample chains of thought and self-evaluations from a teacher for every question of a dataset (a job; every teacher call is cached).")
         {
             teacher, teacherModel, apiKeyVariable, api, dataset, task, split, limit, cots, evals, temperature, topP, maxNew, seed,
-            perShard, batch, concurrency, rpm, tpm, attempts, timeout, retryDelay, output, jobId, workers, lease,
+            perShard, batch, concurrency, rpm, tpm, attempts, timeout, retryDelay, output, jobId, workers, lease, parquet,
         };
         engine.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
@@ -116,7 +117,7 @@ internal static class DistillCommand
             }
             await using var connection = await engine.OpenAsync(parse, parse.GetValue(workers), cancellationToken);
             var summary = await RunAsync(connection, parameters, teacherKind == "local" ? teacherTarget : null, file, questions.Count,
-                parse.GetValue(output)!, parse.GetValue(jobId), parse.InvocationConfiguration.Error, cancellationToken, parse.GetValue(lease));
+                parse.GetValue(output)!, parse.GetValue(jobId), parse.InvocationConfiguration.Error, cancellationToken, parse.GetValue(lease), parse.GetValue(parquet));
             parse.InvocationConfiguration.Output.WriteLine(summary);
             return 0;
         });
@@ -149,7 +150,7 @@ internal static class DistillCommand
     }
 
     public static async Task<string> RunAsync(EngineConnection connection, DistillJobParameters request, string? modelDirectory, string datasetFile,
-        int datasetQuestions, string outDirectory, string? jobId, TextWriter progress, CancellationToken cancellationToken, double leaseSeconds = DefaultLeaseSeconds)
+        int datasetQuestions, string outDirectory, string? jobId, TextWriter progress, CancellationToken cancellationToken, double leaseSeconds = DefaultLeaseSeconds, bool parquet = false)
     {
         var stopwatch = Stopwatch.StartNew();
         var staging = Directory.CreateTempSubdirectory("babel-dataset-");
@@ -188,6 +189,7 @@ internal static class DistillCommand
             }
             staging.Delete(true);
             var counts = await writer.WriteAllAsync(cancellationToken);
+            if (parquet) await DistillParquet.WriteAsync(outDirectory, cancellationToken);
             WriteManifest(outDirectory, id, parameters, modelDirectory, datasetFile, datasetQuestions, status.Totals, counts, stopwatch.Elapsed.TotalSeconds);
             var t = status.Totals;
             var accuracy = Ratio(t.GetValueOrDefault("cots_correct"), t.GetValueOrDefault("cots"));

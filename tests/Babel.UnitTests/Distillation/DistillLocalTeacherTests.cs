@@ -36,7 +36,7 @@ public class DistillLocalTeacherTests
     }
 
     [Fact]
-    public void A_local_teacher_job_writes_every_record_and_a_rerun_calls_the_teacher_for_nothing()
+    public async Task A_local_teacher_job_writes_every_record_and_a_rerun_calls_the_teacher_for_nothing()
     {
         using var scratch = new ScratchFolder();
         var (model, _) = JobTestInputs.Write(scratch);
@@ -48,7 +48,7 @@ public class DistillLocalTeacherTests
             "--cots", "2", "--evals", "2", "--max-new-tokens", "6", "--seed", "11", "--questions-per-shard", "2", "--out", output, "--store", store, .. extra,
         ];
         var first = scratch.Combine("out1");
-        var (code, output, error) = Run(Args(first));
+        var (code, output, error) = Run(Args(first, "--parquet"));
         Assert.True(code == 0, error);
         Assert.Contains("6 chains of thought", output, StringComparison.Ordinal);
 
@@ -72,6 +72,22 @@ public class DistillLocalTeacherTests
         Assert.Equal(0, (long)manifest["cache_hits"]!);
         Assert.Equal(PromptTemplates.For(DistillationTask.Math).ChainOfThought.Sha256, (string)manifest["templates"]!["cot"]!["sha256"]!);
         Assert.True((long)manifest["tokens_out"]! > 0);
+
+        // The Parquet export holds the same rows, under the JSONL field names.
+        using (var stream = File.OpenRead(Path.Combine(first, "cots.parquet")))
+        {
+            var read = await Parquet.Serialization.ParquetSerializer.DeserializeAsync<Babel.Client.Commands.DistillParquet.CotRow>(stream);
+            var rows = read.Data;
+            Assert.Contains("question_id", read.Schema.GetDataFields().Select(f => f.Name));
+            Assert.Equal(cots.Select(c => (string)c["id"]!), rows.Select(r => r.Id));
+            Assert.Equal(cots.Select(c => (string)c["cot"]!), rows.Select(r => r.Cot));
+            Assert.Equal(cots.Select(c => (bool?)c["correct"]), rows.Select(r => r.Correct));
+        }
+        using (var stream = File.OpenRead(Path.Combine(first, "evaluations.parquet")))
+        {
+            var rows = (await Parquet.Serialization.ParquetSerializer.DeserializeAsync<Babel.Client.Commands.DistillParquet.EvaluationRow>(stream)).Data;
+            Assert.Equal(evaluations.Select(e => (string?)e["label"]), rows.Select(r => r.Label));
+        }
 
         // Another job id runs every shard again: every call is answered by the cache, and the records are the same bytes.
         var second = scratch.Combine("out2");
