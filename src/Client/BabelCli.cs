@@ -24,6 +24,7 @@ public static class BabelCli
             MoefyCommand.Create(),
             ProfileCommand.Create(),
             ProfileCommand.Report(),
+            AnalyzeCommand.Create(),
             ConvertCommand.Create(),
             JobCommands.Status(),
             JobCommands.Cancel(),

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Babel.Grains.Jobs;
+using Babel.Modeling.Analysis;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Storage;
@@ -151,6 +152,6 @@ internal static class ProfileCommand
                 if (manifest[key] is { } value) fields.Add(KeyValuePair.Create(key, value.ToJsonString().Trim('"')));
             }
         }
-        return Path.GetFullPath(ActivationReport.Write(runDirectory, profile, fields.ToDictionary(f => f.Key, f => f.Value)));
+        return Path.GetFullPath(ActivationReport.Write(runDirectory, profile, fields.ToDictionary(f => f.Key, f => f.Value), AnalysisSections.Read(runDirectory)));
     }
 }
