@@ -25,6 +25,7 @@ public static class BabelCli
             ProfileCommand.Create(),
             ProfileCommand.Report(),
             AnalyzeCommand.Create(),
+            FinetuneCommand.Create(),
             ConvertCommand.Create(),
             JobCommands.Status(),
             JobCommands.Cancel(),

@@ -21,7 +21,21 @@ public static class AnalysisPlots
         {
             for (var layer = 0; layer < table.Layers; layer++) high[r, layer] = analysis.Sharing.HighPerLayer[order[r]][layer];
         }
-        var plot = Heatmap(high, labels, [.. Enumerable.Range(0, table.Layers).Select(Invariant)], new ScottPlot.Colormaps.Viridis(), null, "high-frequency experts");
+        var plot = Heatmap(high, labels, [.. Enumerable.Range(0, table.Layers).Select(Invariant)], new ScottPlot.Colormaps.Viridis(),
+            new ScottPlot.Range(0, Math.Max(1, analysis.Sharing.HighPerLayer.SelectMany(l => l).Max())), "high-frequency experts");
+        if (order.Count * table.Layers <= 800)
+        {
+            // Counts are small integers: print them, so equal colours need no colour bar to read.
+            for (var r = 0; r < order.Count; r++)
+            {
+                for (var layer = 0; layer < table.Layers; layer++)
+                {
+                    var text = plot.Add.Text(Invariant((int)high[r, layer]), layer, order.Count - 1 - r);
+                    text.LabelFontColor = Colors.White;
+                    text.LabelAlignment = Alignment.MiddleCenter;
+                }
+            }
+        }
         plot.Title($"High-frequency experts per language and layer (bar {analysis.Bar})");
         plot.XLabel("layer");
         Save(plot, Path.Combine(directory, "high-frequency.png"), 900, 120 + rowHeight * order.Count);

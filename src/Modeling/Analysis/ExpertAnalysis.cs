@@ -113,8 +113,11 @@ public sealed record ExpertAnalysis(
         var meanHigh = Enumerable.Range(0, layers).Select(l => Sharing.HighPerLayer.Average(language => language[l])).ToArray();
         var most = ArgMax(meanHigh);
         var fewest = ArgMin(meanHigh);
+        var spread = meanHigh[most] == meanHigh[fewest]
+            ? "the same in every layer"
+            : Invariant($"most in layer {most} ({meanHigh[most]:0.#}), fewest in layer {fewest} ({meanHigh[fewest]:0.#})");
         var highReading = Invariant(
-            $"With the bar {Bar} ({Bar.Describe()}), a language has on average {meanHigh.Average():0.#} high-frequency experts per layer (of {Table.Experts}); most in layer {most} ({meanHigh[most]:0.#}), fewest in layer {fewest} ({meanHigh[fewest]:0.#}).");
+            $"With the bar {Bar} ({Bar.Describe()}), a language has on average {meanHigh.Average():0.#} high-frequency experts per layer (of {Table.Experts}); {spread}.");
 
         var all = Sharing.SharedByAllPerLayer;
         var atLeast = Sharing.SharedByMinPerLayer;
