@@ -80,15 +80,16 @@ internal static class AnalyzeCommand
         return findings;
     }
 
-    /// <summary>Compares run B with run A, writes the comparison folder and, when it is inside run B, rewrites B's report.html.</summary>
+    /// <summary>Compares run B with run A, writes the comparison folder and, when it lies directly inside run A or B, rewrites that run's report.html.</summary>
     public static IReadOnlyList<AnalysisFinding> Compare(string runA, string runB, string? outputDirectory, TextWriter output)
     {
         var (_, findings, directory) = ComparisonRun.Run(runA, runB, outputDirectory);
         foreach (var finding in findings) output.WriteLine($"{finding.Title}: {finding.Reading}");
         output.WriteLine($"wrote {directory}");
-        if (directory == Path.GetFullPath(Path.Combine(runB, ComparisonRun.FolderName)))
+        var parent = Path.GetDirectoryName(directory);
+        foreach (var run in new[] { runA, runB }.Where(r => Path.GetFullPath(r).TrimEnd('/') == parent))
         {
-            output.WriteLine($"wrote {ProfileCommand.WriteReport(runB, ActivationProfile.Load(runB))}");
+            output.WriteLine($"wrote {ProfileCommand.WriteReport(run, ActivationProfile.Load(run))}");
         }
         return findings;
     }

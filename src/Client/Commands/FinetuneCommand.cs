@@ -22,6 +22,9 @@ internal static class FinetuneCommand
     /// <summary>How many instructions (in file order) the before/after response loss is measured on.</summary>
     public const int EvaluationExamples = 64;
 
+    /// <summary>Where <see cref="TuneProfileAndCompareAsync"/> writes the base-vs-instruct comparison inside the base run.</summary>
+    public const string InstructComparisonFolder = "instruct-comparison";
+
     private static readonly string[] _copiedFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", ExpertPartition.FileName];
 
     public static Command Create()
@@ -138,6 +141,32 @@ internal static class FinetuneCommand
         if (Directory.Exists(checkpoint)) Directory.Delete(checkpoint, recursive: true);
         console.MarkupLineInterpolated($"response loss on {evaluation.Count} instructions: {before:F3} before, {after:F3} after; tuned model written to {Path.GetFullPath(outputDirectory)}");
         return (before, after);
+    }
+
+    /// <summary>
+    /// The base-vs-instruct study in one call (for the quickstart): translation instructions from the corpus's train
+    /// documents → an instruction-tuned copy of <paramref name="modelDirectory"/> in <paramref name="tunedDirectory"/>
+    /// (reused when its training.json exists) → a profile of the copy with the same partition and rule into
+    /// <paramref name="tunedRun"/> → the comparison with <paramref name="baseRun"/> (B = tuned, A = base), written
+    /// in <paramref name="baseRun"/>/instruct-comparison/, which the base run's report.html shows.
+    /// </summary>
+    public static async Task<IReadOnlyList<Modeling.Analysis.AnalysisFinding>> TuneProfileAndCompareAsync(EngineConnection engine, string modelDirectory,
+        Storage.Corpora.Corpus corpus, ExpertPartition partition, Grains.Jobs.ProfileJobParameters profile, string baseRun, string tunedDirectory, string tunedRun,
+        PretrainingOptions options, IAnsiConsole console, TextWriter progress, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(Path.Combine(tunedDirectory, ModelWorkflows.TrainingManifestName)))
+        {
+            var source = corpus.Manifest.FindLanguage("eng") is not null ? "eng" : corpus.Manifest.Languages[0].Code;
+            var instructions = Storage.Corpora.TranslationInstructions.Build(corpus, source, [.. profile.Languages.Where(c => c != source)]);
+            var instructionsPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tunedDirectory))!, "instructions.jsonl");
+            Storage.Corpora.TranslationInstructions.Write(instructionsPath, instructions);
+            Run(modelDirectory, instructionsPath, tunedDirectory, options, console);
+        }
+        console.WriteLine(await ProfileCommand.RunAsync(engine, tunedDirectory, corpus, partition, profile, tunedRun, jobId: null, progress, cancellationToken));
+        var writer = new StringWriter();
+        var findings = AnalyzeCommand.Compare(baseRun, tunedRun, Path.Combine(baseRun, InstructComparisonFolder), writer);
+        console.Write(new Spectre.Console.Text(writer.ToString()));
+        return findings;
     }
 
     /// <summary>Reports synchronously on the training thread.</summary>

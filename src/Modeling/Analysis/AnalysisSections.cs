@@ -6,7 +6,7 @@ using Babel.Modeling.Experts;
 
 namespace Babel.Modeling.Analysis;
 
-/// <summary>The <c>report.html</c> sections of the analyses found in a run folder (<c>analysis/</c>, <c>comparison/</c>).</summary>
+/// <summary>The <c>report.html</c> sections of the analyses found in a run folder (<c>analysis/</c>, then every subfolder holding a <c>comparison.json</c>).</summary>
 public static class AnalysisSections
 {
     /// <summary>The sections of every analysis file present in <paramref name="runDirectory"/>; none when there is none.</summary>
@@ -20,8 +20,12 @@ public static class AnalysisSections
             "families" => FamilyTable(analysis),
             _ => null,
         }));
-        var comparison = ReadJson(Path.Combine(runDirectory, ComparisonRun.FolderName, ComparisonRun.FileName));
-        if (comparison is not null) sections.AddRange(FromFindings(comparison, ComparisonRun.FolderName, _ => null));
+        // Every comparison written into this run (default RUN_B/comparison/, or any --out inside the run folder).
+        foreach (var folder in Directory.EnumerateDirectories(runDirectory).Select(Path.GetFileName).Order(StringComparer.Ordinal))
+        {
+            var comparison = ReadJson(Path.Combine(runDirectory, folder!, ComparisonRun.FileName));
+            if (comparison is not null) sections.AddRange(FromFindings(comparison, folder!, _ => null));
+        }
         return sections;
     }
 
