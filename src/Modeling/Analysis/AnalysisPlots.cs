@@ -68,7 +68,10 @@ public static class AnalysisPlots
         {
             for (var c = 0; c < order.Count; c++) similarity[r, c] = analysis.Similarity[order[r], order[c]];
         }
-        plot = Heatmap(similarity, labels, codes, new ScottPlot.Colormaps.Viridis(), null, $"{analysis.Options.Similarity} similarity");
+        // The colour scale spans the off-diagonal values: the diagonal's 1 would otherwise flatten every contrast.
+        var offDiagonal = Enumerable.Range(0, order.Count).SelectMany(r => Enumerable.Range(0, order.Count).Where(c => c != r).Select(c => similarity[r, c])).ToList();
+        var scale = offDiagonal.Count == 0 || offDiagonal.Min() == offDiagonal.Max() ? (ScottPlot.Range?)null : new ScottPlot.Range(offDiagonal.Min(), offDiagonal.Max());
+        plot = Heatmap(similarity, labels, codes, new ScottPlot.Colormaps.Viridis(), scale, $"{analysis.Options.Similarity} similarity (diagonal = 1)");
         plot.Title($"Language similarity of activation frequencies ({analysis.Options.Similarity}), in dendrogram order");
         Save(plot, Path.Combine(directory, "similarity.png"), 300 + rowHeight * order.Count + 120, 120 + rowHeight * order.Count);
 
