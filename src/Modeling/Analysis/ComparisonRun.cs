@@ -24,7 +24,7 @@ public static class ComparisonRun
         var nameA = "A";
         var nameB = "B";
         var comparison = ProfileComparison.Compute(profileA, profileB, $"run A ({runA})", $"run B ({runB})", manifestA.Partition, manifestB.Partition);
-        var findings = Findings(comparison, nameA, nameB);
+        var findings = Findings(comparison, nameA, nameB, $"A = {Name(runA)}, B = {Name(runB)}. ");
         var directory = outputDirectory ?? Path.Combine(runB, FolderName);
         AtomicFile.WriteDirectory(directory, folder =>
         {
@@ -35,13 +35,14 @@ public static class ComparisonRun
         return (comparison, findings, Path.GetFullPath(directory));
     }
 
-    public static IReadOnlyList<AnalysisFinding> Findings(ProfileComparison comparison, string nameA, string nameB)
+    /// <summary>The findings of <paramref name="comparison"/>; <paramref name="legend"/> (which run is which) starts the first reading.</summary>
+    public static IReadOnlyList<AnalysisFinding> Findings(ProfileComparison comparison, string nameA, string nameB, string legend = "")
     {
         var perLayer = comparison.PerLayer;
         var most = Enumerable.Range(0, perLayer.Count).MaxBy(l => perLayer[l].MeanAbsoluteDifference);
         var least = Enumerable.Range(0, perLayer.Count).MinBy(l => perLayer[l].MeanAbsoluteDifference);
         var overall = perLayer.Average(d => d.MeanAbsoluteDifference);
-        var layerReading = ExpertAnalysis.Invariant(
+        var layerReading = legend + ExpertAnalysis.Invariant(
             $"Layer {most} changes most from {nameA} to {nameB} (mean |B − A| = {perLayer[most].MeanAbsoluteDifference:0.####}, 1 − cosine = {perLayer[most].CosineDistance:0.####}), layer {least} least ({perLayer[least].MeanAbsoluteDifference:0.####}); mean over layers {overall:0.####}.");
 
         var perLanguage = comparison.PerLanguage;
@@ -60,6 +61,8 @@ public static class ComparisonRun
                 ["difference-languages.png", $"difference-{comparison.Languages[language]}.png"]),
         ];
     }
+
+    private static string Name(string run) => Path.GetFileName(Path.GetFullPath(run).TrimEnd(Path.DirectorySeparatorChar));
 
     private static (int Language, int Layer, int Expert) LargestChange(ProfileComparison comparison)
     {
