@@ -56,7 +56,8 @@ public static class AnalysisPlots
             foreach (var bar in bars.Bars) bar.Size = 0.25;
         }
         plot.Axes.Bottom.TickGenerator = Ticks([.. Enumerable.Range(0, table.Layers).Select(Invariant)], reverse: false);
-        plot.Axes.Margins(bottom: 0);
+        // Headroom above the tallest bar keeps the legend off the bars.
+        plot.Axes.Margins(bottom: 0, top: 0.4);
         plot.ShowLegend(Alignment.UpperRight);
         plot.Title($"Shared and language-specific experts per layer (of {table.Experts})");
         plot.XLabel("layer");
