@@ -24,6 +24,8 @@ public static class BabelCli
             MoefyCommand.Create(),
             ProfileCommand.Create(),
             ProfileCommand.Report(),
+            PruneCommand.Create(),
+            PruneCommand.Evaluate(),
             ConvertCommand.Create(),
             JobCommands.Status(),
             JobCommands.Cancel(),
