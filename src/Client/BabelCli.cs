@@ -26,6 +26,7 @@ public static class BabelCli
             ProfileCommand.Report(),
             PruneCommand.Create(),
             PruneCommand.Evaluate(),
+            SparseCommand.Create(),
             ConvertCommand.Create(),
             JobCommands.Status(),
             JobCommands.Cancel(),

@@ -119,6 +119,11 @@ internal static class QuickstartCommand
                 new PruneCommand.PruningRequest([0.1, 0.2, 0.3, 0.4, 0.5], ExpertPruning.Strategies, null, Seeds: 3, Split: "heldout"),
                 Path.Combine(runDirectory, "pruning"), parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(curves.Reading());
+
+            console.Write(new Rule("8. sparse activation: top-K experts per token, centroid and oracle routers, on the embedded job engine").LeftJustified());
+            var sparse = await SparseCommand.RunAsync(engine, modelDirectory, corpus, new SparseCommand.SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
+                Path.Combine(runDirectory, "sparse"), parse.InvocationConfiguration.Error, cancellationToken);
+            console.WriteLine(sparse.Reading());
             console.MarkupLineInterpolated($"report: {ProfileCommand.WriteReport(runDirectory, ActivationProfile.Load(runDirectory))}");
             return worse.Count > 0 ? 1 : 0;
         });

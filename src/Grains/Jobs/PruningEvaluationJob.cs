@@ -9,10 +9,12 @@ using Babel.Storage.Corpora;
 namespace Babel.Grains.Jobs;
 
 /// <summary>
-/// One pruned variant of the model, evaluated on one language: <see cref="Pruned"/> holds layers × experts characters,
-/// '1' for a pruned expert (row-major), so a plan travels in the job's parameters without the profile.
+/// One variant of the model, evaluated on one language. Static pruning: <see cref="Pruned"/> holds layers × experts
+/// characters, '1' for a pruned expert (row-major), so a plan travels in the job's parameters without the profile.
+/// Sparse activation: <see cref="Router"/> and <see cref="TopK"/> (see <see cref="SparseExpertActivation"/>), and
+/// <see cref="Pruned"/> is empty.
 /// </summary>
-public sealed record PruningVariant(string Name, string Language, string Pruned);
+public sealed record PruningVariant(string Name, string Language, string Pruned, string? Router = null, int TopK = 0);
 
 /// <summary>Parameters of a pruning evaluation: the model and corpus keys, the split, and every variant to score.</summary>
 public sealed record PruningEvaluationParameters(
@@ -24,9 +26,9 @@ public sealed record PruningEvaluationParameters(
     int BatchSize = 8);
 
 /// <summary>
-/// Held-out perplexity of expert-pruned variants of a model (<c>babel eval-pruning</c>). A shard is one language: it
-/// scores that language's documents under every variant meant for it, switching experts off with an
-/// <see cref="ExpertMask"/>. NLL is summed in integer nano-nats per variant, so totals are exact whatever ran where.
+/// Held-out perplexity of expert-pruned and sparsely activated variants of a model (<c>babel eval-pruning</c>,
+/// <c>babel sparse</c>). A shard is one language: it scores that language's documents under every variant meant for
+/// it, switching experts off with an <see cref="ExpertMask"/> or a <see cref="SparseExpertActivation"/>. NLL is summed in integer nano-nats per variant, so totals are exact whatever ran where.
 /// </summary>
 public sealed class PruningEvaluationJob : IJobKind
 {
@@ -65,7 +67,14 @@ public sealed class PruningEvaluationJob : IJobKind
         var partition = ExpertPartition.Load(await artifacts.LocalFolderAsync(p.Model, cancellationToken));
         foreach (var variant in p.Variants)
         {
-            if (variant.Pruned.Length != partition.Layers * partition.Experts || variant.Pruned.Any(c => c is not ('0' or '1')))
+            if (variant.Router is not null)
+            {
+                if (!SparseExpertActivation.Routers.Contains(variant.Router) || variant.TopK < 1 || variant.TopK > partition.Experts)
+                {
+                    throw new UserInputException($"Variant {variant.Name}: router '{variant.Router}' with top-k {variant.TopK} does not fit {partition.Experts} experts per layer.");
+                }
+            }
+            else if (variant.Pruned.Length != partition.Layers * partition.Experts || variant.Pruned.Any(c => c is not ('0' or '1')))
             {
                 throw new UserInputException($"Pruning variant {variant.Name} does not fit the model's {partition.Layers} layers × {partition.Experts} experts.");
             }
@@ -95,15 +104,19 @@ public sealed class PruningEvaluationJob : IJobKind
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = TorchSharp.torch.NewDisposeScope();
-            var keep = TorchSharp.torch.tensor(variant.Pruned.Select(c => c == '1' ? 0f : 1f).ToArray(), [partition.Layers, partition.Experts]);
-            using var mask = new ExpertMask(partition, keep);
-            var sum = Perplexity.Accumulate(model, tokenizer, texts, p.WindowLength, p.BatchSize, mask);
+            using var hook = Hook(model, partition, variant);
+            var sum = Perplexity.Accumulate(model, tokenizer, texts, p.WindowLength, p.BatchSize, (Modeling.Transformer.IFeedForwardHook)hook);
             totals[NllTotal(variant.Name)] = (long)Math.Round(sum.TotalNll * PerplexityJob.NanonatsPerNat);
             totals[TokensTotal(variant.Name)] = sum.Tokens;
         }
         var result = totals.ToImmutable();
         return new ShardResult(JobParameters.SerializeToUtf8Bytes(new { shard = shard.ShardId, language, totals = result }), result);
     }
+
+    private static IDisposable Hook(Modeling.Transformer.CausalLanguageModel model, ExpertPartition partition, PruningVariant variant) =>
+        variant.Router is { } router
+            ? new SparseExpertActivation(model, partition, variant.TopK, router)
+            : new ExpertMask(partition, TorchSharp.torch.tensor(variant.Pruned.Select(c => c == '1' ? 0f : 1f).ToArray(), [partition.Layers, partition.Experts]));
 
     /// <summary>Row-major '0'/'1' encoding of a plan's pruned experts.</summary>
     public static string Encode(bool[][] pruned) => string.Concat(pruned.SelectMany(layer => layer.Select(p => p ? '1' : '0')));
