@@ -124,4 +124,30 @@ public class PruneCommandTests
         Assert.Equal(2, rateCode);
         Assert.Contains("'abc' in --rates is not a number", rateError, StringComparison.Ordinal);
     }
+    [Fact]
+    public void Sparse_scores_top_k_routing_and_all_experts_equal_the_dense_model()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus, _, store) = Profiled(scratch);
+        var (code, output, error) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "4,1", "--split", "all", "--out", scratch.Combine("sparse"), "--store", store);
+        Assert.True(code == 0, error);
+        Assert.Contains("Centroid routing", output, StringComparison.Ordinal);
+        var curves = SparseActivationCurves.Load(scratch.Combine("sparse"));
+        Assert.Equal([1, 4], curves.TopK);
+        foreach (var language in curves.Languages)
+        {
+            Assert.Equal(PerplexityOf(model, corpus, language.Language), language.Dense, 1e-3 * language.Dense);
+            foreach (var router in SparseExpertActivation.Routers)
+            {
+                Assert.Equal(language.Dense, language.Routers[router][4], 1e-3 * language.Dense);
+                Assert.NotEqual(language.Dense, language.Routers[router][1], 1e-6);
+            }
+        }
+        Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[1] > 0);
+        Assert.True(File.Exists(scratch.Combine("sparse/sparse.png")));
+        var (badCode, _, badError) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "9", "--out", scratch.Combine("bad"), "--store", store);
+        Assert.Equal(2, badCode);
+        Assert.Contains("outside 1..4", badError, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(scratch.Combine("bad")));
+    }
 }
