@@ -34,11 +34,11 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
     public double MeanRatio(string strategy, double rate) =>
         Languages.Select(l => l.At(strategy, rate) is { } point ? point.Perplexity / l.Unpruned : double.NaN).Where(r => !double.IsNaN(r)).DefaultIfEmpty(double.NaN).Average();
 
-    /// <summary>How often strategy <paramref name="better"/> has the lower perplexity than <paramref name="worse"/>, over (language, rate) pairs.</summary>
-    public (int Wins, int Pairs) Wins(string better, string worse)
+    /// <summary>Over (language, rate) pairs: how often <paramref name="better"/> has the lower perplexity, how often both are equal (the same experts pruned).</summary>
+    public (int Wins, int Ties, int Pairs) Wins(string better, string worse)
     {
         var pairs = Languages.SelectMany(l => Rates.Select(r => (A: l.At(better, r), B: l.At(worse, r)))).Where(p => p.A is not null && p.B is not null).ToList();
-        return (pairs.Count(p => p.A!.Perplexity < p.B!.Perplexity), pairs.Count);
+        return (pairs.Count(p => p.A!.Perplexity < p.B!.Perplexity), pairs.Count(p => p.A!.Perplexity == p.B!.Perplexity), pairs.Count);
     }
 
     /// <summary>One plain sentence of what the curves show.</summary>
@@ -49,8 +49,9 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
         void Compare(string a, string b, string claim)
         {
             if (!Strategies.Contains(a) || !Strategies.Contains(b)) return;
-            var (wins, pairs) = Wins(a, b);
-            parts.Add(string.Create(CultureInfo.InvariantCulture, $"{claim} in {wins} of {pairs} (language, rate) pairs"));
+            var (wins, ties, pairs) = Wins(a, b);
+            var tied = ties > 0 ? string.Create(CultureInfo.InvariantCulture, $" (equal in {ties})") : "";
+            parts.Add(string.Create(CultureInfo.InvariantCulture, $"{claim} in {wins} of {pairs} (language, rate) pairs{tied}"));
         }
         Compare(ExpertPruning.Frequency, ExpertPruning.Random, "frequency-guided pruning gives lower perplexity than random pruning");
         Compare(ExpertPruning.Layerwise, ExpertPruning.Frequency, "layer-wise rates beat uniform frequency-guided rates");
