@@ -23,7 +23,7 @@ internal static class AnalyzeCommand
         similarity.AcceptOnlyFromAmong([.. LanguageSimilarity.Measures]);
         var familyLevel = new Option<string>("--family-level") { Description = "family (e.g. Indo-European) or branch (e.g. Indo-European / Romance).", DefaultValueFactory = _ => defaults.FamilyLevel };
         familyLevel.AcceptOnlyFromAmong([.. LanguageFamilies.Levels]);
-        var corpus = new Option<string?>("--corpus") { Description = "Corpus folder whose corpus.json gives the families (default: the built-in language catalog)." };
+        var corpus = new Option<string?>("--corpus") { Description = "Corpus folder whose corpus.json gives the families (default: the run's corpus if its folder exists, else the built-in language catalog)." };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes to analyse (default: every language of the run)." };
         var seed = new Option<long>("--seed") { Description = "Seed of the permutation test (recorded in analysis.json).", DefaultValueFactory = _ => defaults.Seed };
         var permutations = new Option<int>("--permutations") { Description = "Family-label permutations for the p-value.", DefaultValueFactory = _ => defaults.Permutations };

@@ -104,6 +104,7 @@ internal static class ProfileCommand
             ["model_folder"] = Path.GetFullPath(modelDirectory),
             ["corpus"] = parameters.Corpus,
             ["corpus_name"] = opened.Manifest.Name,
+            ["corpus_folder"] = Path.GetFullPath(opened.Directory),
             ["partition"] = new JsonObject { ["method"] = partition.Method, ["seed"] = partition.Seed, ["experts"] = partition.Experts },
             ["rule"] = profile.Rule,
             ["split"] = parameters.Split,

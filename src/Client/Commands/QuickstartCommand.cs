@@ -106,11 +106,25 @@ internal static class QuickstartCommand
                 : await MoefyCommand.RunAsync(engine, modelDirectory, QuickstartExperts, MoEfication.BalancedKMeans, seed: 1, parse.InvocationConfiguration.Error, cancellationToken);
             console.MarkupLineInterpolated($"{Path.GetFullPath(Path.Combine(modelDirectory, ExpertPartition.FileName))}: {partition.Layers} layers × {partition.Experts} experts of {partition.NeuronsPerExpert} neurons");
 
-            console.Write(new Rule("6. expert activation profile of every language (topk:4), on the embedded job engine").LeftJustified());
+            console.Write(new Rule("6. expert activation profile of every language (topk:4, train split), on the embedded job engine").LeftJustified());
             var codes = corpus.Manifest.Languages.Select(l => l.Code).ToList();
-            var summary = await ProfileCommand.RunAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4"),
-                Path.Combine(root, "profile"), jobId: null, parse.InvocationConfiguration.Error, cancellationToken);
+            var runDirectory = Path.Combine(root, "profile");
+            // Profiled on train only, so the pruning evaluation below scores documents the profile never saw.
+            var summary = await ProfileCommand.RunAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4", Split: "train"),
+                runDirectory, jobId: null, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(summary);
+
+            console.Write(new Rule("7. expert pruning: held-out perplexity, frequency-guided vs random vs layer-wise, on the embedded job engine").LeftJustified());
+            var curves = await PruneCommand.RunAsync(engine, modelDirectory, runDirectory, corpusDirectory,
+                new PruneCommand.PruningRequest([0.1, 0.2, 0.3, 0.4, 0.5], ExpertPruning.Strategies, null, Seeds: 3, Split: "heldout"),
+                Path.Combine(runDirectory, "pruning"), parse.InvocationConfiguration.Error, cancellationToken);
+            console.WriteLine(curves.Reading());
+
+            console.Write(new Rule("8. sparse activation: top-K experts per token, centroid and oracle routers, on the embedded job engine").LeftJustified());
+            var sparse = await SparseCommand.RunAsync(engine, modelDirectory, corpus, new SparseCommand.SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
+                Path.Combine(runDirectory, "sparse"), parse.InvocationConfiguration.Error, cancellationToken);
+            console.WriteLine(sparse.Reading());
+            console.MarkupLineInterpolated($"report: {ProfileCommand.WriteReport(runDirectory, ActivationProfile.Load(runDirectory))}");
             return worse.Count > 0 ? 1 : 0;
         });
         return command;

@@ -16,7 +16,7 @@ public sealed record AnalysisOptions
     /// <summary>The similarity that clustering and the family score use (both measures are always computed).</summary>
     public string Similarity { get; init; } = LanguageSimilarity.Cosine;
     public string FamilyLevel { get; init; } = LanguageFamilies.Family;
-    /// <summary>Corpus folder whose corpus.json gives the families; null = the built-in language catalog.</summary>
+    /// <summary>Corpus folder whose corpus.json gives the families; null = the run's corpus (manifest.json's corpus_folder) if present, else the built-in language catalog.</summary>
     public string? CorpusDirectory { get; init; }
     public int Permutations { get; init; } = 1000;
     public long Seed { get; init; } = 1;
@@ -92,9 +92,14 @@ public sealed record ExpertAnalysis(
     public static (ExpertAnalysis Analysis, IReadOnlyList<AnalysisFinding> Findings) Run(string runDirectory, AnalysisOptions options)
     {
         var profile = ActivationProfile.Load(runDirectory);
+        var manifest = RunManifest.Read(runDirectory);
+        // Without --corpus, the families come from the profiled corpus when its folder is still there.
+        if (options.CorpusDirectory is null && manifest.CorpusFolder is { } corpus && File.Exists(Path.Combine(corpus, Storage.Corpora.CorpusManifest.FileName)))
+        {
+            options = options with { CorpusDirectory = corpus };
+        }
         var analysis = Compute(profile, options);
         var findings = analysis.Findings();
-        var manifest = RunManifest.Read(runDirectory);
         AtomicFile.WriteDirectory(Path.Combine(runDirectory, FolderName), folder =>
         {
             AnalysisPlots.Write(analysis, folder);
