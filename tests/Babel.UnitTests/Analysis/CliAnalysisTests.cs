@@ -58,6 +58,25 @@ public class CliAnalysisTests
     }
 
     [Fact]
+    public void Families_come_from_the_profiled_corpus_named_in_the_manifest()
+    {
+        using var scratch = new ScratchFolder();
+        var run = WriteRun(scratch, "run", 0);
+        var corpus = scratch.Combine("corpus");
+        string[] codes = ["eng", "deu", "fra", "spa", "cmn", "jpn"];
+        Babel.Storage.Corpora.CorpusWriter.Write(corpus, new Babel.Storage.Corpora.CorpusManifest("t", "t", "MIT",
+            [.. codes.Select((c, i) => new Babel.Storage.Corpora.CorpusLanguage(c, c, "Latin", i < 3 ? "North / One" : "South / Two", "t", "MIT"))],
+            new Babel.Storage.Corpora.CorpusSplitManifest([], "none")), codes.ToDictionary(c => c, c => (IReadOnlyList<Babel.Storage.Corpora.CorpusDocument>)[new("d1", "text")]));
+        File.WriteAllText(Path.Combine(run, "manifest.json"), new JsonObject { ["corpus_folder"] = corpus }.ToJsonString());
+        var (code, _, error) = Run("analyze", "--run", run, "--permutations", "10");
+        Assert.True(code == 0, error);
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(run, ExpertAnalysis.FolderName, ExpertAnalysis.FileName)))!;
+        Assert.Equal("North", json["families"]!["eng"]!.GetValue<string>());
+        Assert.Equal("South", json["families"]!["jpn"]!.GetValue<string>());
+        Assert.Equal(Path.GetFullPath(corpus), json["parameters"]!["families_from"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void Compare_writes_differences_and_refuses_runs_of_another_model()
     {
         using var scratch = new ScratchFolder();
