@@ -16,6 +16,9 @@ namespace Babel.Client.Commands;
 internal static class ProfileCommand
 {
     public const string ManifestFileName = "manifest.json";
+    /// <summary>Where <c>babel eval-pruning</c> and <c>babel sparse</c> write inside a run by default, so the report finds them.</summary>
+    public const string PruningFolder = "pruning";
+    public const string SparseFolder = "sparse";
 
     public static Command Create()
     {
@@ -153,6 +156,16 @@ internal static class ProfileCommand
                 if (manifest[key] is { } value) fields.Add(KeyValuePair.Create(key, value.ToJsonString().Trim('"')));
             }
         }
-        return Path.GetFullPath(ActivationReport.Write(runDirectory, profile, fields.ToDictionary(f => f.Key, f => f.Value), AnalysisSections.Read(runDirectory)));
+        List<ReportSection> sections = [.. AnalysisSections.Read(runDirectory)];
+        // The applications' results, when 'babel eval-pruning' and 'babel sparse' wrote them into the run's default folders.
+        if (File.Exists(Path.Combine(runDirectory, PruningFolder, PruningCurves.FileName)))
+        {
+            sections.Add(PruningCurves.Load(Path.Combine(runDirectory, PruningFolder)).Section(PruningFolder));
+        }
+        if (File.Exists(Path.Combine(runDirectory, SparseFolder, SparseActivationCurves.FileName)))
+        {
+            sections.Add(SparseActivationCurves.Load(Path.Combine(runDirectory, SparseFolder)).Section(SparseFolder));
+        }
+        return Path.GetFullPath(ActivationReport.Write(runDirectory, profile, fields.ToDictionary(f => f.Key, f => f.Value), sections));
     }
 }

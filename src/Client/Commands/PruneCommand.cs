@@ -80,7 +80,7 @@ internal static class PruneCommand
         var seeds = new Option<int>("--seeds") { Description = "Seeds the random strategy is averaged over.", DefaultValueFactory = _ => 3 };
         var split = new Option<string>("--split") { Description = "Split to score: heldout (default), train or all.", DefaultValueFactory = _ => "heldout" };
         split.AcceptOnlyFromAmong("all", "train", "heldout");
-        var output = new Option<string?>("--out") { Description = "Output folder (default: RUN/pruning)." };
+        var output = new Option<string?>("--out") { Description = "Output folder (default: RUN/pruning, which the run's report.html shows)." };
         var workers = new Option<int>("--workers") { Description = "CPU workers of the embedded silo.", DefaultValueFactory = _ => 1 };
         var engine = new EngineOptions();
         var command = new Command("eval-pruning", "Held-out perplexity per language of frequency-guided, random and layer-wise expert pruning at several rates (a distributed job); writes a table and plots.")
@@ -100,8 +100,9 @@ internal static class PruneCommand
             var corpusDirectory = parse.GetValue(corpus) ?? ProfiledCorpus(runDirectory);
             await using var connection = await engine.OpenAsync(parse, parse.GetValue(workers), cancellationToken);
             var curves = await RunAsync(connection, parse.GetValue(model)!, runDirectory, corpusDirectory, request,
-                parse.GetValue(output) ?? Path.Combine(runDirectory, "pruning"), parse.InvocationConfiguration.Error, cancellationToken);
+                parse.GetValue(output) ?? Path.Combine(runDirectory, ProfileCommand.PruningFolder), parse.InvocationConfiguration.Error, cancellationToken);
             parse.InvocationConfiguration.Output.WriteLine(curves.Reading());
+            parse.InvocationConfiguration.Output.WriteLine($"report: {ProfileCommand.WriteReport(runDirectory, ActivationProfile.Load(runDirectory))}");
             return 0;
         });
         return command;
