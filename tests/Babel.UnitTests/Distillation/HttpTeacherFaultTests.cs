@@ -25,6 +25,7 @@ public class HttpTeacherFaultTests
         private readonly WebApplication _app;
         private readonly ConcurrentDictionary<string, int> _attempts = new(StringComparer.Ordinal);
         private int _answered;
+        private readonly ConcurrentDictionary<string, bool> _answeredKeys = new(StringComparer.Ordinal);
 
         public FlakyTeacherServer()
         {
@@ -38,7 +39,9 @@ public class HttpTeacherFaultTests
         }
 
         public string Url { get; }
+        /// <summary>Completions sent, and the distinct requests they answered.</summary>
         public int Answered => Volatile.Read(ref _answered);
+        public int AnsweredRequests => _answeredKeys.Count;
         public IReadOnlyDictionary<string, int> Attempts => _attempts;
 
         public Task StartAsync() => _app.StartAsync();
@@ -48,7 +51,8 @@ public class HttpTeacherFaultTests
             var body = (await JsonNode.ParseAsync(request.Body, cancellationToken: cancellationToken))!;
             var prompt = (string)body["messages"]![0]!["content"]!;
             if (prompt.Contains("POISON", StringComparison.Ordinal)) return Results.Json(new JsonObject { ["error"] = new JsonObject { ["message"] = "poisoned prompt" } }, statusCode: 400);
-            var attempt = _attempts.AddOrUpdate($"{(long)body["seed"]!}\n{prompt}", 1, (_, n) => n + 1);
+            var key = $"{(long)body["seed"]!}\n{prompt}";
+            var attempt = _attempts.AddOrUpdate(key, 1, (_, n) => n + 1);
             switch (attempt)
             {
                 case 1:
@@ -59,10 +63,11 @@ public class HttpTeacherFaultTests
                 case 3:
                     return Results.Text("{\"choices\": [", "application/json");
                 case 4:
-                    await Task.Delay(TimeSpan.FromSeconds(5), cancellationToken);
+                    await Task.Delay(TimeSpan.FromSeconds(60), cancellationToken);
                     return Results.Text("too late", statusCode: 500);
             }
             Interlocked.Increment(ref _answered);
+            _answeredKeys[key] = true;
             var text = prompt.EndsWith("Evaluation:", StringComparison.Ordinal)
                 ? " The sum is right. Evaluation result: the given answer is correct."
                 : " 2 plus 2 is 4. The answer is 4.";
@@ -91,7 +96,7 @@ public class HttpTeacherFaultTests
         string[] Args(string output, params string[] extra) =>
         [
             "distill", "generate", "--teacher", $"openai:{server.Url}/v1", "--teacher-model", "flaky", "--dataset", "jsonl:" + dataset, "--task", "math",
-            "--cots", "2", "--evals", "1", "--seed", "1", "--max-attempts", "5", "--request-timeout", "0.5", "--retry-delay", "0.01",
+            "--cots", "2", "--evals", "1", "--seed", "1", "--max-attempts", "6", "--request-timeout", "2", "--retry-delay", "0.01",
             "--requests-per-minute", "6000", "--out", output, "--store", scratch.Combine("store"), .. extra,
         ];
         var (code, output, error) = await Task.Run(() => Run(Args(scratch.Combine("out"))));
@@ -112,9 +117,10 @@ public class HttpTeacherFaultTests
             Assert.StartsWith("HTTP 400 from ", (string)f["reason"]!, StringComparison.Ordinal);
             Assert.Contains("poisoned prompt", (string)f["reason"]!, StringComparison.Ordinal);
         });
-        // Every answered call took exactly five attempts: 429, 500, malformed, timeout, answer.
-        Assert.Equal(4, server.Answered);
-        Assert.All(server.Attempts.Values, n => Assert.Equal(5, n));
+        // Every call needed five attempts: 429, 500, malformed, timeout, answer (a sixth only if a slow machine let an answer time out).
+        Assert.Equal(4, server.AnsweredRequests);
+        Assert.All(server.Attempts.Values, n => Assert.InRange(n, 5, 6));
+        var answered = server.Answered;
         var manifest = JsonNode.Parse(File.ReadAllText(scratch.Combine("out/manifest.json")))!;
         Assert.Equal(2, (long)manifest["counts"]!["cots_failed"]!);
         Assert.Equal(2, (long)manifest["counts"]!["failures"]!);
@@ -124,7 +130,7 @@ public class HttpTeacherFaultTests
         // A rerun as a new job answers from the cache: the server answers nothing more (the poisoned calls are tried again and fail again).
         (code, _, error) = await Task.Run(() => Run(Args(scratch.Combine("out2"), "--job-id", "distill-flaky-again")));
         Assert.True(code == 0, error);
-        Assert.Equal(4, server.Answered);
+        Assert.Equal(answered, server.Answered);
         Assert.Equal(File.ReadAllText(scratch.Combine("out/cots.jsonl")), File.ReadAllText(scratch.Combine("out2/cots.jsonl")));
         Assert.Equal(2, File.ReadAllLines(scratch.Combine("out2/failures.jsonl")).Length);
     }
