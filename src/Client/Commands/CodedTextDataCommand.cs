@@ -5,7 +5,7 @@ using Babel.Storage.Icpc;
 namespace Babel.Client.Commands;
 
 /// <summary><c>babel data icpc</c> and <c>babel data codes</c>: labelled-text datasets for Text2Tree.</summary>
-internal static class Text2TreeData
+internal static class CodedTextDataCommand
 {
     public static Command CreateIcpc()
     {

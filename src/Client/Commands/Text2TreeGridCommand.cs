@@ -1,0 +1,81 @@
+using System.CommandLine;
+using System.Globalization;
+using Babel.Grains.Jobs;
+using Babel.Grains.Text2Tree;
+using Babel.Modeling.Text2Tree;
+using Babel.Storage;
+
+namespace Babel.Client.Commands;
+
+/// <summary><c>babel text2tree grid</c>: every (method, λ, τ, seed) as a shard of one job; results table and bucket plot.</summary>
+internal static class Text2TreeGridCommand
+{
+    public static Command Create()
+    {
+        var shared = new Text2TreeCommand.TrainingOptions();
+        var methods = new Option<string>("--methods") { Description = "Comma-separated methods.", DefaultValueFactory = _ => string.Join(",", Text2TreeMethods.All) };
+        var seeds = new Option<int>("--seeds") { Description = "Seeds 1..N per configuration.", DefaultValueFactory = _ => 3 };
+        var lambdas = new Option<string>("--lambda") { Description = "Comma-separated λ values for text2tree.", DefaultValueFactory = _ => new Text2TreeOptions().Lambda.ToString(CultureInfo.InvariantCulture) };
+        var taus = new Option<string>("--tau") { Description = "Comma-separated τ values for text2tree.", DefaultValueFactory = _ => new Text2TreeOptions().Tau.ToString(CultureInfo.InvariantCulture) };
+        var output = new Option<string>("--out") { Description = "Folder for results.json, results.md, results.html and buckets.png.", Required = true };
+        var workers = new Option<int>("--workers") { Description = "CPU workers of the embedded silo (runs in parallel).", DefaultValueFactory = _ => 1 };
+        var engine = new EngineOptions();
+        var command = new Command("grid", "Run a grid of methods × λ × τ × seeds as shards of a job (resumable: a rerun continues the same job).")
+        {
+            methods, seeds, lambdas, taus, output, workers,
+        };
+        shared.AddTo(command);
+        engine.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var seedCount = parse.GetValue(seeds);
+            if (seedCount <= 0) throw new UserInputException($"--seeds must be positive (got {seedCount}).");
+            var dataDirectory = parse.GetValue(shared.Data)!;
+            // Reading the dataset first reports a bad folder before the engine starts.
+            CodedTextDatasetCheck(dataDirectory);
+            var baseOptions = shared.Read(parse);
+            var methodList = parse.GetValue(methods)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var lambdaList = Numbers(parse.GetValue(lambdas)!, "--lambda");
+            var tauList = Numbers(parse.GetValue(taus)!, "--tau");
+            var error = parse.InvocationConfiguration.Error;
+            IReadOnlyList<Text2TreeMetrics> runs;
+            Text2TreeGridParameters parameters;
+            string jobId;
+            await using (var connection = await engine.OpenAsync(parse, parse.GetValue(workers), cancellationToken))
+            {
+                var data = await connection.Jobs.UploadFolderAsync(dataDirectory, "datasets", cancellationToken);
+                parameters = new Text2TreeGridParameters(data, baseOptions, methodList, [.. Enumerable.Range(1, seedCount).Select(s => (long)s)], lambdaList, tauList);
+                Text2TreeGridJob.ParseParameters(JobParameters.Serialize(parameters));
+                var spec = JobClient.Spec(Text2TreeGridJob.KindName, JobParameters.Serialize(parameters), leaseDuration: TimeSpan.FromMinutes(30));
+                jobId = JobClient.DefaultJobId(spec);
+                await JobProgress.RunAsync(connection, jobId, spec, error, cancellationToken);
+                runs = await Text2TreeGridJob.AssembleAsync(connection.Store, jobId, parameters, cancellationToken);
+            }
+            var directory = Path.GetFullPath(parse.GetValue(output)!);
+            var rows = GridReport.Write(directory, runs, new { job = jobId, data = Path.GetFullPath(dataDirectory), options = baseOptions });
+            var writer = parse.InvocationConfiguration.Output;
+            writer.Write(GridReport.Markdown(rows, runs));
+            writer.WriteLine($"wrote {Path.Combine(directory, GridReport.MarkdownFile)}, {GridReport.HtmlFile}, {GridReport.JsonFile} and {GridReport.PlotFile}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static void CodedTextDatasetCheck(string directory) => Storage.Icpc.CodedTextDataset.Read(directory);
+
+    private static double[] Numbers(string text, string option)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var values = new List<double>();
+        foreach (var part in parts)
+        {
+            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
+            {
+                throw new UserInputException($"{option} value '{part}' is not a number; write numbers like 0.5,0.3.");
+            }
+            values.Add(value);
+        }
+        if (values.Count == 0) throw new UserInputException($"{option} needs at least one value.");
+        return [.. values];
+    }
+}
