@@ -12,7 +12,8 @@ public static class StraightThroughGate
         using var scope = NewDisposeScope();
         var soft = logits.sigmoid();
         var hard = soft.ge(0.5).to_type(soft.dtype);
-        return (hard + soft - soft.detach()).MoveToOuterDisposeScope();
+        // soft − soft.detach() is exactly 0 forward, so the forward value is exactly the hard gate.
+        return (hard + (soft - soft.detach())).MoveToOuterDisposeScope();
     }
 }
 
