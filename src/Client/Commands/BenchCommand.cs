@@ -25,6 +25,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(model);
         bench.Subcommands.Add(CreateCluster());
         bench.Subcommands.Add(CreateProfile());
+        bench.Subcommands.Add(Text2TreeBench.Create());
         return bench;
     }
 

@@ -39,17 +39,10 @@ internal static class Text2TreeGridCommand
             var tauList = Numbers(parse.GetValue(taus)!, "--tau");
             var error = parse.InvocationConfiguration.Error;
             IReadOnlyList<Text2TreeMetrics> runs;
-            Text2TreeGridParameters parameters;
             string jobId;
             await using (var connection = await engine.OpenAsync(parse, parse.GetValue(workers), cancellationToken))
             {
-                var data = await connection.Jobs.UploadFolderAsync(dataDirectory, "datasets", cancellationToken);
-                parameters = new Text2TreeGridParameters(data, baseOptions, methodList, [.. Enumerable.Range(1, seedCount).Select(s => (long)s)], lambdaList, tauList);
-                Text2TreeGridJob.ParseParameters(JobParameters.Serialize(parameters));
-                var spec = JobClient.Spec(Text2TreeGridJob.KindName, JobParameters.Serialize(parameters), leaseDuration: TimeSpan.FromMinutes(30));
-                jobId = JobClient.DefaultJobId(spec);
-                await JobProgress.RunAsync(connection, jobId, spec, error, cancellationToken);
-                runs = await Text2TreeGridJob.AssembleAsync(connection.Store, jobId, parameters, cancellationToken);
+                (jobId, runs) = await RunAsync(connection, dataDirectory, baseOptions, methodList, seedCount, lambdaList, tauList, error, cancellationToken);
             }
             var directory = Path.GetFullPath(parse.GetValue(output)!);
             var rows = GridReport.Write(directory, runs, new { job = jobId, data = Path.GetFullPath(dataDirectory), options = baseOptions });
@@ -59,6 +52,21 @@ internal static class Text2TreeGridCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Uploads the dataset, runs the grid job to the end (or continues it) and returns every run's metrics in plan order.</summary>
+    public static async Task<(string JobId, IReadOnlyList<Text2TreeMetrics> Runs)> RunAsync(EngineConnection connection, string dataDirectory, Text2TreeOptions baseOptions,
+        string[] methods, int seeds, double[] lambdas, double[] taus, TextWriter progress, CancellationToken cancellationToken)
+    {
+        var data = await connection.Jobs.UploadFolderAsync(dataDirectory, "datasets", cancellationToken);
+        var parameters = new Text2TreeGridParameters(data, baseOptions, methods, [.. Enumerable.Range(1, seeds).Select(s => (long)s)], lambdas, taus);
+        var json = JobParameters.Serialize(parameters);
+        Text2TreeGridJob.ParseParameters(json);
+        // A run takes minutes: a lease long enough that a busy worker is not mistaken for a dead one.
+        var spec = JobClient.Spec(Text2TreeGridJob.KindName, json, leaseDuration: TimeSpan.FromMinutes(30));
+        var jobId = JobClient.DefaultJobId(spec);
+        await JobProgress.RunAsync(connection, jobId, spec, progress, cancellationToken);
+        return (jobId, await Text2TreeGridJob.AssembleAsync(connection.Store, jobId, parameters, cancellationToken));
     }
 
     private static void CodedTextDatasetCheck(string directory) => Storage.Icpc.CodedTextDataset.Read(directory);

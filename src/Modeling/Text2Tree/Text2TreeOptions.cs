@@ -30,7 +30,7 @@ public sealed record Text2TreeOptions
     [JsonPropertyName("seed")] public long Seed { get; init; } = 1;
     [JsonPropertyName("steps")] public int Steps { get; init; } = 300;
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 64;
-    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 1e-3;
+    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 3e-3;
     /// <summary>The label tree's parameters train at this fraction of the learning rate.</summary>
     [JsonPropertyName("label_learning_rate_ratio")] public double LabelLearningRateRatio { get; init; } = 0.1;
     [JsonPropertyName("weight_decay")] public double WeightDecay { get; init; } = 0.01;

@@ -130,6 +130,8 @@ public static class Text2TreeTrainer
             double? validation = null;
             if (done % options.EvalInterval == 0 || done == options.Steps)
             {
+                // Evaluation time is not training time: examples/s counts optimizer steps only.
+                stopwatch.Stop();
                 var scores = Evaluate(model, data, data.Validation, tokens, padId);
                 validation = scores.MacroF1;
                 state.Evaluations.Add(new StepScore(done, scores.MacroF1));
@@ -139,6 +141,7 @@ public static class Text2TreeTrainer
                     best = Clone(model.State());
                     state = state with { BestStep = done, BestMacroF1 = scores.MacroF1 };
                 }
+                stopwatch.Start();
             }
             state = state with { Step = done };
             progress?.Report(new Text2TreeProgress(done, options.Steps, loss, validation, trainedHere / stopwatch.Elapsed.TotalSeconds, resumed));
