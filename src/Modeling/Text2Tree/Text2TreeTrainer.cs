@@ -49,6 +49,7 @@ public static class Text2TreeTrainer
     private const int EvalBatch = 256;
 
     private static readonly JsonSerializerOptions _indented = new() { WriteIndented = true };
+    private static readonly Lock _initialisation = new();
 
     private sealed record TrainerState(int Step, string Fingerprint, int BestStep, double BestMacroF1, List<double> Losses, List<StepScore> Evaluations);
 
@@ -69,17 +70,9 @@ public static class Text2TreeTrainer
         var output = Path.GetFullPath(outDirectory);
         Directory.CreateDirectory(output);
         using var tokenizer = LoadTokenizer(options, data, output);
-        var (encoder, encoderSource) = LoadEncoder(options, tokenizer);
-        manual_seed(options.Seed);
-        CascadeAttention? cascade = null;
-        if (options.Method == Text2TreeMethods.Text2Tree)
-        {
-            using var initial = options.LabelInit == "description"
-                ? Text2TreeClassifier.MeanTokenEmbeddings(encoder, [.. data.Tree.Descriptions.Select(d => tokenizer.Encode(d))])
-                : null;
-            cascade = new CascadeAttention(data.Tree, encoder.Config.HiddenSize, initial);
-        }
-        using var model = new Text2TreeClassifier(encoder, data.Tree.LabelCount, cascade);
+        var (model, encoderSource) = CreateClassifier(options, data.Tree, tokenizer);
+        using var disposeModel = model;
+        var encoder = model.Encoder;
         var tokens = new Dictionary<string, long[]>(StringComparer.Ordinal);
         foreach (var example in data.Train.Concat(data.Validation).Concat(data.Test))
         {
@@ -256,6 +249,28 @@ public static class Text2TreeTrainer
             Array.Fill(mask, 1L, offset, rows[r].Length);
         }
         return (tensor(ids, [rows.Count, length]), tensor(mask, [rows.Count, length]));
+    }
+
+    /// <summary>
+    /// Builds the classifier with weights drawn from the global generator seeded by the run's seed. Layers initialise from
+    /// torch's one global generator, so concurrent runs in one process (grid workers) take turns here to stay deterministic.
+    /// </summary>
+    private static (Text2TreeClassifier Model, string EncoderSource) CreateClassifier(Text2TreeOptions options, LabelTree tree, ITokenizer tokenizer)
+    {
+        lock (_initialisation)
+        {
+            var (encoder, source) = LoadEncoder(options, tokenizer);
+            manual_seed(options.Seed);
+            CascadeAttention? cascade = null;
+            if (options.Method == Text2TreeMethods.Text2Tree)
+            {
+                using var initial = options.LabelInit == "description"
+                    ? Text2TreeClassifier.MeanTokenEmbeddings(encoder, [.. tree.Descriptions.Select(d => tokenizer.Encode(d))])
+                    : null;
+                cascade = new CascadeAttention(tree, encoder.Config.HiddenSize, initial);
+            }
+            return (new Text2TreeClassifier(encoder, tree.LabelCount, cascade), source);
+        }
     }
 
     private static HuggingFaceTokenizer LoadTokenizer(Text2TreeOptions options, Text2TreeData data, string output)
