@@ -99,6 +99,23 @@ public class Text2TreeCommandTests
         Assert.Equal(whole.Test.MacroF1, resumed.Test.MacroF1);
     }
 
+    [Fact]
+    public void Runs_in_parallel_threads_give_the_result_of_a_run_alone()
+    {
+        using var scratch = new ScratchFolder();
+        var data = Text2TreeTestData.WriteIcd10Dataset(scratch.Combine("data"));
+        var options = new Text2TreeOptions
+        {
+            Method = Text2TreeMethods.Text2Tree, Steps = 4, BatchSize = 8, EvalInterval = 2, MaxEval = 0, EncoderLayers = 1, Seed = 9, LabelInit = "random",
+        };
+        var alone = Text2TreeTrainer.Train(data, options, scratch.Combine("alone"));
+        // Two runs at once, as two grid workers in one process: other seeds drawing from torch's global generator meanwhile.
+        var runs = new Text2TreeMetrics[2];
+        Parallel.For(0, 2, i => runs[i] = Text2TreeTrainer.Train(data, options with { Seed = i == 0 ? 9 : 10 }, scratch.Combine($"parallel-{i}")));
+        Assert.Equal(alone.Evaluations, runs[0].Evaluations);
+        Assert.Equal(alone.Test.MacroF1, runs[0].Test.MacroF1);
+    }
+
     private sealed class CancelAfter : IProgress<Text2TreeProgress>
     {
         private readonly int _step;
