@@ -99,6 +99,19 @@ public class Text2TreeCommandTests
         Assert.Equal(whole.Test.MacroF1, resumed.Test.MacroF1);
     }
 
+    [Theory]
+    [InlineData("finetune", 0.9)]
+    [InlineData("text2tree", 0.5)]
+    public void Training_learns_a_separable_toy_task_far_above_chance(string method, double minimumMacroF1)
+    {
+        using var scratch = new ScratchFolder();
+        var data = Text2TreeTestData.WriteIcd10Dataset(scratch.Combine("data"), perCode: 40);
+        var options = new Text2TreeOptions { Method = method, Steps = 60, BatchSize = 16, EvalInterval = 20, MaxEval = 0, EncoderLayers = 1, Seed = 1 };
+        var metrics = Text2TreeTrainer.Train(data, options, scratch.Combine("run"));
+        // Six codes: chance is about 1/6.
+        Assert.True(metrics.Test.MacroF1 >= minimumMacroF1, $"{method} reached test macro-F1 {metrics.Test.MacroF1:F3}");
+    }
+
     [Fact]
     public void Runs_in_parallel_threads_give_the_result_of_a_run_alone()
     {
