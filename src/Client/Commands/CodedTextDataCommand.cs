@@ -11,14 +11,16 @@ internal static class CodedTextDataCommand
     {
         var output = new Option<string>("--out") { Description = "Folder to write data.jsonl, labels.json, split.json and dataset.json to; replaced atomically.", Required = true };
         var package = new Option<string?>("--package") { Description = $"Use this .deb (from 'apt-get download gnumed-server={GnumedServerPackage.Version}') instead of downloading it." };
+        var chapters = new Option<string?>("--chapters") { Description = "Only these chapters (comma-separated letters, e.g. K,R): a smaller task for a small machine." };
         var command = new Command("icpc", "Write the German ICPC-2 thesaurus (Debian gnumed-server; NON-COMMERCIAL data licence) as a hierarchical classification dataset.")
         {
-            output, package,
+            output, package, chapters,
         };
         command.SetAction(parse =>
         {
             var writer = parse.InvocationConfiguration.Output;
-            var dataset = IcpcDataset.Write(parse.GetValue(output)!, GnumedServerPackage.Obtain(parse.GetValue(package)));
+            var selected = parse.GetValue(chapters)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var dataset = IcpcDataset.Write(parse.GetValue(output)!, GnumedServerPackage.Obtain(parse.GetValue(package)), selected);
             WriteSummary(writer, dataset);
             writer.WriteLine($"licence: {dataset.Manifest.Licence}");
             return 0;
