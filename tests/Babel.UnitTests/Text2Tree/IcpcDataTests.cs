@@ -90,6 +90,20 @@ public class IcpcDataTests
     }
 
     [Fact]
+    public void A_chapter_subset_keeps_the_ids_of_the_full_dataset()
+    {
+        var (all, _) = IcpcDataset.Build(SharedGnumedPackage.Package);
+        var (subset, labels) = IcpcDataset.Build(SharedGnumedPackage.Package, ["K", "R"]);
+        Assert.Equal(7_125, subset.Count);
+        Assert.Equal(164, labels.Labels.Count);
+        Assert.All(labels.Labels, l => Assert.Contains(l.Code[0], "KR"));
+        var full = all.ToDictionary(r => r.Id);
+        Assert.All(subset, r => Assert.Equal(full[r.Id].Text, r.Text));
+        Assert.Equal(["K", "R"], labels.Nodes.Keys.Where(k => k.Length == 1));
+        Assert.Throws<UserInputException>(() => IcpcDataset.Build(SharedGnumedPackage.Package, ["Q"]));
+    }
+
+    [Fact]
     public void A_deb_with_the_wrong_checksum_is_refused_with_a_clear_sentence()
     {
         using var scratch = new ScratchFolder();
