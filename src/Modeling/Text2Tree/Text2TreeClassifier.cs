@@ -7,16 +7,15 @@ namespace Babel.Modeling.Text2Tree;
 
 /// <summary>
 /// A text classifier over a label tree: Babel's decoder (<see cref="CausalLanguageModel"/>: token embedding and decoder
-/// layers with final norm) mean-pooled over the non-pad tokens, then either a linear head (baselines) or, with a
-/// <see cref="CascadeAttention"/>, a head whose class weights are the cascaded label embeddings (Text2Tree).
+/// layers with final norm) mean-pooled over the non-pad tokens, then a linear head (baselines) plus, with a
+/// <see cref="CascadeAttention"/>, each label's match with its cascaded label embedding (Text2Tree).
 /// </summary>
 public sealed class Text2TreeClassifier : nn.Module
 {
     private readonly CausalLanguageModel _encoder;
     private readonly CascadeAttention? _cascade;
-    private readonly Linear? _head;
+    private readonly Linear _head;
     private readonly Linear? _projection;
-    private readonly Parameter? _bias;
     private readonly double _scale;
 
     public Text2TreeClassifier(CausalLanguageModel encoder, int labels, CascadeAttention? cascade) : base(nameof(Text2TreeClassifier))
@@ -26,18 +25,13 @@ public sealed class Text2TreeClassifier : nn.Module
         var hidden = encoder.Config.HiddenSize;
         _scale = 1.0 / Math.Sqrt(hidden);
         register_module("encoder", encoder);
-        if (cascade is null)
-        {
-            _head = nn.Linear(hidden, labels);
-            register_module("head", _head);
-        }
-        else
+        _head = nn.Linear(hidden, labels);
+        register_module("head", _head);
+        if (cascade is not null)
         {
             _projection = nn.Linear(hidden, hidden, hasBias: false);
-            _bias = new Parameter(zeros(labels));
             register_module("cascade", cascade);
             register_module("projection", _projection);
-            register_parameter("label_bias", _bias);
         }
     }
 
@@ -59,16 +53,18 @@ public sealed class Text2TreeClassifier : nn.Module
     /// <summary>Logits [rows, labels] of <paramref name="representations"/>; pass <see cref="LabelEmbeddings"/> once per batch for a cascade head.</summary>
     public Tensor Classify(Tensor representations, Tensor? labelEmbeddings)
     {
-        if (_head is not null) return _head.forward(representations);
+        if (_cascade is null) return _head.forward(representations);
         using var scope = NewDisposeScope();
-        var labels = labelEmbeddings ?? _cascade!.Labels();
-        return (_projection!.forward(representations).matmul(labels.t()) * _scale + _bias!).MoveToOuterDisposeScope();
+        var labels = labelEmbeddings ?? _cascade.Labels();
+        // A linear head at the full learning rate plus the match with the cascaded label embeddings (at a tenth):
+        // the tree shapes every logit without slowing the classifier down.
+        return (_head.forward(representations) + _projection!.forward(representations).matmul(labels.t()) * _scale).MoveToOuterDisposeScope();
     }
 
     /// <summary>Parameters of the label tree (embeddings, cascade attention, gates), trained at a tenth of the learning rate.</summary>
     public IReadOnlyList<Parameter> LabelParameters() => _cascade is null ? [] : [.. _cascade.parameters()];
 
-    /// <summary>All other parameters (encoder, projection, head, bias).</summary>
+    /// <summary>All other parameters (encoder, head, projection).</summary>
     public IReadOnlyList<Parameter> TextParameters()
     {
         var label = LabelParameters().Select(p => p.Handle).ToHashSet();
