@@ -26,6 +26,7 @@ public static class GrainsRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, ProfileJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, MoefyJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Text2Tree.Text2TreeGridJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, PruningEvaluationJob>());
         services.TryAddSingleton<JobKindCatalog>();
         return services;
     }

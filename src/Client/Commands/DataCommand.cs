@@ -17,6 +17,7 @@ internal static class DataCommand
         command.Subcommands.Add(CreateUdhr());
         command.Subcommands.Add(CodedTextDataCommand.CreateIcpc());
         command.Subcommands.Add(CodedTextDataCommand.CreateCodes());
+        command.Subcommands.Add(InstructionsDataCommand.Create());
         return command;
     }
 

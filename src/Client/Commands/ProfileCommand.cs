@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Babel.Grains.Jobs;
+using Babel.Modeling.Analysis;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Storage;
@@ -15,6 +16,9 @@ namespace Babel.Client.Commands;
 internal static class ProfileCommand
 {
     public const string ManifestFileName = "manifest.json";
+    /// <summary>Where <c>babel eval-pruning</c> and <c>babel sparse</c> write inside a run by default, so the report finds them.</summary>
+    public const string PruningFolder = "pruning";
+    public const string SparseFolder = "sparse";
 
     public static Command Create()
     {
@@ -103,6 +107,7 @@ internal static class ProfileCommand
             ["model_folder"] = Path.GetFullPath(modelDirectory),
             ["corpus"] = parameters.Corpus,
             ["corpus_name"] = opened.Manifest.Name,
+            ["corpus_folder"] = Path.GetFullPath(opened.Directory),
             ["partition"] = new JsonObject { ["method"] = partition.Method, ["seed"] = partition.Seed, ["experts"] = partition.Experts },
             ["rule"] = profile.Rule,
             ["split"] = parameters.Split,
@@ -151,6 +156,16 @@ internal static class ProfileCommand
                 if (manifest[key] is { } value) fields.Add(KeyValuePair.Create(key, value.ToJsonString().Trim('"')));
             }
         }
-        return Path.GetFullPath(ActivationReport.Write(runDirectory, profile, fields.ToDictionary(f => f.Key, f => f.Value)));
+        List<ReportSection> sections = [.. AnalysisSections.Read(runDirectory)];
+        // The applications' results, when 'babel eval-pruning' and 'babel sparse' wrote them into the run's default folders.
+        if (File.Exists(Path.Combine(runDirectory, PruningFolder, PruningCurves.FileName)))
+        {
+            sections.Add(PruningCurves.Load(Path.Combine(runDirectory, PruningFolder)).Section(PruningFolder));
+        }
+        if (File.Exists(Path.Combine(runDirectory, SparseFolder, SparseActivationCurves.FileName)))
+        {
+            sections.Add(SparseActivationCurves.Load(Path.Combine(runDirectory, SparseFolder)).Section(SparseFolder));
+        }
+        return Path.GetFullPath(ActivationReport.Write(runDirectory, profile, fields.ToDictionary(f => f.Key, f => f.Value), sections));
     }
 }

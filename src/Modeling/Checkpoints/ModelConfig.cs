@@ -17,6 +17,11 @@ public sealed record ModelConfig
     public string Architecture { get; init; } = LlamaArchitecture;
     public int HiddenSize { get; init; }
     public int IntermediateSize { get; init; }
+    /// <summary>
+    /// Per-layer FFN widths of a checkpoint whose layers were pruned to different sizes (Babel's
+    /// <c>intermediate_sizes</c>); null when every layer is <see cref="IntermediateSize"/> wide.
+    /// </summary>
+    public IReadOnlyList<int>? IntermediateSizes { get; init; }
     public int NumHiddenLayers { get; init; }
     public int NumAttentionHeads { get; init; }
     public int NumKeyValueHeads { get; init; }
@@ -35,6 +40,9 @@ public sealed record ModelConfig
     public string TorchDtype { get; init; } = "float32";
 
     public int QueryGroupSize => NumAttentionHeads / NumKeyValueHeads;
+
+    /// <summary>The FFN width of <paramref name="layer"/>.</summary>
+    public int IntermediateSizeOf(int layer) => IntermediateSizes?[layer] ?? IntermediateSize;
 
     /// <summary>Every tensor a checkpoint of this architecture holds, with its shape, in state-dict order.</summary>
     public IReadOnlyList<(string Name, long[] Shape)> ExpectedTensors()
@@ -56,9 +64,10 @@ public sealed record ModelConfig
             }
             tensors.Add((prefix + "self_attn.o_proj.weight", [HiddenSize, q]));
             tensors.Add((prefix + "post_attention_layernorm.weight", [HiddenSize]));
-            tensors.Add((prefix + "mlp.gate_proj.weight", [IntermediateSize, HiddenSize]));
-            tensors.Add((prefix + "mlp.up_proj.weight", [IntermediateSize, HiddenSize]));
-            tensors.Add((prefix + "mlp.down_proj.weight", [HiddenSize, IntermediateSize]));
+            var intermediate = IntermediateSizeOf(layer);
+            tensors.Add((prefix + "mlp.gate_proj.weight", [intermediate, HiddenSize]));
+            tensors.Add((prefix + "mlp.up_proj.weight", [intermediate, HiddenSize]));
+            tensors.Add((prefix + "mlp.down_proj.weight", [HiddenSize, intermediate]));
         }
         tensors.Add(("model.norm.weight", [HiddenSize]));
         if (!TieWordEmbeddings) tensors.Add(("lm_head.weight", [VocabSize, HiddenSize]));
@@ -76,6 +85,8 @@ public sealed record ModelConfig
             $"architecture '{Architecture}' is not supported; use {LlamaArchitecture} or {Qwen2Architecture}");
         Require(HiddenSize > 0 && IntermediateSize > 0 && NumHiddenLayers > 0 && NumAttentionHeads > 0 && VocabSize > 0,
             "hidden_size, intermediate_size, num_hidden_layers, num_attention_heads and vocab_size must be positive");
+        Require(IntermediateSizes is null || (IntermediateSizes.Count == NumHiddenLayers && IntermediateSizes.All(size => size > 0)),
+            $"intermediate_sizes must list one positive width for each of the {NumHiddenLayers} layers");
         Require(NumKeyValueHeads > 0 && NumAttentionHeads % NumKeyValueHeads == 0,
             $"num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({NumKeyValueHeads})");
         Require(HeadDim > 0 && HeadDim % 2 == 0, $"head_dim ({HeadDim}) must be a positive even number for rotary embeddings");
@@ -113,6 +124,12 @@ public sealed record ModelConfig
         int? Optional(string key) => json[key] is JsonValue v && v.TryGetValue<int>(out var i) ? i : null;
         double OptionalDouble(string key, double fallback) => json[key] is JsonValue v && v.TryGetValue<double>(out var d) ? d : fallback;
         bool OptionalBool(string key, bool fallback) => json[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : fallback;
+        int[]? OptionalIntegers(string key) => json[key] switch
+        {
+            null => null,
+            JsonArray array when array.All(e => e is JsonValue v && v.TryGetValue<int>(out _)) => [.. array.Select(e => e!.GetValue<int>())],
+            _ => throw new UserInputException($"{source}: \"{key}\" must be an array of integers."),
+        };
 
         var architecture = json["architectures"] is JsonArray { Count: > 0 } a ? a[0]!.GetValue<string>()
             : json["model_type"]?.GetValue<string>() switch
@@ -129,6 +146,7 @@ public sealed record ModelConfig
             Architecture = architecture,
             HiddenSize = hidden,
             IntermediateSize = Required("intermediate_size"),
+            IntermediateSizes = OptionalIntegers("intermediate_sizes"),
             NumHiddenLayers = Required("num_hidden_layers"),
             NumAttentionHeads = heads,
             NumKeyValueHeads = Optional("num_key_value_heads") ?? heads,
@@ -178,6 +196,7 @@ public sealed record ModelConfig
             ["torch_dtype"] = TorchDtype,
         };
         if (PadTokenId is { } pad) json["pad_token_id"] = pad;
+        if (IntermediateSizes is { } sizes) json["intermediate_sizes"] = new JsonArray([.. sizes.Select(size => (JsonNode)size)]);
         return json;
     }
 

@@ -5,12 +5,19 @@ using Babel.Storage;
 
 namespace Babel.Modeling.Experts;
 
+/// <summary>
+/// An extra section of <c>report.html</c> (an analysis, a pruning curve, ...): a title, a one-line reading of what it
+/// shows, PNG images (paths relative to the run folder; missing ones are skipped) and an optional HTML table.
+/// </summary>
+public sealed record ReportSection(string Title, string Reading, IReadOnlyList<string> Images, string? TableHtml = null);
+
 /// <summary><c>report.html</c>: one self-contained page (images embedded) with a run's heatmaps and per-language token counts.</summary>
 public static class ActivationReport
 {
     public const string FileName = "report.html";
 
-    public static string Write(string runDirectory, ActivationProfile profile, IReadOnlyDictionary<string, string> manifest)
+    /// <summary>Writes the heatmaps and <c>report.html</c>; <paramref name="sections"/> follow the manifest table, before the heatmaps.</summary>
+    public static string Write(string runDirectory, ActivationProfile profile, IReadOnlyDictionary<string, string> manifest, IReadOnlyList<ReportSection>? sections = null)
     {
         var images = Heatmaps.Write(profile, runDirectory);
         var html = new StringBuilder();
@@ -22,15 +29,32 @@ public static class ActivationReport
         html.Append("<table>");
         foreach (var (key, value) in manifest) html.Append(CultureInfo.InvariantCulture, $"<tr><th>{WebUtility.HtmlEncode(key)}</th><td>{WebUtility.HtmlEncode(value)}</td></tr>");
         html.Append("</table>");
-        foreach (var image in images.OrderBy(i => i == "heatmaps.png" ? 0 : 1).ThenBy(i => i, StringComparer.Ordinal))
+        var ordered = images.OrderBy(i => i == "heatmaps.png" ? 0 : 1).ThenBy(i => i, StringComparer.Ordinal).ToList();
+        foreach (var image in ordered.Take(1)) Heatmap(image);
+        // Findings (analyses, pruning, ...) after the overview grid, before the per-language heatmaps.
+        foreach (var section in sections ?? [])
         {
-            var bytes = File.ReadAllBytes(Path.Combine(runDirectory, image));
-            html.Append(CultureInfo.InvariantCulture, $"<h2>{WebUtility.HtmlEncode(image == "heatmaps.png" ? "All languages" : image[8..^4])}</h2>")
-                .Append(CultureInfo.InvariantCulture, $"<img alt=\"{WebUtility.HtmlEncode(image)}\" src=\"data:image/png;base64,{Convert.ToBase64String(bytes)}\">");
+            html.Append(CultureInfo.InvariantCulture, $"<h2>{WebUtility.HtmlEncode(section.Title)}</h2><p>{WebUtility.HtmlEncode(section.Reading)}</p>");
+            if (section.TableHtml is { } table) html.Append(table);
+            foreach (var image in section.Images)
+            {
+                var file = Path.Combine(runDirectory, image);
+                if (File.Exists(file)) Image(image, File.ReadAllBytes(file));
+            }
         }
+        foreach (var image in ordered.Skip(1)) Heatmap(image);
         html.Append("</body></html>\n");
         var path = Path.Combine(runDirectory, FileName);
         AtomicFile.WriteAllText(path, html.ToString());
         return path;
+
+        void Heatmap(string image)
+        {
+            html.Append(CultureInfo.InvariantCulture, $"<h2>{WebUtility.HtmlEncode(image == "heatmaps.png" ? "All languages" : image[8..^4])}</h2>");
+            Image(image, File.ReadAllBytes(Path.Combine(runDirectory, image)));
+        }
+
+        void Image(string name, byte[] bytes) =>
+            html.Append(CultureInfo.InvariantCulture, $"<img alt=\"{WebUtility.HtmlEncode(name)}\" src=\"data:image/png;base64,{Convert.ToBase64String(bytes)}\">");
     }
 }

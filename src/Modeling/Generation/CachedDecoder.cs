@@ -19,7 +19,8 @@ public sealed class CachedDecoder : IDisposable
     private readonly Tensor _head;
     private readonly Tensor _rotaryTable;
     private readonly Tensor _slot;
-    private readonly int _heads, _keyValueHeads, _headDim, _queryWidth, _keyWidth, _intermediate;
+    private readonly int _heads, _keyValueHeads, _headDim, _queryWidth, _keyWidth;
+    private readonly int[] _intermediate;
     // RMSNorm's mean(x²) + ε as one addmm: x² · (1/d) + ε.
     private readonly Tensor _meanColumn;
     private readonly Tensor _epsilon;
@@ -31,7 +32,7 @@ public sealed class CachedDecoder : IDisposable
         var config = model.Config;
         (_heads, _keyValueHeads, _headDim) = (config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
         (_queryWidth, _keyWidth) = (_heads * _headDim, _keyValueHeads * _headDim);
-        _intermediate = config.IntermediateSize;
+        _intermediate = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(config.IntermediateSizeOf)];
         _meanColumn = full(config.HiddenSize, 1, 1.0 / config.HiddenSize);
         _epsilon = full(1, 1, config.RmsNormEps);
         using var guard = no_grad();
@@ -112,8 +113,9 @@ public sealed class CachedDecoder : IDisposable
             x = x.addmm(attended.view(batch, _queryWidth), w.Output);
 
             var gateUp = Normalize(x).mm(w.GateUp);
-            var gate = gateUp.narrow(1, 0, _intermediate);
-            var intermediate = nn.functional.silu(gate).mul_(gateUp.narrow(1, _intermediate, _intermediate));
+            var width = _intermediate[i];
+            var gate = gateUp.narrow(1, 0, width);
+            var intermediate = nn.functional.silu(gate).mul_(gateUp.narrow(1, width, width));
             if (hook is not null) intermediate = hook.OnIntermediate(i, gate.unsqueeze(1), intermediate.unsqueeze(1)).squeeze(1);
             x = x.addmm(intermediate, w.Down);
         }

@@ -15,7 +15,8 @@ public static class TextGenerator
     private const int EosCheckInterval = 8;
 
     /// <summary>The generated ids of each prompt (without the prompt), ending at the first EOS when <see cref="SamplingOptions.StopAtEos"/>.</summary>
-    public static int[][] Generate(CausalLanguageModel model, IReadOnlyList<int[]> prompts, SamplingOptions options, bool useCache = true, int padId = 0)
+    public static int[][] Generate(CausalLanguageModel model, IReadOnlyList<int[]> prompts, SamplingOptions options, bool useCache = true, int padId = 0,
+        IFeedForwardHook? hook = null)
     {
         options.Validate();
         if (prompts.Count == 0) return [];
@@ -44,14 +45,14 @@ public static class TextGenerator
         {
             using var cache = new KeyValueCache(config.NumHiddenLayers, batch, config.NumKeyValueHeads, config.HeadDim, longest + options.MaxNewTokens);
             using var decoder = new CachedDecoder(model);
-            var next = sampler.Next(model.Forward(ids, mask, cache).select(1, -1));
+            var next = sampler.Next(model.Forward(ids, mask, cache, hook).select(1, -1));
             while (true)
             {
                 generated.select(1, steps).copy_(next);
                 steps++;
                 if (steps == options.MaxNewTokens || ShouldStop(options, config.EosTokenId, next, finished, steps)) break;
                 using var stepScope = NewDisposeScope();
-                next = sampler.Next(decoder.Step(next, cache)).MoveToOuterDisposeScope();
+                next = sampler.Next(decoder.Step(next, cache, hook)).MoveToOuterDisposeScope();
             }
         }
         else
@@ -61,7 +62,7 @@ public static class TextGenerator
             while (true)
             {
                 using var stepScope = NewDisposeScope();
-                var next = sampler.Next(model.Forward(sequence, sequenceMask).select(1, -1));
+                var next = sampler.Next(model.Forward(sequence, sequenceMask, hook: hook).select(1, -1));
                 generated.select(1, steps).copy_(next);
                 steps++;
                 if (steps == options.MaxNewTokens || ShouldStop(options, config.EosTokenId, next, finished, steps)) break;

@@ -29,7 +29,8 @@ public static class Perplexity
     }
 
     /// <summary>Summed NLL (nats), scored tokens, documents and UTF-8 bytes of <paramref name="documents"/>; the same documents in the same order always give the same sums.</summary>
-    public static PerplexitySum Accumulate(CausalLanguageModel model, ITokenizer tokenizer, IEnumerable<string> documents, int windowLength = 256, int batchSize = 8)
+    public static PerplexitySum Accumulate(CausalLanguageModel model, ITokenizer tokenizer, IEnumerable<string> documents, int windowLength = 256, int batchSize = 8,
+        IFeedForwardHook? hook = null)
     {
         windowLength = Math.Min(windowLength, model.Config.MaxPositionEmbeddings);
         var windows = new List<long[]>();
@@ -61,7 +62,7 @@ public static class Perplexity
                 Array.Copy(chunk[row], 1, targets, row * width, chunk[row].Length - 1);
                 tokens += chunk[row].Length - 1;
             }
-            var logits = model.Forward(tensor(inputs, [chunk.Length, width]));
+            var logits = model.Forward(tensor(inputs, [chunk.Length, width]), hook: hook);
             var nll = F.cross_entropy(logits.view(-1, logits.shape[^1]), tensor(targets), ignore_index: -100, reduction: nn.Reduction.Sum);
             totalNll += nll.item<float>();
         }

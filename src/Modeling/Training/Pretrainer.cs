@@ -28,10 +28,19 @@ public static class Pretrainer
 
     /// <returns>The per-step training losses of the whole run (including steps before a resume).</returns>
     public static IReadOnlyList<double> Train(CausalLanguageModel model, TokenStream train, PretrainingOptions options, string checkpointDirectory,
-        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        Train(model, step => Batch(train, options, step), options, checkpointDirectory, progress, cancellationToken);
+
+    /// <summary>
+    /// The same loop on any batches: <paramref name="batches"/> gives (inputs, targets) [batch, length] for a step as a pure
+    /// function of it; targets equal to <see cref="IgnoreIndex"/> (prompts, padding) are left out of the mean loss.
+    /// <paramref name="dataFingerprint"/> joins the options in the resume check, so a checkpoint of other data is refused.
+    /// </summary>
+    public static IReadOnlyList<double> Train(CausalLanguageModel model, Func<int, (Tensor Inputs, Tensor Targets)> batches, PretrainingOptions options,
+        string checkpointDirectory, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "")
     {
         options.Validate();
-        var fingerprint = JsonSerializer.Serialize(options with { Threads = 0, CheckpointInterval = 0 });
+        var fingerprint = JsonSerializer.Serialize(options with { Threads = 0, CheckpointInterval = 0 }) + dataFingerprint;
         model.train();
         var parameters = model.named_parameters().ToList();
         var decayed = parameters.Where(p => p.parameter.dim() >= 2 && p.name != "model.embed_tokens.weight").Select(p => p.parameter).ToList();
@@ -55,10 +64,9 @@ public static class Pretrainer
             double loss;
             using (var scope = NewDisposeScope())
             {
-                var (inputs, targets) = Batch(train, options, step);
+                var (inputs, targets) = batches(step);
                 optimizer.zero_grad();
-                var logits = model.Forward(inputs);
-                var objective = F.cross_entropy(logits.view(-1, logits.shape[^1]), targets.view(-1));
+                var objective = Loss(model.Forward(inputs), targets);
                 objective.backward();
                 nn.utils.clip_grad_norm_(parameters.Select(p => p.parameter), options.GradientClip);
                 optimizer.step();
@@ -79,6 +87,13 @@ public static class Pretrainer
         model.eval();
         return state.Losses;
     }
+
+    /// <summary>The target id that no loss is computed for (PyTorch's convention).</summary>
+    public const long IgnoreIndex = -100;
+
+    /// <summary>Mean next-token cross-entropy over the targets that are not <see cref="IgnoreIndex"/>.</summary>
+    public static Tensor Loss(Tensor logits, Tensor targets) =>
+        F.cross_entropy(logits.view(-1, logits.shape[^1]), targets.view(-1), ignore_index: IgnoreIndex);
 
     /// <summary>Inputs and next-token targets [batch, length] for <paramref name="step"/>.</summary>
     public static (Tensor Inputs, Tensor Targets) Batch(TokenStream stream, PretrainingOptions options, int step)

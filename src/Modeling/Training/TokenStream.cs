@@ -36,7 +36,7 @@ public sealed class TokenStream
     }
 
     /// <summary>SplitMix64's finaliser: a fixed, well-mixed function of its input.</summary>
-    private static ulong SplitMix64(ulong x)
+    internal static ulong SplitMix64(ulong x)
     {
         x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
         x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;

@@ -25,6 +25,7 @@ public sealed class FeedForward : nn.Module
 
     public Tensor Forward(Tensor hidden, IFeedForwardHook? hook, int layer)
     {
+        if (hook?.ComputeFeedForward(layer, this, hidden) is { } computed) return computed;
         var gate = GateProj.forward(hidden);
         var intermediate = F.silu(gate) * UpProj.forward(hidden);
         if (hook is not null) intermediate = hook.OnIntermediate(layer, gate, intermediate);

@@ -14,4 +14,11 @@ public interface IFeedForwardHook
     /// Returns the activation that feeds <c>down_proj</c>: <paramref name="intermediate"/> itself or a masked tensor.
     /// </summary>
     Tensor OnIntermediate(int layer, Tensor gate, Tensor intermediate);
+
+    /// <summary>
+    /// Lets a hook compute a layer's whole FFN output from its input <paramref name="hidden"/> [batch, tokens, hidden]
+    /// in its own way (only the experts a router picks, for example); null keeps the dense path and
+    /// <see cref="OnIntermediate"/>. The KV-cache decoder always takes the dense path.
+    /// </summary>
+    Tensor? ComputeFeedForward(int layer, FeedForward feedForward, Tensor hidden) => null;
 }

@@ -64,7 +64,7 @@ public static class SiloHostingExtensions
             if (cluster.Mode == ClusterMode.Embedded)
                 AddEmbeddedCluster(silo, cluster);
             else
-                AddAzureCluster(silo, cluster, connection!);
+                AddAzureCluster(silo, cluster, connection!, KubernetesHosting.IsEnabled(cluster, configuration));
         });
         return builder;
     }
@@ -77,8 +77,11 @@ public static class SiloHostingExtensions
         silo.AddLocalFolderGrainStorage(JobStorageName, Path.GetFullPath(cluster.StateFolder));
     }
 
-    private static void AddAzureCluster(ISiloBuilder silo, BabelClusterOptions cluster, StorageConnectionString connection)
+    private static void AddAzureCluster(ISiloBuilder silo, BabelClusterOptions cluster, StorageConnectionString connection, bool kubernetesHosting)
     {
+        // Kubernetes hosting names the silo after its pod and reconciles membership with the pods; clustering stays on Azure Table.
+        if (kubernetesHosting)
+            silo.UseKubernetesHosting();
         if (cluster.AdvertisedAddress is { } advertised)
             silo.ConfigureEndpoints(IPAddress.Parse(advertised), cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: true);
         else

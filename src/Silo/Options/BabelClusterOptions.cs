@@ -63,4 +63,12 @@ public sealed class BabelClusterOptions
 
     /// <summary>Missed probes after which a silo is suspected dead; null keeps Orleans' default.</summary>
     public int? NumMissedProbesLimit { get; set; }
+
+    /// <summary>
+    /// Cluster mode: Orleans' Kubernetes hosting (<c>UseKubernetesHosting</c>: the silo is named after its pod, and silos whose
+    /// pods are gone are declared dead through the Kubernetes API); membership stays on Azure Table. Null (default): on when
+    /// the environment variables <c>POD_NAME</c> and <c>POD_NAMESPACE</c> are set, as deploy/k8s sets them from the downward API.
+    /// See <see cref="KubernetesHosting"/>.
+    /// </summary>
+    public bool? KubernetesHosting { get; set; }
 }

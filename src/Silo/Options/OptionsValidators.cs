@@ -25,6 +25,14 @@ internal sealed class BabelClusterOptionsValidator(IConfiguration configuration)
         if (options.NumMissedProbesLimit is { } missed && missed < 1)
             failures.Add($"Babel:Cluster:NumMissedProbesLimit {missed} is below 1; set 1 or more or leave it unset.");
 
+        if (options.KubernetesHosting == true)
+        {
+            if (options.Mode != ClusterMode.Cluster)
+                failures.Add("Babel:Cluster:KubernetesHosting is true in embedded mode; set Babel:Cluster:Mode to Cluster or leave KubernetesHosting unset.");
+            foreach (var variable in KubernetesHosting.PodVariables.Where(v => string.IsNullOrWhiteSpace(configuration[v])))
+                failures.Add($"Babel:Cluster:KubernetesHosting is true but {variable} is not set; set it from the downward API as deploy/k8s/base/deployment.yaml does.");
+        }
+
         switch (options.Mode)
         {
             case ClusterMode.Embedded:

@@ -20,6 +20,9 @@ namespace Babel.UnitTests.Deploy;
 public partial class ManifestTests
 {
     private static readonly string Root = FindRoot();
+
+    /// <summary>The repository root (the folder holding Distributed.sln).</summary>
+    internal static string RepositoryRoot => Root;
     private static readonly string K8s = Path.Combine(Root, "deploy", "k8s");
 
     // Custom resources of the Prometheus Operator: KubernetesClient has no types for them, so they are checked as text.
@@ -103,7 +106,11 @@ public partial class ManifestTests
                 Assert.False(limits.ContainsKey("nvidia.com/gpu"));
             }
         }
-        Assert.NotEmpty(Kustomize(kubectl, Path.Combine(K8s, "monitoring")));
+        var monitoring = Kustomize(kubectl, Path.Combine(K8s, "monitoring"));
+        var dashboard = Assert.Single(LoadStrict(string.Join("\n---\n", monitoring.Split("\n---\n").Where(d => d.Contains("kind: ConfigMap", StringComparison.Ordinal)))).OfType<V1ConfigMap>());
+        Assert.Equal("1", dashboard.Metadata.Labels["grafana_dashboard"]);
+        Assert.Equal("babel", dashboard.Metadata.NamespaceProperty);
+        Assert.Equal(File.ReadAllText(Path.Combine(K8s, "monitoring", "grafana-dashboard.json")), Assert.Single(dashboard.Data).Value);
     }
 
     private static string? FindKubectl() =>
@@ -123,6 +130,49 @@ public partial class ManifestTests
         Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), $"kubectl kustomize {folder} did not finish.");
         Assert.True(process.ExitCode == 0, $"kubectl kustomize {folder} failed: {error.Result}");
         return output.Result;
+    }
+
+    [Fact]
+    public void Client_job_runs_babel_profile_against_the_silos_with_the_storage_secret()
+    {
+        var job = Assert.Single(LoadFile("examples", "profile-job.yaml").OfType<V1Job>());
+        var pod = job.Spec.Template.Spec;
+        var client = Assert.Single(pod.Containers);
+        Assert.Equal("babel", job.Metadata.NamespaceProperty);
+        Assert.StartsWith("babel-client:", client.Image, StringComparison.Ordinal);
+        Assert.Equal("profile", client.Args[0]);
+        Assert.Contains("--cluster", client.Args);
+        foreach (var required in new[] { "--model", "--corpus", "--out" })
+            Assert.Contains(required, client.Args);
+
+        // The same cluster and storage as the silos.
+        var env = client.Env.ToDictionary(e => e.Name);
+        var siloEnv = Silo(BaseDeployment()).Env.ToDictionary(e => e.Name);
+        var clusterId = EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ClusterId));
+        Assert.Equal(BaseDeployment().Spec.Template.Metadata.Labels[KubernetesHosting.ClusterIdLabel], env[clusterId].Value);
+        var secret = env[StorageConnectionString.Key].ValueFrom.SecretKeyRef;
+        Assert.Equal((siloEnv[StorageConnectionString.Key].ValueFrom.SecretKeyRef.Name, siloEnv[StorageConnectionString.Key].ValueFrom.SecretKeyRef.Key), (secret.Name, secret.Key));
+
+        // The network policy lets this pod reach the gateway port, which the gateway Service exposes.
+        var policy = Assert.Single(LoadFile("base", "networkpolicy.yaml").OfType<V1NetworkPolicy>());
+        var gateway = new BabelClusterOptions().GatewayPort;
+        Assert.Contains(policy.Spec.Ingress, rule =>
+            rule.Ports.Any(p => p.Port.Value == gateway.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            && rule.FromProperty.Any(peer => peer.PodSelector?.MatchLabels is { } labels && peer.NamespaceSelector is null
+                && labels.All(l => job.Spec.Template.Metadata.Labels.TryGetValue(l.Key, out var v) && v == l.Value)));
+        var service = LoadFile("base", "services.yaml").OfType<V1Service>().Single(s => s.Metadata.Name == "babel-gateway");
+        Assert.Equal(gateway, Assert.Single(service.Spec.Ports).Port);
+
+        // Non-root on a read-only root filesystem, with every written path on a volume.
+        Assert.True(client.SecurityContext.ReadOnlyRootFilesystem);
+        Assert.True(client.SecurityContext.RunAsNonRoot);
+        Assert.Equal("Never", pod.RestartPolicy);
+        var mounted = client.VolumeMounts.Select(m => m.MountPath).ToList();
+        Assert.Contains(env["TMPDIR"].Value, mounted);
+        Assert.Contains(client.WorkingDir, mounted);
+        var output = client.Args[client.Args.IndexOf("--out") + 1];
+        Assert.Contains(mounted, m => output.StartsWith(m + "/", StringComparison.Ordinal));
+        Assert.All(client.VolumeMounts, m => Assert.Single(pod.Volumes, v => v.Name == m.Name));
     }
 
     [Fact]
@@ -190,13 +240,31 @@ public partial class ManifestTests
             Assert.True(type.GetProperty(parts[2]) is not null, $"{name}: {type.Name} has no property {parts[2]}.");
         }
 
-        // The literal values (with a pod IP and a connection string as Kubernetes would fill in) pass the silo's validators.
-        var values = env.Values.Where(e => e.Value is not null).Select(e => KeyValuePair.Create(e.Name.Replace("__", ":", StringComparison.Ordinal), (string?)e.Value))
-            .Append(KeyValuePair.Create(BabelClusterOptions.Section + ":" + nameof(BabelClusterOptions.AdvertisedAddress), (string?)"10.0.0.5"))
-            .Append(KeyValuePair.Create(StorageConnectionString.Key, (string?)"UseDevelopmentStorage=true"));
+        // Orleans' Kubernetes hosting: the pod variables it reads, and the ids taken from the labels it matches pods by.
+        var labels = BaseDeployment().Spec.Template.Metadata.Labels;
+        Assert.Equal($"metadata.labels['{KubernetesHosting.ClusterIdLabel}']", env[EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ClusterId))].ValueFrom.FieldRef.FieldPath);
+        Assert.Equal($"metadata.labels['{KubernetesHosting.ServiceIdLabel}']", env[EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ServiceId))].ValueFrom.FieldRef.FieldPath);
+        Assert.Equal("metadata.name", env[KubernetesHosting.PodNameVariable].ValueFrom.FieldRef.FieldPath);
+        Assert.Equal("metadata.namespace", env[KubernetesHosting.PodNamespaceVariable].ValueFrom.FieldRef.FieldPath);
+        Assert.Equal("status.podIP", env[Orleans.Hosting.Kubernetes.KubernetesHostingOptions.PodIPEnvironmentVariable].ValueFrom.FieldRef.FieldPath);
+
+        // Every value as Kubernetes fills it in for a pod of this template (downward API, secret) passes the silo's validators.
+        string? Resolve(V1EnvVar e) => e.Value ?? e.ValueFrom switch
+        {
+            { FieldRef.FieldPath: "metadata.name" } => "babel-silo-5d9c7-abcde",
+            { FieldRef.FieldPath: "metadata.namespace" } => "babel",
+            { FieldRef.FieldPath: "status.podIP" } => "10.0.0.5",
+            { FieldRef.FieldPath: var path } when path.StartsWith("metadata.labels['", StringComparison.Ordinal) => labels[path["metadata.labels['".Length..^2]],
+            { SecretKeyRef: not null } => "UseDevelopmentStorage=true",
+            _ => throw new InvalidOperationException($"{e.Name} has a source the test does not know."),
+        };
+        var values = env.Values.Select(e => KeyValuePair.Create(e.Name.Replace("__", ":", StringComparison.Ordinal), Resolve(e)));
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
         var cluster = configuration.GetSection(BabelClusterOptions.Section).Get<BabelClusterOptions>()!;
         Assert.Equal(ClusterMode.Cluster, cluster.Mode);
+        Assert.Equal((labels[KubernetesHosting.ClusterIdLabel], labels[KubernetesHosting.ServiceIdLabel]), (cluster.ClusterId, cluster.ServiceId));
+        Assert.True(cluster.KubernetesHosting);
+        Assert.True(KubernetesHosting.IsEnabled(cluster, configuration));
         Assert.True(new BabelClusterOptionsValidator(configuration).Validate(Options.DefaultName, cluster).Succeeded);
         Assert.True(new HttpOptionsValidator().Validate(null, configuration.GetSection(HttpOptions.Section).Get<HttpOptions>()!).Succeeded);
         Assert.True(new WorkerOptionsValidator().Validate(null, configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions()).Succeeded);
@@ -222,10 +290,38 @@ public partial class ManifestTests
         var pdb = Assert.Single(LoadFile("base", "pdb.yaml").OfType<V1PodDisruptionBudget>());
         Assert.Equal("1", pdb.Spec.MaxUnavailable.Value);
 
-        var role = Assert.Single(LoadFile("base", "rbac.yaml").OfType<V1Role>());
+        var rbac = LoadFile("base", "rbac.yaml");
+        var role = Assert.Single(rbac.OfType<V1Role>());
         var rule = Assert.Single(role.Rules);
+        Assert.Equal([""], rule.ApiGroups);
         Assert.Equal(["pods"], rule.Resources);
-        Assert.Equal(["get", "list", "watch"], rule.Verbs.Order(StringComparer.Ordinal));
+        Assert.Equal(OrleansKubernetesHostingVerbs(), rule.Verbs.Order(StringComparer.Ordinal));
+        var binding = Assert.Single(rbac.OfType<V1RoleBinding>());
+        Assert.Equal(role.Metadata.Name, binding.RoleRef.Name);
+        Assert.Equal(BaseDeployment().Spec.Template.Spec.ServiceAccountName, Assert.Single(binding.Subjects).Name);
+    }
+
+    /// <summary>The pod verbs Microsoft.Orleans.Hosting.Kubernetes needs, from the KubernetesClient methods its assembly calls.</summary>
+    private static List<string> OrleansKubernetesHostingVerbs()
+    {
+        var assembly = typeof(Orleans.Hosting.Kubernetes.KubernetesHostingOptions).Assembly.Location;
+        using var pe = new System.Reflection.PortableExecutable.PEReader(File.OpenRead(assembly));
+        var metadata = System.Reflection.Metadata.PEReaderExtensions.GetMetadataReader(pe);
+        var called = metadata.MemberReferences.Select(h => metadata.GetString(metadata.GetMemberReference(h).Name)).Where(n => n.Contains("NamespacedPod", StringComparison.Ordinal)).ToHashSet();
+        var verbs = new Dictionary<string, string[]>
+        {
+            ["ReadNamespacedPod"] = ["get"],
+            ["ListNamespacedPod"] = ["list"],
+            ["WatchListNamespacedPod"] = ["list", "watch"],
+            ["PatchNamespacedPod"] = ["patch"],
+            ["DeleteNamespacedPod"] = ["delete"],
+        };
+        var unknown = called.Where(c => !verbs.Keys.Any(k => c.StartsWith(k, StringComparison.Ordinal))).ToList();
+        Assert.True(unknown.Count == 0, $"Microsoft.Orleans.Hosting.Kubernetes calls {string.Join(", ", unknown)}: add its verb to this map and to base/rbac.yaml.");
+        // A watch is a list with watch=true, whichever method the package uses for it.
+        var needed = verbs.Where(v => called.Any(c => c.StartsWith(v.Key, StringComparison.Ordinal))).SelectMany(v => v.Value)
+            .Concat(called.Any(c => c.Contains("ListNamespacedPodWithHttpMessages", StringComparison.Ordinal)) ? ["watch"] : []);
+        return [.. needed.Distinct().Order(StringComparer.Ordinal)];
     }
 
     [Fact]
@@ -253,13 +349,34 @@ public partial class ManifestTests
         Assert.Contains("dotnet publish src/Silo -c Release", dockerfile, StringComparison.Ordinal);
         Assert.Contains("-p:LibTorchPackage=", dockerfile, StringComparison.Ordinal);
         Assert.Contains($"\"{typeof(HealthEndpoints).Assembly.GetName().Name}.dll\"", dockerfile, StringComparison.Ordinal);
+
+        // Each image patches TorchSharp's native library while its folder is writable (as root, before USER), so the
+        // read-only root filesystem is never written to; the client Job's image is the `client` target.
+        var stages = Regex.Split(dockerfile, @"(?m)^FROM ").Skip(1).ToDictionary(stage => stage.Split('\n')[0].Split(" AS ")[^1].Trim());
+        foreach (var name in new[] { "silo", "client" })
+        {
+            var stage = stages[name];
+            var prepare = stage.IndexOf(SiloProcess.PrepareNativeArgument, StringComparison.Ordinal);
+            Assert.True(prepare > 0, $"Stage {name} does not run {SiloProcess.PrepareNativeArgument}.");
+            Assert.True(prepare < stage.IndexOf("\nUSER 10001", StringComparison.Ordinal), $"Stage {name} prepares the native library after switching to the non-root user.");
+        }
+        Assert.Equal("silo", stages.Keys.Last());
+        Assert.Contains("--target client", dockerfile, StringComparison.Ordinal);
+        Assert.StartsWith("babel-client:", Assert.Single(LoadFile("examples", "profile-job.yaml").OfType<V1Job>()).Spec.Template.Spec.Containers[0].Image, StringComparison.Ordinal);
     }
+
+    /// <summary>The <c>babel_*</c> metrics of README.md's metric table.</summary>
+    internal static HashSet<string> DocumentedMetrics() =>
+        ReadmeMetric().Matches(File.ReadAllText(Path.Combine(Root, "README.md"))).Select(m => m.Groups[1].Value).ToHashSet();
+
+    /// <summary>A histogram's name without the <c>_bucket</c>/<c>_sum</c>/<c>_count</c> of its series.</summary>
+    internal static string WithoutHistogramSuffix(string series) => HistogramSeries().Replace(series, "");
 
     [Fact]
     public void Alert_metrics_are_in_the_readme_table_and_defined_by_JobMetrics()
     {
         var defined = JobMetricNames();
-        var documented = ReadmeMetric().Matches(File.ReadAllText(Path.Combine(Root, "README.md"))).Select(m => m.Groups[1].Value).ToHashSet();
+        var documented = DocumentedMetrics();
         Assert.Equal(defined.Order(StringComparer.Ordinal), documented.Order(StringComparer.Ordinal));
 
         var rules = File.ReadAllText(Path.Combine(K8s, "monitoring", "prometheus-rules.yaml"));

@@ -1,0 +1,153 @@
+using System.Text.Json.Nodes;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Experts;
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Training;
+using Babel.Modeling.Transformer;
+using Babel.Storage.Corpora;
+using Babel.UnitTests.Jobs;
+using Xunit;
+using static Babel.UnitTests.CliRun;
+
+namespace Babel.UnitTests.Experts;
+
+/// <summary><c>babel prune</c> and <c>babel eval-pruning</c> end to end on the embedded engine, on a tiny model.</summary>
+public class PruneCommandTests
+{
+    private static (string Model, string Corpus, string Run, string Store) Profiled(ScratchFolder scratch)
+    {
+        var (model, corpus) = JobTestInputs.Write(scratch);
+        using (var network = CausalLanguageModel.Load(model)) MoEfication.Partition(network, 4, MoEfication.Random, seed: 3).Save(model);
+        var store = scratch.Combine("store");
+        var run = scratch.Combine("run");
+        var (code, _, error) = Run("profile", "--model", model, "--corpus", corpus, "--rule", "topk:2", "--sequence-length", "16", "--out", run, "--store", store);
+        Assert.True(code == 0, error);
+        return (model, corpus, run, store);
+    }
+
+    private static double PerplexityOf(string model, string corpus, string language)
+    {
+        using var network = CausalLanguageModel.Load(model);
+        using var tokenizer = HuggingFaceTokenizer.Load(model);
+        return Perplexity.Evaluate(network, tokenizer, language, Corpus.Open(corpus).ReadDocuments(language, CorpusSplit.All).Select(d => d.Text)).Perplexity;
+    }
+
+    [Fact]
+    public void Eval_pruning_scores_every_strategy_and_agrees_with_the_exported_models()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus, run, store) = Profiled(scratch);
+        var curvesFolder = scratch.Combine("curves");
+        var (code, output, error) = Run("eval-pruning", "--model", model, "--run", run, "--rates", "0.5,0.25", "--seeds", "2", "--split", "all",
+            "--out", curvesFolder, "--store", store);
+        Assert.True(code == 0, error);
+        Assert.Contains("includes the all documents", error, StringComparison.Ordinal);
+        Assert.Contains("Frequency-guided pruning gives lower perplexity than random pruning in", output, StringComparison.Ordinal);
+        var curves = PruningCurves.Load(curvesFolder);
+        Assert.Equal([0.25, 0.5], curves.Rates);
+        Assert.Equal(["eng", "fra"], curves.Languages.Select(l => l.Language));
+        foreach (var file in new[] { PruningCurves.TableFileName, PruningCurves.SummaryImage, PruningCurves.ImageOf("eng"), PruningCurves.ImageOf("fra") })
+        {
+            Assert.True(File.Exists(Path.Combine(curvesFolder, file)), file);
+        }
+
+        foreach (var language in new[] { "eng", "fra" })
+        {
+            var curve = curves.Languages.Single(l => l.Language == language);
+            // The job's unpruned perplexity is the plain evaluation of the model on the same documents.
+            Assert.Equal(PerplexityOf(model, corpus, language), curve.Unpruned, 1e-3 * curve.Unpruned);
+            var random = curve.At(ExpertPruning.Random, 0.5)!;
+            Assert.Equal(2, random.Seeds.Count);
+            Assert.Equal(random.Seeds.Average(), random.Perplexity, 1e-9);
+            // A second path: the physically pruned checkpoint, scored directly, gives the masked job's perplexity.
+            var exported = scratch.Combine($"pruned-{language}");
+            var (pruneCode, _, pruneError) = Run("prune", "--model", model, "--run", run, "--language", language, "--rate", "0.5", "--strategy", "frequency", "--export", "--out", exported);
+            Assert.True(pruneCode == 0, pruneError);
+            Assert.Equal([24, 24], ModelConfig.Load(exported).IntermediateSizes);
+            var frequency = curve.At(ExpertPruning.Frequency, 0.5)!.Perplexity;
+            Assert.Equal(PerplexityOf(exported, corpus, language), frequency, 1e-3 * frequency);
+            Assert.NotEqual(curve.Unpruned, frequency, 1e-6);
+        }
+    }
+
+    [Fact]
+    public void Prune_writes_the_plan_of_the_least_active_experts()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, _, run, _) = Profiled(scratch);
+        var (code, output, error) = Run("prune", "--model", model, "--run", run, "--language", "eng", "--rate", "0.25", "--out", scratch.Combine("plan"));
+        Assert.True(code == 0, error);
+        Assert.Contains("pruned 2 of 8 experts", output, StringComparison.Ordinal);
+        var plan = JsonNode.Parse(File.ReadAllText(scratch.Combine("plan/pruning.json")))!;
+        var frequencies = ActivationProfile.Load(run).Languages["eng"].Frequencies();
+        for (var layer = 0; layer < 2; layer++)
+        {
+            var pruned = plan["pruned"]![layer]!.AsArray().Select(e => e!.GetValue<int>()).Single();
+            Assert.Equal(frequencies[layer].Min(), frequencies[layer][pruned]);
+        }
+        Assert.False(File.Exists(scratch.Combine("plan/config.json")));
+    }
+
+    [Theory]
+    [InlineData("--rate", "1.5", "outside (0, 1)")]
+    [InlineData("--language", "deu", "'deu' is not in the profile")]
+    [InlineData("--strategy", "magnitude", "magnitude")]
+    public void Bad_pruning_input_is_one_sentence_and_writes_nothing(string option, string value, string expected)
+    {
+        using var scratch = new ScratchFolder();
+        var (model, _, run, _) = Profiled(scratch);
+        var arguments = new Dictionary<string, string> { ["--language"] = "eng", ["--rate"] = "0.5", ["--strategy"] = "frequency" };
+        arguments[option] = value;
+        var (code, _, error) = Run(["prune", "--model", model, "--run", run, "--out", scratch.Combine("out"), "--export", .. arguments.SelectMany(a => new[] { a.Key, a.Value })]);
+        Assert.NotEqual(0, code);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(scratch.Combine("out")));
+    }
+
+    [Fact]
+    public void A_run_of_another_model_is_refused()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus, run, store) = Profiled(scratch);
+        // Same shapes and partition, other weights: the content key differs.
+        var other = scratch.Combine("other");
+        Directory.CreateDirectory(other);
+        foreach (var file in Directory.GetFiles(model)) File.Copy(file, Path.Combine(other, Path.GetFileName(file)));
+        using (var network = Babel.UnitTests.Transformer.TinyModels.Create(ModelConfig.Load(model), seed: 99))
+        {
+            ModelCheckpoint.Save(other, ModelConfig.Load(model), network.StateDict());
+        }
+        var (code, _, error) = Run("eval-pruning", "--model", other, "--run", run, "--corpus", corpus, "--store", store);
+        Assert.Equal(2, code);
+        Assert.Contains("profiled another model", error, StringComparison.Ordinal);
+        var (rateCode, _, rateError) = Run("eval-pruning", "--model", model, "--run", run, "--rates", "0.2,abc", "--store", store);
+        Assert.Equal(2, rateCode);
+        Assert.Contains("'abc' in --rates is not a number", rateError, StringComparison.Ordinal);
+    }
+    [Fact]
+    public void Sparse_scores_top_k_routing_and_all_experts_equal_the_dense_model()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus, _, store) = Profiled(scratch);
+        var (code, output, error) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "4,1", "--split", "all", "--out", scratch.Combine("sparse"), "--store", store);
+        Assert.True(code == 0, error);
+        Assert.Contains("Centroid routing", output, StringComparison.Ordinal);
+        var curves = SparseActivationCurves.Load(scratch.Combine("sparse"));
+        Assert.Equal([1, 4], curves.TopK);
+        foreach (var language in curves.Languages)
+        {
+            Assert.Equal(PerplexityOf(model, corpus, language.Language), language.Dense, 1e-3 * language.Dense);
+            foreach (var router in SparseExpertActivation.Routers)
+            {
+                Assert.Equal(language.Dense, language.Routers[router][4], 1e-3 * language.Dense);
+                Assert.NotEqual(language.Dense, language.Routers[router][1], 1e-6);
+            }
+        }
+        Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[1] > 0);
+        Assert.True(File.Exists(scratch.Combine("sparse/sparse.png")));
+        var (badCode, _, badError) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "9", "--out", scratch.Combine("bad"), "--store", store);
+        Assert.Equal(2, badCode);
+        Assert.Contains("outside 1..4", badError, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(scratch.Combine("bad")));
+    }
+}
