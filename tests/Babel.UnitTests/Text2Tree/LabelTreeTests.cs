@@ -3,7 +3,6 @@ using Babel.Modeling.Text2Tree;
 using Babel.Storage;
 using Babel.Storage.Icpc;
 using Xunit;
-using static TorchSharp.torch;
 
 namespace Babel.UnitTests.Text2Tree;
 
@@ -103,6 +102,5 @@ public class LabelTreeTests
         Assert.Single(subset, e => e.Labels[0] == 2);
         Assert.Equal(1, subset.Count(e => e.Labels[0] == 1));
         Assert.Equal(subset, Text2TreeData.Subset(examples, 20));
-        _ = zeros(1);
     }
 }
