@@ -23,8 +23,8 @@ public static class Text2TreeMethods
 public sealed record Text2TreeOptions
 {
     [JsonPropertyName("method")] public string Method { get; init; } = Text2TreeMethods.Text2Tree;
-    /// <summary>Weight of L_SSL in (1 − λ)·L_DML + λ·L_SSL.</summary>
-    [JsonPropertyName("lambda")] public double Lambda { get; init; } = 0.5;
+    /// <summary>Weight of L_SSL in (1 − λ)·L_DML + λ·L_SSL; 0.1 beat 0.5 on ICPC-2 chapters K,R (docs/benchmarks.md).</summary>
+    [JsonPropertyName("lambda")] public double Lambda { get; init; } = 0.1;
     /// <summary>Temperature of the contrastive term and of the label-similarity softmax.</summary>
     [JsonPropertyName("tau")] public double Tau { get; init; } = 0.1;
     [JsonPropertyName("seed")] public long Seed { get; init; } = 1;
