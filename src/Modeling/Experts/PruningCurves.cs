@@ -115,6 +115,7 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
             var ys = points.Select(p => p.Perplexity).Prepend(language.Unpruned).ToArray();
             var line = plot.Add.Scatter(xs, ys);
             line.LegendText = strategy;
+            line.Color = ColorOf(strategy);
             if (points.Any(p => p.Seeds.Count > 1))
             {
                 var bars = plot.Add.ErrorBar(points.Select(p => p.Rate).ToArray(), points.Select(p => p.Perplexity).ToArray(), points.Select(p => p.StandardDeviation).ToArray());
@@ -135,6 +136,7 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
         {
             var line = plot.Add.Scatter(Rates.Prepend(0).ToArray(), Rates.Select(r => MeanRatio(strategy, r)).Prepend(1).ToArray());
             line.LegendText = strategy;
+            line.Color = ColorOf(strategy);
         }
         plot.Title(string.Create(CultureInfo.InvariantCulture, $"Mean over {Languages.Count} languages: perplexity / unpruned perplexity"));
         plot.XLabel("fraction of experts pruned per layer");
@@ -142,6 +144,9 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
         plot.ShowLegend(Alignment.UpperLeft);
         return plot;
     }
+
+    // One colour per strategy in every plot, whatever else takes palette slots.
+    private static Color ColorOf(string strategy) => new ScottPlot.Palettes.Category10().GetColor(Math.Max(0, ExpertPruning.Strategies.ToList().IndexOf(strategy)));
 
     private static void SavePlot(Plot plot, string path)
     {
