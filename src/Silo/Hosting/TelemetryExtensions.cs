@@ -16,6 +16,19 @@ public static class TelemetryExtensions
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(OrleansMeter, BabelMeters)
             .AddPrometheusExporter());
+        // Registered after OpenTelemetry's own hosted service, so the exporter listens when the zeros are recorded.
+        builder.Services.AddHostedService<ZeroCounters>();
         return builder;
+    }
+
+    private sealed class ZeroCounters : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            Babel.Modeling.Distillation.DistillationMetrics.ExportZeros();
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }

@@ -40,7 +40,8 @@ public class MonitoringTests
     public void The_rules_and_the_dashboard_hold_the_expected_queries()
     {
         var rules = RuleExpressions();
-        Assert.Equal(4, rules.Count); // three alerts and the annotation's query
+        Assert.Equal(5, rules.Count); // four alerts and the annotation's query
+        Assert.Contains(rules, e => e.Contains("babel_distill_teacher_throttled_total", StringComparison.Ordinal));
         Assert.Contains(rules, e => e.Contains("babel_shards_leased_total", StringComparison.Ordinal));
         var dashboard = DashboardExpressions();
         Assert.True(dashboard.Count >= 15, $"only {dashboard.Count} dashboard queries");
