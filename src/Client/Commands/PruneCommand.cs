@@ -35,7 +35,7 @@ internal static class PruneCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             var modelDirectory = parse.GetValue(model)!;
-            var (profile, partition) = await OpenAsync(modelDirectory, parse.GetValue(run)!, cancellationToken);
+            var (profile, partition) = await OpenAsync(modelDirectory, parse.GetValue(run)!, modelKey: null, cancellationToken);
             var plan = ExpertPruning.Plan(profile, parse.GetValue(language)!, parse.GetValue(rate), parse.GetValue(strategy)!, parse.GetValue(seed));
             var outDirectory = parse.GetValue(output)!;
             if (parse.GetValue(export))
@@ -117,7 +117,9 @@ internal static class PruneCommand
     {
         if (request.Seeds < 1) throw new UserInputException("--seeds must be at least 1.");
         if (request.Strategies.Count == 0) throw new UserInputException("--strategies names no strategy.");
-        var (profile, partition) = await OpenAsync(modelDirectory, runDirectory, cancellationToken);
+        // The upload hashes the model folder; its key is what the run must have profiled, so the folder is read once.
+        var modelKey = await connection.Jobs.UploadFolderAsync(modelDirectory, "models", cancellationToken);
+        var (profile, partition) = await OpenAsync(modelDirectory, runDirectory, modelKey, cancellationToken);
         var opened = Corpus.Open(corpusDirectory);
         var codes = request.Languages ?? [.. profile.Languages.Keys];
         foreach (var code in codes)
@@ -149,7 +151,7 @@ internal static class PruneCommand
             }
         }
         var parameters = new PruningEvaluationParameters(
-            await connection.Jobs.UploadFolderAsync(modelDirectory, "models", cancellationToken),
+            modelKey,
             await connection.Jobs.UploadFolderAsync(opened.Directory, "corpora", cancellationToken),
             variants, request.Split);
         PruningEvaluationJob.ParseParameters(PruningEvaluationJob.Serialize(parameters));
@@ -177,13 +179,17 @@ internal static class PruneCommand
     private static string VariantName(string language, string strategy, double rate, long seed) =>
         string.Create(CultureInfo.InvariantCulture, $"{language}/{strategy}/{rate:R}/{seed}");
 
-    /// <summary>The run's profile and the model's partition, after checking that the run profiled this very model.</summary>
-    private static async Task<(ActivationProfile Profile, ExpertPartition Partition)> OpenAsync(string modelDirectory, string runDirectory, CancellationToken cancellationToken)
+    /// <summary>
+    /// The run's profile and the model's partition, after checking that the run profiled this very model;
+    /// <paramref name="modelKey"/> is the folder's artifact key when it was already uploaded (else it is hashed here).
+    /// </summary>
+    private static async Task<(ActivationProfile Profile, ExpertPartition Partition)> OpenAsync(string modelDirectory, string runDirectory, string? modelKey,
+        CancellationToken cancellationToken)
     {
         var profile = ActivationProfile.Load(runDirectory);
         var config = ModelCheckpoint.Validate(modelDirectory);
         var partition = ExpertPartition.Load(modelDirectory).CheckFits(config, Path.Combine(modelDirectory, ExpertPartition.FileName));
-        var key = "models/" + await ArtifactFolders.ComputeContentHashAsync(modelDirectory, cancellationToken);
+        var key = modelKey ?? "models/" + await ArtifactFolders.ComputeContentHashAsync(modelDirectory, cancellationToken);
         if (profile.Model != key || profile.Layers != partition.Layers || profile.Experts != partition.Experts)
         {
             throw new UserInputException($"{runDirectory} profiled another model ({profile.Model}, {profile.Layers} layers × {profile.Experts} experts), not {modelDirectory} ({key}); profile this model with 'babel profile' first.");

@@ -193,10 +193,5 @@ public static class AnalysisPlots
 
     private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
 
-    private static void Save(Plot plot, string path, int width, int height)
-    {
-        var temporary = path + ".tmp.png";
-        plot.SavePng(temporary, width, height);
-        File.Move(temporary, path, overwrite: true);
-    }
+    private static void Save(Plot plot, string path, int width, int height) => PlotFiles.SavePng(plot, path, width, height);
 }

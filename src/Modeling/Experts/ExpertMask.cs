@@ -27,7 +27,7 @@ public sealed class ExpertMask : IFeedForwardHook, IDisposable
         var order = partition.NeuronOrder();
         // Kept for the hook's lifetime, outside any dispose scope of the caller.
         _order = [.. order.Select(o => tensor(o).DetachFromDisposeScope())];
-        _inverseOrder = [.. order.Select(o => tensor(Inverse(o)).DetachFromDisposeScope())];
+        _inverseOrder = [.. partition.InverseNeuronOrder().Select(o => tensor(o).DetachFromDisposeScope())];
         _masks = [.. Enumerable.Range(0, partition.Layers).Select(layer => mask[layer].detach().to_type(ScalarType.Float32).reshape(partition.Experts, 1).clone().DetachFromDisposeScope())];
     }
 
@@ -51,12 +51,5 @@ public sealed class ExpertMask : IFeedForwardHook, IDisposable
     public void Dispose()
     {
         foreach (var t in _order.Concat(_inverseOrder).Concat(_masks)) t.Dispose();
-    }
-
-    private static long[] Inverse(long[] order)
-    {
-        var inverse = new long[order.Length];
-        for (var position = 0; position < order.Length; position++) inverse[order[position]] = position;
-        return inverse;
     }
 }

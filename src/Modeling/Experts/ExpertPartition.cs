@@ -53,6 +53,17 @@ public sealed record ExpertPartition
         .. ExpertOfNeuron.Select(layer => Enumerable.Range(0, layer.Length).OrderBy(n => layer[n]).ThenBy(n => n).Select(n => (long)n).ToArray()),
     ];
 
+    /// <summary>For each layer, the inverse permutation of <see cref="NeuronOrder"/>: scatters the expert-ordered view back to neuron order.</summary>
+    public long[][] InverseNeuronOrder() =>
+    [
+        .. NeuronOrder().Select(order =>
+        {
+            var inverse = new long[order.Length];
+            for (var position = 0; position < order.Length; position++) inverse[order[position]] = position;
+            return inverse;
+        }),
+    ];
+
     /// <summary>Checks sizes and that every expert has exactly intermediate_size / experts neurons in every layer.</summary>
     public ExpertPartition Validate(string source)
     {

@@ -18,7 +18,7 @@ public static class Heatmaps
         {
             var plot = Plot(code, activations, profile, maximum, colourBar: true);
             var name = $"heatmap-{code}.png";
-            Save(plot, Path.Combine(directory, name), Width, Height);
+            PlotFiles.SavePng(plot, Path.Combine(directory, name), Width, Height);
             files.Add(name);
         }
 
@@ -34,10 +34,7 @@ public static class Heatmaps
                 multiplot.AddPlot(Plot(code, activations, profile, maximum, colourBar: false));
             }
             multiplot.Layout = new ScottPlot.MultiplotLayouts.Grid(rows, columns);
-            var grid = Path.Combine(directory, "heatmaps.png");
-            var temporary = grid + ".tmp.png";
-            multiplot.SavePng(temporary, columns * 320, rows * 200);
-            File.Move(temporary, grid, overwrite: true);
+            PlotFiles.SavePng(multiplot, Path.Combine(directory, "heatmaps.png"), columns * 320, rows * 200);
             files.Add("heatmaps.png");
         }
         return files;
@@ -73,12 +70,5 @@ public static class Heatmaps
         var step = Math.Max(1, (int)Math.Ceiling(count / 16.0));
         for (var i = 0; i < count; i += step) ticks.AddMajor(i, i.ToString(System.Globalization.CultureInfo.InvariantCulture));
         return ticks;
-    }
-
-    private static void Save(Plot plot, string path, int width, int height)
-    {
-        var temporary = path + ".tmp.png";
-        plot.SavePng(temporary, width, height);
-        File.Move(temporary, path, overwrite: true);
     }
 }

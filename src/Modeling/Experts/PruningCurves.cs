@@ -148,12 +148,7 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
     // One colour per strategy in every plot, whatever else takes palette slots.
     private static Color ColorOf(string strategy) => new ScottPlot.Palettes.Category10().GetColor(Math.Max(0, ExpertPruning.Strategies.ToList().IndexOf(strategy)));
 
-    private static void SavePlot(Plot plot, string path)
-    {
-        var temporary = path + ".tmp.png";
-        plot.SavePng(temporary, 640, 400);
-        File.Move(temporary, path, overwrite: true);
-    }
+    private static void SavePlot(Plot plot, string path) => PlotFiles.SavePng(plot, path, 640, 400);
 
     /// <summary>The report section: the summary plot and a table of mean perplexity ratios per strategy and rate; <paramref name="folder"/> is relative to the run.</summary>
     public ReportSection Section(string folder)

@@ -81,9 +81,7 @@ public sealed record SparseActivationCurves(string Model, string Split, int Expe
         plot.XLabel("fraction of FFN compute kept (K / E)");
         plot.YLabel("perplexity / dense perplexity");
         plot.ShowLegend(Alignment.UpperRight);
-        var path = Path.Combine(directory, Image);
-        plot.SavePng(path + ".tmp.png", 640, 400);
-        File.Move(path + ".tmp.png", path, overwrite: true);
+        PlotFiles.SavePng(plot, Path.Combine(directory, Image), 640, 400);
     }
 
     /// <summary>The report section: the perplexity-vs-compute plot and the measured speeds; <paramref name="folder"/> is relative to the run.</summary>

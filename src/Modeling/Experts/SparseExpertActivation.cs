@@ -50,12 +50,14 @@ public sealed class SparseExpertActivation : IFeedForwardHook, IDisposable
         using var guard = no_grad();
         using var scope = NewDisposeScope();
         _order = [.. orders.Select(o => tensor(o).MoveToOuterDisposeScope())];
-        _inverseOrder = [.. orders.Select(o => tensor(Inverse(o)).MoveToOuterDisposeScope())];
-        _gate = new Tensor[partition.Layers];
-        _up = new Tensor[partition.Layers];
-        _down = new Tensor[partition.Layers];
-        _centroids = new Tensor[partition.Layers];
-        for (var layer = 0; layer < partition.Layers; layer++)
+        _inverseOrder = [.. partition.InverseNeuronOrder().Select(o => tensor(o).MoveToOuterDisposeScope())];
+        // Per-expert weight copies serve only the centroid router's sparse computation; the oracle masks the dense FFN.
+        var copies = router == CentroidRouter ? partition.Layers : 0;
+        _gate = new Tensor[copies];
+        _up = new Tensor[copies];
+        _down = new Tensor[copies];
+        _centroids = new Tensor[copies];
+        for (var layer = 0; layer < copies; layer++)
         {
             var mlp = model.Layers[layer].Mlp;
             var hidden = model.Config.HiddenSize;
@@ -107,12 +109,5 @@ public sealed class SparseExpertActivation : IFeedForwardHook, IDisposable
     public void Dispose()
     {
         foreach (var t in _order.Concat(_inverseOrder).Concat(_gate).Concat(_up).Concat(_down).Concat(_centroids)) t.Dispose();
-    }
-
-    private static long[] Inverse(long[] order)
-    {
-        var inverse = new long[order.Length];
-        for (var position = 0; position < order.Length; position++) inverse[order[position]] = position;
-        return inverse;
     }
 }

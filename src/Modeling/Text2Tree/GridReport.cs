@@ -136,8 +136,6 @@ public static class GridReport
         plot.YLabel("test macro-F1");
         plot.Title("Macro-F1 by label frequency (mean ± std over seeds)");
         plot.ShowLegend(Alignment.UpperRight);
-        var temporary = path + ".tmp.png";
-        plot.SavePng(temporary, 900, 480);
-        File.Move(temporary, path, overwrite: true);
+        PlotFiles.SavePng(plot, path, 900, 480);
     }
 }
