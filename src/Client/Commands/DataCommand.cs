@@ -18,6 +18,7 @@ internal static class DataCommand
         command.Subcommands.Add(CodedTextDataCommand.CreateIcpc());
         command.Subcommands.Add(CodedTextDataCommand.CreateCodes());
         command.Subcommands.Add(InstructionsDataCommand.Create());
+        command.Subcommands.Add(StudentCommand.CreateArithmetic());
         return command;
     }
 

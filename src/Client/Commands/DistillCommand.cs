@@ -15,10 +15,10 @@ namespace Babel.Client.Commands;
 /// <summary><c>babel distill generate</c>: teacher chains of thought and self-evaluations for a dataset, as a job.</summary>
 internal static class DistillCommand
 {
-    public const string CotsFile = "cots.jsonl";
-    public const string EvaluationsFile = "evaluations.jsonl";
-    public const string FailuresFile = "failures.jsonl";
-    public const string ManifestFile = "manifest.json";
+    public const string CotsFile = DistillationFiles.Cots;
+    public const string EvaluationsFile = DistillationFiles.Evaluations;
+    public const string FailuresFile = DistillationFiles.Failures;
+    public const string ManifestFile = DistillationFiles.Manifest;
     public const string RawFolder = "raw";
     /// <summary>Shorter than the engine's default: the shard a killed client's embedded worker held is re-run this soon after a rerun starts.</summary>
     public const double DefaultLeaseSeconds = 30;
@@ -27,6 +27,7 @@ internal static class DistillCommand
     {
         var command = new Command("distill", "Self-evaluation distillation data (\"Mind's Mirror\").");
         command.Subcommands.Add(CreateGenerate());
+        command.Subcommands.Add(StudentCommand.CreateTrain());
         return command;
     }
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Babel.Modeling.Text2Tree;
+using Babel.Modeling.Training;
 
 namespace Babel.Client.Commands;
 
@@ -114,11 +115,5 @@ internal static class Text2TreeCommand
         {
             writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {bucket.Name,-6} ({bucket.Rule}): {bucket.Labels} labels, macro-F1 {bucket.MacroF1:F4}"));
         }
-    }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and lines could arrive late).</summary>
-    internal sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
     }
 }

@@ -18,3 +18,12 @@ public sealed record RawExchange(string QuestionId, string Role, int CotSample, 
 public sealed record DistillationOutput(
     IReadOnlyList<CotRecord> Cots, IReadOnlyList<EvaluationRecord> Evaluations, IReadOnlyList<DistillationFailure> Failures,
     IReadOnlyList<RawExchange> Raw, IReadOnlyDictionary<string, long> Totals);
+
+/// <summary>The files of a distillation folder, as <c>babel distill generate</c> writes them and the student trainer reads them.</summary>
+public static class DistillationFiles
+{
+    public const string Cots = "cots.jsonl";
+    public const string Evaluations = "evaluations.jsonl";
+    public const string Failures = "failures.jsonl";
+    public const string Manifest = "manifest.json";
+}

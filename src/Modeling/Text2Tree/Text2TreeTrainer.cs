@@ -93,7 +93,7 @@ public static class Text2TreeTrainer
             ?? new TrainerState(0, fingerprint, 0, double.NegativeInfinity, [], []);
         var resumed = state.Step > 0;
         using var classWeights = tensor(Text2TreeLosses.InverseFrequencyWeights(data.TrainCounts));
-        var order = new SampleOrder(data.Train.Count, options.Seed);
+        var order = new EpochOrder(data.Train.Count, options.Seed);
         var stopwatch = Stopwatch.StartNew();
         var trainedHere = 0;
 
@@ -190,9 +190,9 @@ public static class Text2TreeTrainer
                 break;
             default:
                 // Mixup of the pooled representations with a Beta(α, α) ratio and a random partner, both drawn from (seed, step).
-                var random = new Random(StepSeed(options.Seed, step));
+                var random = new Random(EpochOrder.StepSeed(options.Seed, step));
                 var ratio = Beta(random, options.MixupAlpha);
-                var partner = tensor(Permutation(random, (int)z.shape[0]).Select(i => (long)i).ToArray());
+                var partner = tensor(EpochOrder.Permutation(random, (int)z.shape[0]).Select(i => (long)i).ToArray());
                 var mixed = ratio * z + (1 - ratio) * z.index_select(0, partner);
                 var soft = ratio * targets + (1 - ratio) * targets.index_select(0, partner);
                 loss = Text2TreeLosses.SoftLabelLoss(model.Classify(mixed, null), soft, multilabel);
@@ -345,14 +345,6 @@ public static class Text2TreeTrainer
         foreach (var t in tensors.Values) t.Dispose();
     }
 
-    internal static int StepSeed(long seed, int step) => (int)((seed * 1_000_003L + step * 7919L + 17) & 0x7fffffff);
-
-    internal static int[] Permutation(Random random, int n)
-    {
-        var permutation = Enumerable.Range(0, n).ToArray();
-        random.Shuffle(permutation);
-        return permutation;
-    }
 
     /// <summary>Beta(α, α) as X / (X + Y) with X, Y ~ Gamma(α).</summary>
     internal static double Beta(Random random, double alpha)
@@ -381,29 +373,6 @@ public static class Text2TreeTrainer
             v = v * v * v;
             var u = random.NextDouble();
             if (Math.Log(1 - u) < 0.5 * x * x + d - d * v + d * Math.Log(v)) return d * v;
-        }
-    }
-
-    /// <summary>The order training records are drawn in: epoch e is a permutation seeded by (seed, e); step s takes positions s·B … s·B + B − 1.</summary>
-    private sealed class SampleOrder(int count, long seed)
-    {
-        private readonly Dictionary<int, int[]> _epochs = [];
-
-        public int[] Batch(int step, int size)
-        {
-            var batch = new int[size];
-            for (var k = 0; k < size; k++)
-            {
-                var position = (long)step * size + k;
-                var epoch = (int)(position / count);
-                if (!_epochs.TryGetValue(epoch, out var permutation))
-                {
-                    permutation = Permutation(new Random(StepSeed(seed, -1 - epoch)), count);
-                    _epochs[epoch] = permutation;
-                }
-                batch[k] = permutation[(int)(position % count)];
-            }
-            return batch;
         }
     }
 }

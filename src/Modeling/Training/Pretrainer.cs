@@ -9,6 +9,12 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Babel.Modeling.Training;
 
+/// <summary>
+/// Calls around a checkpoint: <see cref="Writing"/> (step, temporary folder) adds files that are renamed into place with
+/// the checkpoint; <see cref="Written"/> (step) runs once the checkpoint is in place.
+/// </summary>
+public sealed record CheckpointHooks(Action<int, string>? Writing = null, Action<int>? Written = null);
+
 /// <summary>Progress of a training run, reported after every step.</summary>
 public readonly record struct TrainingProgress(int Step, int Steps, double Loss, double LearningRate, double TokensPerSecond, bool Resumed);
 
@@ -37,7 +43,20 @@ public static class Pretrainer
     /// <paramref name="dataFingerprint"/> joins the options in the resume check, so a checkpoint of other data is refused.
     /// </summary>
     public static IReadOnlyList<double> Train(CausalLanguageModel model, Func<int, (Tensor Inputs, Tensor Targets)> batches, PretrainingOptions options,
-        string checkpointDirectory, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "")
+        string checkpointDirectory, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "") =>
+        Train(model, step =>
+        {
+            var (inputs, targets) = batches(step);
+            return Loss(model.Forward(inputs), targets);
+        }, options, checkpointDirectory, new CheckpointHooks(), progress, cancellationToken, dataFingerprint);
+
+    /// <summary>
+    /// The loop itself, on any scalar <paramref name="objective"/> of a step (computed from the model inside the step's
+    /// dispose scope, as a pure function of the step). <paramref name="hooks"/> let a caller add files to each checkpoint
+    /// (written atomically with it) and act once it is written.
+    /// </summary>
+    public static IReadOnlyList<double> Train(CausalLanguageModel model, Func<int, Tensor> objective, PretrainingOptions options, string checkpointDirectory,
+        CheckpointHooks hooks, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "")
     {
         options.Validate();
         var fingerprint = JsonSerializer.Serialize(options with { Threads = 0, CheckpointInterval = 0 }) + dataFingerprint;
@@ -64,13 +83,12 @@ public static class Pretrainer
             double loss;
             using (var scope = NewDisposeScope())
             {
-                var (inputs, targets) = batches(step);
                 optimizer.zero_grad();
-                var objective = Loss(model.Forward(inputs), targets);
-                objective.backward();
+                var value = objective(step);
+                value.backward();
                 nn.utils.clip_grad_norm_(parameters.Select(p => p.parameter), options.GradientClip);
                 optimizer.step();
-                loss = objective.item<float>();
+                loss = value.item<float>();
             }
             if (!double.IsFinite(loss))
             {
@@ -81,7 +99,8 @@ public static class Pretrainer
             progress?.Report(new TrainingProgress(done, options.Steps, loss, learningRate, tokensPerStep * (done - state.Step) / stopwatch.Elapsed.TotalSeconds, resumed));
             if (done % options.CheckpointInterval == 0 || done == options.Steps)
             {
-                SaveCheckpoint(model, optimizer, checkpointDirectory, state with { Step = done });
+                SaveCheckpoint(model, optimizer, checkpointDirectory, state with { Step = done }, temporary => hooks.Writing?.Invoke(done, temporary));
+                hooks.Written?.Invoke(done);
             }
         }
         model.eval();
@@ -130,9 +149,10 @@ public static class Pretrainer
         return state;
     }
 
-    private static void SaveCheckpoint(CausalLanguageModel model, AdamW optimizer, string directory, TrainerState state) =>
+    private static void SaveCheckpoint(CausalLanguageModel model, AdamW optimizer, string directory, TrainerState state, Action<string> extra) =>
         AtomicFile.WriteDirectory(directory, temporary =>
         {
+            extra(temporary);
             ModelCheckpoint.Save(temporary, model.Config, model.StateDict());
             optimizer.save_state_dict(Path.Combine(temporary, OptimizerFileName));
             File.WriteAllText(Path.Combine(temporary, StateFileName), JsonSerializer.Serialize(state));

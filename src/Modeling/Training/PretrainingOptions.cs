@@ -44,10 +44,17 @@ public sealed record PretrainingOptions
 /// <summary>Named model sizes for <c>babel pretrain --config</c>.</summary>
 public static class ModelPresets
 {
-    public static IReadOnlyList<string> Names { get; } = ["tiny", "small"];
+    public static IReadOnlyList<string> Names { get; } = ["micro", "tiny", "small"];
 
     public static ModelConfig Create(string name, int vocabSize, int bosId, int eosId, int padId) => name switch
     {
+        // A student that learns a small task in minutes on a laptop's CPU.
+        "micro" => new ModelConfig
+        {
+            HiddenSize = 96, IntermediateSize = 256, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 24,
+            VocabSize = vocabSize, MaxPositionEmbeddings = 512, RmsNormEps = 1e-5, RopeTheta = 10000, TieWordEmbeddings = true,
+            BosTokenId = bosId, EosTokenId = eosId, PadTokenId = padId,
+        },
         "tiny" => new ModelConfig
         {
             HiddenSize = 128, IntermediateSize = 384, NumHiddenLayers = 4, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 32,
@@ -64,5 +71,5 @@ public static class ModelPresets
     };
 
     /// <summary>Default tokenizer vocabulary size of each preset.</summary>
-    public static int VocabSize(string name) => name == "small" ? 8192 : 4096;
+    public static int VocabSize(string name) => name switch { "small" => 8192, "micro" => 1024, _ => 4096 };
 }

@@ -1,0 +1,96 @@
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Training;
+using Babel.Storage;
+
+namespace Babel.Modeling.Distillation;
+
+/// <summary>A distillation example: a question, the answer label the student learns to predict and, in CoT settings, the rationale it learns to explain.</summary>
+public sealed record DistillationExample(string QuestionId, string Question, string Label, string? Rationale);
+
+/// <summary>A self-evaluation example: a question, a teacher's chain of thought and the teacher's evaluation of it.</summary>
+public sealed record SelfEvaluationExample(string QuestionId, string Question, string Cot, string Evaluation);
+
+/// <summary>The examples of one setting and label source, and what was left out of them.</summary>
+public sealed record StudentExamples(
+    IReadOnlyList<DistillationExample> Distillation, IReadOnlyList<SelfEvaluationExample> SelfEvaluation,
+    int QuestionsWithoutLabel, int QuestionsWithoutRationale)
+{
+    /// <summary>
+    /// Builds the examples of <paramref name="setting"/>. A rationale and its label must agree: with gold labels (gt) only a
+    /// chain of thought that reaches the gold answer is a rationale (a question without one is trained on its answer
+    /// alone); with the teacher's labels (llm) every chain with a readable answer is a rationale, labelled with that answer
+    /// (a question without one has no label and is left out). One-CoT settings take the first such chain; multi-CoT
+    /// settings take all, repeating the question once per chain. Self-evaluation sees the first chain (one-CoT) or all of
+    /// them, right and wrong, since learning to spot a wrong answer needs wrong answers; with gt, an evaluation whose
+    /// verdict contradicts the gold answer is left out.
+    /// </summary>
+    public static StudentExamples Build(IReadOnlyList<DistilledQuestion> questions, string setting, string labels)
+    {
+        var gold = labels == StudentLabels.Gold;
+        var distillation = new List<DistillationExample>();
+        var selfEvaluation = new List<SelfEvaluationExample>();
+        int withoutLabel = 0, withoutRationale = 0;
+        foreach (var (question, cots) in questions)
+        {
+            var usable = cots.Where(c => gold ? c.Correct : c.Answer is not null).ToList();
+            if (!StudentSettings.UsesRationales(setting))
+            {
+                var label = gold ? question.Gold : usable.FirstOrDefault()?.Answer;
+                if (label is null) withoutLabel++;
+                else distillation.Add(new DistillationExample(question.Id, question.Question, label, null));
+            }
+            else
+            {
+                var chosen = StudentSettings.UsesAllCots(setting) ? usable : usable.Take(1).ToList();
+                if (chosen.Count == 0)
+                {
+                    withoutRationale++;
+                    if (gold) distillation.Add(new DistillationExample(question.Id, question.Question, question.Gold, null));
+                    else withoutLabel++;
+                }
+                foreach (var cot in chosen)
+                {
+                    distillation.Add(new DistillationExample(question.Id, question.Question, gold ? question.Gold : cot.Answer!, cot.Cot));
+                }
+            }
+            if (StudentSettings.UsesSelfEvaluation(setting))
+            {
+                foreach (var cot in StudentSettings.UsesAllCots(setting) ? cots : cots.Take(1))
+                {
+                    foreach (var evaluation in cot.Evaluations)
+                    {
+                        if (evaluation.Label is null) continue;
+                        if (gold && evaluation.Label != (cot.Correct ? "correct" : "wrong")) continue;
+                        selfEvaluation.Add(new SelfEvaluationExample(question.Id, question.Question, cot.Cot, evaluation.Evaluation));
+                    }
+                }
+            }
+        }
+        if (distillation.Count == 0)
+        {
+            throw new UserInputException($"No question has a {(gold ? "gold" : "teacher")} label; {(gold ? "check the dataset's answers" : "the teacher's answers could not be read, so train with --labels gt")}.");
+        }
+        if (StudentSettings.UsesSelfEvaluation(setting) && selfEvaluation.Count == 0)
+        {
+            throw new UserInputException($"The data holds no usable self-evaluation for setting {setting}; generate it with 'babel distill generate --evals 1' or more, or choose a setting without -se.");
+        }
+        return new StudentExamples(distillation, selfEvaluation, withoutLabel, withoutRationale);
+    }
+}
+
+/// <summary>The task prefixes of the student (the text before the question says which output is asked for).</summary>
+public static class StudentPrompts
+{
+    public static string Predict(string question) => "predict: " + question;
+
+    public static string Explain(string question) => "explain: " + question;
+
+    public static string Evaluate(string question, string cot) => "evaluate: " + question + "\nanswer: " + cot;
+
+    /// <summary>[BOS] prompt newline output [EOS], the prompt masked out of the loss (as in instruction tuning).</summary>
+    public static TokenizedInstruction Tokenize(ITokenizer tokenizer, string prompt, string output) =>
+        InstructionTuning.Tokenize(tokenizer, new InstructionExample(prompt, output));
+
+    /// <summary>[BOS] prompt newline: what the student continues at test time.</summary>
+    public static int[] PromptIds(ITokenizer tokenizer, string prompt) => [tokenizer.BosId, .. tokenizer.Encode(InstructionTuning.Prompt(prompt))];
+}

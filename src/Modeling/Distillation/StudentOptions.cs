@@ -1,0 +1,102 @@
+using System.Text.Json.Serialization;
+using Babel.Modeling.Training;
+using Babel.Storage;
+
+namespace Babel.Modeling.Distillation;
+
+/// <summary>
+/// The settings of the "Mind's Mirror" ablation: what a student learns from the teacher besides the answer.
+/// </summary>
+public static class StudentSettings
+{
+    /// <summary>Standard fine-tuning: <c>predict:</c> question → answer only.</summary>
+    public const string Standard = "standard";
+    /// <summary>One chain of thought per question: <c>predict:</c> and <c>explain:</c>.</summary>
+    public const string Cot = "cot";
+    /// <summary>One chain of thought, after a first stage of self-evaluation (<c>evaluate:</c>) on it.</summary>
+    public const string CotSelfEvaluation = "cot-se";
+    /// <summary>Every chain of thought the teacher wrote, each question repeated once per chain.</summary>
+    public const string MultiCot = "multi-cot";
+    /// <summary>Every chain of thought, after a first stage of self-evaluation on all of them.</summary>
+    public const string MultiCotSelfEvaluation = "multi-cot-se";
+
+    public static IReadOnlyList<string> All { get; } = [Standard, Cot, CotSelfEvaluation, MultiCot, MultiCotSelfEvaluation];
+
+    public static string Require(string name) => All.FirstOrDefault(s => s == name.Trim().ToLowerInvariant())
+        ?? throw new UserInputException($"Unknown setting '{name}'; use one of: {string.Join(", ", All)}.");
+
+    public static bool UsesRationales(string setting) => setting != Standard;
+
+    public static bool UsesAllCots(string setting) => setting is MultiCot or MultiCotSelfEvaluation;
+
+    public static bool UsesSelfEvaluation(string setting) => setting is CotSelfEvaluation or MultiCotSelfEvaluation;
+}
+
+/// <summary>Where a student's answer labels come from: the gold answers, or the teacher's own answers.</summary>
+public static class StudentLabels
+{
+    public const string Gold = "gt";
+    public const string Teacher = "llm";
+
+    public static IReadOnlyList<string> All { get; } = [Gold, Teacher];
+
+    public static string Require(string name) => All.FirstOrDefault(s => s == name.Trim().ToLowerInvariant())
+        ?? throw new UserInputException($"Unknown label source '{name}'; use gt (gold answers) or llm (the teacher's answers).");
+}
+
+/// <summary>Hyper-parameters of one student run; every value is recorded in its <c>metrics.json</c>.</summary>
+public sealed record StudentOptions
+{
+    [JsonPropertyName("setting")] public string Setting { get; init; } = StudentSettings.MultiCotSelfEvaluation;
+    [JsonPropertyName("labels")] public string Labels { get; init; } = StudentLabels.Gold;
+    /// <summary>A model preset (trained from scratch with a tokenizer learnt on the data) or a Babel model folder to start from.</summary>
+    [JsonPropertyName("student")] public string Student { get; init; } = "micro";
+    /// <summary>Weight of the answer loss: L = α·L_label + (1 − α)·L_rationale.</summary>
+    [JsonPropertyName("alpha")] public double Alpha { get; init; } = 0.5;
+    /// <summary>Optimizer steps of the distillation stage (the second stage of a curriculum).</summary>
+    [JsonPropertyName("steps")] public int Steps { get; init; } = 1500;
+    /// <summary>Optimizer steps of the self-evaluation stage, in the settings that have one.</summary>
+    [JsonPropertyName("self_evaluation_steps")] public int SelfEvaluationSteps { get; init; } = 500;
+    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 32;
+    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 2e-3;
+    [JsonPropertyName("warmup_fraction")] public double WarmupFraction { get; init; } = 0.05;
+    [JsonPropertyName("weight_decay")] public double WeightDecay { get; init; } = 0.1;
+    /// <summary>Longest example in tokens (prompt and output); longer examples are left out and counted.</summary>
+    [JsonPropertyName("sequence_length")] public int SequenceLength { get; init; } = 320;
+    /// <summary>Steps between validation evaluations (and resumable checkpoints).</summary>
+    [JsonPropertyName("eval_interval")] public int EvalInterval { get; init; } = 250;
+    [JsonPropertyName("validation_fraction")] public double ValidationFraction { get; init; } = 0.1;
+    /// <summary>Tokens the student may write for an answer.</summary>
+    [JsonPropertyName("max_answer_tokens")] public int MaxAnswerTokens { get; init; } = 12;
+    /// <summary>Tokens the student may write for a chain of thought, when its own rationales are scored on the test split.</summary>
+    [JsonPropertyName("max_rationale_tokens")] public int MaxRationaleTokens { get; init; } = 96;
+    /// <summary>Vocabulary of the tokenizer learnt for a student trained from scratch.</summary>
+    [JsonPropertyName("tokenizer_vocab")] public int TokenizerVocab { get; init; } = 640;
+    [JsonPropertyName("seed")] public long Seed { get; init; } = 1;
+    [JsonPropertyName("threads")] public int Threads { get; init; } = 2;
+
+    public StudentOptions Validate()
+    {
+        StudentSettings.Require(Setting);
+        StudentLabels.Require(Labels);
+        if (string.IsNullOrWhiteSpace(Student)) throw new UserInputException("--student needs a preset name or a model folder.");
+        if (!(Alpha >= 0 && Alpha <= 1)) throw new UserInputException($"--alpha must lie in [0, 1] (got {Alpha}).");
+        if (Steps <= 0) throw new UserInputException($"--steps must be positive (got {Steps}).");
+        if (SelfEvaluationSteps <= 0) throw new UserInputException($"--self-evaluation-steps must be positive (got {SelfEvaluationSteps}).");
+        if (BatchSize <= 0) throw new UserInputException($"--batch-size must be positive (got {BatchSize}).");
+        if (!(LearningRate > 0)) throw new UserInputException($"--lr must be positive (got {LearningRate}).");
+        if (SequenceLength < 8) throw new UserInputException($"--sequence-length must be at least 8 (got {SequenceLength}).");
+        if (EvalInterval <= 0) throw new UserInputException($"--eval-interval must be positive (got {EvalInterval}).");
+        if (!(ValidationFraction > 0 && ValidationFraction < 1)) throw new UserInputException($"--validation-fraction must lie in (0, 1) (got {ValidationFraction}).");
+        if (MaxAnswerTokens <= 0 || MaxRationaleTokens < 0) throw new UserInputException("--max-answer-tokens must be positive and --max-rationale-tokens zero or more.");
+        if (Threads <= 0) throw new UserInputException($"--threads must be positive (got {Threads}).");
+        return this with { Setting = StudentSettings.Require(Setting), Labels = StudentLabels.Require(Labels) };
+    }
+
+    /// <summary>The optimizer settings of a stage of <paramref name="steps"/> steps.</summary>
+    public PretrainingOptions Stage(int steps) => new()
+    {
+        Steps = steps, BatchSize = BatchSize, SequenceLength = SequenceLength, LearningRate = LearningRate, WarmupFraction = WarmupFraction,
+        WeightDecay = WeightDecay, Seed = Seed, CheckpointInterval = EvalInterval, Threads = Threads,
+    };
+}

@@ -1,0 +1,332 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Generation;
+using Babel.Modeling.Runtime;
+using Babel.Modeling.Tokenization;
+using Babel.Modeling.Training;
+using Babel.Modeling.Transformer;
+using Babel.Storage;
+using static TorchSharp.torch;
+
+namespace Babel.Modeling.Distillation;
+
+/// <summary>Progress of a student run: the stage (1 = self-evaluation, 2 = distillation), its step, and the validation accuracy on evaluation steps.</summary>
+public readonly record struct StudentProgress(int Stage, int Step, int Steps, double Loss, double? ValidationAccuracy);
+
+/// <summary>Validation accuracy of the <c>predict:</c> output at a step of the distillation stage.</summary>
+public sealed record StudentEvaluation([property: JsonPropertyName("step")] int Step, [property: JsonPropertyName("accuracy")] double Accuracy);
+
+/// <summary>One test question's prediction: what the student wrote after <c>predict:</c>, its parsed answer and whether it is right.</summary>
+public sealed record StudentPrediction(
+    [property: JsonPropertyName("id")] string Id, [property: JsonPropertyName("gold")] string Gold,
+    [property: JsonPropertyName("output")] string Output, [property: JsonPropertyName("answer")] string? Answer, [property: JsonPropertyName("correct")] bool Correct);
+
+/// <summary><c>metrics.json</c> of a student run: the checkpoint chosen on validation accuracy, scored once on test.</summary>
+public sealed record StudentMetrics(
+    [property: JsonPropertyName("options")] StudentOptions Options,
+    [property: JsonPropertyName("student_source")] string StudentSource,
+    [property: JsonPropertyName("parameters")] long Parameters,
+    [property: JsonPropertyName("distillation_examples")] int DistillationExamples,
+    [property: JsonPropertyName("self_evaluation_examples")] int SelfEvaluationExamples,
+    [property: JsonPropertyName("examples_too_long")] int ExamplesTooLong,
+    [property: JsonPropertyName("questions_without_label")] int QuestionsWithoutLabel,
+    [property: JsonPropertyName("questions_without_rationale")] int QuestionsWithoutRationale,
+    [property: JsonPropertyName("train_questions")] int TrainQuestions,
+    [property: JsonPropertyName("validation_questions")] int ValidationQuestions,
+    [property: JsonPropertyName("test_questions")] int TestQuestions,
+    [property: JsonPropertyName("best_step")] int BestStep,
+    [property: JsonPropertyName("validation_accuracy")] double ValidationAccuracy,
+    [property: JsonPropertyName("test_accuracy")] double TestAccuracy,
+    [property: JsonPropertyName("test_rationale_accuracy")] double? TestRationaleAccuracy,
+    [property: JsonPropertyName("evaluations")] IReadOnlyList<StudentEvaluation> Evaluations,
+    [property: JsonPropertyName("train_tokens")] long TrainTokens,
+    [property: JsonPropertyName("train_tokens_per_second")] double TrainTokensPerSecond,
+    [property: JsonPropertyName("corpus")] string Corpus);
+
+/// <summary>
+/// Trains one student ("Mind's Mirror", student side) with Babel's decoder-only model: task prefixes <c>predict:</c>
+/// (question → answer), <c>explain:</c> (question → rationale) and <c>evaluate:</c> (question + chain of thought →
+/// evaluation); loss L = α·L_label + (1 − α)·L_rationale in the distillation stage, preceded in the <c>-se</c> settings
+/// by a self-evaluation stage whose final weights it continues from. The data order of each stage is a function of
+/// (seed, step) and every stage checkpoints weights, optimizer moments and step atomically, so a killed run resumes
+/// exactly. The checkpoint with the best validation accuracy (validation carved from train) is scored on test.
+/// </summary>
+public static class StudentTrainer
+{
+    public const string MetricsFile = "metrics.json";
+    public const string PredictionsFile = "predictions.jsonl";
+    public const string TokenizerFolder = "tokenizer";
+    public const string SelfEvaluationFolder = "stage1-self-evaluation";
+    public const string DistillationFolder = "stage2-distillation";
+    public const string BestFolder = "best";
+    private const string EvaluationsFile = "evaluations.json";
+    private const int EvaluationBatch = 64;
+
+    private static readonly JsonSerializerOptions _indented = new() { WriteIndented = true };
+
+    /// <summary>
+    /// Runs (or resumes) a student in <paramref name="workDirectory"/> and returns its metrics and test predictions.
+    /// <paramref name="checkpointWritten"/> is called after each checkpoint (a grid shard copies the folder to the artifact store).
+    /// </summary>
+    public static (StudentMetrics Metrics, IReadOnlyList<StudentPrediction> Predictions) Train(StudentCorpus corpus, StudentOptions options, string workDirectory,
+        IProgress<StudentProgress>? progress = null, Action? checkpointWritten = null, CancellationToken cancellationToken = default)
+    {
+        options = options.Validate();
+        TorchRuntime.Initialize(options.Threads);
+        var task = corpus.TaskKind;
+        var work = Path.GetFullPath(workDirectory);
+        Directory.CreateDirectory(work);
+        var (train, validation) = corpus.Split(options.ValidationFraction);
+        var examples = StudentExamples.Build(train, options.Setting, options.Labels);
+        using var tokenizer = LoadTokenizer(options, corpus, work);
+        var (model, source) = CreateStudent(options, tokenizer);
+        using var disposeModel = model;
+        var padId = tokenizer.PadId;
+        var tooLong = 0;
+        List<TokenizedInstruction> Fit(IEnumerable<TokenizedInstruction> rows)
+        {
+            var kept = new List<TokenizedInstruction>();
+            foreach (var row in rows)
+            {
+                if (row.Tokens.Length - 1 <= options.SequenceLength) kept.Add(row);
+                else tooLong++;
+            }
+            return kept;
+        }
+        // Label and rationale rows of an example stay together: one is left out only when both are.
+        var distillation = new List<(TokenizedInstruction Label, TokenizedInstruction? Rationale)>();
+        foreach (var e in examples.Distillation)
+        {
+            var label = StudentPrompts.Tokenize(tokenizer, StudentPrompts.Predict(e.Question), e.Label);
+            var rationale = e.Rationale is null ? null : StudentPrompts.Tokenize(tokenizer, StudentPrompts.Explain(e.Question), e.Rationale);
+            if (label.Tokens.Length - 1 > options.SequenceLength) { tooLong++; continue; }
+            if (rationale is not null && rationale.Tokens.Length - 1 > options.SequenceLength) { tooLong++; rationale = null; }
+            distillation.Add((label, rationale));
+        }
+        var selfEvaluation = Fit(examples.SelfEvaluation.Select(e => StudentPrompts.Tokenize(tokenizer, StudentPrompts.Evaluate(e.Question, e.Cot), e.Evaluation)));
+        if (distillation.Count == 0) throw new UserInputException($"Every example is longer than --sequence-length {options.SequenceLength}; raise it.");
+        if (StudentSettings.UsesSelfEvaluation(options.Setting) && selfEvaluation.Count == 0)
+        {
+            throw new UserInputException($"Every self-evaluation example is longer than --sequence-length {options.SequenceLength}; raise it.");
+        }
+
+        var fingerprint = $"|{corpus.Fingerprint()}|{source}";
+        long trainedTokens = 0;
+        var trainingTime = new Stopwatch();
+        if (StudentSettings.UsesSelfEvaluation(options.Setting))
+        {
+            var order = new EpochOrder(selfEvaluation.Count, options.Seed);
+            Pretrainer.Train(model, step =>
+                {
+                    var rows = order.Batch(step, options.BatchSize).Select(i => selfEvaluation[i]).ToList();
+                    trainedTokens += rows.Sum(r => r.Tokens.Length - 1L);
+                    var (inputs, targets) = InstructionTuning.Batch(rows, padId);
+                    return Pretrainer.Loss(model.Forward(inputs), targets);
+                }, options.Stage(options.SelfEvaluationSteps), Path.Combine(work, SelfEvaluationFolder), new CheckpointHooks(Written: _ => checkpointWritten?.Invoke()),
+                Progress(progress, 1, null), cancellationToken, fingerprint + "|self-evaluation");
+        }
+
+        var stage = Path.Combine(work, DistillationFolder);
+        var (evaluations, best) = ResumeBest(stage);
+        var distillationOrder = new EpochOrder(distillation.Count, options.Seed);
+        double? lastAccuracy = null;
+        trainingTime.Start();
+        Pretrainer.Train(model, step =>
+            {
+                var batch = distillationOrder.Batch(step, options.BatchSize).Select(i => distillation[i]).ToList();
+                trainedTokens += batch.Sum(b => b.Label.Tokens.Length - 1L + (b.Rationale?.Tokens.Length - 1L ?? 0));
+                return Objective(model, [.. batch.Select(b => b.Label)], [.. batch.Where(b => b.Rationale is not null).Select(b => b.Rationale!)],
+                    StudentSettings.UsesRationales(options.Setting) ? options.Alpha : 1.0, padId);
+            }, options.Stage(options.Steps), stage, new CheckpointHooks(
+                Writing: (step, temporary) =>
+                {
+                    // Evaluation time is not training time.
+                    trainingTime.Stop();
+                    var accuracy = Accuracy(model, tokenizer, task, validation, options.MaxAnswerTokens).Accuracy;
+                    model.train();
+                    lastAccuracy = accuracy;
+                    evaluations.RemoveAll(e => e.Step >= step);
+                    evaluations.Add(new StudentEvaluation(step, accuracy));
+                    // Ties keep the earlier checkpoint.
+                    if (best.Step == 0 || accuracy > best.Accuracy) best = (step, accuracy);
+                    if (best.Step == step) ModelCheckpoint.Save(Path.Combine(temporary, BestFolder), model.Config, model.StateDict());
+                    else CopyFolder(Path.Combine(stage, BestFolder), Path.Combine(temporary, BestFolder));
+                    File.WriteAllText(Path.Combine(temporary, EvaluationsFile), JsonSerializer.Serialize(evaluations));
+                    trainingTime.Start();
+                },
+                Written: _ => checkpointWritten?.Invoke()),
+            Progress(progress, 2, () => lastAccuracy), cancellationToken, fingerprint + "|distillation");
+        trainingTime.Stop();
+
+        using (var chosen = ModelCheckpoint.Load(Path.Combine(stage, BestFolder))) model.LoadStateDict(chosen.Tensors, Path.Combine(stage, BestFolder));
+        model.eval();
+        var (testAccuracy, predictions) = Accuracy(model, tokenizer, task, corpus.Test, options.MaxAnswerTokens);
+        double? rationaleAccuracy = StudentSettings.UsesRationales(options.Setting) && options.MaxRationaleTokens > 0
+            ? RationaleAccuracy(model, tokenizer, task, corpus.Test, options.MaxRationaleTokens)
+            : null;
+        var metrics = new StudentMetrics(options, source, model.parameters().Sum(p => p.numel()),
+            distillation.Count, selfEvaluation.Count, tooLong, examples.QuestionsWithoutLabel, examples.QuestionsWithoutRationale,
+            train.Count, validation.Count, corpus.Test.Count, best.Step, best.Accuracy, testAccuracy, rationaleAccuracy, evaluations,
+            trainedTokens, trainingTime.Elapsed.TotalSeconds > 0 ? trainedTokens / trainingTime.Elapsed.TotalSeconds : 0, corpus.Fingerprint());
+        return (metrics, predictions);
+    }
+
+    /// <summary>
+    /// α·(mean cross-entropy over the answer tokens of <paramref name="labels"/>) + (1 − α)·(mean over the rationale tokens
+    /// of <paramref name="rationales"/>); a term without rows counts zero. Each task is its own padded batch, so a short
+    /// answer does not pay for a long rationale's padding.
+    /// </summary>
+    public static Tensor Objective(CausalLanguageModel model, IReadOnlyList<TokenizedInstruction> labels, IReadOnlyList<TokenizedInstruction> rationales, double alpha, long padId)
+    {
+        var (labelInputs, labelTargets) = InstructionTuning.Batch(labels, padId);
+        var loss = alpha * Pretrainer.Loss(model.Forward(labelInputs), labelTargets);
+        if (alpha < 1 && rationales.Count > 0)
+        {
+            var (inputs, targets) = InstructionTuning.Batch(rationales, padId);
+            loss = loss + (1 - alpha) * Pretrainer.Loss(model.Forward(inputs), targets);
+        }
+        return loss;
+    }
+
+    /// <summary>Greedy <c>predict:</c> outputs for <paramref name="questions"/>, parsed and compared with their gold answers.</summary>
+    public static (double Accuracy, IReadOnlyList<StudentPrediction> Predictions) Accuracy(CausalLanguageModel model, ITokenizer tokenizer, DistillationTask task,
+        IReadOnlyList<StudentQuestion> questions, int maxTokens)
+    {
+        var outputs = Generate(model, tokenizer, questions.Select(q => StudentPrompts.Predict(q.Question)).ToList(), maxTokens);
+        var predictions = questions.Select((q, i) =>
+        {
+            var answer = ParseLabel(task, outputs[i], q.Choices);
+            return new StudentPrediction(q.Id, q.Gold, outputs[i], answer, answer == q.Gold);
+        }).ToList();
+        return (predictions.Count == 0 ? 0 : predictions.Count(p => p.Correct) / (double)predictions.Count, predictions);
+    }
+
+    /// <summary>Share of questions whose greedy <c>explain:</c> rationale ends in the gold answer ("The answer is X").</summary>
+    public static double RationaleAccuracy(CausalLanguageModel model, ITokenizer tokenizer, DistillationTask task, IReadOnlyList<StudentQuestion> questions, int maxTokens)
+    {
+        var outputs = Generate(model, tokenizer, questions.Select(q => StudentPrompts.Explain(q.Question)).ToList(), maxTokens);
+        return questions.Count == 0 ? 0 : questions.Where((q, i) => AnswerParser.ParsePrediction(task, outputs[i], q.Choices) == q.Gold).Count() / (double)questions.Count;
+    }
+
+    /// <summary>The answer in a <c>predict:</c> output: the first number (math), choice (multiple choice) or label (NLI).</summary>
+    public static string? ParseLabel(DistillationTask task, string output, IReadOnlyList<string>? choices) => task switch
+    {
+        DistillationTask.Math => AnswerParser.ParseNumber(output),
+        DistillationTask.Choice => AnswerParser.ParseChoice(output, choices),
+        _ => AnswerParser.ParseNliLabel(output),
+    };
+
+    private static List<string> Generate(CausalLanguageModel model, ITokenizer tokenizer, IReadOnlyList<string> prompts, int maxTokens)
+    {
+        model.eval();
+        var outputs = new List<string>(prompts.Count);
+        var sampling = new SamplingOptions { MaxNewTokens = maxTokens, Temperature = 0 };
+        foreach (var chunk in prompts.Chunk(EvaluationBatch))
+        {
+            var ids = chunk.Select(p => StudentPrompts.PromptIds(tokenizer, p)).ToList();
+            var room = model.Config.MaxPositionEmbeddings - maxTokens;
+            // A prompt longer than the context keeps its last tokens after BOS.
+            ids = [.. ids.Select(p => p.Length <= room ? p : [p[0], .. p[^(room - 1)..]])];
+            foreach (var generated in TextGenerator.Generate(model, ids, sampling, padId: tokenizer.PadId))
+            {
+                var end = Array.IndexOf(generated, tokenizer.EosId);
+                outputs.Add(tokenizer.Decode(generated.AsSpan(0, end < 0 ? generated.Length : end)));
+            }
+        }
+        return outputs;
+    }
+
+    private static IProgress<TrainingProgress>? Progress(IProgress<StudentProgress>? progress, int stage, Func<double?>? accuracy) =>
+        progress is null ? null : new SynchronousProgress<TrainingProgress>(p =>
+        {
+            var evaluated = accuracy?.Invoke();
+            progress.Report(new StudentProgress(stage, p.Step, p.Steps, p.Loss, evaluated));
+        });
+
+    private static (List<StudentEvaluation> Evaluations, (int Step, double Accuracy) Best) ResumeBest(string stage)
+    {
+        var path = Path.Combine(stage, EvaluationsFile);
+        if (!File.Exists(path)) return ([], (0, 0));
+        var evaluations = JsonSerializer.Deserialize<List<StudentEvaluation>>(File.ReadAllText(path)) ?? [];
+        var best = (0, 0.0);
+        foreach (var e in evaluations) if (best.Item1 == 0 || e.Accuracy > best.Item2) best = (e.Step, e.Accuracy);
+        return (evaluations, best);
+    }
+
+    private static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+    }
+
+    /// <summary>The student's tokenizer: a model folder's own, or a byte-level BPE learnt on the training texts (never the test split).</summary>
+    private static HuggingFaceTokenizer LoadTokenizer(StudentOptions options, StudentCorpus corpus, string work)
+    {
+        if (Directory.Exists(options.Student))
+        {
+            if (!File.Exists(Path.Combine(options.Student, "tokenizer.json"))) throw new UserInputException($"The student folder {options.Student} has no tokenizer.json; give a Babel model folder or a preset ({string.Join(", ", ModelPresets.Names)}).");
+            return HuggingFaceTokenizer.Load(options.Student);
+        }
+        var folder = Path.Combine(work, TokenizerFolder);
+        if (!File.Exists(Path.Combine(folder, "tokenizer.json")))
+        {
+            // Every text of the training questions, whatever the setting, so all settings of a corpus share one vocabulary.
+            var texts = corpus.Train.SelectMany(q => q.Cots.SelectMany(c => c.Evaluations.Select(e => e.Evaluation).Append(c.Cot))
+                .Append(q.Question.Question).Append(q.Question.Gold)).Append("predict: explain: evaluate: answer:");
+            var bpe = ByteLevelBpeTrainer.Train(texts, options.TokenizerVocab);
+            AtomicFile.WriteDirectory(folder, bpe.Save);
+        }
+        return HuggingFaceTokenizer.Load(folder);
+    }
+
+    private static (CausalLanguageModel Model, string Source) CreateStudent(StudentOptions options, ITokenizer tokenizer)
+    {
+        if (Directory.Exists(options.Student))
+        {
+            var loaded = CausalLanguageModel.Load(options.Student);
+            if (loaded.Config.VocabSize < tokenizer.VocabSize)
+            {
+                loaded.Dispose();
+                throw new UserInputException($"The tokenizer in {options.Student} has {tokenizer.VocabSize} ids but the model only {loaded.Config.VocabSize}; use the model's own tokenizer.json.");
+            }
+            if (loaded.Config.MaxPositionEmbeddings < options.SequenceLength + 1)
+            {
+                loaded.Dispose();
+                throw new UserInputException($"The student {options.Student} has a context of {loaded.Config.MaxPositionEmbeddings} tokens, shorter than --sequence-length {options.SequenceLength}; lower --sequence-length.");
+            }
+            return (loaded, "model:" + ModelFolderHash(options.Student));
+        }
+        var config = ModelPresets.Create(options.Student, tokenizer.VocabSize, tokenizer.BosId, tokenizer.EosId, tokenizer.PadId);
+        config = config with { MaxPositionEmbeddings = Math.Max(config.MaxPositionEmbeddings, options.SequenceLength + options.MaxRationaleTokens) };
+        var model = new CausalLanguageModel(config);
+        model.InitializeWeights(options.Seed);
+        return (model, "preset:" + options.Student);
+    }
+
+    private static string ModelFolderHash(string folder)
+    {
+        using var sha = System.Security.Cryptography.SHA256.Create();
+        foreach (var file in Directory.GetFiles(folder).Where(f => f.EndsWith(".safetensors", StringComparison.Ordinal) || f.EndsWith(".json", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+        {
+            var bytes = File.ReadAllBytes(file);
+            sha.TransformBlock(bytes, 0, bytes.Length, null, 0);
+        }
+        sha.TransformFinalBlock([], 0, 0);
+        return Convert.ToHexStringLower(sha.Hash!)[..16];
+    }
+
+    /// <summary>Writes a finished run's <c>metrics.json</c>, <c>predictions.jsonl</c> and the chosen student with its tokenizer into <paramref name="outDirectory"/>.</summary>
+    public static void WriteOutputs(string outDirectory, string workDirectory, StudentMetrics metrics, IReadOnlyList<StudentPrediction> predictions, string modelFolder)
+    {
+        var tokenizerSource = Directory.Exists(metrics.Options.Student) ? metrics.Options.Student : Path.Combine(workDirectory, TokenizerFolder);
+        AtomicFile.WriteDirectory(Path.Combine(outDirectory, modelFolder), temporary =>
+        {
+            CopyFolder(Path.Combine(workDirectory, DistillationFolder, BestFolder), temporary);
+            File.Copy(Path.Combine(tokenizerSource, "tokenizer.json"), Path.Combine(temporary, "tokenizer.json"));
+        });
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, PredictionsFile), string.Concat(predictions.Select(p => JsonSerializer.Serialize(p) + "\n")));
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, _indented) + "\n");
+    }
+}
