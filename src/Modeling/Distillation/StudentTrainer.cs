@@ -330,7 +330,10 @@ public static class StudentTrainer
         AtomicFile.WriteDirectory(Path.Combine(outDirectory, modelFolder), temporary =>
         {
             CopyFolder(Path.Combine(workDirectory, DistillationFolder, BestFolder), temporary);
-            File.Copy(Path.Combine(tokenizerSource, "tokenizer.json"), Path.Combine(temporary, "tokenizer.json"));
+            foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" }.Where(f => File.Exists(Path.Combine(tokenizerSource, f))))
+            {
+                File.Copy(Path.Combine(tokenizerSource, file), Path.Combine(temporary, file));
+            }
         });
         AtomicFile.WriteAllText(Path.Combine(outDirectory, PredictionsFile), string.Concat(predictions.Select(p => JsonSerializer.Serialize(p) + "\n")));
         AtomicFile.WriteAllText(Path.Combine(outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, _indented) + "\n");

@@ -276,4 +276,31 @@ public partial class StudentTrainingTests
         Assert.Contains("--alpha must lie in [0, 1]", badError);
         Assert.False(Directory.Exists(scratch.Combine("bad")));
     }
+
+    [Fact]
+    public void A_student_starts_from_a_Babel_model_folder_with_its_tokenizer()
+    {
+        using var scratch = new ScratchFolder();
+        var corpus = StudentCorpus.Load(SmallSet(scratch));
+        var pretrained = scratch.Combine("pretrained");
+        var bpe = Babel.Modeling.Tokenization.ByteLevelBpeTrainer.Train(corpus.Train.Select(q => q.Question.Question), 300);
+        bpe.Save(pretrained);
+        var config = ModelPresets.Create("micro", bpe.VocabSize, 0, 1, 2) with { NumHiddenLayers = 1 };
+        using (var model = new Babel.Modeling.Transformer.CausalLanguageModel(config))
+        {
+            model.InitializeWeights(11);
+            ModelCheckpoint.Save(pretrained, config, model.StateDict());
+        }
+        // A learning rate this small leaves the weights where they started: the folder's, not a fresh initialisation.
+        var options = Quick with { Student = pretrained, Setting = StudentSettings.Cot, Steps = 10, LearningRate = 1e-12 };
+        var (metrics, _) = StudentTrainer.Train(corpus, options, scratch.Combine("work"));
+        Assert.StartsWith("model:", metrics.StudentSource);
+        using var start = ModelCheckpoint.Load(pretrained);
+        using var best = ModelCheckpoint.Load(Path.Combine(scratch.Combine("work"), StudentTrainer.DistillationFolder, StudentTrainer.BestFolder));
+        foreach (var (name, tensor) in start.Tensors) Assert.True(tensor.allclose(best.Tensors[name], rtol: 0, atol: 1e-6), $"{name} moved");
+        Assert.False(Directory.Exists(Path.Combine(scratch.Combine("work"), StudentTrainer.TokenizerFolder)));
+
+        var tooShort = Quick with { Student = pretrained, SequenceLength = 4096 };
+        Assert.Contains("lower --sequence-length", Assert.Throws<UserInputException>(() => StudentTrainer.Train(corpus, tooShort, scratch.Combine("w2"))).Message);
+    }
 }
