@@ -29,7 +29,7 @@ public sealed record StudentExamples(
         var gold = labels == StudentLabels.Gold;
         var distillation = new List<DistillationExample>();
         var selfEvaluation = new List<SelfEvaluationExample>();
-        int withoutLabel = 0, withoutRationale = 0;
+        int withoutLabel = 0, withoutRationale = 0, evaluationsSeen = 0;
         foreach (var (question, cots) in questions)
         {
             var usable = cots.Where(c => gold ? c.Correct : c.Answer is not null).ToList();
@@ -59,6 +59,7 @@ public sealed record StudentExamples(
                 {
                     foreach (var evaluation in cot.Evaluations)
                     {
+                        evaluationsSeen++;
                         if (evaluation.Label is null) continue;
                         if (gold && evaluation.Label != (cot.Correct ? "correct" : "wrong")) continue;
                         selfEvaluation.Add(new SelfEvaluationExample(question.Id, question.Question, cot.Cot, evaluation.Evaluation));
@@ -72,7 +73,9 @@ public sealed record StudentExamples(
         }
         if (StudentSettings.UsesSelfEvaluation(setting) && selfEvaluation.Count == 0)
         {
-            throw new UserInputException($"The data holds no usable self-evaluation for setting {setting}; generate it with 'babel distill generate --evals 1' or more, or choose a setting without -se.");
+            throw new UserInputException(evaluationsSeen == 0
+                ? $"The data holds no self-evaluation for setting {setting}; generate them with 'babel distill generate --evals 1' or more, or choose a setting without -se."
+                : $"None of the {evaluationsSeen} self-evaluations of setting {setting} has a readable verdict{(gold ? " that agrees with the gold answer" : "")}; use a stronger teacher, or a setting without -se.");
         }
         return new StudentExamples(distillation, selfEvaluation, withoutLabel, withoutRationale);
     }

@@ -98,6 +98,15 @@ public class DistillLocalTeacherTests
         Assert.Equal(18, (long)again["cache_hits"]!);
         Assert.Equal(File.ReadAllText(Path.Combine(first, "cots.jsonl")), File.ReadAllText(Path.Combine(second, "cots.jsonl")));
         Assert.Equal(File.ReadAllText(Path.Combine(first, "evaluations.jsonl")), File.ReadAllText(Path.Combine(second, "evaluations.jsonl")));
+
+        // The student side reads the folder as written: every chain of thought with its own evaluations.
+        var test = scratch.Combine("test.jsonl");
+        File.WriteAllText(test, """{"id": "t1", "question": "What is 5 + 5?", "answer": "10"}""" + "\n");
+        var corpus = StudentCorpus.Load(first, "jsonl:" + test);
+        Assert.Equal(["m1", "m2", "m3"], corpus.Train.Select(q => q.Question.Id));
+        Assert.Equal(cots.Select(c => (string)c["cot"]!), corpus.Train.SelectMany(q => q.Cots.Select(c => c.Cot)));
+        Assert.Equal(evaluations.Select(e => (string?)e["label"]), corpus.Train.SelectMany(q => q.Cots.SelectMany(c => c.Evaluations.Select(e => e.Label))));
+        Assert.Equal("10", Assert.Single(corpus.Test).Gold);
     }
 }
 

@@ -248,7 +248,7 @@ public partial class StudentTrainingTests
             Train = [.. corpus.Train.Select(q => q with { Cots = [.. q.Cots.Select(c => c with { Evaluations = [] })] })],
         };
         var message = Assert.Throws<UserInputException>(() => StudentTrainer.Train(noSelfEvaluation, Quick with { Setting = StudentSettings.CotSelfEvaluation }, scratch.Combine("w"))).Message;
-        Assert.Contains("no usable self-evaluation", message);
+        Assert.Contains("holds no self-evaluation", message);
     }
 
     [Fact]
