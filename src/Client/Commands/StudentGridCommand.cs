@@ -42,6 +42,7 @@ internal static class StudentGridCommand
             var studentList = List(parse.GetValue(students)!, "--students");
             foreach (var setting in settingList) StudentSettings.Require(setting);
             foreach (var label in labelList) StudentLabels.Require(label);
+            foreach (var student in studentList) RequireStudent(student);
             // Reading the corpus first reports a bad folder before the engine starts.
             var dataDirectory = parse.GetValue(shared.Data)!;
             var corpus = StudentCorpus.Load(dataDirectory, parse.GetValue(shared.Test));
@@ -74,8 +75,7 @@ internal static class StudentGridCommand
         foreach (var student in students)
         {
             if (StudentGridJob.IsPreset(student)) studentKeys.Add(student);
-            else if (Directory.Exists(student)) studentKeys.Add(await connection.Jobs.UploadFolderAsync(student, "models", cancellationToken));
-            else throw new UserInputException($"The student '{student}' is neither a preset ({string.Join(", ", ModelPresets.Names)}) nor a model folder; pass a preset name or a Babel model folder.");
+            else studentKeys.Add(await connection.Jobs.UploadFolderAsync(RequireStudent(student), "models", cancellationToken));
         }
         var staging = Directory.CreateTempSubdirectory("babel-student-corpus-").FullName;
         string corpusKey;
@@ -98,6 +98,10 @@ internal static class StudentGridCommand
         await StudentGridJob.DeleteCheckpointsAsync(connection.Store, parameters, cancellationToken);
         return (jobId, runs);
     }
+
+    private static string RequireStudent(string student) => StudentGridJob.IsPreset(student) || Directory.Exists(student)
+        ? student
+        : throw new UserInputException($"The student '{student}' is neither a preset ({string.Join(", ", ModelPresets.Names)}) nor a model folder; pass a preset name or a Babel model folder.");
 
     private static string[] List(string text, string option)
     {

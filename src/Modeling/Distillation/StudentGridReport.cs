@@ -193,7 +193,9 @@ public sealed record StudentGridReport(
         var ticks = new ScottPlot.TickGenerators.NumericManual();
         for (var i = 0; i < settings.Count; i++) ticks.AddMajor(i, settings[i]);
         plot.Axes.Bottom.TickGenerator = ticks;
-        plot.Axes.Margins(bottom: 0);
+        // Accuracy lies in [0, 100]: error bars are clipped there rather than drawn below zero.
+        var top = Rows.Max(r => r.TestAccuracy.Mean + r.TestAccuracy.Std) * 100;
+        plot.Axes.SetLimitsY(0, Math.Clamp(top * 1.15, 5, 100));
         plot.YLabel("test accuracy (%)");
         plot.Title("Student test accuracy by setting (mean ± std over seeds)");
         plot.ShowLegend(Alignment.UpperLeft);
