@@ -55,7 +55,7 @@ internal static class StudentGridCommand
                     [.. Enumerable.Range(1, seedCount).Select(s => (long)s)], error, cancellationToken);
             }
             var directory = Path.GetFullPath(parse.GetValue(output)!);
-            var report = StudentGridReport.Write(directory, runs, new { job = jobId, data = Path.GetFullPath(dataDirectory), test = corpus.TestSource, options = baseOptions });
+            var report = StudentGridReport.Write(directory, runs, new { job = jobId, data = Path.GetFullPath(dataDirectory), test = corpus.TestSource, students = studentList, options = baseOptions });
             var writer = parse.InvocationConfiguration.Output;
             writer.Write(report.Markdown());
             writer.WriteLine($"wrote {Path.Combine(directory, StudentGridReport.MarkdownFile)}, {StudentGridReport.HtmlFile}, {StudentGridReport.JsonFile} and {StudentGridReport.PlotFile}");

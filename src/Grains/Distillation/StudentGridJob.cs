@@ -79,12 +79,7 @@ public sealed class StudentGridJob(IServiceProvider services) : IJobKind
     public static bool IsPreset(string? student) => student is not null && ModelPresets.Names.Contains(student, StringComparer.Ordinal);
 
     /// <summary>A student's short name: the preset, or <c>model-</c> and the first 8 hex digits of an uploaded folder's hash.</summary>
-    public static string StudentName(string student)
-    {
-        if (IsPreset(student)) return student;
-        var hash = student[(student.LastIndexOf('/') + 1)..];
-        return "model-" + hash[..Math.Min(8, hash.Length)];
-    }
+    public static string StudentName(string student) => StudentGridReport.StudentName(student);
 
     /// <summary>The shard id of a run, e.g. <c>multi-cot-se-gt-micro-s1</c>.</summary>
     public static string ShardId(StudentOptions run) => $"{run.Setting}-{run.Labels}-{StudentName(run.Student)}-s{run.Seed}";

@@ -42,6 +42,14 @@ public sealed record StudentGridReport(
 
     private static readonly JsonSerializerOptions _indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
+    /// <summary>A student's short name: the preset, or <c>model-</c> and the first 8 hex digits of an uploaded folder's artifact key.</summary>
+    public static string StudentName(string student)
+    {
+        if (!student.Contains('/', StringComparison.Ordinal)) return student;
+        var hash = student[(student.LastIndexOf('/') + 1)..];
+        return "model-" + hash[..Math.Min(8, hash.Length)];
+    }
+
     /// <summary>Groups runs by (setting, labels, student) in first-seen order.</summary>
     public static StudentGridReport From(IReadOnlyList<StudentMetrics> runs)
     {
@@ -50,7 +58,7 @@ public sealed record StudentGridReport(
         {
             var list = g.ToList();
             var rationales = list.Where(r => r.TestRationaleAccuracy is not null).Select(r => r.TestRationaleAccuracy!.Value).ToList();
-            return new StudentGridRow(g.Key.Setting, g.Key.Labels, g.Key.Student, [.. list.Select(r => r.Options.Seed)],
+            return new StudentGridRow(g.Key.Setting, g.Key.Labels, StudentName(g.Key.Student), [.. list.Select(r => r.Options.Seed)],
                 MeanStd.Of([.. list.Select(r => r.TestAccuracy)]), list.Average(r => r.ValidationAccuracy),
                 rationales.Count > 0 ? rationales.Average() : null);
         })];

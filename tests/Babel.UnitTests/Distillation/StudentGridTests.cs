@@ -82,6 +82,34 @@ public class StudentGridTests
         Assert.Empty(Directory.Exists(zips) ? Directory.GetFiles(zips) : []);
     }
 
+    [Fact]
+    public void A_model_folder_student_is_uploaded_and_trains_as_a_direct_run_from_that_folder()
+    {
+        using var scratch = new ScratchFolder();
+        var data = WriteData(scratch);
+        var (code, _, error) = Run("distill", "train", "--data", data, "--setting", "standard", "--steps", "10", "--eval-interval", "10", "--batch-size", "8",
+            "--threads", "1", "--out", scratch.Combine("pretrained"));
+        Assert.True(code == 0, error);
+        var model = Path.Combine(scratch.Combine("pretrained"), "model");
+        var output = scratch.Combine("grid");
+        string stdout;
+        (code, stdout, error) = Run(["distill", "grid", "--data", data, "--settings", "cot", "--students", model, "--seeds", "1", .. SmallArgs,
+            "--out", output, "--store", scratch.Combine("store")]);
+        Assert.True(code == 0, error);
+
+        var report = StudentGridReport.Load(output);
+        var run = Assert.Single(report.Runs);
+        // Every worker names the student by its artifact key, not by the local copy it trained from.
+        Assert.StartsWith("models/", run.Options.Student);
+        Assert.StartsWith("model:", run.StudentSource);
+        var name = Assert.Single(report.Rows).Student;
+        Assert.Matches("^model-[0-9a-f]{8}$", name);
+        Assert.Contains($"| cot | gt | {name} | 1 |", stdout);
+        var (direct, _) = StudentTrainer.Train(StudentCorpus.Load(data), run.Options with { Student = model }, scratch.Combine("direct"));
+        Assert.Equal(direct.StudentSource, run.StudentSource);
+        AssertSameRun(direct with { Options = run.Options }, run);
+    }
+
     private static StudentMetrics Metrics(string setting, string labels, long seed, double test, double validation, double? rationale) => new(
         new StudentOptions { Setting = setting, Labels = labels, Seed = seed }, "preset:micro", 1000, 10, 0, 0, 0, 0, 100, 10, 40, 20, validation, test, rationale,
         [new StudentEvaluation(20, validation)], 5000, 100, "corpus");
