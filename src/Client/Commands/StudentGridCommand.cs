@@ -14,7 +14,7 @@ internal static class StudentGridCommand
     /// The workers renew a lease every third of it while a run is alive, so it only bounds how long a run of a dead silo
     /// (or of a killed embedded client) waits before another worker resumes it from its last checkpoint.
     /// </summary>
-    public static readonly TimeSpan LeaseDuration = TimeSpan.FromMinutes(3);
+    public const double DefaultLeaseSeconds = 180;
 
     public static Command Create()
     {
@@ -24,11 +24,12 @@ internal static class StudentGridCommand
         var students = new Option<string>("--students") { Description = $"Comma-separated students: presets trained from scratch ({string.Join(", ", ModelPresets.Names)}) or Babel model folders.", DefaultValueFactory = _ => "micro" };
         var seeds = new Option<int>("--seeds") { Description = "Seeds 1..N per configuration.", DefaultValueFactory = _ => 3 };
         var output = new Option<string>("--out") { Description = "Folder for results.json, results.md, results.html and accuracy.png.", Required = true };
+        var lease = new Option<double>("--lease-seconds") { Description = "A run's lease, renewed every third of it while the run is alive; a run of a dead worker resumes elsewhere after it expires.", DefaultValueFactory = _ => DefaultLeaseSeconds };
         var workers = new Option<int>("--workers") { Description = "CPU workers of the embedded silo (runs in parallel).", DefaultValueFactory = _ => 1 };
         var engine = new EngineOptions();
         var command = new Command("grid", "Train the ablation grid settings × labels × students × seeds as shards of a job (resumable: a rerun continues the same job from the runs' checkpoints).")
         {
-            settings, labels, students, seeds, output, workers,
+            settings, labels, students, seeds, output, workers, lease,
         };
         shared.AddTo(command);
         engine.AddTo(command);
@@ -36,6 +37,8 @@ internal static class StudentGridCommand
         {
             var seedCount = parse.GetValue(seeds);
             if (seedCount <= 0) throw new UserInputException($"--seeds must be positive (got {seedCount}).");
+            var leaseSeconds = parse.GetValue(lease);
+            if (!(leaseSeconds >= 1)) throw new UserInputException($"--lease-seconds must be at least 1 (got {leaseSeconds}).");
             var baseOptions = shared.Read(parse).Validate();
             var settingList = List(parse.GetValue(settings)!, "--settings");
             var labelList = List(parse.GetValue(labels)!, "--labels");
@@ -52,7 +55,7 @@ internal static class StudentGridCommand
             await using (var connection = await engine.OpenAsync(parse, parse.GetValue(workers), cancellationToken))
             {
                 (jobId, runs) = await RunAsync(connection, corpus, baseOptions, settingList, labelList, studentList,
-                    [.. Enumerable.Range(1, seedCount).Select(s => (long)s)], error, cancellationToken);
+                    [.. Enumerable.Range(1, seedCount).Select(s => (long)s)], error, cancellationToken, TimeSpan.FromSeconds(leaseSeconds));
             }
             var directory = Path.GetFullPath(parse.GetValue(output)!);
             var report = StudentGridReport.Write(directory, runs, new { job = jobId, data = Path.GetFullPath(dataDirectory), test = corpus.TestSource, students = studentList, options = baseOptions });
@@ -69,7 +72,8 @@ internal static class StudentGridCommand
     /// run's metrics in plan order and deletes the runs' checkpoint zips from the artifact store.
     /// </summary>
     public static async Task<(string JobId, IReadOnlyList<StudentMetrics> Runs)> RunAsync(EngineConnection connection, StudentCorpus corpus, StudentOptions baseOptions,
-        IReadOnlyList<string> settings, IReadOnlyList<string> labels, IReadOnlyList<string> students, IReadOnlyList<long> seeds, TextWriter progress, CancellationToken cancellationToken)
+        IReadOnlyList<string> settings, IReadOnlyList<string> labels, IReadOnlyList<string> students, IReadOnlyList<long> seeds, TextWriter progress, CancellationToken cancellationToken,
+        TimeSpan? leaseDuration = null)
     {
         var studentKeys = new List<string>();
         foreach (var student in students)
@@ -91,7 +95,7 @@ internal static class StudentGridCommand
         var parameters = new StudentGridParameters(corpusKey, baseOptions, [.. settings], [.. labels], [.. studentKeys], [.. seeds]);
         var json = JobParameters.Serialize(parameters);
         StudentGridJob.ParseParameters(json);
-        var spec = JobClient.Spec(StudentGridJob.KindName, json, leaseDuration: LeaseDuration);
+        var spec = JobClient.Spec(StudentGridJob.KindName, json, leaseDuration: leaseDuration ?? TimeSpan.FromSeconds(DefaultLeaseSeconds));
         var jobId = JobClient.DefaultJobId(spec);
         await JobProgress.RunAsync(connection, jobId, spec, progress, cancellationToken);
         var runs = await StudentGridJob.AssembleAsync(connection.Store, jobId, parameters, cancellationToken);

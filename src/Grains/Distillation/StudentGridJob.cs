@@ -8,7 +8,9 @@ using Babel.Modeling.Distillation;
 using Babel.Modeling.Training;
 using Babel.Storage;
 using Babel.Storage.Artifacts;
+using Babel.Grains.Workers;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace Babel.Grains.Distillation;
 
@@ -108,7 +110,9 @@ public sealed class StudentGridJob(IServiceProvider services) : IJobKind
         // An uploaded student is trained from its local copy; the metrics name it by its artifact key, as on every worker.
         var local = IsPreset(run.Student) ? run : run with { Student = context.LocalFolder(run.Student, cancellationToken) };
         var store = services.GetRequiredService<IArtifactStore>();
-        var work = Path.Combine(Path.GetTempPath(), "babel-students", RunHash(p.Corpus, run));
+        // Beside the worker's artifact cache: a retry on this machine (or a rerun of a killed embedded client) resumes from it.
+        var cache = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
+        var work = Path.Combine(cache, "students", RunHash(p.Corpus, run));
         var metrics = TrainWithCheckpoints(store, CheckpointKey(p.Corpus, run), corpus, local, work, cancellationToken: cancellationToken);
         metrics = metrics with { Options = metrics.Options with { Student = run.Student } };
         Directory.Delete(work, recursive: true);

@@ -80,6 +80,10 @@ public class StudentGridTests
         Assert.Equal(["cot-se-gt-micro-s1", "standard-gt-micro-s1"], shards);
         var zips = Path.Combine(store, "artifacts", "distill", "students");
         Assert.Empty(Directory.Exists(zips) ? Directory.GetFiles(zips) : []);
+        // The runs trained in the worker's cache folder and removed their work folders when done.
+        var work = Path.Combine(store, "cache", "students");
+        Assert.True(Directory.Exists(work));
+        Assert.Empty(Directory.GetFileSystemEntries(work));
     }
 
     [Fact]
