@@ -90,7 +90,7 @@ internal static class StudentCommand
 
     internal static IProgress<StudentProgress> Reporter(TextWriter error) => new SynchronousProgress<StudentProgress>(p =>
     {
-        if (p.ValidationAccuracy is { } accuracy && (p.Step % 50 == 0 || p.Step == p.Steps))
+        if (p.ValidationAccuracy is { } accuracy)
         {
             error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"stage {p.Stage} step {p.Step}/{p.Steps} loss {p.Loss:F4} validation accuracy {accuracy:P1}"));
         }

@@ -46,9 +46,13 @@ public static class ArithmeticWordProblems
 {
     public const string QuestionsFolder = "questions";
 
-    private static readonly string[] _names = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena", "Mia", "Noor", "Omar", "Pia"];
+    private static readonly (string Name, string Pronoun)[] _people =
+    [
+        ("Ana", "She"), ("Ben", "He"), ("Chen", "He"), ("Dara", "She"), ("Eli", "He"), ("Fatima", "She"), ("Gus", "He"), ("Hana", "She"),
+        ("Ivan", "He"), ("Jo", "She"), ("Kofi", "He"), ("Lena", "She"), ("Mia", "She"), ("Noor", "She"), ("Omar", "He"), ("Pia", "She"),
+    ];
     private static readonly string[] _items = ["apples", "marbles", "stamps", "books", "shells", "pencils", "stickers", "cards", "coins", "eggs", "cookies", "beads"];
-    private static readonly string[] _friends = ["a friend", "her brother", "his sister", "a neighbour", "the teacher", "a cousin"];
+    private static readonly string[] _friends = ["a friend", "a brother", "a sister", "a neighbour", "the teacher", "a cousin"];
     private static readonly string[] _addVerbs = ["buys {0} more", "finds {0} more", "gets {0} more from {1}", "picks up {0} more", "receives {0} more", "wins {0} more"];
     private static readonly string[] _subtractVerbs = ["gives {0} to {1}", "loses {0}", "sells {0}", "uses {0}", "gives away {0}", "drops {0}"];
 
@@ -122,9 +126,8 @@ public static class ArithmeticWordProblems
 
     private static ArithmeticProblem Problem(string id, Random random)
     {
-        var name = _names[random.Next(_names.Length)];
+        var (name, pronoun) = _people[random.Next(_people.Length)];
         var item = _items[random.Next(_items.Length)];
-        var pronoun = random.Next(2) == 0 ? "She" : "He";
         var steps = new List<ArithmeticStep>();
         var text = new StringBuilder();
         int value;

@@ -188,29 +188,41 @@ public sealed record StudentCorpus(
         return byCot;
     }
 
+    private static readonly UTF8Encoding _strictUtf8 = new(false, throwOnInvalidBytes: true);
+
+    /// <summary>Each JSON line of <paramref name="file"/>, decoded line by line so that invalid UTF-8 is reported at its line.</summary>
     private static void ReadLines<T>(string file, Action<T, int> record)
     {
+        var bytes = File.ReadAllBytes(file);
         var line = 0;
-        try
+        for (var start = 0; start < bytes.Length;)
         {
-            foreach (var text in File.ReadLines(file, new UTF8Encoding(false, throwOnInvalidBytes: true)))
+            var end = Array.IndexOf(bytes, (byte)'\n', start);
+            if (end < 0) end = bytes.Length;
+            line++;
+            string text;
+            try
             {
-                line++;
-                if (string.IsNullOrWhiteSpace(text)) continue;
+                text = _strictUtf8.GetString(bytes, start, end - start);
+            }
+            catch (DecoderFallbackException)
+            {
+                throw new UserInputException($"{file} line {line} is not valid UTF-8; rerun the command that wrote the folder.");
+            }
+            start = end + 1;
+            if (string.IsNullOrWhiteSpace(text)) continue;
+            try
+            {
                 record(JsonSerializer.Deserialize<T>(text, TeacherCache.Json) ?? throw new InvalidDataException($"{file} line {line} is null"), line);
             }
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"{file} line {line} is not a valid record ({e.Message}); rerun the command that wrote the folder.", e);
-        }
-        catch (DecoderFallbackException)
-        {
-            throw new UserInputException($"{file} line {line + 1} is not valid UTF-8; rerun the command that wrote the folder.");
-        }
-        catch (InvalidDataException e)
-        {
-            throw new UserInputException(e.Message + ".", e);
+            catch (JsonException e)
+            {
+                throw new UserInputException($"{file} line {line} is not a valid record ({e.Message}); rerun the command that wrote the folder.", e);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new UserInputException(e.Message + ".", e);
+            }
         }
     }
 

@@ -54,11 +54,11 @@ public sealed record StudentOptions
     /// <summary>Weight of the answer loss: L = α·L_label + (1 − α)·L_rationale.</summary>
     [JsonPropertyName("alpha")] public double Alpha { get; init; } = 0.5;
     /// <summary>Optimizer steps of the distillation stage (the second stage of a curriculum).</summary>
-    [JsonPropertyName("steps")] public int Steps { get; init; } = 1500;
+    [JsonPropertyName("steps")] public int Steps { get; init; } = 1000;
     /// <summary>Optimizer steps of the self-evaluation stage, in the settings that have one.</summary>
-    [JsonPropertyName("self_evaluation_steps")] public int SelfEvaluationSteps { get; init; } = 500;
+    [JsonPropertyName("self_evaluation_steps")] public int SelfEvaluationSteps { get; init; } = 300;
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 32;
-    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 2e-3;
+    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 3e-3;
     [JsonPropertyName("warmup_fraction")] public double WarmupFraction { get; init; } = 0.05;
     [JsonPropertyName("weight_decay")] public double WeightDecay { get; init; } = 0.1;
     /// <summary>Longest example in tokens (prompt and output); longer examples are left out and counted.</summary>

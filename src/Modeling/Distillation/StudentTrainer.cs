@@ -113,30 +113,35 @@ public static class StudentTrainer
         }
 
         var fingerprint = $"|{corpus.Fingerprint()}|{source}";
-        long trainedTokens = 0;
-        var trainingTime = new Stopwatch();
+        // Tokens (inputs, padding excluded) of the whole run, a function of the data order; and of the steps this process trained, for the speed.
+        long trainedTokens = 0, trainedHere = 0;
+        var trainingTime = Stopwatch.StartNew();
         if (StudentSettings.UsesSelfEvaluation(options.Setting))
         {
             var order = new EpochOrder(selfEvaluation.Count, options.Seed);
+            for (var step = 0; step < options.SelfEvaluationSteps; step++) trainedTokens += order.Batch(step, options.BatchSize).Sum(i => selfEvaluation[i].Tokens.Length - 1L);
             Pretrainer.Train(model, step =>
                 {
                     var rows = order.Batch(step, options.BatchSize).Select(i => selfEvaluation[i]).ToList();
-                    trainedTokens += rows.Sum(r => r.Tokens.Length - 1L);
+                    trainedHere += rows.Sum(r => r.Tokens.Length - 1L);
                     var (inputs, targets) = InstructionTuning.Batch(rows, padId);
                     return Pretrainer.Loss(model.Forward(inputs), targets);
                 }, options.Stage(options.SelfEvaluationSteps), Path.Combine(work, SelfEvaluationFolder), new CheckpointHooks(Written: _ => checkpointWritten?.Invoke()),
-                Progress(progress, 1, null), cancellationToken, fingerprint + "|self-evaluation");
+                Progress(progress, 1, _ => { }), cancellationToken, fingerprint + "|self-evaluation");
         }
 
         var stage = Path.Combine(work, DistillationFolder);
         var (evaluations, best) = ResumeBest(stage);
         var distillationOrder = new EpochOrder(distillation.Count, options.Seed);
-        double? lastAccuracy = null;
-        trainingTime.Start();
+        for (var step = 0; step < options.Steps; step++)
+        {
+            trainedTokens += distillationOrder.Batch(step, options.BatchSize).Sum(i => distillation[i].Label.Tokens.Length - 1L + (distillation[i].Rationale?.Tokens.Length - 1L ?? 0));
+        }
+        var lastLoss = double.NaN;
         Pretrainer.Train(model, step =>
             {
                 var batch = distillationOrder.Batch(step, options.BatchSize).Select(i => distillation[i]).ToList();
-                trainedTokens += batch.Sum(b => b.Label.Tokens.Length - 1L + (b.Rationale?.Tokens.Length - 1L ?? 0));
+                trainedHere += batch.Sum(b => b.Label.Tokens.Length - 1L + (b.Rationale?.Tokens.Length - 1L ?? 0));
                 return Objective(model, [.. batch.Select(b => b.Label)], [.. batch.Where(b => b.Rationale is not null).Select(b => b.Rationale!)],
                     StudentSettings.UsesRationales(options.Setting) ? options.Alpha : 1.0, padId);
             }, options.Stage(options.Steps), stage, new CheckpointHooks(
@@ -146,7 +151,7 @@ public static class StudentTrainer
                     trainingTime.Stop();
                     var accuracy = Accuracy(model, tokenizer, task, validation, options.MaxAnswerTokens).Accuracy;
                     model.train();
-                    lastAccuracy = accuracy;
+                    progress?.Report(new StudentProgress(2, step, options.Steps, lastLoss, accuracy));
                     evaluations.RemoveAll(e => e.Step >= step);
                     evaluations.Add(new StudentEvaluation(step, accuracy));
                     // Ties keep the earlier checkpoint.
@@ -157,7 +162,7 @@ public static class StudentTrainer
                     trainingTime.Start();
                 },
                 Written: _ => checkpointWritten?.Invoke()),
-            Progress(progress, 2, () => lastAccuracy), cancellationToken, fingerprint + "|distillation");
+            Progress(progress, 2, loss => lastLoss = loss), cancellationToken, fingerprint + "|distillation");
         trainingTime.Stop();
 
         using (var chosen = ModelCheckpoint.Load(Path.Combine(stage, BestFolder))) model.LoadStateDict(chosen.Tensors, Path.Combine(stage, BestFolder));
@@ -169,7 +174,7 @@ public static class StudentTrainer
         var metrics = new StudentMetrics(options, source, model.parameters().Sum(p => p.numel()),
             distillation.Count, selfEvaluation.Count, tooLong, examples.QuestionsWithoutLabel, examples.QuestionsWithoutRationale,
             train.Count, validation.Count, corpus.Test.Count, best.Step, best.Accuracy, testAccuracy, rationaleAccuracy, evaluations,
-            trainedTokens, trainingTime.Elapsed.TotalSeconds > 0 ? trainedTokens / trainingTime.Elapsed.TotalSeconds : 0, corpus.Fingerprint());
+            trainedTokens, trainingTime.Elapsed.TotalSeconds > 0 && trainedHere > 0 ? trainedHere / trainingTime.Elapsed.TotalSeconds : 0, corpus.Fingerprint());
         return (metrics, predictions);
     }
 
@@ -238,11 +243,12 @@ public static class StudentTrainer
         return outputs;
     }
 
-    private static IProgress<TrainingProgress>? Progress(IProgress<StudentProgress>? progress, int stage, Func<double?>? accuracy) =>
-        progress is null ? null : new SynchronousProgress<TrainingProgress>(p =>
+    /// <summary>Reports every step (validation accuracy is reported apart, by the evaluation at a checkpoint).</summary>
+    private static IProgress<TrainingProgress> Progress(IProgress<StudentProgress>? progress, int stage, Action<double> loss) =>
+        new SynchronousProgress<TrainingProgress>(p =>
         {
-            var evaluated = accuracy?.Invoke();
-            progress.Report(new StudentProgress(stage, p.Step, p.Steps, p.Loss, evaluated));
+            loss(p.Loss);
+            progress?.Report(new StudentProgress(stage, p.Step, p.Steps, p.Loss, null));
         });
 
     private static (List<StudentEvaluation> Evaluations, (int Step, double Accuracy) Best) ResumeBest(string stage)
@@ -324,7 +330,10 @@ public static class StudentTrainer
         AtomicFile.WriteDirectory(Path.Combine(outDirectory, modelFolder), temporary =>
         {
             CopyFolder(Path.Combine(workDirectory, DistillationFolder, BestFolder), temporary);
-            File.Copy(Path.Combine(tokenizerSource, "tokenizer.json"), Path.Combine(temporary, "tokenizer.json"));
+            foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" }.Where(f => File.Exists(Path.Combine(tokenizerSource, f))))
+            {
+                File.Copy(Path.Combine(tokenizerSource, file), Path.Combine(temporary, file));
+            }
         });
         AtomicFile.WriteAllText(Path.Combine(outDirectory, PredictionsFile), string.Concat(predictions.Select(p => JsonSerializer.Serialize(p) + "\n")));
         AtomicFile.WriteAllText(Path.Combine(outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, _indented) + "\n");
