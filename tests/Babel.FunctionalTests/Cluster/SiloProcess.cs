@@ -24,6 +24,9 @@ public sealed class SiloProcess : IDisposable
     }
 
     public string Name { get; }
+
+    /// <summary>The silo's worker cache folder (<c>Babel__Worker__CacheFolder</c>), where jobs keep local working state.</summary>
+    public string CacheFolder => _cacheFolder;
     public int SiloPort { get; }
     public int GatewayPort { get; }
     public int HttpPort { get; }

@@ -1,0 +1,195 @@
+using System.Collections.Immutable;
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text;
+using Babel.Contracts;
+using Babel.Grains.Jobs;
+using Babel.Modeling.Distillation;
+using Babel.Modeling.Training;
+using Babel.Storage;
+using Babel.Storage.Artifacts;
+using Babel.Grains.Workers;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Babel.Grains.Distillation;
+
+/// <summary>
+/// Parameters of a student grid ("Mind's Mirror" ablation): the artifact key of a folder holding
+/// <see cref="StudentCorpus.FileName"/>, the options every run shares, and the axes settings × labels × students × seeds.
+/// A student is a preset name (<c>micro</c>, <c>tiny</c>, <c>small</c>) or the artifact key of an uploaded model folder
+/// (<c>models/HASH</c>).
+/// </summary>
+public sealed record StudentGridParameters(string Corpus, StudentOptions Base, string[] Settings, string[] Labels, string[] Students, long[] Seeds);
+
+/// <summary>
+/// The student ablation grid on the job engine: every (setting, labels, student, seed) is a shard that trains one student
+/// with <see cref="StudentTrainer"/> and returns its <see cref="StudentMetrics"/> as the shard result. Each run's work
+/// folder is zipped into the artifact store after every checkpoint (<see cref="CheckpointKey"/>), so a run whose silo dies
+/// resumes on another silo from its last checkpoint with the same data order and RNG state. A run uses the thread count of
+/// its options (not the worker's), so its result does not depend on which worker ran it.
+/// </summary>
+public sealed class StudentGridJob(IServiceProvider services) : IJobKind
+{
+    public const string KindName = "distill-grid";
+    /// <summary>Artifact prefix of the runs' checkpoint zips; the command deletes a grid's zips once its results are read.</summary>
+    public const string CheckpointPrefix = "distill/students/";
+    private const string ModelKeyPrefix = "models/";
+
+    public string Name => KindName;
+
+    public static StudentGridParameters ParseParameters(string json)
+    {
+        var p = JobParameters.Deserialize<StudentGridParameters>(json, KindName);
+        if (string.IsNullOrEmpty(p.Corpus)) throw new UserInputException("The student grid needs a corpus; pass --data DIR.");
+        if (p.Base is null) throw new UserInputException("The student grid needs its base options.");
+        if (p.Settings is not { Length: > 0 }) throw new UserInputException($"The student grid needs at least one setting; pass --settings with some of: {string.Join(", ", StudentSettings.All)}.");
+        if (p.Labels is not { Length: > 0 }) throw new UserInputException("The student grid needs at least one label source; pass --labels gt, llm or gt,llm.");
+        if (p.Students is not { Length: > 0 }) throw new UserInputException($"The student grid needs at least one student; pass --students with some of: {string.Join(", ", ModelPresets.Names)}.");
+        if (p.Seeds is not { Length: > 0 }) throw new UserInputException("The student grid needs at least one seed; pass --seeds N with N ≥ 1.");
+        foreach (var student in p.Students)
+        {
+            if (!IsPreset(student) && !(student ?? "").StartsWith(ModelKeyPrefix, StringComparison.Ordinal))
+            {
+                throw new UserInputException($"The student '{student}' is neither a preset ({string.Join(", ", ModelPresets.Names)}) nor an uploaded model folder; pass a preset name or a Babel model folder.");
+            }
+        }
+        foreach (var run in Runs(p)) run.Validate();
+        return p;
+    }
+
+    /// <summary>Every run of the grid, in plan order (settings, then labels, then students, then seeds).</summary>
+    public static IReadOnlyList<StudentOptions> Runs(StudentGridParameters p)
+    {
+        var runs = new List<StudentOptions>();
+        foreach (var setting in p.Settings.Select(StudentSettings.Require).Distinct(StringComparer.Ordinal))
+        {
+            foreach (var labels in p.Labels.Select(StudentLabels.Require).Distinct(StringComparer.Ordinal))
+            {
+                foreach (var student in p.Students.Distinct(StringComparer.Ordinal))
+                {
+                    foreach (var seed in p.Seeds.Distinct())
+                    {
+                        runs.Add(p.Base with { Setting = setting, Labels = labels, Student = student, Seed = seed });
+                    }
+                }
+            }
+        }
+        return runs;
+    }
+
+    public static bool IsPreset(string? student) => student is not null && ModelPresets.Names.Contains(student, StringComparer.Ordinal);
+
+    /// <summary>A student's short name: the preset, or <c>model-</c> and the first 8 hex digits of an uploaded folder's hash.</summary>
+    public static string StudentName(string student) => StudentGridReport.StudentName(student);
+
+    /// <summary>The shard id of a run, e.g. <c>multi-cot-se-gt-micro-s1</c>.</summary>
+    public static string ShardId(StudentOptions run) => $"{run.Setting}-{run.Labels}-{StudentName(run.Student)}-s{run.Seed}";
+
+    /// <summary>The run's identity: a hash of the corpus key and its options, naming its local work folder and its checkpoint zip.</summary>
+    public static string RunHash(string corpus, StudentOptions run) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(corpus + "|" + JobParameters.Serialize(run))))[..16];
+
+    /// <summary>The artifact key of a run's checkpoint zip.</summary>
+    public static string CheckpointKey(string corpus, StudentOptions run) => $"{CheckpointPrefix}{RunHash(corpus, run)}.zip";
+
+    public Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    {
+        var p = ParseParameters(parameters);
+        IReadOnlyList<ShardSpec> shards = [.. Runs(p).Select(run => new ShardSpec(ShardId(run), JobParameters.Serialize(run), TotalSteps(run)))];
+        return Task.FromResult(shards);
+    }
+
+    private static long TotalSteps(StudentOptions run) => run.Steps + (StudentSettings.UsesSelfEvaluation(run.Setting) ? run.SelfEvaluationSteps : 0);
+
+    public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
+    {
+        var p = ParseParameters(parameters);
+        var run = JobParameters.Deserialize<StudentOptions>(shard.Parameters, KindName).Validate();
+        var corpus = StudentCorpus.Read(Path.Combine(context.LocalFolder(p.Corpus, cancellationToken), StudentCorpus.FileName));
+        // An uploaded student is trained from its local copy; the metrics name it by its artifact key, as on every worker.
+        var local = IsPreset(run.Student) ? run : run with { Student = context.LocalFolder(run.Student, cancellationToken) };
+        var store = services.GetRequiredService<IArtifactStore>();
+        // Beside the worker's artifact cache: a retry on this machine (or a rerun of a killed embedded client) resumes from it.
+        var cache = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
+        var work = Path.Combine(cache, "students", RunHash(p.Corpus, run));
+        var metrics = TrainWithCheckpoints(store, CheckpointKey(p.Corpus, run), corpus, local, work, cancellationToken: cancellationToken);
+        metrics = metrics with { Options = metrics.Options with { Student = run.Student } };
+        Directory.Delete(work, recursive: true);
+        return new ShardResult(JobParameters.SerializeToUtf8Bytes(metrics), ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal,
+            [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", TotalSteps(run))]));
+    }
+
+    /// <summary>
+    /// Trains (or resumes) one run in <paramref name="work"/>, zipping the whole folder to <paramref name="checkpointKey"/>
+    /// after every checkpoint. When <paramref name="work"/> does not exist but the zip does (the run was started on another
+    /// machine), the zip is unpacked first, so the run continues from its last uploaded checkpoint. A local folder, when
+    /// present, is used as it is: it holds a checkpoint at least as consistent as the zip, and either resumes exactly.
+    /// <paramref name="uploaded"/> is told the number of zips uploaded so far.
+    /// </summary>
+    public static StudentMetrics TrainWithCheckpoints(IArtifactStore store, string checkpointKey, StudentCorpus corpus, StudentOptions run, string work,
+        IProgress<StudentProgress>? progress = null, Action<int>? uploaded = null, CancellationToken cancellationToken = default)
+    {
+        Restore(store, checkpointKey, work, cancellationToken);
+        var uploads = 0;
+        var (metrics, _) = StudentTrainer.Train(corpus, run, work, progress, () =>
+        {
+            Upload(store, checkpointKey, work, cancellationToken);
+            uploaded?.Invoke(++uploads);
+        }, cancellationToken);
+        return metrics;
+    }
+
+    /// <summary>Zips <paramref name="work"/> and stores it under <paramref name="key"/> (the store replaces the object atomically).</summary>
+    public static void Upload(IArtifactStore store, string key, string work, CancellationToken cancellationToken)
+    {
+        using var zip = new MemoryStream();
+        // Weights barely compress; the fastest level keeps the pause after a checkpoint short.
+        ZipFile.CreateFromDirectory(work, zip, CompressionLevel.Fastest, includeBaseDirectory: false);
+        store.PutBytesAsync(key, zip.GetBuffer().AsMemory(0, (int)zip.Length), cancellationToken).GetAwaiter().GetResult();
+    }
+
+    /// <summary>Unpacks the zip under <paramref name="key"/> into <paramref name="work"/> when that folder is missing; false when there was nothing to restore.</summary>
+    public static bool Restore(IArtifactStore store, string key, string work, CancellationToken cancellationToken)
+    {
+        if (Directory.Exists(work)) return false;
+        var bytes = store.GetBytesAsync(key, cancellationToken).GetAwaiter().GetResult();
+        if (bytes is null) return false;
+        var temporary = $"{work}.restore-{Guid.NewGuid():N}";
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(work))!);
+            using (var zip = new MemoryStream(bytes, writable: false)) ZipFile.ExtractToDirectory(zip, temporary);
+            // The rename makes the folder appear complete or not at all; if another attempt got there first, its folder wins.
+            if (Directory.Exists(work)) return false;
+            Directory.Move(temporary, work);
+            return true;
+        }
+        finally
+        {
+            if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
+        }
+    }
+
+    /// <summary>Reads every run's metrics of a finished grid job, in plan order.</summary>
+    public static async Task<IReadOnlyList<StudentMetrics>> AssembleAsync(IArtifactStore store, string jobId, StudentGridParameters p, CancellationToken cancellationToken)
+    {
+        var results = new List<StudentMetrics>();
+        foreach (var run in Runs(p))
+        {
+            var key = ShardArtifacts.Key(jobId, ShardId(run));
+            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
+            results.Add(JobParameters.Deserialize<StudentMetrics>(bytes));
+        }
+        return results;
+    }
+
+    /// <summary>
+    /// Deletes the checkpoint zips of a finished grid. They are kept until the results are read, so a shard retried after
+    /// its training finished (its result write lost) resumes from its final checkpoint instead of training again.
+    /// </summary>
+    public static async Task DeleteCheckpointsAsync(IArtifactStore store, StudentGridParameters p, CancellationToken cancellationToken)
+    {
+        foreach (var run in Runs(p)) await store.DeleteAsync(CheckpointKey(p.Corpus, run), cancellationToken);
+    }
+}
