@@ -27,6 +27,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(CreateProfile());
         bench.Subcommands.Add(DistillBenchmark.Create());
         bench.Subcommands.Add(Text2TreeBench.Create());
+        bench.Subcommands.Add(StudentBench.Create());
         return bench;
     }
 

@@ -6,6 +6,7 @@ using System.Text.Json.Nodes;
 using Babel.Grains.Jobs;
 using Babel.Modeling.Analysis;
 using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Distillation;
 using Babel.Modeling.Experts;
 using Babel.Storage;
 using Babel.Storage.Corpora;
@@ -19,6 +20,7 @@ internal static class ProfileCommand
     /// <summary>Where <c>babel eval-pruning</c> and <c>babel sparse</c> write inside a run by default, so the report finds them.</summary>
     public const string PruningFolder = "pruning";
     public const string SparseFolder = "sparse";
+    public const string DistillationFolder = "distillation";
 
     public static Command Create()
     {
@@ -165,6 +167,10 @@ internal static class ProfileCommand
         if (File.Exists(Path.Combine(runDirectory, SparseFolder, SparseActivationCurves.FileName)))
         {
             sections.Add(SparseActivationCurves.Load(Path.Combine(runDirectory, SparseFolder)).Section(SparseFolder));
+        }
+        if (File.Exists(Path.Combine(runDirectory, DistillationFolder, StudentGridReport.JsonFile)))
+        {
+            sections.Add(StudentGridReport.Load(Path.Combine(runDirectory, DistillationFolder)).Section(DistillationFolder));
         }
         return Path.GetFullPath(ActivationReport.Write(runDirectory, profile, fields.ToDictionary(f => f.Key, f => f.Value), sections));
     }

