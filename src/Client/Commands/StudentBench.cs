@@ -96,7 +96,7 @@ internal static class StudentBench
         {
             if (step == 0) stopwatch.Start();
             var all = tensor(batches[step], [64, length + 1]);
-            return Pretrainer.Loss(model.Forward(all[.., ..^1]), all[.., 1..]);
+            return Pretrainer.Loss(model.Forward(all[.., ..^1]), all[.., 1..].contiguous());
         }, options, Path.Combine(root, "plain-" + preset), new CheckpointHooks(), new SynchronousProgress<TrainingProgress>(p =>
         {
             if (p.Step == steps) stopwatch.Stop();
