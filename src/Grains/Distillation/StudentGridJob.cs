@@ -172,17 +172,8 @@ public sealed class StudentGridJob(IServiceProvider services) : IJobKind
     }
 
     /// <summary>Reads every run's metrics of a finished grid job, in plan order.</summary>
-    public static async Task<IReadOnlyList<StudentMetrics>> AssembleAsync(IArtifactStore store, string jobId, StudentGridParameters p, CancellationToken cancellationToken)
-    {
-        var results = new List<StudentMetrics>();
-        foreach (var run in Runs(p))
-        {
-            var key = ShardArtifacts.Key(jobId, ShardId(run));
-            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
-            results.Add(JobParameters.Deserialize<StudentMetrics>(bytes));
-        }
-        return results;
-    }
+    public static Task<IReadOnlyList<StudentMetrics>> AssembleAsync(IArtifactStore store, string jobId, StudentGridParameters p, CancellationToken cancellationToken) =>
+        ShardArtifacts.ReadAsync<StudentMetrics>(store, jobId, Runs(p).Select(ShardId), cancellationToken);
 
     /// <summary>
     /// Deletes the checkpoint zips of a finished grid. They are kept until the results are read, so a shard retried after

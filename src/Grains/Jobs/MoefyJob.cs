@@ -61,14 +61,8 @@ public sealed class MoefyJob : IJobKind
     /// <summary>Reads every layer's result of a finished job and assembles the partition.</summary>
     public static async Task<ExpertPartition> AssembleAsync(IArtifactStore store, string jobId, MoefyJobParameters p, ModelConfig config, CancellationToken cancellationToken)
     {
-        var layers = new int[config.NumHiddenLayers][];
-        for (var layer = 0; layer < layers.Length; layer++)
-        {
-            var key = ShardArtifacts.Key(jobId, LayerShardId(layer));
-            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
-            var result = JobParameters.Deserialize<LayerPartition>(bytes);
-            layers[layer] = result.ExpertOfNeuron;
-        }
+        var results = await ShardArtifacts.ReadAsync<LayerPartition>(store, jobId, Enumerable.Range(0, config.NumHiddenLayers).Select(LayerShardId), cancellationToken);
+        var layers = results.Select(r => r.ExpertOfNeuron).ToArray();
         return new ExpertPartition
         {
             Experts = p.Experts, IntermediateSize = config.IntermediateSize, Method = p.Method, Seed = p.Seed, ExpertOfNeuron = layers,
@@ -76,8 +70,21 @@ public sealed class MoefyJob : IJobKind
     }
 }
 
-/// <summary>Where a worker writes a shard's result in the artifact store.</summary>
+/// <summary>Where a worker writes a shard's result in the artifact store, and how a client reads a finished job's results back.</summary>
 public static class ShardArtifacts
 {
     public static string Key(string jobId, string shardId) => $"jobs/{jobId}/shards/{shardId}.json";
+
+    /// <summary>The results of <paramref name="shardIds"/> of a finished job, in that order, decoded as <typeparamref name="T"/>.</summary>
+    public static async Task<IReadOnlyList<T>> ReadAsync<T>(IArtifactStore store, string jobId, IEnumerable<string> shardIds, CancellationToken cancellationToken)
+    {
+        var results = new List<T>();
+        foreach (var shardId in shardIds)
+        {
+            var key = Key(jobId, shardId);
+            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
+            results.Add(JobParameters.Deserialize<T>(bytes));
+        }
+        return results;
+    }
 }

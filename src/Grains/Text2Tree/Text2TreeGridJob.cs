@@ -87,15 +87,6 @@ public sealed class Text2TreeGridJob : IJobKind
     }
 
     /// <summary>Reads every run's metrics of a finished grid job, in plan order.</summary>
-    public static async Task<IReadOnlyList<Text2TreeMetrics>> AssembleAsync(IArtifactStore store, string jobId, Text2TreeGridParameters p, CancellationToken cancellationToken)
-    {
-        var results = new List<Text2TreeMetrics>();
-        foreach (var run in Runs(p))
-        {
-            var key = ShardArtifacts.Key(jobId, ShardId(run));
-            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
-            results.Add(JobParameters.Deserialize<Text2TreeMetrics>(bytes));
-        }
-        return results;
-    }
+    public static Task<IReadOnlyList<Text2TreeMetrics>> AssembleAsync(IArtifactStore store, string jobId, Text2TreeGridParameters p, CancellationToken cancellationToken) =>
+        ShardArtifacts.ReadAsync<Text2TreeMetrics>(store, jobId, Runs(p).Select(ShardId), cancellationToken);
 }
