@@ -243,6 +243,16 @@ public partial class StudentTrainingTests
         var invalid = Assert.Throws<UserInputException>(() => StudentCorpus.Load(broken, "jsonl:" + Path.Combine(folder, "questions", "test.jsonl")));
         Assert.Contains("line 241", invalid.Message);
 
+        // An empty training split, and an empty test split.
+        var empty = scratch.Combine("empty");
+        Directory.CreateDirectory(empty);
+        File.Copy(Path.Combine(folder, DistillationFiles.Manifest), Path.Combine(empty, DistillationFiles.Manifest));
+        File.WriteAllText(Path.Combine(empty, DistillationFiles.Cots), "\n");
+        Assert.Contains("holds no chain of thought", Assert.Throws<UserInputException>(() => StudentCorpus.Load(empty, "jsonl:" + Path.Combine(folder, "questions", "test.jsonl"))).Message);
+        var emptyTest = scratch.Combine("empty-test.jsonl");
+        File.WriteAllText(emptyTest, "");
+        Assert.Contains("holds no records", Assert.Throws<UserInputException>(() => StudentCorpus.Load(folder, "jsonl:" + emptyTest)).Message);
+
         var noSelfEvaluation = StudentCorpus.Load(folder) with
         {
             Train = [.. corpus.Train.Select(q => q with { Cots = [.. q.Cots.Select(c => c with { Evaluations = [] })] })],
