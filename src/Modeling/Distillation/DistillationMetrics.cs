@@ -16,13 +16,15 @@ public static class DistillationMetrics
     public static readonly Counter<long> Retries = Meter.CreateCounter<long>("babel.distill.teacher.retries", "{retry}", "Teacher calls retried after a 429, a 5xx, a timeout or a malformed response.");
     public static readonly Counter<long> CacheHits = Meter.CreateCounter<long>("babel.distill.cache.hits", "{request}", "Teacher calls answered from the cache.");
     public static readonly Counter<long> RecordsWritten = Meter.CreateCounter<long>("babel.distill.records", "{record}", "Chain-of-thought and evaluation records produced, by kind.");
+    public static readonly Counter<long> StudentTokens = Meter.CreateCounter<long>("babel.distill.student.tokens", "{token}", "Input tokens (padding excluded) students trained on, by stage (self-evaluation, distillation).");
+    public static readonly Counter<long> StudentSteps = Meter.CreateCounter<long>("babel.distill.student.steps", "{step}", "Optimizer steps of student training, by stage.");
 
     /// <summary>
     /// Records zero on every counter, once the exporter listens, so each series exists from the silo's start and
-    /// rates and the teacher-throttling alert evaluate before the first teacher call (Prometheus' advice for counters).
+    /// rates and the teacher-throttling alert evaluate before the first teacher call or training step (Prometheus' advice for counters).
     /// </summary>
     public static void ExportZeros()
     {
-        foreach (var counter in new[] { TeacherRequests, TokensIn, TokensOut, Throttled, Retries, CacheHits, RecordsWritten }) counter.Add(0);
+        foreach (var counter in new[] { TeacherRequests, TokensIn, TokensOut, Throttled, Retries, CacheHits, RecordsWritten, StudentTokens, StudentSteps }) counter.Add(0);
     }
 }

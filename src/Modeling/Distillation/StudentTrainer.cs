@@ -63,6 +63,8 @@ public static class StudentTrainer
     public const string BestFolder = "best";
     private const string EvaluationsFile = "evaluations.json";
     private const int EvaluationBatch = 64;
+    private static readonly KeyValuePair<string, object?> SelfEvaluationStage = new("stage", "self-evaluation");
+    private static readonly KeyValuePair<string, object?> DistillationStage = new("stage", "distillation");
 
     private static readonly JsonSerializerOptions _indented = new() { WriteIndented = true };
 
@@ -123,7 +125,9 @@ public static class StudentTrainer
             Pretrainer.Train(model, step =>
                 {
                     var rows = order.Batch(step, options.BatchSize).Select(i => selfEvaluation[i]).ToList();
-                    trainedHere += rows.Sum(r => r.Tokens.Length - 1L);
+                    var tokens = rows.Sum(r => r.Tokens.Length - 1L);
+                    trainedHere += tokens;
+                    DistillationMetrics.StudentTokens.Add(tokens, SelfEvaluationStage);
                     var (inputs, targets) = InstructionTuning.Batch(rows, padId);
                     return Pretrainer.Loss(model.Forward(inputs), targets);
                 }, options.Stage(options.SelfEvaluationSteps), Path.Combine(work, SelfEvaluationFolder), new CheckpointHooks(Written: _ => checkpointWritten?.Invoke()),
@@ -141,7 +145,9 @@ public static class StudentTrainer
         Pretrainer.Train(model, step =>
             {
                 var batch = distillationOrder.Batch(step, options.BatchSize).Select(i => distillation[i]).ToList();
-                trainedHere += batch.Sum(b => b.Label.Tokens.Length - 1L + (b.Rationale?.Tokens.Length - 1L ?? 0));
+                var tokens = batch.Sum(b => b.Label.Tokens.Length - 1L + (b.Rationale?.Tokens.Length - 1L ?? 0));
+                trainedHere += tokens;
+                DistillationMetrics.StudentTokens.Add(tokens, DistillationStage);
                 return Objective(model, [.. batch.Select(b => b.Label)], [.. batch.Where(b => b.Rationale is not null).Select(b => b.Rationale!)],
                     StudentSettings.UsesRationales(options.Setting) ? options.Alpha : 1.0, padId);
             }, options.Stage(options.Steps), stage, new CheckpointHooks(
@@ -247,6 +253,7 @@ public static class StudentTrainer
     private static IProgress<TrainingProgress> Progress(IProgress<StudentProgress>? progress, int stage, Action<double> loss) =>
         new SynchronousProgress<TrainingProgress>(p =>
         {
+            DistillationMetrics.StudentSteps.Add(1, stage == 1 ? SelfEvaluationStage : DistillationStage);
             loss(p.Loss);
             progress?.Report(new StudentProgress(stage, p.Step, p.Steps, p.Loss, null));
         });

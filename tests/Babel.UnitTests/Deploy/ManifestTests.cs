@@ -414,7 +414,7 @@ public partial class ManifestTests
             .Where(f => typeof(Instrument).IsAssignableFrom(f.FieldType))
             .Select(f => PrometheusName((Instrument)f.GetValue(null)!))
             .ToHashSet();
-        Assert.Equal(8, names.Count);
+        Assert.Equal(10, names.Count);
         return names;
     }
 

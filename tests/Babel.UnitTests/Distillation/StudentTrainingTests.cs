@@ -313,4 +313,30 @@ public partial class StudentTrainingTests
         var tooShort = Quick with { Student = pretrained, SequenceLength = 4096 };
         Assert.Contains("lower --sequence-length", Assert.Throws<UserInputException>(() => StudentTrainer.Train(corpus, tooShort, scratch.Combine("w2"))).Message);
     }
+
+    [Fact]
+    public void Training_reports_its_tokens_and_steps_to_the_distillation_meter()
+    {
+        using var scratch = new ScratchFolder();
+        var corpus = StudentCorpus.Load(SmallSet(scratch));
+        long tokens = 0, steps = 0;
+        // The instruments exist before the listener starts, so it is told of them.
+        var (tokenCounter, stepCounter) = (DistillationMetrics.StudentTokens, DistillationMetrics.StudentSteps);
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument == tokenCounter || instrument == stepCounter) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+        {
+            if (instrument == tokenCounter) Interlocked.Add(ref tokens, value);
+            else Interlocked.Add(ref steps, value);
+        });
+        listener.Start();
+        var (metrics, _) = StudentTrainer.Train(corpus, Quick with { Setting = StudentSettings.CotSelfEvaluation }, scratch.Combine("work"));
+        listener.Dispose();
+        // Other tests may train at the same time and add to the same counters: at least this run's counts arrive.
+        Assert.True(Interlocked.Read(ref tokens) >= metrics.TrainTokens, $"{tokens} tokens counted, the run trained {metrics.TrainTokens}");
+        Assert.True(Interlocked.Read(ref steps) >= Quick.Steps + Quick.SelfEvaluationSteps);
+    }
 }
