@@ -114,7 +114,8 @@ public static class StudentTrainer
             throw new UserInputException($"Every self-evaluation example is longer than --sequence-length {options.SequenceLength}; raise it.");
         }
 
-        var fingerprint = $"|{corpus.Fingerprint()}|{source}";
+        // Every option that shapes the run (the student by its content, not its path), so a checkpoint of another run is refused.
+        var fingerprint = $"|{JsonSerializer.Serialize(options with { Threads = 0, Student = source })}|{corpus.Fingerprint()}";
         // Tokens (inputs, padding excluded) of the whole run, a function of the data order; and of the steps this process trained, for the speed.
         long trainedTokens = 0, trainedHere = 0;
         var trainingTime = Stopwatch.StartNew();

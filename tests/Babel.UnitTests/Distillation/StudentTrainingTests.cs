@@ -198,6 +198,12 @@ public partial class StudentTrainingTests
             AssertSameWeights(Path.Combine(scratch.Combine("whole"), StudentTrainer.DistillationFolder, StudentTrainer.BestFolder),
                 Path.Combine(work, StudentTrainer.DistillationFolder, StudentTrainer.BestFolder));
         }
+        // A rerun with another setting or α in the same folder is refused, not resumed.
+        foreach (var other in new[] { options with { Setting = StudentSettings.MultiCot }, options with { Alpha = 0.3 } })
+        {
+            var refused = Assert.Throws<UserInputException>(() => StudentTrainer.Train(corpus, other, scratch.Combine("whole")));
+            Assert.Contains("other options", refused.Message);
+        }
         Assert.Equal(4, whole.Evaluations.Count);
         Assert.Equal(whole.Evaluations.OrderByDescending(e => e.Accuracy).ThenBy(e => e.Step).First().Step, whole.BestStep);
     }
