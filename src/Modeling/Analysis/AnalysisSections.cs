@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Net;
-using System.Text;
 using System.Text.Json.Nodes;
 using Babel.Modeling.Experts;
 
@@ -42,26 +40,21 @@ public static class AnalysisSections
     private static string? SpecificTable(JsonObject analysis)
     {
         if (analysis["specific"]?["languages"] is not JsonObject languages) return null;
-        var html = new StringBuilder("<table><tr><th>language</th><th>specific experts</th><th>most specific (layer/expert, entropy)</th></tr>");
-        foreach (var (code, node) in languages)
+        return HtmlTable.Of(["language", "specific experts", "most specific (layer/expert, entropy)"], languages.Select(language =>
         {
-            var experts = node!.AsArray();
+            var experts = language.Value!.AsArray();
             var top = string.Join(", ", experts.Take(5).Select(e => string.Create(CultureInfo.InvariantCulture,
                 $"L{e!["layer"]}/E{e["expert"]} ({(e["entropy"] is { } h ? h.GetValue<double>().ToString("0.###", CultureInfo.InvariantCulture) : "–")})")));
-            html.Append(CultureInfo.InvariantCulture, $"<tr><td>{WebUtility.HtmlEncode(code)}</td><td>{experts.Count}</td><td>{WebUtility.HtmlEncode(top)}</td></tr>");
-        }
-        return html.Append("</table>").ToString();
+            return (IEnumerable<string>)[language.Key, experts.Count.ToString(CultureInfo.InvariantCulture), top];
+        }));
     }
 
     private static string? FamilyTable(JsonObject analysis)
     {
         if (analysis["families"] is not JsonObject families) return null;
-        var html = new StringBuilder("<table><tr><th>family</th><th>languages</th></tr>");
-        foreach (var group in families.GroupBy(f => f.Value?.GetValue<string>() ?? "(unknown)").OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal))
-        {
-            html.Append(CultureInfo.InvariantCulture, $"<tr><td>{WebUtility.HtmlEncode(group.Key)}</td><td>{WebUtility.HtmlEncode(string.Join(", ", group.Select(g => g.Key)))}</td></tr>");
-        }
-        return html.Append("</table>").ToString();
+        return HtmlTable.Of(["family", "languages"], families.GroupBy(f => f.Value?.GetValue<string>() ?? "(unknown)")
+            .OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
+            .Select(group => (IEnumerable<string>)[group.Key, string.Join(", ", group.Select(g => g.Key))]));
     }
 
     private static JsonObject? ReadJson(string path)

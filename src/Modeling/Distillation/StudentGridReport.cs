@@ -123,13 +123,11 @@ public sealed record StudentGridReport(
 
     private string Table()
     {
-        var html = new StringBuilder("<table><tr><th>setting</th><th>labels</th><th>student</th><th>n</th><th>test accuracy</th><th>validation accuracy</th><th>own-rationale accuracy</th></tr>");
-        foreach (var row in Rows)
-        {
-            html.Append(CultureInfo.InvariantCulture,
-                $"<tr><td>{WebUtility.HtmlEncode(row.Setting)}</td><td>{WebUtility.HtmlEncode(row.Labels)}</td><td>{WebUtility.HtmlEncode(row.Student)}</td><td>{row.Seeds.Length}</td><td>{row.TestAccuracy}</td><td>{row.ValidationAccuracy:F4}</td><td>{Optional(row.RationaleAccuracy)}</td></tr>");
-        }
-        return html.Append("</table>").ToString();
+        return HtmlTable.Of(["setting", "labels", "student", "n", "test accuracy", "validation accuracy", "own-rationale accuracy"], Rows.Select(row => (IEnumerable<string>)
+        [
+            row.Setting, row.Labels, row.Student, row.Seeds.Length.ToString(CultureInfo.InvariantCulture), row.TestAccuracy.ToString(),
+            row.ValidationAccuracy.ToString("F4", CultureInfo.InvariantCulture), Optional(row.RationaleAccuracy),
+        ]));
     }
 
     private static string Optional(double? value) => value is { } v ? v.ToString("F4", CultureInfo.InvariantCulture) : "–";

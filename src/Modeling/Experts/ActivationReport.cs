@@ -11,6 +11,28 @@ namespace Babel.Modeling.Experts;
 /// </summary>
 public sealed record ReportSection(string Title, string Reading, IReadOnlyList<string> Images, string? TableHtml = null);
 
+/// <summary>The HTML tables of reports: a header row and rows of text cells, each escaped (&amp;, &lt;, &gt;, quotes; other characters stay as they are).</summary>
+public static class HtmlTable
+{
+    public static string Of(IEnumerable<string> headers, IEnumerable<IEnumerable<string>> rows)
+    {
+        var html = new StringBuilder("<table><tr>");
+        foreach (var header in headers) html.Append("<th>").Append(Escape(header)).Append("</th>");
+        html.Append("</tr>");
+        foreach (var row in rows)
+        {
+            html.Append("<tr>");
+            foreach (var cell in row) html.Append("<td>").Append(Escape(cell)).Append("</td>");
+            html.Append("</tr>");
+        }
+        return html.Append("</table>").ToString();
+    }
+
+    private static string Escape(string text) =>
+        text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal)
+            .Replace(">", "&gt;", StringComparison.Ordinal).Replace("\"", "&quot;", StringComparison.Ordinal);
+}
+
 /// <summary><c>report.html</c>: one self-contained page (images embedded) with a run's heatmaps and per-language token counts.</summary>
 public static class ActivationReport
 {

@@ -153,17 +153,10 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
     /// <summary>The report section: the summary plot and a table of mean perplexity ratios per strategy and rate; <paramref name="folder"/> is relative to the run.</summary>
     public ReportSection Section(string folder)
     {
-        var table = new StringBuilder("<table><tr><th>strategy</th>");
-        foreach (var rate in Rates) table.Append(CultureInfo.InvariantCulture, $"<th>rate {rate}</th>");
-        table.Append("</tr>");
-        foreach (var strategy in Strategies)
-        {
-            table.Append(CultureInfo.InvariantCulture, $"<tr><td>{System.Net.WebUtility.HtmlEncode(strategy)}</td>");
-            foreach (var rate in Rates) table.Append(CultureInfo.InvariantCulture, $"<td>{MeanRatio(strategy, rate):F3}×</td>");
-            table.Append("</tr>");
-        }
-        table.Append(CultureInfo.InvariantCulture, $"</table><p>Mean over {Languages.Count} languages of perplexity / unpruned perplexity ({Split} split); per-language tables and plots in <code>{System.Net.WebUtility.HtmlEncode(folder)}/</code>.</p>");
-        return new ReportSection("Expert pruning: frequency-guided vs random vs layer-wise", Reading(), [Path.Combine(folder, SummaryImage)], table.ToString());
+        var table = HtmlTable.Of(["strategy", .. Rates.Select(r => string.Create(CultureInfo.InvariantCulture, $"rate {r}"))],
+            Strategies.Select(s => (IEnumerable<string>)[s, .. Rates.Select(r => string.Create(CultureInfo.InvariantCulture, $"{MeanRatio(s, r):F3}×"))]));
+        table += string.Create(CultureInfo.InvariantCulture, $"<p>Mean over {Languages.Count} languages of perplexity / unpruned perplexity ({Split} split); per-language tables and plots in <code>{System.Net.WebUtility.HtmlEncode(folder)}/</code>.</p>");
+        return new ReportSection("Expert pruning: frequency-guided vs random vs layer-wise", Reading(), [Path.Combine(folder, SummaryImage)], table);
     }
 
     public static PruningCurves Load(string directory)

@@ -87,17 +87,15 @@ public sealed record SparseActivationCurves(string Model, string Split, int Expe
     /// <summary>The report section: the perplexity-vs-compute plot and the measured speeds; <paramref name="folder"/> is relative to the run.</summary>
     public ReportSection Section(string folder)
     {
-        var table = new StringBuilder("<table><tr><th>K</th><th>compute kept</th>");
-        foreach (var router in Routers) table.Append(CultureInfo.InvariantCulture, $"<th>{System.Net.WebUtility.HtmlEncode(router)}: perplexity / dense</th>");
-        table.Append("<th>centroid: forward speed / dense</th></tr>");
-        foreach (var k in TopK)
-        {
-            table.Append(CultureInfo.InvariantCulture, $"<tr><td>{k}</td><td>{(double)k / Experts:P0}</td>");
-            foreach (var router in Routers) table.Append(CultureInfo.InvariantCulture, $"<td>{MeanRatio(router, k):F3}×</td>");
-            table.Append(CultureInfo.InvariantCulture, $"<td>{Speed.CentroidTokensPerSecond[k] / Speed.DenseTokensPerSecond:F2}×</td></tr>");
-        }
-        table.Append(CultureInfo.InvariantCulture, $"</table><p>Dense forward: {Speed.DenseTokensPerSecond:N0} tokens/s on {System.Net.WebUtility.HtmlEncode(Speed.Machine)}.</p>");
-        return new ReportSection("Sparse activation: top-K experts per token", Reading(), [Path.Combine(folder, Image)], table.ToString());
+        var table = HtmlTable.Of(["K", "compute kept", .. Routers.Select(r => $"{r}: perplexity / dense"), "centroid: forward speed / dense"],
+            TopK.Select(k => (IEnumerable<string>)
+            [
+                k.ToString(CultureInfo.InvariantCulture), ((double)k / Experts).ToString("P0", CultureInfo.InvariantCulture),
+                .. Routers.Select(r => string.Create(CultureInfo.InvariantCulture, $"{MeanRatio(r, k):F3}×")),
+                string.Create(CultureInfo.InvariantCulture, $"{Speed.CentroidTokensPerSecond[k] / Speed.DenseTokensPerSecond:F2}×"),
+            ]));
+        table += string.Create(CultureInfo.InvariantCulture, $"<p>Dense forward: {Speed.DenseTokensPerSecond:N0} tokens/s on {System.Net.WebUtility.HtmlEncode(Speed.Machine)}.</p>");
+        return new ReportSection("Sparse activation: top-K experts per token", Reading(), [Path.Combine(folder, Image)], table);
     }
 
     public static SparseActivationCurves Load(string directory)

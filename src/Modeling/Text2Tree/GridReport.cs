@@ -3,6 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Babel.Modeling.Experts;
 using Babel.Storage;
 using ScottPlot;
 
@@ -97,13 +98,11 @@ public static class GridReport
         html.AppendLine("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>");
         html.AppendLine("<section id=\"text2tree\"><h2>Text2Tree: hierarchy-aware classification</h2>");
         html.AppendLine(CultureInfo.InvariantCulture, $"<p>Test scores, mean ± std over seeds ({runs.Count} runs); checkpoint selected on validation macro-F1.</p>");
-        html.AppendLine("<table><tr><th>method</th><th>seeds</th><th>macro-F1</th><th>micro-F1</th><th>accuracy</th><th>head F1</th><th>medium F1</th><th>tail F1</th></tr>");
-        foreach (var row in rows)
-        {
-            html.AppendLine(CultureInfo.InvariantCulture,
-                $"<tr><td>{WebUtility.HtmlEncode(row.Label)}</td><td>{row.Seeds.Length}</td><td>{row.MacroF1}</td><td>{row.MicroF1}</td><td>{row.Accuracy}</td><td>{row.Buckets["head"]}</td><td>{row.Buckets["medium"]}</td><td>{row.Buckets["tail"]}</td></tr>");
-        }
-        html.AppendLine("</table>");
+        html.AppendLine(HtmlTable.Of(["method", "seeds", "macro-F1", "micro-F1", "accuracy", "head F1", "medium F1", "tail F1"], rows.Select(row => (IEnumerable<string>)
+        [
+            row.Label, row.Seeds.Length.ToString(CultureInfo.InvariantCulture), row.MacroF1.ToString(), row.MicroF1.ToString(), row.Accuracy.ToString(),
+            row.Buckets["head"].ToString(), row.Buckets["medium"].ToString(), row.Buckets["tail"].ToString(),
+        ])));
         html.AppendLine(CultureInfo.InvariantCulture, $"<p>{WebUtility.HtmlEncode(string.Join("; ", ClassificationMetrics.BucketNames.Select(b => $"{b}: {ClassificationMetrics.BucketRule(b)}")))}.</p>");
         html.AppendLine(CultureInfo.InvariantCulture, $"<img src=\"{PlotFile}\" alt=\"test macro-F1 per label-frequency bucket\"></section></body></html>");
         return html.ToString();
