@@ -1,12 +1,9 @@
 using System.Collections.Immutable;
-using System.Net;
-using System.Net.Sockets;
 using Babel.Contracts;
 using Babel.Grains.Jobs;
 using Babel.Silo;
 using Babel.Storage.Artifacts;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Configuration;
+using Babel.UnitTests.Silo;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
@@ -64,28 +61,8 @@ public class MonitoringTests
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         using var scratch = new ScratchFolder();
-        var builder = WebApplication.CreateBuilder();
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["Babel:Cluster:ClusterId"] = $"test-{Guid.NewGuid():N}",
-            ["Babel:Cluster:SiloPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["Babel:Cluster:GatewayPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["Babel:Http:Urls"] = "http://127.0.0.1:0",
-            ["Babel:Worker:CpuSlots"] = "1",
-            ["Babel:Worker:CacheFolder"] = scratch.Combine("cache"),
-        });
         var probe = new ProbeJob();
-        builder.Services.AddSingleton<IJobKind>(probe);
-        builder.AddBabelHttp();
-        builder.AddBabelSilo(cluster =>
-        {
-            cluster.StateFolder = scratch.Combine("state");
-            cluster.ArtifactFolder = scratch.Combine("artifacts");
-        });
-        builder.AddBabelTelemetry();
-        await using var app = builder.Build();
-        app.MapBabelEndpoints();
-        await app.StartAsync(timeout.Token);
+        await using var app = await EmbeddedSiloHost.StartAsync(scratch, cpuSlots: 1, timeout.Token, services => services.AddSingleton<IJobKind>(probe));
 
         var client = new JobClient(app.Services.GetRequiredService<IGrainFactory>(), app.Services.GetRequiredService<IArtifactStore>(), app.Services.GetRequiredService<JobKindCatalog>());
         var spec = JobClient.Spec(ProbeJob.KindName, "{}");
@@ -119,13 +96,6 @@ public class MonitoringTests
         exposition.Split('\n')
             .Where(line => line.StartsWith(prefix, StringComparison.Ordinal) && (prefix.EndsWith('{') || line.Length > prefix.Length && line[prefix.Length] is '{' or ' ') && line.Contains(label, StringComparison.Ordinal))
             .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     /// <summary>A job kind without a model: three shards of two items; shard s1's first attempt throws, its retry succeeds.</summary>
     private sealed class ProbeJob : IJobKind

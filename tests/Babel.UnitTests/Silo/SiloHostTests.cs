@@ -1,9 +1,5 @@
 using System.Diagnostics.Metrics;
 using System.Net;
-using System.Net.Sockets;
-using Babel.Silo;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Configuration;
 using Xunit;
 
 namespace Babel.UnitTests.Silo;
@@ -11,39 +7,13 @@ namespace Babel.UnitTests.Silo;
 /// <summary>The real host in embedded mode, on free ports, answered over real HTTP.</summary>
 public class SiloHostTests
 {
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     [Fact]
     public async Task Embedded_silo_becomes_ready_and_exports_orleans_and_babel_metrics()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         using var scratch = new ScratchFolder();
-        var builder = WebApplication.CreateBuilder();
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["Babel:Cluster:ClusterId"] = $"test-{Guid.NewGuid():N}",
-            ["Babel:Cluster:SiloPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["Babel:Cluster:GatewayPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["Babel:Http:Urls"] = "http://127.0.0.1:0",
-            // No device workers: this test is about the host, not the grains.
-            ["Babel:Worker:CpuSlots"] = "0",
-        });
-        builder.AddBabelHttp();
-        builder.AddBabelSilo(cluster =>
-        {
-            cluster.StateFolder = scratch.Combine("state");
-            cluster.ArtifactFolder = scratch.Combine("artifacts");
-        });
-        builder.AddBabelTelemetry();
-        await using var app = builder.Build();
-        app.MapBabelEndpoints();
-
-        await app.StartAsync(timeout.Token);
+        // No device workers: this test is about the host, not the grains.
+        await using var app = await EmbeddedSiloHost.StartAsync(scratch, cpuSlots: 0, timeout.Token);
         using var http = new HttpClient { BaseAddress = new Uri(Assert.Single(app.Urls)) };
 
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri("/health/live", UriKind.Relative), timeout.Token)).StatusCode);

@@ -1,0 +1,50 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Babel.Silo;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Babel.UnitTests.Silo;
+
+/// <summary>The real silo host (HTTP, silo, telemetry) in embedded mode on free loopback ports, started for a test.</summary>
+internal static class EmbeddedSiloHost
+{
+    /// <summary>
+    /// Builds and starts the host with <paramref name="cpuSlots"/> device workers, its state, artifacts and cache in
+    /// <paramref name="scratch"/>; <paramref name="services"/> adds test services (e.g. a job kind) before the silo.
+    /// </summary>
+    public static async Task<WebApplication> StartAsync(ScratchFolder scratch, int cpuSlots, CancellationToken cancellationToken, Action<IServiceCollection>? services = null)
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Babel:Cluster:ClusterId"] = $"test-{Guid.NewGuid():N}",
+            ["Babel:Cluster:SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Babel:Cluster:GatewayPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Babel:Http:Urls"] = "http://127.0.0.1:0",
+            ["Babel:Worker:CpuSlots"] = cpuSlots.ToString(CultureInfo.InvariantCulture),
+            ["Babel:Worker:CacheFolder"] = scratch.Combine("cache"),
+        });
+        services?.Invoke(builder.Services);
+        builder.AddBabelHttp();
+        builder.AddBabelSilo(cluster =>
+        {
+            cluster.StateFolder = scratch.Combine("state");
+            cluster.ArtifactFolder = scratch.Combine("artifacts");
+        });
+        builder.AddBabelTelemetry();
+        var app = builder.Build();
+        app.MapBabelEndpoints();
+        await app.StartAsync(cancellationToken);
+        return app;
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
