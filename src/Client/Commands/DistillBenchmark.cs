@@ -82,7 +82,7 @@ internal static class DistillBenchmark
                 await DistillCommand.RunAsync(connection, parameters with { Seed = round + 1 }, modelDirectory, dataset, questions, outFolder, jobId, TextWriter.Null, cancellationToken);
                 jobSeconds += stopwatch.Elapsed.TotalSeconds;
                 shardSeconds += (await connection.Grains.GetGrain<Contracts.IJobGrain>(jobId).GetStatusAsync(includeShards: false)).ComputeSeconds;
-                var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(outFolder, DistillCommand.ManifestFile)))!;
+                var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(outFolder, DistillationFiles.Manifest)))!;
                 jobTokens += (long)manifest["tokens_out"]!;
 
                 // The same generation batches as the job's shards ran them: per shard, the chain-of-thought calls then the evaluation calls, in chunks of the batch size.

@@ -15,10 +15,6 @@ namespace Babel.Client.Commands;
 /// <summary><c>babel distill generate</c>: teacher chains of thought and self-evaluations for a dataset, as a job.</summary>
 internal static class DistillCommand
 {
-    public const string CotsFile = DistillationFiles.Cots;
-    public const string EvaluationsFile = DistillationFiles.Evaluations;
-    public const string FailuresFile = DistillationFiles.Failures;
-    public const string ManifestFile = DistillationFiles.Manifest;
     public const string RawFolder = "raw";
     /// <summary>Shorter than the engine's default: the shard a killed client's embedded worker held is re-run this soon after a rerun starts.</summary>
     public const double DefaultLeaseSeconds = 30;
@@ -175,7 +171,7 @@ internal static class DistillCommand
             if (Directory.Exists(rawFolder)) Directory.Delete(rawFolder, recursive: true);
             Directory.CreateDirectory(rawFolder);
             // A manifest marks a finished folder: an earlier one goes until this run has written everything again.
-            File.Delete(Path.Combine(outDirectory, ManifestFile));
+            File.Delete(Path.Combine(outDirectory, DistillationFiles.Manifest));
             var writer = new DistillOutputWriter(connection, id, outDirectory);
             using var stopRaw = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var rawLoop = writer.WriteRawWhileRunningAsync(stopRaw.Token);
@@ -253,10 +249,10 @@ internal static class DistillCommand
             ["tokens_out"] = T("tokens_out"),
             ["teacher_calls"] = T("teacher_calls"),
             ["cache_hits"] = T("cache_hits"),
-            ["files"] = new JsonArray(CotsFile, EvaluationsFile, FailuresFile, RawFolder + "/"),
+            ["files"] = new JsonArray(DistillationFiles.Cots, DistillationFiles.Evaluations, DistillationFiles.Failures, RawFolder + "/"),
             ["wall_seconds"] = wallSeconds,
         };
-        AtomicFile.WriteAllText(Path.Combine(outDirectory, ManifestFile), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, DistillationFiles.Manifest), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 }
 
@@ -314,9 +310,9 @@ internal sealed class DistillOutputWriter(EngineConnection connection, string jo
         long cotCount = 0, evaluationCount = 0, failureCount = 0;
         string Path(string file) => System.IO.Path.Combine(outDirectory, file);
         // Streamed shard by shard, so a large dataset never sits in memory whole; each file is renamed into place when complete.
-        await AtomicFile.WriteAsync(Path(DistillCommand.CotsFile), (cots, _) =>
-            AtomicFile.WriteAsync(Path(DistillCommand.EvaluationsFile), (evaluations, _) =>
-                AtomicFile.WriteAsync(Path(DistillCommand.FailuresFile), async (failures, _) =>
+        await AtomicFile.WriteAsync(Path(DistillationFiles.Cots), (cots, _) =>
+            AtomicFile.WriteAsync(Path(DistillationFiles.Evaluations), (evaluations, _) =>
+                AtomicFile.WriteAsync(Path(DistillationFiles.Failures), async (failures, _) =>
                 {
                     foreach (var shard in status.ShardDetails.OrderBy(s => s.ShardId, StringComparer.Ordinal))
                     {

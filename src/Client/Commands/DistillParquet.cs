@@ -62,13 +62,13 @@ internal static class DistillParquet
 
     public static async Task WriteAsync(string outDirectory, CancellationToken cancellationToken)
     {
-        var cots = Read<CotRecord>(Path.Combine(outDirectory, DistillCommand.CotsFile)).Select(c => new CotRow
+        var cots = Read<CotRecord>(Path.Combine(outDirectory, DistillationFiles.Cots)).Select(c => new CotRow
         {
             Id = c.Id, QuestionId = c.QuestionId, Sample = c.Sample, Question = c.Question,
             Choices = c.Choices is null ? null : JsonSerializer.Serialize(c.Choices), Cot = c.Cot, Answer = c.Answer, Gold = c.Gold,
             GoldAnswer = c.GoldAnswer, Correct = c.Correct, CacheKey = c.CacheKey,
         }).ToList();
-        var evaluations = Read<EvaluationRecord>(Path.Combine(outDirectory, DistillCommand.EvaluationsFile)).Select(e => new EvaluationRow
+        var evaluations = Read<EvaluationRecord>(Path.Combine(outDirectory, DistillationFiles.Evaluations)).Select(e => new EvaluationRow
         {
             Id = e.Id, CotId = e.CotId, QuestionId = e.QuestionId, CotSample = e.CotSample, Sample = e.Sample, Evaluation = e.Evaluation,
             Label = e.Label, CacheKey = e.CacheKey,

@@ -115,7 +115,8 @@ public static class StudentTrainer
         }
 
         // Every option that shapes the run (the student by its content, not its path), so a checkpoint of another run is refused.
-        var fingerprint = $"|{JsonSerializer.Serialize(options with { Threads = 0, Student = source })}|{corpus.Fingerprint()}";
+        var corpusFingerprint = corpus.Fingerprint();
+        var fingerprint = $"|{JsonSerializer.Serialize(options with { Threads = 0, Student = source })}|{corpusFingerprint}";
         // Tokens (inputs, padding excluded) of the whole run, a function of the data order; and of the steps this process trained, for the speed.
         long trainedTokens = 0, trainedHere = 0;
         var trainingTime = Stopwatch.StartNew();
@@ -181,7 +182,7 @@ public static class StudentTrainer
         var metrics = new StudentMetrics(options, source, model.parameters().Sum(p => p.numel()),
             distillation.Count, selfEvaluation.Count, tooLong, examples.QuestionsWithoutLabel, examples.QuestionsWithoutRationale,
             train.Count, validation.Count, corpus.Test.Count, best.Step, best.Accuracy, testAccuracy, rationaleAccuracy, evaluations,
-            trainedTokens, trainingTime.Elapsed.TotalSeconds > 0 && trainedHere > 0 ? trainedHere / trainingTime.Elapsed.TotalSeconds : 0, corpus.Fingerprint());
+            trainedTokens, trainingTime.Elapsed.TotalSeconds > 0 && trainedHere > 0 ? trainedHere / trainingTime.Elapsed.TotalSeconds : 0, corpusFingerprint);
         return (metrics, predictions);
     }
 
