@@ -1,14 +1,24 @@
 using System.CommandLine;
 using Babel.Client.Commands;
+using Babel.Client.Jobs;
+using Babel.Grains.Engine;
 using Babel.Storage;
 
 namespace Babel.Client;
 
-/// <summary>The <c>babel</c> command tree and its one error edge: user errors become one sentence and a non-zero exit.</summary>
+/// <summary>
+/// The <c>babel</c> command tree and its one error edge. Exit codes mean one thing each, for every command: 0 success;
+/// 2 a usage or input error (one sentence on stderr); 3 the job failed or was cancelled (its reason on stderr);
+/// 130 interrupted; 1 a bug (one line on stderr, the stack trace in a log file it names).
+/// </summary>
 public static class BabelCli
 {
+    public const int SuccessExitCode = 0;
+    public const int BugExitCode = 1;
     /// <summary>Exit code for input the user can fix (bad file, bad option, unknown language).</summary>
     public const int InputErrorExitCode = 2;
+    public const int JobFailedExitCode = 3;
+    public const int InterruptedExitCode = 130;
 
     public static RootCommand CreateRootCommand()
     {
@@ -31,6 +41,9 @@ public static class BabelCli
             SparseCommand.Create(),
             ConvertCommand.Create(),
             JobCommands.Status(),
+            JobFollowCommands.Watch(),
+            JobFollowCommands.Logs(),
+            JobFollowCommands.Result(),
             JobCommands.Cancel(),
             JobCommands.Silo(),
             BenchCommand.Create(),
@@ -53,23 +66,43 @@ public static class BabelCli
             Error = error ?? Console.Error,
             EnableDefaultExceptionHandler = false,
         };
+        var parse = CreateRootCommand().Parse(args);
+        if (parse.Errors.Count > 0 && !args.Any(a => a is "--help" or "-h" or "-?"))
+        {
+            var path = string.Join(' ', Path(parse.CommandResult));
+            configuration.Error.WriteLine($"error: {parse.Errors[0].Message}");
+            configuration.Error.WriteLine($"usage: {path} [options]; '{path} --help' lists them.");
+            return InputErrorExitCode;
+        }
         try
         {
-            return CreateRootCommand().Parse(args).Invoke(configuration);
+            return parse.Invoke(configuration);
         }
-        catch (Exception exception) when (UserMessage(exception) is { } message)
+        catch (Exception exception) when (Classify(exception) is { } known)
         {
-            configuration.Error.WriteLine($"error: {message}");
-            return InputErrorExitCode;
+            configuration.Error.WriteLine(known.Code == InterruptedExitCode ? known.Message : $"error: {known.Message}");
+            return known.Code;
+        }
+        catch (Exception exception)
+        {
+            var log = CrashLog.Write(args, exception);
+            configuration.Error.WriteLine($"error: an internal error ({exception.GetType().Name}: {exception.Message.ReplaceLineEndings(" ")}); the stack trace is in {log}.");
+            return BugExitCode;
         }
     }
 
-    private static string? UserMessage(Exception exception) => exception switch
+    private static IEnumerable<string> Path(System.CommandLine.Parsing.CommandResult result) =>
+        result.Parent is System.CommandLine.Parsing.CommandResult parent ? [.. Path(parent), result.Command.Name] : ["babel"];
+
+    private static (int Code, string Message)? Classify(Exception exception) => exception switch
     {
-        UserInputException e => e.Message,
+        UserInputException e => (InputErrorExitCode, e.Message),
         // The job engine's user errors, thrown by a grain, possibly on another process.
-        Babel.Contracts.JobRequestException e => e.Message,
-        AggregateException { InnerExceptions.Count: 1 } e => UserMessage(e.InnerExceptions[0]),
+        Contracts.JobRequestException e => (InputErrorExitCode, e.Message),
+        JobFailedException e => (JobFailedExitCode, e.Message),
+        JobInterruptedException e => (InterruptedExitCode, e.Message),
+        OperationCanceledException => (InterruptedExitCode, "interrupted."),
+        AggregateException { InnerExceptions.Count: 1 } e => Classify(e.InnerExceptions[0]),
         _ => null,
     };
 }

@@ -7,7 +7,7 @@ internal static class CommandConsole
 {
     public static IAnsiConsole For(TextWriter writer)
     {
-        var terminal = ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected;
+        var terminal = (ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected) || (ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected);
         return AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(writer),

@@ -2,8 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Azure.Data.Tables;
 using Babel.Grains;
-using Babel.Grains.Jobs;
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
 using Babel.Silo;
 using Babel.Storage;
 using Babel.Storage.Artifacts;
@@ -35,6 +34,9 @@ internal sealed class EngineConnection : IAsyncDisposable
         Store = host.Services.GetRequiredService<IArtifactStore>();
         Jobs = new JobClient(Grains, Store, host.Services.GetRequiredService<JobKindCatalog>());
     }
+
+    /// <summary>True when connected to a cluster's silos, false when hosting an embedded silo.</summary>
+    public bool IsCluster => EmbeddedSiloPort is null;
 
     /// <summary>The embedded silo's port, which other silo processes on this host can join (<c>Babel:Cluster:PrimarySiloPort</c>).</summary>
     public int? EmbeddedSiloPort { get; }

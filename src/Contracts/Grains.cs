@@ -7,7 +7,10 @@ namespace Babel.Contracts;
 /// </summary>
 public interface IJobGrain : IGrainWithStringKey
 {
-    /// <summary>Stores the spec and plan; resubmitting the same spec and plan returns the current status, a different one is refused.</summary>
+    /// <summary>
+    /// Stores the spec and plan and registers the job; resubmitting the same work (<see cref="JobSpec.SameWork"/>) and plan
+    /// returns the current status (registering it again if that had failed), different work is refused.
+    /// </summary>
     Task<JobStatus> SubmitAsync(JobSpec spec, IReadOnlyList<ShardSpec> plan);
 
     /// <summary>The next pending shard, or a shard whose lease expired; null when none is available now.</summary>
@@ -29,6 +32,12 @@ public interface IJobGrain : IGrainWithStringKey
     Task FailAsync(string shardId, Guid leaseId, string error);
 
     Task<JobStatus> GetStatusAsync(bool includeShards);
+
+    /// <summary>The spec the job was submitted with.</summary>
+    Task<JobSpec> GetSpecAsync();
+
+    /// <summary>Up to <paramref name="max"/> shard events with a sequence number above <paramref name="after"/>, oldest first.</summary>
+    Task<IReadOnlyList<ShardEvent>> GetEventsAsync(long after, int max);
 
     Task CancelAsync();
 }

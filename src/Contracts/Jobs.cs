@@ -5,14 +5,35 @@ namespace Babel.Contracts;
 /// <summary>
 /// What a job computes. <see cref="Kind"/> names the job type (e.g. <c>perplexity</c>); <see cref="Parameters"/> is that
 /// type's JSON, validated by it before submission. Shards are retried at most <see cref="MaxAttempts"/> times; a lease
-/// not renewed within <see cref="LeaseDuration"/> is re-issued to another worker.
+/// not renewed within <see cref="LeaseDuration"/> is re-issued to another worker. <see cref="Origin"/> says where the
+/// inputs came from; it is not part of what the job computes, so it takes no part in <see cref="SameWork"/>.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record JobSpec(
     [property: Id(0)] string Kind,
     [property: Id(1)] string Parameters,
     [property: Id(2)] int MaxAttempts,
-    [property: Id(3)] TimeSpan LeaseDuration);
+    [property: Id(3)] TimeSpan LeaseDuration,
+    [property: Id(4)] JobOrigin? Origin = null)
+{
+    /// <summary>True when <paramref name="other"/> asks for the same computation (kind, parameters, attempts and lease).</summary>
+    public bool SameWork(JobSpec other) =>
+        Kind == other.Kind && Parameters == other.Parameters && MaxAttempts == other.MaxAttempts && LeaseDuration == other.LeaseDuration;
+}
+
+/// <summary>
+/// Where a job's inputs came from: the local folder each uploaded artifact key was read from, on the client that first
+/// submitted the job. Outputs that name their inputs (e.g. a profile run's manifest) read it, so a result written later by
+/// <c>babel result</c> equals the one the waiting command wrote.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record JobOrigin([property: Id(0)] ImmutableSortedDictionary<string, string> UploadedFrom)
+{
+    public static readonly JobOrigin None = new(ImmutableSortedDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal));
+
+    /// <summary>The local folder <paramref name="artifactKey"/> was uploaded from, or null.</summary>
+    public string? FolderOf(string artifactKey) => UploadedFrom.GetValueOrDefault(artifactKey);
+}
 
 /// <summary>One unit of work of a job's deterministic plan: an id unique in the job, the kind's JSON for the slice, and how many items it covers.</summary>
 [GenerateSerializer, Immutable]
@@ -46,6 +67,31 @@ public sealed record ShardOutcome(
     [property: Id(4)] string Worker,
     [property: Id(5)] double Seconds,
     [property: Id(6)] double CoordinationSeconds);
+
+/// <summary>What happened to a shard, as <c>babel logs JOB</c> shows it.</summary>
+public enum ShardEventKind
+{
+    Leased,
+    Completed,
+    Failed,
+    LeaseExpired,
+    SiloDead,
+}
+
+/// <summary>
+/// One event of a job's shards, numbered from 1 in the order the job grain recorded it. <see cref="Seconds"/> is the shard's
+/// compute time (completions only); <see cref="Error"/> the failure's message.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record ShardEvent(
+    [property: Id(0)] long Sequence,
+    [property: Id(1)] DateTimeOffset Time,
+    [property: Id(2)] string ShardId,
+    [property: Id(3)] ShardEventKind Kind,
+    [property: Id(4)] string? Worker,
+    [property: Id(5)] int Attempt,
+    [property: Id(6)] double? Seconds,
+    [property: Id(7)] string? Error);
 
 public enum JobPhase
 {

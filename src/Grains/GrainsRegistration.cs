@@ -1,5 +1,6 @@
-using Babel.Grains.Jobs;
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
+using Babel.Grains.Experts;
+using Babel.Grains.LanguageModels;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 

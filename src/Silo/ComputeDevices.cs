@@ -1,4 +1,4 @@
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
 using Babel.Modeling.Runtime;
 using Microsoft.Extensions.Options;
 using TorchSharp;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using Babel.Grains.Jobs;
+using Babel.Grains.Experts;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Benchmarks;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Transformer;

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using Babel.Grains.Jobs;
+using Babel.Grains.Engine;
+using Babel.Grains.Experts;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
@@ -69,13 +71,13 @@ internal static class ClusterBenchmark
             var modelKey = await engine.Jobs.UploadFolderAsync(model, "models", cancellationToken);
             var corpusKey = await engine.Jobs.UploadFolderAsync(corpus, "corpora", cancellationToken);
             string[] languages = [.. opened.Manifest.Languages.Select(l => l.Code)];
-            var spec = job == ProfileJob.KindName
-                ? JobClient.Spec(ProfileJob.KindName, ProfileJob.Serialize(new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split)))
-                : JobClient.Spec(PerplexityJob.KindName, PerplexityJob.Serialize(new PerplexityJobParameters(modelKey, corpusKey, languages, split, DocumentsPerShard: documentsPerShard)));
             var jobId = $"bench-{Guid.NewGuid():N}";
             var stopwatch = Stopwatch.StartNew();
-            await engine.Jobs.SubmitAsync(jobId, spec, cancellationToken);
-            var status = await engine.Jobs.WaitAsync(jobId, null, TimeSpan.FromMilliseconds(50), cancellationToken);
+            if (job == ProfileJob.KindName)
+                await engine.Jobs.SubmitAsync(jobId, JobClient.Spec(ProfileJob.KindName, ProfileJob.Serialize(new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split))), cancellationToken);
+            else
+                await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<PerplexityJob>(), new PerplexityJobParameters(modelKey, corpusKey, languages, split, DocumentsPerShard: documentsPerShard), new JobOptions(jobId), cancellationToken);
+            var status = await engine.Jobs.WaitAsync(jobId, null, cancellationToken);
             var wall = stopwatch.Elapsed.TotalSeconds;
             var result = string.Join(";", status.Totals.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Key}={t.Value}")));
             return new ClusterRun(silos, status.Shards, wall, status.ComputeSeconds, status.CoordinationSeconds, result);

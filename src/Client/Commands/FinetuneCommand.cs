@@ -151,7 +151,7 @@ internal static class FinetuneCommand
     /// in <paramref name="baseRun"/>/instruct-comparison/, which the base run's report.html shows.
     /// </summary>
     public static async Task<IReadOnlyList<Modeling.Analysis.AnalysisFinding>> TuneProfileAndCompareAsync(EngineConnection engine, string modelDirectory,
-        Storage.Corpora.Corpus corpus, ExpertPartition partition, Grains.Jobs.ProfileJobParameters profile, string baseRun, string tunedDirectory, string tunedRun,
+        Storage.Corpora.Corpus corpus, ExpertPartition partition, Grains.Experts.ProfileJobParameters profile, string baseRun, string tunedDirectory, string tunedRun,
         PretrainingOptions options, IAnsiConsole console, TextWriter progress, CancellationToken cancellationToken)
     {
         if (!File.Exists(Path.Combine(tunedDirectory, ModelWorkflows.TrainingManifestName)))

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using Babel.Grains.Jobs;
+using Babel.Client.Jobs;
+using Babel.Grains.Engine;
+using Babel.Grains.Experts;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;

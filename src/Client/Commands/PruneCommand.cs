@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
-using Babel.Grains.Jobs;
+using Babel.Client.Jobs;
+using Babel.Grains.Engine;
+using Babel.Grains.Experts;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using Babel.Grains.Jobs;
+using Babel.Grains.Experts;
 using Babel.Modeling.Analysis;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Experts;

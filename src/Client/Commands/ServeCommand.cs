@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
 using Babel.Modeling.Checkpoints;
 using Babel.Silo;
 using Babel.Silo.Serving;

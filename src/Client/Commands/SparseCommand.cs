@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using Babel.Grains.Jobs;
+using Babel.Client.Jobs;
+using Babel.Grains.Engine;
+using Babel.Grains.Experts;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
@@ -101,7 +103,7 @@ internal static class SparseCommand
         TorchRuntime.Initialize();
         using var model = CausalLanguageModel.Load(modelDirectory);
         using var tokenizer = HuggingFaceTokenizer.Load(modelDirectory);
-        var texts = request.Languages.SelectMany(l => opened.ReadDocuments(l, Babel.Grains.Jobs.JobParameters.Split(request.Split)).Take(2)).Select(d => d.Text).ToList();
+        var texts = request.Languages.SelectMany(l => opened.ReadDocuments(l, Babel.Grains.Engine.JobParameters.Split(request.Split)).Take(2)).Select(d => d.Text).ToList();
         double Rate(IFeedForwardHook? hook)
         {
             var best = 0.0;

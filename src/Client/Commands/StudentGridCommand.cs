@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Babel.Grains.Distillation;
-using Babel.Grains.Jobs;
+using Babel.Client.Jobs;
+using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Training;
 using Babel.Storage;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using Babel.Grains.Jobs;
+using Babel.Client.Jobs;
+using Babel.Grains.Engine;
 using Babel.Grains.Text2Tree;
 using Babel.Modeling.Text2Tree;
 using Babel.Storage;

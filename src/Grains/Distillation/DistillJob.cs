@@ -2,7 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
 using Babel.Contracts;
-using Babel.Grains.Jobs;
+using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Runtime;
 using Babel.Storage;

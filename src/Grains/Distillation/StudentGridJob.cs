@@ -3,12 +3,11 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using Babel.Contracts;
-using Babel.Grains.Jobs;
+using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Training;
 using Babel.Storage;
 using Babel.Storage.Artifacts;
-using Babel.Grains.Workers;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 

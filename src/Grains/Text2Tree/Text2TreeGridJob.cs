@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Babel.Contracts;
-using Babel.Grains.Jobs;
+using Babel.Grains.Engine;
 using Babel.Modeling.Text2Tree;
 using Babel.Storage;
 using Babel.Storage.Artifacts;

@@ -32,6 +32,18 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
     /// <summary>Checks <c>config.json</c> and every safetensors header against each other without reading tensor data.</summary>
     public static ModelConfig Validate(string directory) => Inspect(directory).Config;
 
+    /// <summary>Validates the checkpoint and its <c>tokenizer.json</c>, which must fit the model's vocabulary.</summary>
+    public static ModelConfig ValidateWithTokenizer(string directory)
+    {
+        var config = Validate(directory);
+        using var tokenizer = Tokenization.HuggingFaceTokenizer.Load(directory);
+        if (tokenizer.VocabSize > config.VocabSize)
+        {
+            throw new UserInputException($"{directory}: tokenizer.json has {tokenizer.VocabSize} tokens but the model's vocab_size is {config.VocabSize}; use the tokenizer the model was trained with.");
+        }
+        return config;
+    }
+
     private static (ModelConfig Config, Dictionary<string, (string File, SafeTensorsEntry Entry)> Located) Inspect(string directory)
     {
         if (!Directory.Exists(directory))

@@ -1,10 +1,9 @@
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
 using System.Net;
 using Azure.Data.Tables;
 using Azure.Storage.Blobs;
 using Babel.Contracts;
 using Babel.Grains;
-using Babel.Grains.Persistence;
 using Babel.Storage.Artifacts;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Orleans.Configuration;

@@ -1,4 +1,4 @@
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
 using Babel.Contracts;
 using Microsoft.Extensions.Options;
 

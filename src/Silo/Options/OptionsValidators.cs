@@ -1,4 +1,4 @@
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
 using System.Net;
 using Microsoft.Extensions.Options;
 

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Babel.Grains.Persistence;
+using Babel.Grains.Engine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;

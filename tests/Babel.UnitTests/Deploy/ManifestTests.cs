@@ -1,8 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Text.RegularExpressions;
-using Babel.Grains.Jobs;
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
 using Babel.Silo;
 using k8s;
 using k8s.Models;

@@ -1,6 +1,6 @@
 using System.Collections.Immutable;
 using Babel.Contracts;
-using Babel.Grains.Jobs;
+using Babel.Grains.Engine;
 using Babel.Silo;
 using Babel.Storage.Artifacts;
 using Babel.UnitTests.Silo;

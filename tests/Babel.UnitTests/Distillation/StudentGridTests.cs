@@ -1,5 +1,5 @@
 using Babel.Grains.Distillation;
-using Babel.Grains.Jobs;
+using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Text2Tree;
 using Babel.Modeling.Training;

@@ -1,8 +1,7 @@
 using System.Collections.Immutable;
 using Babel.Contracts;
 using Babel.Grains;
-using Babel.Grains.Jobs;
-using Babel.Grains.Persistence;
+using Babel.Grains.Engine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Orleans.Configuration;

@@ -1,4 +1,4 @@
-using Babel.Grains.Jobs;
+using Babel.Grains.Engine;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Tokenization;
 using Babel.Storage.Corpora;

@@ -1,5 +1,6 @@
-using Babel.Grains.Jobs;
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
+using Babel.Modeling.Checkpoints;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Training;
 using Babel.Modeling.Transformer;
@@ -18,14 +19,14 @@ public class PerplexityJobTests
         using var scratch = new ScratchFolder();
         var (model, corpus) = JobTestInputs.Write(scratch);
         var resolver = new JobTestInputs.LocalFolders(new() { ["models/m"] = model, ["corpora/c"] = corpus });
-        var parameters = PerplexityJob.Serialize(new PerplexityJobParameters("models/m", "corpora/c", ["eng", "fra"], Split: "all", DocumentsPerShard: 3));
-        var kind = new PerplexityJob();
+        IJobKind kind = new PerplexityJob();
+        var parameters = ((PerplexityJob)kind).Serialize(new PerplexityJobParameters("models/m", "corpora/c", ["eng", "fra"], Split: "all", DocumentsPerShard: 3));
         var plan = await kind.PlanAsync(parameters, resolver, CancellationToken.None);
         Assert.Equal(["eng-0000", "eng-0001", "eng-0002", "fra-0000", "fra-0001"], plan.Select(s => s.ShardId));
         Assert.Equal([3, 3, 1, 3, 2], plan.Select(s => s.Items));
 
         using var replicas = new ModelReplicas();
-        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas);
+        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas, new Storage.Artifacts.LocalFolderArtifactStore(Path.Combine(Path.GetTempPath(), "babel-test-artifacts")));
         Dictionary<string, long> Sum(IEnumerable<Babel.Contracts.ShardSpec> shards)
         {
             var totals = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -62,7 +63,7 @@ public class PerplexityJobTests
     [InlineData("not json", "not valid JSON")]
     public void Invalid_parameters_are_one_clear_sentence(string json, string expected)
     {
-        var error = Assert.Throws<UserInputException>(() => PerplexityJob.ParseParameters(json));
+        var error = Assert.Throws<UserInputException>(() => new PerplexityJob().Parse(json));
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
     }
 }

@@ -1,6 +1,7 @@
 using Babel.Contracts;
-using Babel.Grains.Jobs;
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
+using Babel.Modeling.Checkpoints;
+using Babel.Grains.Experts;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Transformer;
@@ -23,7 +24,7 @@ public class ProfileJobTests
         IEnumerable<ShardSpec> plan = await kind.PlanAsync(json, resolver, CancellationToken.None);
         if (reverse) plan = plan.Reverse();
         using var replicas = new ModelReplicas();
-        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas);
+        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas, new Storage.Artifacts.LocalFolderArtifactStore(Path.Combine(Path.GetTempPath(), "babel-test-artifacts")));
         var totals = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var shard in plan)
         {

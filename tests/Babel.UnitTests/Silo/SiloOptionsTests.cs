@@ -1,4 +1,4 @@
-using Babel.Grains.Workers;
+using Babel.Grains.Engine;
 using Babel.Silo;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,12 +1,11 @@
-using System.Collections.Immutable;
 using System.Globalization;
-using Babel.Contracts;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Training;
+using Babel.Grains.Engine;
 using Babel.Storage;
 using Babel.Storage.Corpora;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.LanguageModels;
 
 /// <summary>Parameters of a distributed perplexity job: artifact keys of a model folder and a corpus folder, and how to slice the work.</summary>
 public sealed record PerplexityJobParameters(
@@ -19,25 +18,22 @@ public sealed record PerplexityJobParameters(
     int DocumentsPerShard = 16);
 
 /// <summary>One shard: a contiguous slice of one language's documents in the split.</summary>
-public sealed record PerplexityShardParameters(string Language, int Start, int Count);
+public sealed record PerplexityShard(string Language, int Start, int Count);
 
 /// <summary>
 /// Per-language perplexity of a model over a corpus, sharded by language × slice of documents. Each shard's summed
 /// NLL is rounded once to integer nano-nats, so the job's totals are exact integer sums whatever ran where.
 /// </summary>
-public sealed class PerplexityJob : IJobKind
+public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityShard, PerplexityReport>
 {
     public const string KindName = "perplexity";
     /// <summary>NLL is summed in units of 1e-9 nats: exact integer sums, far below any perplexity digit reported.</summary>
     public const double NanonatsPerNat = 1e9;
 
-    public string Name => KindName;
+    public override string Name => KindName;
 
-    public static string Serialize<T>(T value) => JobParameters.Serialize(value);
-
-    public static PerplexityJobParameters ParseParameters(string json)
+    protected override void Validate(PerplexityJobParameters parameters)
     {
-        var parameters = JobParameters.Deserialize<PerplexityJobParameters>(json, KindName);
         if (string.IsNullOrEmpty(parameters.Model) || string.IsNullOrEmpty(parameters.Corpus))
         {
             throw new UserInputException("The perplexity job parameters need a model and a corpus.");
@@ -48,32 +44,28 @@ public sealed class PerplexityJob : IJobKind
             throw new UserInputException("Window length must be at least 2, and batch size and documents per shard at least 1.");
         }
         JobParameters.Split(parameters.Split);
-        return parameters;
     }
 
-    public async Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    protected override async Task<IReadOnlyList<Shard<PerplexityShard>>> PlanAsync(PerplexityJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
         var corpus = Corpus.Open(await artifacts.LocalFolderAsync(p.Corpus, cancellationToken));
         var split = JobParameters.Split(p.Split);
-        var plan = new List<ShardSpec>();
+        var plan = new List<Shard<PerplexityShard>>();
         foreach (var language in p.Languages)
         {
             var documents = corpus.ReadDocuments(language, split).Count();
             for (int start = 0, index = 0; start < documents; start += p.DocumentsPerShard, index++)
             {
                 var count = Math.Min(p.DocumentsPerShard, documents - start);
-                plan.Add(new ShardSpec(string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D4}"),
-                    Serialize(new PerplexityShardParameters(language, start, count)), count));
+                plan.Add(new(string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D4}"), new PerplexityShard(language, start, count), count));
             }
         }
         return plan;
     }
 
-    public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
+    protected override ShardResult RunShard(ShardContext context, PerplexityJobParameters p, Shard<PerplexityShard> shard, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
-        var slice = JobParameters.Deserialize<PerplexityShardParameters>(shard.Parameters, KindName);
+        var slice = shard.Slice;
         TorchRuntime.Initialize(context.Threads);
         var (model, loadedTokenizer) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
@@ -81,22 +73,29 @@ public sealed class PerplexityJob : IJobKind
         var texts = corpus.ReadDocuments(slice.Language, JobParameters.Split(p.Split)).Skip(slice.Start).Take(slice.Count).Select(d => d.Text).ToList();
         if (texts.Count != slice.Count)
         {
-            throw new InvalidOperationException($"Shard {shard.ShardId} expects {slice.Count} documents from {slice.Start} but the corpus has {texts.Count} there.");
+            throw new InvalidOperationException($"Shard {shard.Id} expects {slice.Count} documents from {slice.Start} but the corpus has {texts.Count} there.");
         }
         cancellationToken.ThrowIfCancellationRequested();
         var sum = Perplexity.Accumulate(model, tokenizer, texts, p.WindowLength, p.BatchSize);
-        var totals = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, new[]
-        {
-            KeyValuePair.Create(TotalName(slice.Language, "nll_nanonats"), (long)Math.Round(sum.TotalNll * NanonatsPerNat)),
-            KeyValuePair.Create(TotalName(slice.Language, "tokens"), sum.Tokens),
-            KeyValuePair.Create(TotalName(slice.Language, "documents"), sum.Documents),
-            KeyValuePair.Create(TotalName(slice.Language, "bytes"), sum.Bytes),
-        });
-        var content = JobParameters.SerializeToUtf8Bytes(new { shard = shard.ShardId, slice.Language, slice.Start, slice.Count, totals });
-        return new ShardResult(content, totals);
+        KeyValuePair<string, long>[] totals =
+        [
+            new(TotalName(slice.Language, "nll_nanonats"), (long)Math.Round(sum.TotalNll * NanonatsPerNat)),
+            new(TotalName(slice.Language, "tokens"), sum.Tokens),
+            new(TotalName(slice.Language, "documents"), sum.Documents),
+            new(TotalName(slice.Language, "bytes"), sum.Bytes),
+        ];
+        return ShardResult.Of(new { shard = shard.Id, slice.Language, slice.Start, slice.Count, totals = totals.ToDictionary() }, totals);
     }
 
     public static string TotalName(string language, string quantity) => $"{language}.{quantity}";
+
+    public override Task<PerplexityReport> AssembleAsync(FinishedJob<PerplexityJobParameters> job, CancellationToken cancellationToken) =>
+        Task.FromResult(new PerplexityReport(job.Parameters.Model, job.Parameters.Split, Results(job.Parameters.Languages, job.Status.Totals)));
+
+    public override void Save(PerplexityReport result, string directory) => result.Save(directory);
+
+    public override string Summary(PerplexityReport result) => string.Create(CultureInfo.InvariantCulture,
+        $"perplexity of {result.Languages.Count} languages on the {result.Split} split: mean {result.Languages.Select(l => l.Perplexity).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average():F2}");
 
     /// <summary>Per-language results from a finished job's totals.</summary>
     public static IReadOnlyList<PerplexityResult> Results(IReadOnlyList<string> languages, IReadOnlyDictionary<string, long> totals) =>

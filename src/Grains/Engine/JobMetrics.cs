@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.Engine;
 
 /// <summary>Babel's job-engine instruments (meter <c>Babel.Jobs</c>), exported on each silo's <c>/metrics</c>.</summary>
 public sealed class JobMetrics : IDisposable

@@ -8,7 +8,7 @@ using Orleans.Runtime.Hosting;
 using Orleans.Serialization.Serializers;
 using Orleans.Storage;
 
-namespace Babel.Grains.Persistence;
+namespace Babel.Grains.Engine;
 
 /// <summary>Options of <see cref="LocalFolderGrainStorage"/>, one set per provider name.</summary>
 public sealed class LocalFolderGrainStorageOptions : IStorageProviderSerializerOptions

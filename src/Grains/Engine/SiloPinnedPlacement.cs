@@ -1,7 +1,7 @@
 using Orleans.Placement;
 using Orleans.Runtime.Placement;
 
-namespace Babel.Grains.Workers;
+namespace Babel.Grains.Engine;
 
 /// <summary>Places a grain keyed <c>SILO/NAME</c> on the silo <c>SILO</c> (a parsable silo address): a device worker lives where its device is.</summary>
 [GenerateSerializer, Immutable]

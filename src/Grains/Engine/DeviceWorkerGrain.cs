@@ -1,11 +1,11 @@
 using System.Diagnostics;
 using Babel.Contracts;
-using Babel.Grains.Jobs;
+using Babel.Modeling.Checkpoints;
 using Babel.Storage.Artifacts;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
-namespace Babel.Grains.Workers;
+namespace Babel.Grains.Engine;
 
 /// <summary>
 /// One compute device of one silo. Its loop runs on a dedicated thread, outside the Orleans scheduler: it asks the
@@ -67,7 +67,7 @@ public sealed class DeviceWorkerGrain(
     private void Run()
     {
         var resolver = new StoreArtifactResolver(store, _options.CacheFolder);
-        var context = new ShardContext(WorkerId, SiloPinnedPlacementDirector.DeviceOf(WorkerId), _threads, resolver, _models);
+        var context = new ShardContext(WorkerId, SiloPinnedPlacementDirector.DeviceOf(WorkerId), _threads, resolver, _models, store);
         var idle = TimeSpan.FromMilliseconds(50);
         ShardLease? lease = null;
         while (!_stop.IsCancellationRequested)

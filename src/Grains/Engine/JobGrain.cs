@@ -1,9 +1,8 @@
 using System.Collections.Immutable;
 using Babel.Contracts;
-using Babel.Grains.Workers;
 using Microsoft.Extensions.Logging;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.Engine;
 
 /// <summary>
 /// The job engine's one source of truth for a job. Every state change is written before the call returns, so a job
@@ -25,12 +24,15 @@ public sealed class JobGrain(
 
     public async Task<JobStatus> SubmitAsync(JobSpec spec, IReadOnlyList<ShardSpec> plan)
     {
+        JobIds.Require(JobId);
         if (Job.Spec is not null)
         {
-            if (Job.Spec != spec || !Job.Plan.SequenceEqual(plan))
+            if (!Job.Spec.SameWork(spec) || !Job.Plan.SequenceEqual(plan))
             {
                 throw new JobRequestException($"Job '{JobId}' already exists with another spec; choose another job id or cancel it first.");
             }
+            // The first submission may have stored the job and then failed to register it: registering is idempotent.
+            if (Job.Phase == JobPhase.Running) await grains.GetGrain<IJobRegistryGrain>(0).RegisterAsync(JobId);
             return Status(includeShards: false);
         }
         Validate(spec, plan);
@@ -53,6 +55,10 @@ public sealed class JobGrain(
         if (string.IsNullOrWhiteSpace(spec.Kind)) throw new JobRequestException("The job spec names no job kind.");
         if (spec.MaxAttempts < 1) throw new JobRequestException($"MaxAttempts must be at least 1 (got {spec.MaxAttempts}).");
         if (spec.LeaseDuration <= TimeSpan.Zero) throw new JobRequestException($"The lease duration must be positive (got {spec.LeaseDuration}).");
+        if (plan.FirstOrDefault(s => !JobIds.IsValid(s.ShardId)) is { } bad)
+        {
+            throw new JobRequestException($"The plan's shard id '{bad.ShardId}' is not a plain name (letters, digits, '.', '_', '=', '+', '-').");
+        }
         var duplicate = plan.GroupBy(s => s.ShardId, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new JobRequestException($"The plan repeats shard id '{duplicate.Key}'; shard ids must be unique.");
     }
@@ -117,6 +123,7 @@ public sealed class JobGrain(
             if (expired || orphaned)
             {
                 metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", expired ? "lease-expired" : "silo-dead"));
+                Record(shard.ShardId, expired ? ShardEventKind.LeaseExpired : ShardEventKind.SiloDead, record.Worker, record.Attempts);
                 logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} {Reason}", JobId, shard.ShardId, record.Worker,
                     expired ? "expired" : "is lost with its dead silo");
                 if (record.Attempts >= Job.Spec.MaxAttempts)
@@ -132,6 +139,7 @@ public sealed class JobGrain(
             record.LeaseExpires = now + Job.Spec.LeaseDuration;
             record.Worker = worker;
             metrics.ShardsLeased.Add(1);
+            Record(shard.ShardId, ShardEventKind.Leased, worker, record.Attempts);
             return new ShardLease(JobId, Job.Spec, shard, record.LeaseId, record.LeaseExpires, record.Attempts);
         }
         return null;
@@ -161,6 +169,7 @@ public sealed class JobGrain(
             Job.Finished = time.GetUtcNow();
         }
         metrics.ShardsCompleted.Add(1);
+        Record(outcome.ShardId, ShardEventKind.Completed, outcome.Worker, record.Attempts, outcome.Seconds);
         metrics.ShardItems.Add(shard.Items);
         metrics.ShardDuration.Record(outcome.Seconds);
         return true;
@@ -173,6 +182,7 @@ public sealed class JobGrain(
         metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "error"));
         logger.LogWarning("Job {JobId} shard {ShardId} attempt {Attempt} failed on {Worker}: {Error}", JobId, shardId, record.Attempts, record.Worker, error);
         record.Error = error;
+        Record(shardId, ShardEventKind.Failed, record.Worker, record.Attempts, error: error);
         if (record.Attempts >= Job.Spec.MaxAttempts) FailJob(shardId, record, $"it failed {record.Attempts} times; last error: {error}");
         else record.Phase = ShardPhase.Pending;
         await state.WriteStateAsync();
@@ -189,7 +199,7 @@ public sealed class JobGrain(
 
     public async Task CancelAsync()
     {
-        if (Job.Spec is null) throw new JobRequestException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
+        RequireJob();
         if (Job.Phase != JobPhase.Running) return;
         Job.Phase = JobPhase.Cancelled;
         Job.Finished = time.GetUtcNow();
@@ -201,17 +211,43 @@ public sealed class JobGrain(
     private async Task AfterChangeAsync()
     {
         if (Job.Phase == JobPhase.Running || _reportedEnd) return;
+        // Marked only once the registry has it: a failed call is retried by the next change or status call.
+        await grains.GetGrain<IJobRegistryGrain>(0).MarkFinishedAsync(JobId);
         _reportedEnd = true;
         metrics.JobsFinished.Add(1, new KeyValuePair<string, object?>("outcome", Job.Phase.ToString().ToLowerInvariant()));
         logger.LogInformation("Job {JobId} finished: {Phase} {Error}", JobId, Job.Phase, Job.Error);
-        await grains.GetGrain<IJobRegistryGrain>(0).MarkFinishedAsync(JobId);
     }
 
-    public Task<JobStatus> GetStatusAsync(bool includeShards)
+    public async Task<JobStatus> GetStatusAsync(bool includeShards)
     {
-        if (Job.Spec is null) throw new JobRequestException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
-        return Task.FromResult(Status(includeShards));
+        RequireJob();
+        try
+        {
+            await AfterChangeAsync();
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            // Reading a job's status does not depend on the registry; the next call tries again.
+            logger.LogWarning(e, "Job {JobId}: could not mark it finished in the registry", JobId);
+        }
+        return Status(includeShards);
     }
+
+    public Task<JobSpec> GetSpecAsync() => Task.FromResult(RequireJob());
+
+    public Task<IReadOnlyList<ShardEvent>> GetEventsAsync(long after, int max)
+    {
+        RequireJob();
+        // Sequence numbers are 1-based list positions.
+        var start = (int)Math.Clamp(after, 0, Job.Events.Count);
+        return Task.FromResult<IReadOnlyList<ShardEvent>>(Job.Events.GetRange(start, Math.Min(Math.Max(max, 0), Job.Events.Count - start)));
+    }
+
+    private JobSpec RequireJob() => Job.Spec ?? throw new JobRequestException($"There is no job '{JobId}'; 'babel status' lists the jobs.");
+
+    /// <summary>Appends a shard event; it is persisted with the state change that caused it.</summary>
+    private void Record(string shardId, ShardEventKind kind, string? worker, int attempt, double? seconds = null, string? error = null) =>
+        Job.Events.Add(new ShardEvent(Job.Events.Count + 1, time.GetUtcNow(), shardId, kind, worker, attempt, seconds, error));
 
     private JobStatus Status(bool includeShards)
     {

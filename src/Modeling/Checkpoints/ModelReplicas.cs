@@ -1,7 +1,7 @@
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Transformer;
 
-namespace Babel.Grains.Workers;
+namespace Babel.Modeling.Checkpoints;
 
 /// <summary>
 /// The models a device worker has loaded, by artifact key, so consecutive shards of a job reuse one replica.

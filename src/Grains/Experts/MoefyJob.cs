@@ -1,13 +1,14 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using Babel.Contracts;
+using Babel.Grains.Engine;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Storage;
 using Babel.Storage.Artifacts;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.Experts;
 
 /// <summary>Parameters of a MoEfication job: the model's artifact key, experts per layer, method and seed.</summary>
 public sealed record MoefyJobParameters(string Model, int Experts, string Method, long Seed);
@@ -67,24 +68,5 @@ public sealed class MoefyJob : IJobKind
         {
             Experts = p.Experts, IntermediateSize = config.IntermediateSize, Method = p.Method, Seed = p.Seed, ExpertOfNeuron = layers,
         }.Validate($"job {jobId}");
-    }
-}
-
-/// <summary>Where a worker writes a shard's result in the artifact store, and how a client reads a finished job's results back.</summary>
-public static class ShardArtifacts
-{
-    public static string Key(string jobId, string shardId) => $"jobs/{jobId}/shards/{shardId}.json";
-
-    /// <summary>The results of <paramref name="shardIds"/> of a finished job, in that order, decoded as <typeparamref name="T"/>.</summary>
-    public static async Task<IReadOnlyList<T>> ReadAsync<T>(IArtifactStore store, string jobId, IEnumerable<string> shardIds, CancellationToken cancellationToken)
-    {
-        var results = new List<T>();
-        foreach (var shardId in shardIds)
-        {
-            var key = Key(jobId, shardId);
-            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
-            results.Add(JobParameters.Deserialize<T>(bytes));
-        }
-        return results;
     }
 }

@@ -1,6 +1,6 @@
 using Babel.Contracts;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.Engine;
 
 /// <summary>The cluster's job list, persisted; workers read the running jobs from it.</summary>
 public sealed class JobRegistryGrain(

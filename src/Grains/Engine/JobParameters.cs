@@ -2,7 +2,7 @@ using System.Text.Json;
 using Babel.Storage;
 using Babel.Storage.Corpora;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.Engine;
 
 /// <summary>The JSON every job kind's parameters and shard slices travel in, and the parsing they share.</summary>
 public static class JobParameters

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Globalization;
 using Babel.Contracts;
+using Babel.Grains.Engine;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
@@ -9,7 +10,7 @@ using Babel.Storage;
 using Babel.Storage.Corpora;
 using static TorchSharp.torch;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.Experts;
 
 /// <summary>Parameters of an expert-activation profile: artifact keys of a model folder (with experts.json) and a corpus, the rule and the slicing.</summary>
 public sealed record ProfileJobParameters(

@@ -1,4 +1,4 @@
-namespace Babel.Grains.Workers;
+namespace Babel.Grains.Engine;
 
 /// <summary>The compute devices a silo offers to jobs and how their workers pull shards, bound from <c>Babel:Worker</c>.</summary>
 public sealed class WorkerOptions

@@ -1,12 +1,14 @@
 using System.Collections.Immutable;
 using Babel.Contracts;
+using Babel.Grains.Engine;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Training;
 using Babel.Storage;
 using Babel.Storage.Corpora;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.Experts;
 
 /// <summary>
 /// One variant of the model, evaluated on one language. Static pruning: <see cref="Pruned"/> holds layers × experts

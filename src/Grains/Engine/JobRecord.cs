@@ -1,6 +1,6 @@
 using Babel.Contracts;
 
-namespace Babel.Grains.Jobs;
+namespace Babel.Grains.Engine;
 
 /// <summary>A job's persistent state: spec, plan, every shard's progress and the exact totals summed so far.</summary>
 [GenerateSerializer]
@@ -17,6 +17,7 @@ public sealed class JobRecord
     [Id(8)] public long ItemsDone { get; set; }
     [Id(9)] public double ComputeSeconds { get; set; }
     [Id(10)] public double CoordinationSeconds { get; set; }
+    [Id(11)] public List<ShardEvent> Events { get; set; } = [];
 }
 
 /// <summary>One shard's progress; <see cref="IssuedLeases"/> lets a late completion of an earlier lease still count, once.</summary>

@@ -1,0 +1,73 @@
+using System.CommandLine;
+using Babel.Contracts;
+using Babel.Grains.Engine;
+
+namespace Babel.Client.Jobs;
+
+/// <summary>
+/// What every job command shares: where the engine runs (<c>--cluster</c>, <c>--store</c>), embedded workers, <c>--job-id</c>
+/// and <c>--no-wait</c>; and the one way a command submits its job, waits for it with progress, and gets the result.
+/// </summary>
+internal sealed class JobCommandOptions
+{
+    public EngineOptions Engine { get; } = new();
+
+    public Option<int> Workers { get; } = new("--workers") { Description = "CPU workers of the embedded silo.", DefaultValueFactory = _ => 1 };
+
+    public Option<string?> JobId { get; } = new("--job-id") { Description = "Job id; default: derived from the inputs, so rerunning resumes the same job." };
+
+    public Option<bool> NoWait { get; } = new("--no-wait") { Description = "Submit, print the job id on stdout and exit; 'babel watch JOB' follows it, 'babel result JOB' writes its outputs." };
+
+    public void AddTo(Command command)
+    {
+        Engine.AddTo(command);
+        command.Options.Add(Workers);
+        command.Options.Add(JobId);
+        command.Options.Add(NoWait);
+    }
+
+    public Task<EngineConnection> OpenAsync(ParseResult parse, CancellationToken cancellationToken) =>
+        Engine.OpenAsync(parse, parse.GetValue(Workers), cancellationToken);
+
+    /// <summary>
+    /// Opens the engine, builds the parameters (uploading inputs), and submits the job. With <c>--no-wait</c> it prints the
+    /// job id and returns 0; otherwise it follows the job with progress on stderr and hands the assembled result to
+    /// <paramref name="finish"/>, whose return value is the exit code.
+    /// </summary>
+    public async Task<int> RunAsync<TParameters, TShard, TResult>(ParseResult parse, Func<JobKindCatalog, JobKind<TParameters, TShard, TResult>> kindOf,
+        Func<JobClient, CancellationToken, Task<TParameters>> parameters, Func<TResult, int> finish, CancellationToken cancellationToken, JobOptions? options = null)
+        where TParameters : class
+    {
+        await using var connection = await OpenAsync(parse, cancellationToken);
+        var kind = kindOf(connection.Jobs.Kinds);
+        var submitted = await connection.Jobs.SubmitAsync(kind, await parameters(connection.Jobs, cancellationToken),
+            (options ?? new JobOptions()) with { JobId = parse.GetValue(JobId) }, cancellationToken);
+        if (parse.GetValue(NoWait))
+        {
+            parse.InvocationConfiguration.Output.WriteLine(submitted.JobId);
+            return 0;
+        }
+        await WaitAsync(connection, submitted, parse.InvocationConfiguration.Error, cancellationToken);
+        return finish(await connection.Jobs.AssembleAsync(kind, submitted.JobId, cancellationToken));
+    }
+
+    /// <summary>Follows a job to its end with a progress view; on Ctrl-C says what becomes of the job and rethrows.</summary>
+    public static async Task<JobStatus> WaitAsync(EngineConnection connection, JobStatus submitted, TextWriter progressWriter, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await JobProgressView.FollowAsync(connection.Jobs, submitted, progressWriter, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            var where = connection.IsCluster
+                ? "it keeps running on the cluster"
+                : "its state is kept in the store and it goes on when a command with workers opens the store again";
+            throw new JobInterruptedException($"interrupted: job {submitted.JobId} was not cancelled; {where}. 'babel watch {submitted.JobId}' follows it, " +
+                $"'babel result {submitted.JobId} --out DIR' writes its outputs once done, 'babel cancel {submitted.JobId}' stops it.");
+        }
+    }
+}
+
+/// <summary>The user interrupted a waiting command (exit code 130); the message says what becomes of the job.</summary>
+internal sealed class JobInterruptedException(string message) : Exception(message);

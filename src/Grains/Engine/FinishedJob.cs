@@ -1,0 +1,62 @@
+using Babel.Contracts;
+using Babel.Storage.Artifacts;
+
+namespace Babel.Grains.Engine;
+
+/// <summary>A succeeded job as its kind assembles it: id, spec, final status (totals) and the shard documents in the artifact store.</summary>
+public class FinishedJob(string jobId, JobSpec spec, JobStatus status, IArtifactStore store)
+{
+    public string JobId { get; } = jobId;
+    public JobSpec Spec { get; } = spec;
+    public JobStatus Status { get; } = status;
+    public IArtifactStore Store { get; } = store;
+
+    /// <summary>Where the inputs were uploaded from (empty for a job submitted without uploads).</summary>
+    public JobOrigin Origin => Spec.Origin ?? JobOrigin.None;
+
+    /// <summary>The job's wall time, from submission to its end, as the job grain recorded them.</summary>
+    public double WallSeconds => ((Status.Finished ?? Status.Submitted) - Status.Submitted).TotalSeconds;
+
+    /// <summary>The documents of <paramref name="shardIds"/>, in that order, decoded as <typeparamref name="T"/>.</summary>
+    public Task<IReadOnlyList<T>> ReadShardsAsync<T>(IEnumerable<string> shardIds, CancellationToken cancellationToken) =>
+        ShardArtifacts.ReadAsync<T>(Store, JobId, shardIds, cancellationToken);
+}
+
+/// <summary>A finished job with its parameters parsed by its kind.</summary>
+public sealed class FinishedJob<TParameters>(FinishedJob job, TParameters parameters) : FinishedJob(job.JobId, job.Spec, job.Status, job.Store)
+{
+    public TParameters Parameters { get; } = parameters;
+}
+
+/// <summary>Where a worker writes a shard's result in the artifact store, and how a finished job's results are read back.</summary>
+public static class ShardArtifacts
+{
+    public static string Key(string jobId, string shardId) => $"jobs/{jobId}/shards/{shardId}.json";
+
+    /// <summary>The results of <paramref name="shardIds"/> of a finished job, in that order, decoded as <typeparamref name="T"/>.</summary>
+    public static async Task<IReadOnlyList<T>> ReadAsync<T>(IArtifactStore store, string jobId, IEnumerable<string> shardIds, CancellationToken cancellationToken)
+    {
+        var results = new List<T>();
+        foreach (var shardId in shardIds)
+        {
+            var key = Key(jobId, shardId);
+            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
+            results.Add(JobParameters.Deserialize<T>(bytes));
+        }
+        return results;
+    }
+}
+
+/// <summary>Job and shard ids name folders and files in the artifact store, so they are plain names.</summary>
+public static class JobIds
+{
+    private static readonly System.Text.RegularExpressions.Regex _name = new("^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    /// <summary>True for 1–200 letters, digits and <c>. _ = + -</c>, starting with a letter or digit.</summary>
+    public static bool IsValid(string? id) => id is not null && _name.IsMatch(id) && !id.Contains("..", StringComparison.Ordinal);
+
+    /// <summary>Throws <see cref="JobRequestException"/> with one sentence when <paramref name="id"/> is not a valid job id.</summary>
+    public static string Require(string? id) => IsValid(id)
+        ? id!
+        : throw new JobRequestException($"'{id}' is not a valid job id; use 1–200 letters, digits, '.', '_', '=', '+' or '-', starting with a letter or digit.");
+}

@@ -1,0 +1,179 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using Babel.Contracts;
+using Babel.Storage.Artifacts;
+
+namespace Babel.Grains.Engine;
+
+/// <summary>How a job is submitted: its id (default: derived from the work, so a rerun resumes it), attempt bound and lease.</summary>
+public sealed record JobOptions(string? JobId = null, int MaxAttempts = 3, TimeSpan? LeaseDuration = null)
+{
+    public static readonly TimeSpan DefaultLeaseDuration = TimeSpan.FromMinutes(2);
+}
+
+/// <summary>
+/// The one client-side entry point of the engine: upload inputs to the artifact store, validate and plan a job with its
+/// kind, submit it, follow it to the end, and assemble its typed result. The job id is derived from the work by default,
+/// so rerunning the same command resumes (or simply reports) the same job instead of starting over.
+/// </summary>
+public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKindCatalog kinds)
+{
+    private readonly Dictionary<string, string> _uploaded = new(StringComparer.Ordinal);
+
+    public IArtifactStore Store => store;
+
+    public JobKindCatalog Kinds => kinds;
+
+    /// <summary>How long one status call may take before it is retried; a call in flight to a silo that dies otherwise waits out the 30 s response timeout.</summary>
+    public static readonly TimeSpan StatusCallTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long <c>WaitAsync</c> keeps retrying while no silo answers for the job before it gives up.</summary>
+    public static readonly TimeSpan UnreachableLimit = TimeSpan.FromSeconds(60);
+
+    /// <summary>How often <c>WaitAsync</c> asks for the job's status.</summary>
+    public static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
+
+    /// <summary><c>KIND-</c> and the first 12 hex digits of the SHA-256 of the kind and parameters.</summary>
+    public static string DefaultJobId(string kind, string parameters) =>
+        $"{kind}-{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(kind + "\n" + parameters)))[..12]}";
+
+    /// <summary>Uploads a local folder (content-addressed, skipped when already there) and returns its artifact key.</summary>
+    public async Task<string> UploadFolderAsync(string localFolder, string prefix, CancellationToken cancellationToken = default)
+    {
+        var key = await store.UploadFolderAsync(localFolder, prefix, cancellationToken);
+        _uploaded[key] = Path.GetFullPath(localFolder);
+        return key;
+    }
+
+    /// <summary>
+    /// Validates <paramref name="parameters"/> with <paramref name="kind"/>, plans the job and submits it; returns its id and
+    /// status. A job of the same work that already exists is resumed (or reported), never started over.
+    /// </summary>
+    public async Task<JobStatus> SubmitAsync<TParameters, TShard, TResult>(JobKind<TParameters, TShard, TResult> kind, TParameters parameters,
+        JobOptions? options = null, CancellationToken cancellationToken = default)
+        where TParameters : class
+    {
+        options ??= new JobOptions();
+        // The parameters travel as JSON: validate what the workers will parse, not the object in hand.
+        var json = kind.Serialize(kind.Parse(kind.Serialize(parameters)));
+        var origin = new JobOrigin(_uploaded.Where(u => json.Contains(u.Key, StringComparison.Ordinal)).ToImmutableSortedDictionary(StringComparer.Ordinal));
+        var spec = new JobSpec(kind.Name, json, options.MaxAttempts, options.LeaseDuration ?? JobOptions.DefaultLeaseDuration, origin);
+        var jobId = JobIds.Require(options.JobId ?? DefaultJobId(spec.Kind, spec.Parameters));
+        var plan = await ((IJobKind)kind).PlanAsync(spec.Parameters, new UploadedFolders(_uploaded), cancellationToken);
+        return await grains.GetGrain<IJobGrain>(jobId).SubmitAsync(spec, plan);
+    }
+
+    // LEGACY-KIND: the untyped protocol, removed once every kind derives from JobKind<,,>.
+    public static JobSpec Spec(string kind, string parameters, int maxAttempts = 3, TimeSpan? leaseDuration = null) =>
+        new(kind, parameters, maxAttempts, leaseDuration ?? JobOptions.DefaultLeaseDuration);
+
+    // LEGACY-KIND
+    public static string DefaultJobId(JobSpec spec) => DefaultJobId(spec.Kind, spec.Parameters);
+
+    // LEGACY-KIND
+    public async Task<JobStatus> SubmitAsync(string jobId, JobSpec spec, CancellationToken cancellationToken = default)
+    {
+        var plan = await kinds.Get(spec.Kind).PlanAsync(spec.Parameters, new UploadedFolders(_uploaded), cancellationToken);
+        return await grains.GetGrain<IJobGrain>(JobIds.Require(jobId)).SubmitAsync(spec, plan);
+    }
+
+    // LEGACY-KIND
+    public Task<JobStatus> WaitAsync(string jobId, IProgress<JobStatus>? progress, TimeSpan poll, CancellationToken cancellationToken = default) =>
+        WaitAsync(jobId, progress, cancellationToken);
+
+    /// <summary>Submits, waits for the end and assembles the result: what a waiting command does.</summary>
+    public async Task<TResult> RunAsync<TParameters, TShard, TResult>(JobKind<TParameters, TShard, TResult> kind, TParameters parameters,
+        JobOptions? options, IProgress<JobStatus>? progress, CancellationToken cancellationToken = default)
+        where TParameters : class
+    {
+        var submitted = await SubmitAsync(kind, parameters, options, cancellationToken);
+        progress?.Report(submitted);
+        await WaitAsync(submitted.JobId, progress, cancellationToken);
+        return await AssembleAsync(kind, submitted.JobId, cancellationToken);
+    }
+
+    /// <summary>The typed result of a succeeded job of <paramref name="kind"/>.</summary>
+    public async Task<TResult> AssembleAsync<TParameters, TShard, TResult>(JobKind<TParameters, TShard, TResult> kind, string jobId, CancellationToken cancellationToken = default)
+        where TParameters : class
+    {
+        var job = await FinishedAsync(jobId, cancellationToken);
+        if (job.Spec.Kind != kind.Name) throw new JobRequestException($"Job {jobId} is a {job.Spec.Kind} job, not {kind.Name}.");
+        return await kind.AssembleAsync(kind.Finished(job), cancellationToken);
+    }
+
+    /// <summary>Writes a succeeded job's result into <paramref name="directory"/>, as the command that submitted it would have; returns the kind's summary.</summary>
+    public async Task<string> SaveResultAsync(string jobId, string directory, CancellationToken cancellationToken = default)
+    {
+        var job = await FinishedAsync(jobId, cancellationToken);
+        return await kinds.Get(job.Spec.Kind).SaveResultAsync(job, directory, cancellationToken);
+    }
+
+    private async Task<FinishedJob> FinishedAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var grain = grains.GetGrain<IJobGrain>(JobIds.Require(jobId));
+        var status = await grain.GetStatusAsync(includeShards: false).WaitAsync(cancellationToken);
+        if (status.Phase != JobPhase.Succeeded)
+        {
+            throw status.Phase == JobPhase.Running
+                ? new JobRequestException($"Job {jobId} is still running ({status.Done}/{status.Shards} shards done); 'babel watch {jobId}' follows it to the end.")
+                : new JobFailedException(jobId, status.Phase, status.Error);
+        }
+        return new FinishedJob(jobId, await grain.GetSpecAsync(), status, store);
+    }
+
+    /// <summary>
+    /// Polls the job until it ends, reporting each status; throws <see cref="JobFailedException"/> when it failed or was
+    /// cancelled, or when the cluster did not answer for <see cref="UnreachableLimit"/>. A silo crash is survived: the job's
+    /// state is persisted, and a later call reactivates the job on a live silo once the cluster has declared the dead one dead.
+    /// </summary>
+    public async Task<JobStatus> WaitAsync(string jobId, IProgress<JobStatus>? progress, CancellationToken cancellationToken = default)
+    {
+        var job = grains.GetGrain<IJobGrain>(JobIds.Require(jobId));
+        var sinceLastAnswer = Stopwatch.StartNew();
+        while (true)
+        {
+            JobStatus status;
+            try
+            {
+                status = await job.GetStatusAsync(includeShards: false).WaitAsync(StatusCallTimeout, cancellationToken);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException)
+            {
+                if (sinceLastAnswer.Elapsed > UnreachableLimit)
+                {
+                    throw new JobFailedException(jobId,
+                        $"no silo answered for job {jobId} within {UnreachableLimit.TotalSeconds:F0} s ({e.Message}); check the cluster, then 'babel watch {jobId}' or rerun the same command to resume the job.");
+                }
+                await Task.Delay(PollInterval, cancellationToken);
+                continue;
+            }
+            sinceLastAnswer.Restart();
+            progress?.Report(status);
+            if (status.Phase == JobPhase.Succeeded) return status;
+            if (status.IsFinished) throw new JobFailedException(jobId, status.Phase, status.Error);
+            await Task.Delay(PollInterval, cancellationToken);
+        }
+    }
+
+    /// <summary>Planning reads the client's own copies of what it just uploaded.</summary>
+    private sealed class UploadedFolders(IReadOnlyDictionary<string, string> uploaded) : IArtifactResolver
+    {
+        public Task<string> LocalFolderAsync(string key, CancellationToken cancellationToken) =>
+            uploaded.TryGetValue(key, out var folder)
+                ? Task.FromResult(folder)
+                : throw new InvalidOperationException($"Artifact {key} was not uploaded by this client.");
+    }
+}
+
+/// <summary>A job ended without success (failed, cancelled, or unreachable); the message says why and how to go on.</summary>
+public sealed class JobFailedException(string jobId, string message) : Exception(message)
+{
+    public JobFailedException(string jobId, JobPhase phase, string? error)
+        : this(jobId, phase == JobPhase.Cancelled ? $"job {jobId} was cancelled." : $"job {jobId} failed: {error}")
+    {
+    }
+
+    public string JobId { get; } = jobId;
+}
