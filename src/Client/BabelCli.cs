@@ -58,7 +58,14 @@ public static class BabelCli
     }
 
     /// <summary>Parses and runs <paramref name="args"/>; returns the process exit code.</summary>
-    public static int Run(string[] args, TextWriter? output = null, TextWriter? error = null)
+    public static int Run(string[] args, TextWriter? output = null, TextWriter? error = null) =>
+        RunAsync(CreateRootCommand(), args, output, error, CancellationToken.None).GetAwaiter().GetResult();
+
+    /// <summary>
+    /// Runs <paramref name="args"/> against <paramref name="root"/>; <paramref name="cancellationToken"/> acts as Ctrl-C does
+    /// (the process's own Ctrl-C handling stays on).
+    /// </summary>
+    internal static async Task<int> RunAsync(RootCommand root, string[] args, TextWriter? output, TextWriter? error, CancellationToken cancellationToken)
     {
         var configuration = new InvocationConfiguration
         {
@@ -66,7 +73,7 @@ public static class BabelCli
             Error = error ?? Console.Error,
             EnableDefaultExceptionHandler = false,
         };
-        var parse = CreateRootCommand().Parse(args);
+        var parse = root.Parse(args);
         if (parse.Errors.Count > 0 && !args.Any(a => a is "--help" or "-h" or "-?"))
         {
             var path = string.Join(' ', Path(parse.CommandResult));
@@ -76,7 +83,7 @@ public static class BabelCli
         }
         try
         {
-            return parse.Invoke(configuration);
+            return await parse.InvokeAsync(configuration, cancellationToken);
         }
         catch (Exception exception) when (Classify(exception) is { } known)
         {
@@ -86,7 +93,9 @@ public static class BabelCli
         catch (Exception exception)
         {
             var log = CrashLog.Write(args, exception);
-            configuration.Error.WriteLine($"error: an internal error ({exception.GetType().Name}: {exception.Message.ReplaceLineEndings(" ")}); the stack trace is in {log}.");
+            var message = exception.Message.ReplaceLineEndings(" ");
+            if (message.Length > 200) message = message[..200] + "…";
+            configuration.Error.WriteLine($"error: an internal error ({exception.GetType().Name}: {message}); the stack trace is in {log}.");
             return BugExitCode;
         }
     }

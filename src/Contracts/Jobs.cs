@@ -27,9 +27,9 @@ public sealed record JobSpec(
 /// <c>babel result</c> equals the one the waiting command wrote.
 /// </summary>
 [GenerateSerializer, Immutable]
-public sealed record JobOrigin([property: Id(0)] ImmutableSortedDictionary<string, string> UploadedFrom)
+public sealed record JobOrigin([property: Id(0)] IReadOnlyDictionary<string, string> UploadedFrom)
 {
-    public static readonly JobOrigin None = new(ImmutableSortedDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal));
+    public static readonly JobOrigin None = new(new Dictionary<string, string>());
 
     /// <summary>The local folder <paramref name="artifactKey"/> was uploaded from, or null.</summary>
     public string? FolderOf(string artifactKey) => UploadedFrom.GetValueOrDefault(artifactKey);

@@ -1,4 +1,3 @@
-using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
@@ -58,7 +57,7 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
         options ??= new JobOptions();
         // The parameters travel as JSON: validate what the workers will parse, not the object in hand.
         var json = kind.Serialize(kind.Parse(kind.Serialize(parameters)));
-        var origin = new JobOrigin(_uploaded.Where(u => json.Contains(u.Key, StringComparison.Ordinal)).ToImmutableSortedDictionary(StringComparer.Ordinal));
+        var origin = new JobOrigin(_uploaded.Where(u => json.Contains(u.Key, StringComparison.Ordinal)).ToDictionary(StringComparer.Ordinal));
         var spec = new JobSpec(kind.Name, json, options.MaxAttempts, options.LeaseDuration ?? JobOptions.DefaultLeaseDuration, origin);
         var jobId = JobIds.Require(options.JobId ?? DefaultJobId(spec.Kind, spec.Parameters));
         var plan = await ((IJobKind)kind).PlanAsync(spec.Parameters, new UploadedFolders(_uploaded), cancellationToken);

@@ -170,7 +170,7 @@ public sealed class ClusterTests(PerplexityInputs inputs, ITestOutputHelper outp
 
     private static async Task<JsonObject> StatusAsync(LocalCluster cluster, string jobId)
     {
-        var status = await cluster.Cli.RunAsync(_jobTimeout, "status", jobId, "--cluster", "--output", "json");
+        var status = await cluster.Cli.RunAsync(_jobTimeout, "status", jobId, "--cluster", "--format", "json");
         Assert.True(status.ExitCode == 0, status.ToString());
         return JsonNode.Parse(status.Stdout)!.AsObject();
     }

@@ -24,7 +24,7 @@ public sealed class PerplexityInputs : IAsyncLifetime
 
     /// <summary>The <c>babel perplexity</c> arguments every test runs (plus <c>--cluster</c>, <c>--job-id</c> or <c>--store</c>).</summary>
     public string[] Arguments =>
-        ["perplexity", "--model", Model, "--corpus", Corpus, "--split", "all", "--documents-per-shard", "1", "--output", "json"];
+        ["perplexity", "--model", Model, "--corpus", Corpus, "--split", "all", "--documents-per-shard", "1", "--format", "json"];
 
     public async Task InitializeAsync()
     {

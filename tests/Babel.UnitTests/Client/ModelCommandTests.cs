@@ -112,7 +112,7 @@ public class ModelCommandTests
         using var scratch = new ScratchFolder();
         var model = WriteModel(scratch);
         var corpus = WriteCorpus(scratch);
-        var (code, output, error) = Run("perplexity", "--model", model, "--corpus", corpus, "--output", "json");
+        var (code, output, error) = Run("perplexity", "--model", model, "--corpus", corpus, "--format", "json");
         Assert.True(code == 0, error);
         var english = JsonNode.Parse(output)!["languages"]!["eng"]!;
         Assert.Equal(1, english["documents"]!.GetValue<long>());
