@@ -65,28 +65,70 @@ public static class ArtifactFolders
         var localPath = Path.Combine(Path.GetFullPath(localCacheRoot), key.Replace('/', Path.DirectorySeparatorChar));
         if (Directory.Exists(localPath)) return localPath;
 
-        if (!await store.ExistsAsync($"{key}/{CompleteMarker}", cancellationToken).ConfigureAwait(false))
-            throw new UserInputException($"The artifact folder '{key}' is missing or incomplete in the store (it has no {CompleteMarker} marker); check the key or upload the folder again.");
+        var marker = await store.GetBytesAsync($"{key}/{CompleteMarker}", cancellationToken).ConfigureAwait(false)
+            ?? throw new UserInputException($"The artifact folder '{key}' is missing or incomplete in the store (it has no {CompleteMarker} marker); check the key or upload the folder again.");
+        var declared = ReadMarker(marker, key);
+        var expectedHash = key[(key.LastIndexOf('/') + 1)..];
 
         var keys = new List<string>();
         await foreach (var objectKey in store.ListAsync(key + "/", cancellationToken).ConfigureAwait(false))
         {
             if (objectKey != $"{key}/{CompleteMarker}") keys.Add(objectKey);
         }
+        if (keys.Count != declared.Files)
+            throw new UserInputException($"The artifact folder '{key}' holds {keys.Count} files but its marker declares {declared.Files}; upload the folder again.");
 
-        await AtomicFile.CreateDirectoryAsync(localPath, temporary => Parallel.ForEachAsync(
-            keys,
-            new ParallelOptions { MaxDegreeOfParallelism = ParallelTransfers, CancellationToken = cancellationToken },
-            async (objectKey, token) =>
-            {
-                var target = Path.Combine(temporary, objectKey[(key.Length + 1)..].Replace('/', Path.DirectorySeparatorChar));
-                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                await using var source = await store.OpenReadAsync(objectKey, token).ConfigureAwait(false)
-                    ?? throw new InvalidOperationException($"The artifact '{objectKey}' disappeared while its folder was being downloaded.");
-                await using var destination = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true);
-                await source.CopyToAsync(destination, token).ConfigureAwait(false);
-            })).ConfigureAwait(false);
+        long downloaded = 0;
+        await AtomicFile.CreateDirectoryAsync(localPath, async temporary =>
+        {
+            var root = Path.GetFullPath(temporary) + Path.DirectorySeparatorChar;
+            await Parallel.ForEachAsync(
+                keys,
+                new ParallelOptions { MaxDegreeOfParallelism = ParallelTransfers, CancellationToken = cancellationToken },
+                async (objectKey, token) =>
+                {
+                    var target = Path.GetFullPath(Path.Combine(root, objectKey[(key.Length + 1)..].Replace('/', Path.DirectorySeparatorChar)));
+                    if (!target.StartsWith(root, StringComparison.Ordinal))
+                        throw new UserInputException($"The artifact '{objectKey}' points outside its folder '{key}'; the store holds a foreign object there.");
+                    Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                    await using var source = await store.OpenReadAsync(objectKey, token).ConfigureAwait(false)
+                        ?? throw new InvalidOperationException($"The artifact '{objectKey}' disappeared while its folder was being downloaded.");
+                    await using var destination = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true);
+                    var buffer = new byte[1 << 16];
+                    int read;
+                    // Bounded by what the marker declares: a store that serves more than was uploaded cannot fill the disk.
+                    while ((read = await source.ReadAsync(buffer, token).ConfigureAwait(false)) > 0)
+                    {
+                        if (Interlocked.Add(ref downloaded, read) > declared.Bytes)
+                            throw new UserInputException($"The artifact folder '{key}' holds more than the {declared.Bytes:N0} bytes its marker declares; upload the folder again.");
+                        await destination.WriteAsync(buffer.AsMemory(0, read), token).ConfigureAwait(false);
+                    }
+                }).ConfigureAwait(false);
+            // The key names the content: a folder that hashes otherwise was damaged in the store or on the way.
+            var actual = await ComputeContentHashAsync(temporary, cancellationToken).ConfigureAwait(false);
+            if (actual != expectedHash)
+                throw new UserInputException($"The artifact folder '{key}' does not match its content hash (it hashes to {actual}); it was damaged in the store, so upload the folder again.");
+        }).ConfigureAwait(false);
         return localPath;
+    }
+
+    /// <summary>What an upload's marker declares: the folder's file count and total bytes.</summary>
+    private readonly record struct FolderMarker(int Files, long Bytes);
+
+    private static FolderMarker ReadMarker(byte[] marker, string key)
+    {
+        try
+        {
+            using var json = JsonDocument.Parse(marker);
+            var files = json.RootElement.GetProperty("files").GetInt32();
+            var bytes = json.RootElement.GetProperty("bytes").GetInt64();
+            if (files < 0 || bytes < 0) throw new FormatException("negative counts");
+            return new FolderMarker(files, bytes);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or FormatException or InvalidOperationException)
+        {
+            throw new UserInputException($"The marker of the artifact folder '{key}' is unreadable ({e.Message}); upload the folder again.", e);
+        }
     }
 
     /// <summary>
