@@ -164,9 +164,11 @@ public sealed class DeviceWorkerGrain(
             {
                 if (!job.RenewAsync(lease.Shard.ShardId, lease.LeaseId).WaitAsync(_options.CallTimeout).GetAwaiter().GetResult()) lost.Cancel();
             }
-            catch (Exception e) when (e is TimeoutException or OrleansException or ObjectDisposedException)
+            catch (Exception e)
             {
-                // A missed renewal is not a lost lease: the next one may get through before it expires.
+                // A missed renewal is not a lost lease: the next one may get through before it expires. Nothing may escape a
+                // timer callback: an exception there (a storage 403 behind the job grain, say) would take the silo down.
+                logger.LogWarning(e, "Worker {Worker}: renewing the lease of {Job}/{Shard} failed; retrying at the next period", WorkerId, lease.JobId, lease.Shard.ShardId);
             }
         }, null, period, period);
         return timer;

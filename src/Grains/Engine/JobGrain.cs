@@ -151,14 +151,25 @@ public sealed class JobGrain(
         if (Job.Spec is null || Job.Phase != JobPhase.Running || !Job.Shards.TryGetValue(outcome.ShardId, out var record)) return false;
         // A shard counts once; a completion of any lease this job issued for it is valid, since shard results are deterministic.
         if (record.Phase == ShardPhase.Done || !record.IssuedLeases.Contains(outcome.LeaseId)) return false;
+        // Every sum is checked before any is applied: an overflow must not leave the totals half-summed.
+        var sums = new List<KeyValuePair<string, long>>(outcome.Totals.Count);
+        foreach (var (name, value) in outcome.Totals)
+        {
+            try
+            {
+                sums.Add(KeyValuePair.Create(name, checked(Job.Totals.GetValueOrDefault(name) + value)));
+            }
+            catch (OverflowException)
+            {
+                FailJob(outcome.ShardId, record, $"its total '{name}' overflows a 64-bit integer when summed; the job's totals are kept as they were before it");
+                return true;
+            }
+        }
+        foreach (var (name, sum) in sums) Job.Totals[name] = sum;
         record.Phase = ShardPhase.Done;
         record.Worker = outcome.Worker;
         record.ResultArtifact = outcome.ResultArtifact;
         record.Error = null;
-        foreach (var (name, value) in outcome.Totals)
-        {
-            Job.Totals[name] = checked(Job.Totals.GetValueOrDefault(name) + value);
-        }
         var shard = Job.Plan.First(s => s.ShardId == outcome.ShardId);
         Job.ItemsDone += shard.Items;
         Job.ComputeSeconds += outcome.Seconds;

@@ -8,7 +8,8 @@ public sealed class JobRegistryGrain(
 {
     public async Task RegisterAsync(string jobId)
     {
-        if (state.State.Jobs.ContainsKey(jobId)) return;
+        // Only a running job registers itself, so a job listed as finished comes back only if it runs after all.
+        if (state.State.Jobs.TryGetValue(jobId, out var running) && running) return;
         state.State.Jobs[jobId] = true;
         await state.WriteStateAsync();
     }

@@ -251,6 +251,41 @@ public class JobGrainTests(JobClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Resubmitting_a_job_whose_registration_was_lost_registers_it_again()
+    {
+        var id = $"job-{Guid.NewGuid():N}";
+        var job = fixture.Cluster.Client.GetGrain<IJobGrain>(id);
+        var registry = fixture.Cluster.Client.GetGrain<IJobRegistryGrain>(0);
+        await job.SubmitAsync(_spec, _plan);
+        // As if the first submission stored the job but its registration never reached the registry.
+        await registry.MarkFinishedAsync(id);
+        Assert.DoesNotContain(id, await registry.ListRunningAsync());
+        await job.SubmitAsync(_spec, _plan);
+        Assert.Contains(id, await registry.ListRunningAsync());
+    }
+
+    [Fact]
+    public async Task A_completion_whose_totals_overflow_fails_the_job_and_leaves_the_totals_unchanged()
+    {
+        var job = NewJob();
+        await job.SubmitAsync(_spec, [_plan[0], _plan[1]]);
+        var first = (await job.LeaseAsync("w"))!;
+        var second = (await job.LeaseAsync("w"))!;
+        Assert.True(await job.CompleteAsync(Outcome(first, long.MaxValue)));
+        var overflowing = Outcome(second, 1) with
+        {
+            Totals = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [KeyValuePair.Create("a", 7L), KeyValuePair.Create("x", 1L)]),
+        };
+        await job.CompleteAsync(overflowing);
+        var status = await job.GetStatusAsync(includeShards: true);
+        Assert.Equal(JobPhase.Failed, status.Phase);
+        Assert.Contains("overflows a 64-bit integer", status.Error, StringComparison.Ordinal);
+        Assert.Equal(long.MaxValue, status.Totals["x"]);
+        Assert.False(status.Totals.ContainsKey("a"));
+        Assert.Equal(1, status.Done);
+    }
+
+    [Fact]
     public async Task A_job_resumes_with_its_state_after_the_silo_holding_it_is_killed()
     {
         // Never assume placement: submit jobs until one lives on a silo other than the primary (which holds test membership).
