@@ -44,9 +44,23 @@ internal sealed record CompletionRequest(
     /// <summary>Checks and tokenizes <paramref name="body"/>; throws <see cref="OpenAiError"/> naming the first problem.</summary>
     public static CompletionRequest Parse(JsonObject body, bool chat, ServedModel model, ServingOptions limits)
     {
+        try
+        {
+            return Checked(body, chat, model, limits);
+        }
+        catch (InvalidOperationException)
+        {
+            // System.Text.Json reads an escaped lone surrogate ("\ud800") only when the string is asked for.
+            throw new OpenAiError(StatusCodes.Status400BadRequest, "A string in the request body is not valid Unicode (it holds a lone surrogate escape); send valid text.");
+        }
+    }
+
+    private static CompletionRequest Checked(JsonObject body, bool chat, ServedModel model, ServingOptions limits)
+    {
         var name = Text(body, "model");
+        // The requested name is not repeated: an error echoes nothing the client sent.
         if (name is not null && name != model.Name)
-            throw new OpenAiError(StatusCodes.Status404NotFound, $"The model '{Shorten(name)}' is not served here; this server serves '{model.Name}'.", code: "model_not_found", param: "model");
+            throw new OpenAiError(StatusCodes.Status404NotFound, $"The requested model is not served here; this server serves '{model.Name}'.", code: "model_not_found", param: "model");
         var texts = chat ? [ChatPrompt(body)] : PromptTexts(body);
         var n = Integer(body, "n") ?? 1;
         if (n < 1) throw Invalid(Invariant($"'n' must be 1 or more (got {n})."), "n");
@@ -191,8 +205,6 @@ internal sealed record CompletionRequest(
     };
 
     private static string NotWhole(JsonNode? node) => node?.GetValueKind() == JsonValueKind.Number ? "a fraction or a number out of range" : Kind(node);
-
-    private static string Shorten(string text) => text.Length <= 64 ? text : text[..64] + "…";
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 

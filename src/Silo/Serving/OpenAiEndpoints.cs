@@ -22,6 +22,8 @@ namespace Babel.Silo.Serving;
 public static partial class OpenAiEndpoints
 {
     private static readonly byte[] Done = Encoding.UTF8.GetBytes("data: [DONE]\n\n");
+    // The answers are JSON and event streams, never HTML: quotes and apostrophes need no \u escapes.
+    private static readonly JsonSerializerOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>
     /// Binds <see cref="ServingOptions"/> from <c>Babel:Serving</c>, then <paramref name="configure"/> (the command's flags), and
@@ -52,7 +54,7 @@ public static partial class OpenAiEndpoints
                 {
                     // Neither the expected key nor what the client sent is echoed.
                     var error = new OpenAiError(StatusCodes.Status401Unauthorized, "Missing or wrong bearer token; send Authorization: Bearer with the server's key.", code: "invalid_api_key");
-                    return Results.Json(error.ToJson(), statusCode: error.Status);
+                    return Results.Json(error.ToJson(), Relaxed, statusCode: error.Status);
                 }
             }
             return await next(context);
@@ -61,7 +63,7 @@ public static partial class OpenAiEndpoints
         {
             ["object"] = "list",
             ["data"] = new JsonArray(new JsonObject { ["id"] = model.Name, ["object"] = "model", ["owned_by"] = "babel", ["context_length"] = model.ContextLength }),
-        }));
+        }, Relaxed));
         group.MapPost("/completions", (HttpContext http, ServedModel model, IOptions<ServingOptions> options, ILoggerFactory logs) =>
             CompleteAsync(http, model, options.Value, chat: false, logs.CreateLogger(typeof(OpenAiEndpoints))));
         group.MapPost("/chat/completions", (HttpContext http, ServedModel model, IOptions<ServingOptions> options, ILoggerFactory logs) =>
@@ -211,7 +213,7 @@ public static partial class OpenAiEndpoints
 
     private static async Task WriteEventAsync(HttpContext http, JsonObject data, CancellationToken cancellationToken)
     {
-        await http.Response.WriteAsync("data: " + data.ToJsonString() + "\n\n", cancellationToken);
+        await http.Response.WriteAsync("data: " + data.ToJsonString(Relaxed) + "\n\n", cancellationToken);
         await http.Response.Body.FlushAsync(cancellationToken);
     }
 
@@ -219,7 +221,7 @@ public static partial class OpenAiEndpoints
     {
         http.Response.StatusCode = status;
         http.Response.ContentType = "application/json; charset=utf-8";
-        await http.Response.WriteAsync(json.ToJsonString(), CancellationToken.None);
+        await http.Response.WriteAsync(json.ToJsonString(Relaxed), CancellationToken.None);
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "A completion request failed")]
