@@ -25,8 +25,8 @@ internal static class ServeCommand
         var model = new Option<string>("--model") { Description = "Model folder (Hugging Face layout with tokenizer.json).", Required = true };
         var urls = new Option<string>("--urls") { Description = "Listen URLs; loopback only unless told otherwise.", DefaultValueFactory = _ => DefaultUrls };
         var name = new Option<string?>("--name") { Description = "Model name the API answers to (default: the folder's name)." };
-        var maxBatch = new Option<int>("--max-batch") { Description = "Rows generated together at most; concurrent requests are batched up to this.", DefaultValueFactory = _ => defaults.MaxBatch };
-        // The limits are nullable so that an unset flag leaves Babel:Serving's configured value (or the default) alone.
+        // Nullable so that an unset flag leaves Babel:Serving's configured value (or the default) alone.
+        var maxBatch = new Option<int?>("--max-batch") { Description = $"Rows generated together at most; concurrent requests are batched up to this (default {defaults.MaxBatch})." };
         var maxQueue = new Option<int?>("--max-queue") { Description = $"Requests waiting to be generated at most; beyond it 429 with Retry-After (default {defaults.MaxQueuedRequests})." };
         var maxChoices = new Option<int?>("--max-choices") { Description = $"Completions one request may ask for, prompts × n, else 400 (default {defaults.MaxChoicesPerRequest})." };
         var maxPromptTokens = new Option<int?>("--max-prompt-tokens") { Description = $"Tokens of one prompt at most, else 400 (default {defaults.MaxPromptTokens}); prompt + max_tokens must also fit the model's context." };
@@ -61,7 +61,7 @@ internal static class ServeCommand
     /// Starts the silo with the model's API and returns once it listens. <paramref name="configure"/> sets further
     /// <see cref="ServingOptions"/> (the limits) over <c>Babel:Serving</c>; a bad value is a <see cref="UserInputException"/>.
     /// </summary>
-    public static async Task<WebApplication> StartAsync(string modelFolder, string urls, string? name, int maxBatch, string storeRoot, CancellationToken cancellationToken,
+    public static async Task<WebApplication> StartAsync(string modelFolder, string urls, string? name, int? maxBatch, string storeRoot, CancellationToken cancellationToken,
         string apiKeyVariable = "BABEL_SERVE_API_KEY", Action<ServingOptions>? configure = null)
     {
         ModelCheckpoint.Validate(modelFolder);
@@ -90,7 +90,7 @@ internal static class ServeCommand
             {
                 o.ModelFolder = Path.GetFullPath(modelFolder);
                 o.Name = name ?? new DirectoryInfo(Path.GetFullPath(modelFolder)).Name;
-                o.MaxBatch = maxBatch;
+                if (maxBatch is { } batch) o.MaxBatch = batch;
                 o.ApiKeyVariable = apiKeyVariable;
                 configure?.Invoke(o);
             });

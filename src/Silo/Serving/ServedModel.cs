@@ -113,9 +113,11 @@ public sealed class ServedModel : IDisposable
             pending.Node = _queue.AddLast(pending);
             _queuedRows += rows.Count;
             ServingMetrics.QueuedRequests.Add(1);
+            // Registered under the lock, so the generation thread (which disposes it) cannot take the request before it is set;
+            // a token cancelled already runs Abandon right here, which re-enters the lock and takes the request out again.
+            pending.Registration = cancellationToken.Register(() => Abandon(pending, cancellationToken));
             Monitor.Pulse(_lock);
         }
-        pending.Registration = cancellationToken.Register(() => Abandon(pending, cancellationToken));
         return pending.Done.Task;
     }
 

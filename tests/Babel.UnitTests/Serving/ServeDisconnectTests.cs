@@ -54,6 +54,17 @@ public class ServeDisconnectTests(ITestOutputHelper output)
         var (status, _) = await api.PostAsync("/v1/completions", new JsonObject { ["prompt"] = ServedApi.EndlessPrompt, ["max_tokens"] = 2, ["temperature"] = 0 });
         Assert.Equal(200, status);
         Assert.Equal(total + 2, api.Model.GeneratedTokens);
+
+        // The same counts on /metrics, for an operator.
+        var metrics = await api.Http.GetStringAsync("/metrics");
+        foreach (var series in new[]
+        {
+            "babel_serve_rows_abandoned_total", "babel_serve_tokens_generated_total", "babel_serve_tokens_prompt_total",
+            "babel_serve_requests_total{otel_scope_name=\"Babel.Serving\",outcome=\"abandoned\"}", "babel_serve_queue_requests",
+        })
+        {
+            Assert.Contains(series, metrics, StringComparison.Ordinal);
+        }
     }
 
     [Fact]

@@ -28,7 +28,9 @@ internal sealed class ServedApi : IAsyncDisposable
         ModelFolder = modelFolder;
         Url = url;
         Model = app.Services.GetRequiredService<ServedModel>();
-        Http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
+        // No draining: a response disposed unread closes its connection at once, as a client that goes away does
+        // (by default HttpClient would keep reading up to 1 MB to reuse the connection).
+        Http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
     }
 
     public string ModelFolder { get; }
