@@ -31,7 +31,7 @@ public class ServeLoadTests(ITestOutputHelper output)
     private static readonly TimeSpan RequestDeadline = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan TestDeadline = TimeSpan.FromSeconds(90);
     // Generous for a busy 2-core machine (measured: managed within 0.2 MB, resident within 12 MB between rounds); the
-    // first-to-last-round check below allows a quarter of these, which a leak of 100 KB per request would cross.
+    // first-to-last-round check below allows a quarter of these, which a managed leak of 40 KB per request would cross.
     private const long ManagedBound = 48L << 20;
     private const long ResidentBound = 192L << 20;
 
