@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
 
 namespace Babel.Client.Commands;
 
@@ -20,18 +21,34 @@ internal static class ServeCommand
 
     public static Command Create()
     {
+        var defaults = new ServingOptions();
         var model = new Option<string>("--model") { Description = "Model folder (Hugging Face layout with tokenizer.json).", Required = true };
         var urls = new Option<string>("--urls") { Description = "Listen URLs; loopback only unless told otherwise.", DefaultValueFactory = _ => DefaultUrls };
         var name = new Option<string?>("--name") { Description = "Model name the API answers to (default: the folder's name)." };
-        var maxBatch = new Option<int>("--max-batch") { Description = "Rows generated together at most; concurrent requests are batched up to this.", DefaultValueFactory = _ => 32 };
+        // Nullable so that an unset flag leaves Babel:Serving's configured value (or the default) alone.
+        var maxBatch = new Option<int?>("--max-batch") { Description = $"Rows generated together at most; concurrent requests are batched up to this (default {defaults.MaxBatch})." };
+        var maxQueue = new Option<int?>("--max-queue") { Description = $"Requests waiting to be generated at most; beyond it 429 with Retry-After (default {defaults.MaxQueuedRequests})." };
+        var maxChoices = new Option<int?>("--max-choices") { Description = $"Completions one request may ask for, prompts × n, else 400 (default {defaults.MaxChoicesPerRequest})." };
+        var maxPromptTokens = new Option<int?>("--max-prompt-tokens") { Description = $"Tokens of one prompt at most, else 400 (default {defaults.MaxPromptTokens}); prompt + max_tokens must also fit the model's context." };
+        var maxCompletionTokens = new Option<int?>("--max-completion-tokens") { Description = $"Largest max_tokens a request may ask for, else 400 (default {defaults.MaxCompletionTokens})." };
+        var maxBodyBytes = new Option<long?>("--max-body-bytes") { Description = $"Bytes of one request body at most, else 413 (default {defaults.MaxRequestBodyBytes})." };
         var store = new Option<string>("--store") { Description = "Folder for the embedded silo's state and artifacts.", DefaultValueFactory = _ => ".babel" };
-        var command = new Command("serve", "Serve a model on OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models (bearer token required when BABEL_SERVE_API_KEY is set), with /health and /metrics.")
+        var command = new Command("serve", "Serve a model on OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models (streaming with \"stream\": true; bearer token required when BABEL_SERVE_API_KEY is set), with /health and /metrics.")
         {
-            model, urls, name, maxBatch, store,
+            model, urls, name, maxBatch, maxQueue, maxChoices, maxPromptTokens, maxCompletionTokens, maxBodyBytes, store,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            await using var app = await StartAsync(parse.GetValue(model)!, parse.GetValue(urls)!, parse.GetValue(name), parse.GetValue(maxBatch), parse.GetValue(store)!, cancellationToken);
+            void Limits(ServingOptions options)
+            {
+                if (parse.GetValue(maxQueue) is { } queue) options.MaxQueuedRequests = queue;
+                if (parse.GetValue(maxChoices) is { } choices) options.MaxChoicesPerRequest = choices;
+                if (parse.GetValue(maxPromptTokens) is { } promptTokens) options.MaxPromptTokens = promptTokens;
+                if (parse.GetValue(maxCompletionTokens) is { } completionTokens) options.MaxCompletionTokens = completionTokens;
+                if (parse.GetValue(maxBodyBytes) is { } bodyBytes) options.MaxRequestBodyBytes = bodyBytes;
+            }
+            await using var app = await StartAsync(parse.GetValue(model)!, parse.GetValue(urls)!, parse.GetValue(name), parse.GetValue(maxBatch), parse.GetValue(store)!, cancellationToken,
+                configure: Limits);
             var served = app.Services.GetRequiredService<ServedModel>();
             parse.InvocationConfiguration.Output.WriteLine($"serving {served.Name} on {string.Join(", ", app.Urls)}/v1 (Ctrl+C stops)");
             await app.WaitForShutdownAsync(cancellationToken);
@@ -40,13 +57,15 @@ internal static class ServeCommand
         return command;
     }
 
-    /// <summary>Starts the silo with the model's API and returns once it listens.</summary>
-    public static async Task<WebApplication> StartAsync(string modelFolder, string urls, string? name, int maxBatch, string storeRoot, CancellationToken cancellationToken,
-        string apiKeyVariable = "BABEL_SERVE_API_KEY")
+    /// <summary>
+    /// Starts the silo with the model's API and returns once it listens. <paramref name="configure"/> sets further
+    /// <see cref="ServingOptions"/> (the limits) over <c>Babel:Serving</c>; a bad value is a <see cref="UserInputException"/>.
+    /// </summary>
+    public static async Task<WebApplication> StartAsync(string modelFolder, string urls, string? name, int? maxBatch, string storeRoot, CancellationToken cancellationToken,
+        string apiKeyVariable = "BABEL_SERVE_API_KEY", Action<ServingOptions>? configure = null)
     {
         ModelCheckpoint.Validate(modelFolder);
         if (!File.Exists(Path.Combine(modelFolder, "tokenizer.json"))) throw new UserInputException($"{modelFolder} has no tokenizer.json; serving text needs one.");
-        if (maxBatch < 1) throw new UserInputException($"--max-batch must be at least 1 (got {maxBatch}).");
         var root = Path.GetFullPath(storeRoot);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
@@ -65,13 +84,21 @@ internal static class ServeCommand
             o.GatewayPort = EngineConnection.FreePort();
         });
         builder.AddBabelTelemetry();
-        builder.AddBabelServing(new ServingOptions
+        try
         {
-            ModelFolder = Path.GetFullPath(modelFolder),
-            Name = name ?? new DirectoryInfo(Path.GetFullPath(modelFolder)).Name,
-            MaxBatch = maxBatch,
-            ApiKeyVariable = apiKeyVariable,
-        });
+            builder.AddBabelServing(o =>
+            {
+                o.ModelFolder = Path.GetFullPath(modelFolder);
+                o.Name = name ?? new DirectoryInfo(Path.GetFullPath(modelFolder)).Name;
+                if (maxBatch is { } batch) o.MaxBatch = batch;
+                o.ApiKeyVariable = apiKeyVariable;
+                configure?.Invoke(o);
+            });
+        }
+        catch (OptionsValidationException e)
+        {
+            throw new UserInputException(string.Join(" ", e.Failures));
+        }
         var app = builder.Build();
         app.MapBabelEndpoints();
         app.MapOpenAiEndpoints();

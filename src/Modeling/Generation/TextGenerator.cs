@@ -14,9 +14,14 @@ public static class TextGenerator
     /// <summary>How often (in steps) the host checks whether every row has ended; each check is a device sync.</summary>
     private const int EosCheckInterval = 8;
 
-    /// <summary>The generated ids of each prompt (without the prompt), ending at the first EOS when <see cref="SamplingOptions.StopAtEos"/>.</summary>
+    /// <summary>
+    /// The generated ids of each prompt (without the prompt), ending at the first EOS when <see cref="SamplingOptions.StopAtEos"/>.
+    /// <c>onStep</c>, when given, gets the token every row chose at each step (rows that ended included); it costs a device
+    /// sync per step, so only a caller that needs the tokens as they come (a server) passes it. <c>cancellationToken</c> is checked between steps, so a
+    /// server stops within one step of its client leaving (<see cref="OperationCanceledException"/>).
+    /// </summary>
     public static int[][] Generate(CausalLanguageModel model, IReadOnlyList<int[]> prompts, SamplingOptions options, bool useCache = true, int padId = 0,
-        IFeedForwardHook? hook = null)
+        IFeedForwardHook? hook = null, Action<long[]>? onStep = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
         if (prompts.Count == 0) return [];
@@ -33,6 +38,7 @@ public static class TextGenerator
         }
         if (options.MaxNewTokens == 0) return [.. prompts.Select(_ => Array.Empty<int>())];
 
+        cancellationToken.ThrowIfCancellationRequested();
         using var guard = no_grad();
         using var scope = NewDisposeScope();
         var batch = prompts.Count;
@@ -50,6 +56,8 @@ public static class TextGenerator
             {
                 generated.select(1, steps).copy_(next);
                 steps++;
+                onStep?.Invoke(next.data<long>().ToArray());
+                cancellationToken.ThrowIfCancellationRequested();
                 if (steps == options.MaxNewTokens || ShouldStop(options, config.EosTokenId, next, finished, steps)) break;
                 using var stepScope = NewDisposeScope();
                 next = sampler.Next(decoder.Step(next, cache, hook)).MoveToOuterDisposeScope();
@@ -65,6 +73,8 @@ public static class TextGenerator
                 var next = sampler.Next(model.Forward(sequence, sequenceMask, hook: hook).select(1, -1));
                 generated.select(1, steps).copy_(next);
                 steps++;
+                onStep?.Invoke(next.data<long>().ToArray());
+                cancellationToken.ThrowIfCancellationRequested();
                 if (steps == options.MaxNewTokens || ShouldStop(options, config.EosTokenId, next, finished, steps)) break;
                 sequence = cat([sequence, next.unsqueeze(1)], dim: 1).MoveToOuterDisposeScope();
                 sequenceMask = cat([sequenceMask, ones([batch, 1], ScalarType.Int64)], dim: 1).MoveToOuterDisposeScope();

@@ -3,24 +3,39 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Babel.Modeling.Distillation;
-using Babel.Storage;
+using System.Text.Unicode;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
 
 namespace Babel.Silo.Serving;
 
 /// <summary>
 /// The OpenAI-compatible API of a served model: <c>GET /v1/models</c>, <c>POST /v1/completions</c> and
-/// <c>POST /v1/chat/completions</c> with <c>n</c>, <c>temperature</c>, <c>top_p</c>, <c>max_tokens</c>, <c>seed</c> and
-/// <c>stop</c>, and token counts in <c>usage</c>. Chat messages are joined into one prompt (the models have no chat
-/// template). When the key variable is set, every <c>/v1</c> request needs <c>Authorization: Bearer KEY</c>.
+/// <c>POST /v1/chat/completions</c> with <c>n</c>, <c>temperature</c>, <c>top_p</c>, <c>max_tokens</c>, <c>seed</c>,
+/// <c>stop</c> and <c>stream</c> (server-sent events), and token counts in <c>usage</c>. Chat messages are joined into one
+/// prompt (the models have no chat template). When the key variable is set, every <c>/v1</c> request needs
+/// <c>Authorization: Bearer KEY</c>. Every refusal is OpenAI's error object with one sentence: 400 for a malformed request
+/// or one over a <see cref="ServingOptions"/> limit, 413 for a body over the size limit, 429 with <c>Retry-After</c> when
+/// the queue is full; a failure of the server is 500 with no details (they go to the log).
 /// </summary>
-public static class OpenAiEndpoints
+public static partial class OpenAiEndpoints
 {
-    /// <summary>Loads the model and registers it for <see cref="MapOpenAiEndpoints"/>.</summary>
-    public static IHostApplicationBuilder AddBabelServing(this IHostApplicationBuilder builder, ServingOptions options)
+    private static readonly byte[] Done = Encoding.UTF8.GetBytes("data: [DONE]\n\n");
+    // The answers are JSON and event streams, never HTML: quotes and apostrophes need no \u escapes.
+    private static readonly JsonSerializerOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>
+    /// Binds <see cref="ServingOptions"/> from <c>Babel:Serving</c>, then <paramref name="configure"/> (the command's flags), and
+    /// registers the model for <see cref="MapOpenAiEndpoints"/>. Bad options throw
+    /// <see cref="OptionsValidationException"/> here, before the model loads.
+    /// </summary>
+    public static IHostApplicationBuilder AddBabelServing(this IHostApplicationBuilder builder, Action<ServingOptions> configure)
     {
-        builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(_ => new ServedModel(options));
+        BoundOptions.Bind(builder.Configuration, ServingOptions.Section, new ServingOptionsValidator(), configure);
+        BoundOptions.AddValidated<ServingOptions, ServingOptionsValidator>(builder.Services, ServingOptions.Section).Configure(configure);
+        builder.Services.AddSingleton<ServedModel>();
+        builder.Services.AddHostedService<ServingMetrics.ZeroCounters>();
         return builder;
     }
 
@@ -29,7 +44,7 @@ public static class OpenAiEndpoints
         var group = endpoints.MapGroup("/v1");
         group.AddEndpointFilter(async (context, next) =>
         {
-            var options = context.HttpContext.RequestServices.GetRequiredService<ServingOptions>();
+            var options = context.HttpContext.RequestServices.GetRequiredService<IOptions<ServingOptions>>().Value;
             var key = Environment.GetEnvironmentVariable(options.ApiKeyVariable);
             if (!string.IsNullOrEmpty(key))
             {
@@ -37,7 +52,9 @@ public static class OpenAiEndpoints
                 var expected = Encoding.UTF8.GetBytes("Bearer " + key);
                 if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header), expected))
                 {
-                    return Error(StatusCodes.Status401Unauthorized, "Missing or wrong bearer token.", "invalid_api_key");
+                    // Neither the expected key nor what the client sent is echoed.
+                    var error = new OpenAiError(StatusCodes.Status401Unauthorized, "Missing or wrong bearer token; send Authorization: Bearer with the server's key.", code: "invalid_api_key");
+                    return Results.Json(error.ToJson(), Relaxed, statusCode: error.Status);
                 }
             }
             return await next(context);
@@ -46,107 +63,224 @@ public static class OpenAiEndpoints
         {
             ["object"] = "list",
             ["data"] = new JsonArray(new JsonObject { ["id"] = model.Name, ["object"] = "model", ["owned_by"] = "babel", ["context_length"] = model.ContextLength }),
-        }));
-        group.MapPost("/completions", (HttpRequest request, ServedModel model, CancellationToken ct) => CompleteAsync(request, model, chat: false, ct));
-        group.MapPost("/chat/completions", (HttpRequest request, ServedModel model, CancellationToken ct) => CompleteAsync(request, model, chat: true, ct));
+        }, Relaxed));
+        group.MapPost("/completions", (HttpContext http, ServedModel model, IOptions<ServingOptions> options, ILoggerFactory logs) =>
+            CompleteAsync(http, model, options.Value, chat: false, logs.CreateLogger(typeof(OpenAiEndpoints))));
+        group.MapPost("/chat/completions", (HttpContext http, ServedModel model, IOptions<ServingOptions> options, ILoggerFactory logs) =>
+            CompleteAsync(http, model, options.Value, chat: true, logs.CreateLogger(typeof(OpenAiEndpoints))));
         return endpoints;
     }
 
-    private static async Task<IResult> CompleteAsync(HttpRequest http, ServedModel model, bool chat, CancellationToken cancellationToken)
+    private static async Task CompleteAsync(HttpContext http, ServedModel model, ServingOptions options, bool chat, ILogger logger)
     {
-        JsonObject body;
+        var aborted = http.RequestAborted;
+        var outcome = "ok";
         try
         {
-            body = await JsonNode.ParseAsync(http.Body, cancellationToken: cancellationToken) as JsonObject
-                ?? throw new UserInputException("The request body is not a JSON object.");
+            var body = await ReadBodyAsync(http, options.MaxRequestBodyBytes, aborted);
+            var request = CompletionRequest.Parse(body, chat, model, options);
+            var rows = new List<CompletionRow>(request.Prompts.Count * request.N);
+            foreach (var prompt in request.Prompts)
+            {
+                for (var i = 0; i < request.N; i++)
+                {
+                    // Without a seed each choice is random; with one, choice i uses seed + i, so a request is reproducible.
+                    var seed = request.Seed is { } s ? s + i : Random.Shared.NextInt64(0, int.MaxValue);
+                    rows.Add(new CompletionRow(prompt, request.Temperature, request.TopP, request.MaxTokens, seed, request.Stop));
+                }
+            }
+            var deltas = request.Stream ? Channel.CreateUnbounded<CompletionDelta>(new UnboundedChannelOptions { SingleReader = true }) : null;
+            var done = model.TryEnqueue(rows, deltas?.Writer, aborted) ?? throw new OpenAiError(StatusCodes.Status429TooManyRequests,
+                string.Create(CultureInfo.InvariantCulture, $"The server's queue is full ({options.MaxQueuedRequests} requests waiting, max_queued_requests); retry after the Retry-After delay."),
+                "rate_limit_error", "max_queued_requests") { RetryAfter = model.RetryAfter };
+            var response = new ResponseShape(chat, (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow.ToUnixTimeSeconds(), model.Name);
+            if (deltas is not null)
+            {
+                await StreamAsync(http, response, request, deltas.Reader, done, aborted);
+            }
+            else
+            {
+                var results = await done;
+                await WriteJsonAsync(http, StatusCodes.Status200OK, response.Completion(results, request.N));
+            }
+        }
+        catch (OpenAiError e)
+        {
+            outcome = e.Status switch
+            {
+                StatusCodes.Status413PayloadTooLarge => "too_large",
+                StatusCodes.Status429TooManyRequests => "queue_full",
+                _ => "invalid",
+            };
+            if (e.RetryAfter is { } retry) http.Response.Headers.RetryAfter = ((int)retry.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+            await WriteJsonAsync(http, e.Status, e.ToJson());
+        }
+        catch (Exception e) when (aborted.IsCancellationRequested && e is OperationCanceledException or IOException)
+        {
+            // The client left; its rows stopped (or will at the next step) and nobody reads an answer.
+            outcome = "abandoned";
+        }
+        catch (Exception e)
+        {
+            outcome = "failed";
+            LogFailure(logger, e);
+            var error = new OpenAiError(StatusCodes.Status500InternalServerError, "The server failed to complete the request; its log has the details.", "server_error");
+            if (!http.Response.HasStarted) await WriteJsonAsync(http, error.Status, error.ToJson());
+            else await WriteEventAsync(http, error.ToJson(), CancellationToken.None);
+        }
+        finally
+        {
+            ServingMetrics.Requests.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+        }
+    }
+
+    /// <summary>The body as a JSON object, read up to <paramref name="limit"/> bytes: 413 beyond it, 400 unless it is UTF-8 JSON holding an object.</summary>
+    private static async Task<JsonObject> ReadBodyAsync(HttpContext http, long limit, CancellationToken cancellationToken)
+    {
+        var tooLarge = new OpenAiError(StatusCodes.Status413PayloadTooLarge,
+            string.Create(CultureInfo.InvariantCulture, $"The request body is larger than this server's limit of {limit} bytes (max_request_body_bytes); send a smaller request."),
+            code: "max_request_body_bytes");
+        if (http.Request.ContentLength > limit) throw tooLarge;
+        // Kestrel then stops reading a chunked body at the limit too, instead of at its 30 MB default.
+        if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = limit;
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        try
+        {
+            int read;
+            while ((read = await http.Request.Body.ReadAsync(chunk, cancellationToken)) > 0)
+            {
+                if (buffer.Length + read > limit) throw tooLarge;
+                buffer.Write(chunk, 0, read);
+            }
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw tooLarge;
+        }
+        var bytes = buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
+        // A UTF-8 byte order mark is allowed before JSON (RFC 8259 lets parsers ignore it); the parser itself does not skip it.
+        if (bytes.Span.StartsWith(Encoding.UTF8.Preamble)) bytes = bytes[Encoding.UTF8.Preamble.Length..];
+        if (!Utf8.IsValid(bytes.Span))
+            throw new OpenAiError(StatusCodes.Status400BadRequest, "The request body is not valid UTF-8; send JSON encoded as UTF-8.");
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(bytes.Span);
         }
         catch (JsonException e)
         {
-            return Error(StatusCodes.Status400BadRequest, $"The request body is not valid JSON ({e.Message}).");
+            // Where, not what: the position helps the client and echoes none of its text.
+            throw new OpenAiError(StatusCodes.Status400BadRequest, string.Create(CultureInfo.InvariantCulture,
+                $"The request body is not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}); send one JSON object."));
         }
-        try
+        return node as JsonObject ?? throw new OpenAiError(StatusCodes.Status400BadRequest,
+            $"The request body must be a JSON object (got {(node is null ? "null" : node.GetValueKind() switch { JsonValueKind.Array => "an array", JsonValueKind.String => "a string", JsonValueKind.Number => "a number", _ => "a boolean" })}).");
+    }
+
+    /// <summary>
+    /// Server-sent events as OpenAI streams them: <c>data: {chunk}</c> per piece of text (<c>choices[].delta.content</c> for
+    /// chat, <c>choices[].text</c> for completions), a last chunk per choice with its <c>finish_reason</c>, the usage chunk when
+    /// <c>stream_options.include_usage</c> asks for it, then <c>data: [DONE]</c>.
+    /// </summary>
+    private static async Task StreamAsync(HttpContext http, ResponseShape response, CompletionRequest request, ChannelReader<CompletionDelta> deltas,
+        Task<IReadOnlyList<ServedCompletion>> done, CancellationToken cancellationToken)
+    {
+        http.Response.StatusCode = StatusCodes.Status200OK;
+        http.Response.ContentType = "text/event-stream; charset=utf-8";
+        http.Response.Headers.CacheControl = "no-cache";
+        http.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        var choices = request.Prompts.Count * request.N;
+        if (response.Chat)
         {
-            var name = body["model"]?.GetValue<string>();
-            if (name is not null && name != model.Name) return Error(StatusCodes.Status404NotFound, $"The model '{name}' is not served here; this server serves '{model.Name}'.", "model_not_found");
-            var prompts = chat ? [ChatPrompt(body)] : Prompts(body);
-            var n = Int(body, "n", 1, 1, 128);
-            var maxTokens = Int(body, "max_tokens", chat ? 256 : 16, 1, model.ContextLength - 1);
-            var temperature = Number(body, "temperature", 1.0, 0, 2);
-            var topP = Number(body, "top_p", 1.0, double.Epsilon, 1);
-            long? seed = body["seed"] is null ? null : body["seed"]!.GetValue<long>();
-            var stop = Stops(body);
-            var requests = new List<TeacherRequest>();
-            foreach (var prompt in prompts)
-            {
-                for (var i = 0; i < n; i++)
-                {
-                    // Without a seed each choice is random; with one, choice i uses seed + i, so a request is reproducible.
-                    var rowSeed = seed is { } s ? s + i : Random.Shared.NextInt64(0, int.MaxValue);
-                    requests.Add(new TeacherRequest(prompt, temperature, topP, maxTokens, rowSeed, stop));
-                }
-            }
-            var results = await model.CompleteAsync(requests, cancellationToken);
+            for (var i = 0; i < choices; i++) await WriteEventAsync(http, response.Chunk(i, "", null, role: true), cancellationToken);
+        }
+        else
+        {
+            // Headers go out now, so a client sees the stream open before the first token.
+            await http.Response.StartAsync(cancellationToken);
+        }
+        await foreach (var delta in deltas.ReadAllAsync(cancellationToken))
+        {
+            if (delta.Text.Length > 0) await WriteEventAsync(http, response.Chunk(delta.Row, delta.Text, null), cancellationToken);
+            if (delta.FinishReason is not null) await WriteEventAsync(http, response.Chunk(delta.Row, "", delta.FinishReason), cancellationToken);
+        }
+        var results = await done;
+        if (request.IncludeUsage) await WriteEventAsync(http, response.UsageChunk(results, request.N), cancellationToken);
+        await http.Response.Body.WriteAsync(Done, cancellationToken);
+        await http.Response.Body.FlushAsync(cancellationToken);
+    }
+
+    private static async Task WriteEventAsync(HttpContext http, JsonObject data, CancellationToken cancellationToken)
+    {
+        await http.Response.WriteAsync("data: " + data.ToJsonString(Relaxed) + "\n\n", cancellationToken);
+        await http.Response.Body.FlushAsync(cancellationToken);
+    }
+
+    private static async Task WriteJsonAsync(HttpContext http, int status, JsonObject json)
+    {
+        http.Response.StatusCode = status;
+        http.Response.ContentType = "application/json; charset=utf-8";
+        await http.Response.WriteAsync(json.ToJsonString(Relaxed), CancellationToken.None);
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A completion request failed")]
+    private static partial void LogFailure(ILogger logger, Exception exception);
+
+    /// <summary>The id, time and model every object of one response repeats, and OpenAI's shapes of them.</summary>
+    private sealed record ResponseShape(bool Chat, string Id, long Created, string Model)
+    {
+        public JsonObject Completion(IReadOnlyList<ServedCompletion> results, int n)
+        {
             var choices = new JsonArray();
-            long promptTokens = 0, completionTokens = 0;
             for (var i = 0; i < results.Count; i++)
             {
-                var completion = results[i].Completion!;
-                if (i % n == 0) promptTokens += completion.PromptTokens;
-                completionTokens += completion.CompletionTokens;
-                choices.Add(chat
+                var completion = results[i];
+                choices.Add(Chat
                     ? new JsonObject { ["index"] = i, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = completion.Text }, ["finish_reason"] = completion.FinishReason }
                     : new JsonObject { ["index"] = i, ["text"] = completion.Text, ["logprobs"] = null, ["finish_reason"] = completion.FinishReason });
             }
-            var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-            return Results.Json(new JsonObject
-            {
-                ["id"] = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N"),
-                ["object"] = chat ? "chat.completion" : "text_completion",
-                ["created"] = created,
-                ["model"] = model.Name,
-                ["choices"] = choices,
-                ["usage"] = new JsonObject { ["prompt_tokens"] = promptTokens, ["completion_tokens"] = completionTokens, ["total_tokens"] = promptTokens + completionTokens },
-            });
+            var json = Header(Chat ? "chat.completion" : "text_completion");
+            json["choices"] = choices;
+            json["usage"] = Usage(results, n);
+            return json;
         }
-        catch (Exception e) when (e is UserInputException or InvalidOperationException or FormatException)
+
+        public JsonObject Chunk(int index, string text, string? finishReason, bool role = false)
         {
-            return Error(StatusCodes.Status400BadRequest, e.Message);
+            JsonObject choice;
+            if (Chat)
+            {
+                var delta = new JsonObject();
+                if (role) delta["role"] = "assistant";
+                if (role || text.Length > 0) delta["content"] = text;
+                choice = new JsonObject { ["index"] = index, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finishReason };
+            }
+            else
+            {
+                choice = new JsonObject { ["index"] = index, ["text"] = text, ["logprobs"] = null, ["finish_reason"] = finishReason };
+            }
+            var json = Header(Chat ? "chat.completion.chunk" : "text_completion");
+            json["choices"] = new JsonArray(choice);
+            return json;
+        }
+
+        public JsonObject UsageChunk(IReadOnlyList<ServedCompletion> results, int n)
+        {
+            var json = Header(Chat ? "chat.completion.chunk" : "text_completion");
+            json["choices"] = new JsonArray();
+            json["usage"] = Usage(results, n);
+            return json;
+        }
+
+        private JsonObject Header(string type) => new() { ["id"] = Id, ["object"] = type, ["created"] = Created, ["model"] = Model };
+
+        private static JsonObject Usage(IReadOnlyList<ServedCompletion> results, int n)
+        {
+            // A prompt counts once however many choices it has.
+            long prompt = results.Where((_, i) => i % n == 0).Sum(r => (long)r.PromptTokens);
+            long completion = results.Sum(r => (long)r.CompletionTokens);
+            return new JsonObject { ["prompt_tokens"] = prompt, ["completion_tokens"] = completion, ["total_tokens"] = prompt + completion };
         }
     }
-
-    private static string ChatPrompt(JsonObject body)
-    {
-        if (body["messages"] is not JsonArray { Count: > 0 } messages) throw new UserInputException("'messages' must be a non-empty array.");
-        return string.Join("\n\n", messages.Select(m => m?["content"]?.GetValue<string>() ?? throw new UserInputException("Every message needs a string 'content'.")));
-    }
-
-    private static List<string> Prompts(JsonObject body) => body["prompt"] switch
-    {
-        JsonValue value when value.TryGetValue<string>(out var text) => [text],
-        JsonArray { Count: > 0 } array => [.. array.Select(p => p?.GetValue<string>() ?? throw new UserInputException("'prompt' must be a string or an array of strings."))],
-        _ => throw new UserInputException("'prompt' must be a string or an array of strings."),
-    };
-
-    private static List<string> Stops(JsonObject body) => body["stop"] switch
-    {
-        null => [],
-        JsonValue value when value.TryGetValue<string>(out var text) => [text],
-        JsonArray array => [.. array.Select(p => p?.GetValue<string>() ?? throw new UserInputException("'stop' must be a string or an array of strings."))],
-        _ => throw new UserInputException("'stop' must be a string or an array of strings."),
-    };
-
-    private static int Int(JsonObject body, string name, int fallback, int min, int max)
-    {
-        var value = body[name] is null ? fallback : body[name]!.GetValue<int>();
-        return value >= min && value <= max ? value : throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"'{name}' must be between {min} and {max} (got {value})."));
-    }
-
-    private static double Number(JsonObject body, string name, double fallback, double min, double max)
-    {
-        var value = body[name] is null ? fallback : body[name]!.GetValue<double>();
-        return value >= min && value <= max ? value : throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"'{name}' must be between {min} and {max} (got {value})."));
-    }
-
-    private static IResult Error(int status, string message, string type = "invalid_request_error") =>
-        Results.Json(new JsonObject { ["error"] = new JsonObject { ["message"] = message, ["type"] = type } }, statusCode: status);
 }

@@ -100,7 +100,8 @@ public class ServeTests
     public async Task An_openai_teacher_job_against_the_served_model_completes_and_reruns_from_the_cache()
     {
         using var scratch = new ScratchFolder();
-        var (model, _) = JobTestInputs.Write(scratch);
+        // Room for the few-shot math prompts: the server refuses a prompt that does not fit the context (the local teacher would cut it).
+        var (model, _) = JobTestInputs.Write(scratch, contextLength: 2048);
         var dataset = DistillLocalTeacherTests.WriteMathDataset(scratch, 2);
         var url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
         await using var app = await ServeCommand.StartAsync(model, url, "tiny", 8, scratch.Combine("serve-store"), CancellationToken.None);

@@ -14,7 +14,9 @@ internal static class JobTestInputs
         public Task<string> LocalFolderAsync(string key, CancellationToken cancellationToken) => Task.FromResult(folders[key]);
     }
 
-    public static (string Model, string Corpus) Write(ScratchFolder scratch)
+    /// <param name="scratch">Where the corpus and model folders go.</param>
+    /// <param name="contextLength">The model's max_position_embeddings (a served model refuses prompts that do not fit).</param>
+    public static (string Model, string Corpus) Write(ScratchFolder scratch, int contextLength = 128)
     {
         var corpus = scratch.Combine("corpus");
         var texts = new Dictionary<string, IReadOnlyList<CorpusDocument>>
@@ -28,7 +30,7 @@ internal static class JobTestInputs
         var model = scratch.Combine("model");
         var tokenizer = ByteLevelBpeTrainer.Train(texts.Values.SelectMany(d => d).Select(d => d.Text), 300, minFrequency: 1);
         tokenizer.Save(model);
-        var config = TinyModels.Config() with { VocabSize = tokenizer.VocabSize, BosTokenId = 0, EosTokenId = 1, PadTokenId = 2 };
+        var config = TinyModels.Config() with { VocabSize = tokenizer.VocabSize, BosTokenId = 0, EosTokenId = 1, PadTokenId = 2, MaxPositionEmbeddings = contextLength };
         using var network = TinyModels.Create(config);
         ModelCheckpoint.Save(model, config, network.StateDict());
         return (model, corpus);
