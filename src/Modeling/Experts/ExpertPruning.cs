@@ -193,6 +193,28 @@ public static class ExpertPruning
     }
 
     /// <summary>
+    /// Writes the physically pruned checkpoint of <paramref name="modelDirectory"/> (see <see cref="Export"/>) with its
+    /// tokenizer and <c>pruning.json</c> into <paramref name="outDirectory"/>, all at once: a reader never sees weights
+    /// without their pruning.json. Returns the FFN neurons before and after.
+    /// </summary>
+    public static (long Before, long After) WritePrunedModel(string modelDirectory, string outDirectory, ExpertPartition partition, ExpertPruningPlan plan)
+    {
+        Runtime.TorchRuntime.Initialize();
+        using var checkpoint = ModelCheckpoint.Load(modelDirectory);
+        var (config, tensors) = Export(checkpoint.Config, checkpoint.Tensors, partition, plan);
+        AtomicFile.WriteDirectory(outDirectory, temporary =>
+        {
+            ModelCheckpoint.Save(temporary, config, tensors);
+            foreach (var file in new[] { "tokenizer.json" }.Where(f => File.Exists(Path.Combine(modelDirectory, f))))
+            {
+                File.Copy(Path.Combine(modelDirectory, file), Path.Combine(temporary, file));
+            }
+            plan.Save(temporary);
+        });
+        return (checkpoint.Config.IntermediateSize * (long)checkpoint.Config.NumHiddenLayers, config.IntermediateSizes!.Sum());
+    }
+
+    /// <summary>
     /// The physically pruned checkpoint: each layer's gate/up rows and down columns of pruned experts' neurons removed
     /// (kept neurons in their original order), per-layer widths in <see cref="ModelConfig.IntermediateSizes"/>.
     /// Its logits equal the masked model's, because a masked neuron contributes exactly zero to down_proj.
