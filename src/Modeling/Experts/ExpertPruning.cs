@@ -68,13 +68,15 @@ public static class ExpertPruning
         ? strategy
         : throw new UserInputException($"Unknown pruning strategy '{strategy}'; use {string.Join(", ", Strategies)}.");
 
+    /// <summary>Returns <paramref name="rate"/> when it lies in (0, 1); otherwise a user error.</summary>
+    public static double RequireRate(double rate) => rate > 0 && rate < 1
+        ? rate
+        : throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"The pruning rate {rate} is outside (0, 1); give the fraction of experts to prune, e.g. 0.2."));
+
     /// <summary>Experts pruned per layer at <paramref name="rate"/>; a rate must prune at least one and keep at least one.</summary>
     public static int ExpertsPerLayer(double rate, int experts)
     {
-        if (!(rate > 0 && rate < 1))
-        {
-            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"The pruning rate {rate} is outside (0, 1); give the fraction of experts to prune, e.g. 0.2."));
-        }
+        RequireRate(rate);
         var count = (int)Math.Round(rate * experts, MidpointRounding.AwayFromZero);
         if (count < 1 || count > experts - 1)
         {

@@ -27,8 +27,8 @@ public static class PruningStudy
         if (request.Rates.Count == 0) throw new UserInputException("--rates names no rate.");
         foreach (var rate in request.Rates)
         {
-            // Without the expert count only the range can be checked; two experts accept every rate in (0, 1).
-            ExpertPruning.ExpertsPerLayer(rate, experts ?? 2);
+            if (experts is { } count) ExpertPruning.ExpertsPerLayer(rate, count);
+            else ExpertPruning.RequireRate(rate);
         }
     }
 
