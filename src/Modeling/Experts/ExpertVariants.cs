@@ -16,8 +16,6 @@ public sealed record ExpertVariant(string Name, string? Pruned = null, string? R
 {
     public static ExpertVariant Dense(string name) => new(name);
 
-    public static ExpertVariant Masked(string name, bool[][] pruned) => new(name, Encode(pruned));
-
     public static ExpertVariant Routed(string name, string router, int topK) => new(name, Router: router, TopK: topK);
 
     /// <summary>Row-major '0'/'1' encoding of a plan's pruned experts.</summary>
@@ -26,10 +24,6 @@ public sealed record ExpertVariant(string Name, string? Pruned = null, string? R
     /// <summary>True when a mask is well formed for <paramref name="partition"/>.</summary>
     public static bool FitsMask(string pruned, ExpertPartition partition) =>
         pruned.Length == partition.Layers * partition.Experts && pruned.All(c => c is '0' or '1');
-
-    /// <summary>True when a router and K are well formed for <paramref name="partition"/>.</summary>
-    public static bool FitsRouter(string router, int topK, ExpertPartition partition) =>
-        SparseExpertActivation.Routers.Contains(router) && topK >= 1 && topK <= partition.Experts;
 }
 
 /// <summary>Held-out scoring of expert variants: what the pruning evaluation and the sparse-activation study run on each language.</summary>

@@ -110,6 +110,43 @@ public class ExpertsJobWorkflowTests
         Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[4] > 0);
     }
 
+    [Fact]
+    public async Task The_quickstarts_workflows_write_what_the_commands_write()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus, store) = Inputs(scratch, partitioned: false);
+        var run = scratch.Combine("run");
+        await using (var engine = await Babel.Client.EngineConnection.OpenAsync(cluster: false, store, workers: 1))
+        {
+            var partition = await Grains.Experts.ExpertsWorkflows.MoefyAsync(engine.Jobs, model, 4, MoEfication.Random, 3, null, CancellationToken.None);
+            Assert.Equal(ExpertPartition.Load(model).ExpertOfNeuron, partition.ExpertOfNeuron);
+            await Grains.Experts.ExpertsWorkflows.ProfileAsync(engine.Jobs, model, corpus, new Grains.Experts.ProfileJobParameters("", "", ["eng", "fra"], "topk:2", SequenceLength: 16),
+                run, null, CancellationToken.None);
+            await Grains.Experts.ExpertsWorkflows.EvaluatePruningAsync(engine.Jobs, model, run, null, new PruningRequest([0.5], [ExpertPruning.Frequency], null, 1, "all"),
+                Path.Combine(run, ProfileRun.PruningFolder), null, TextWriter.Null, CancellationToken.None);
+            await Grains.Experts.ExpertsWorkflows.SparseAsync(engine.Jobs, model, corpus, new SparseRequest([2], [SparseExpertActivation.OracleRouter], ["eng", "fra"], "all"),
+                Path.Combine(run, ProfileRun.SparseFolder), null, CancellationToken.None);
+        }
+        // The commands find the same (finished) jobs and write the same bytes.
+        (string[] Args, string Folder, string Written)[] commands =
+        [
+            (["moefy", "--model", model, "--experts", "4", "--method", "random", "--seed", "3"], model, model),
+            (["profile", "--model", model, "--corpus", corpus, "--languages", "eng,fra", "--rule", "topk:2", "--sequence-length", "16", "--out", scratch.Combine("profile")], run, scratch.Combine("profile")),
+            (["eval-pruning", "--model", model, "--run", run, "--rates", "0.5", "--strategies", "frequency", "--seeds", "1", "--split", "all", "--out", scratch.Combine("pruning")],
+                Path.Combine(run, ProfileRun.PruningFolder), scratch.Combine("pruning")),
+            (["sparse", "--model", model, "--corpus", corpus, "--top-k", "2", "--routers", "oracle", "--split", "all", "--out", scratch.Combine("sparse")],
+                Path.Combine(run, ProfileRun.SparseFolder), scratch.Combine("sparse")),
+        ];
+        foreach (var (args, folder, written) in commands)
+        {
+            var before = Directory.GetFiles(folder).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes);
+            var (code, _, error) = Run([.. args, "--store", store]);
+            Assert.True(code == 0, error);
+            // report.html also shows the sections the run gained after its profile.
+            foreach (var (name, bytes) in before.Where(f => f.Key != ActivationReport.FileName)) Assert.True(bytes.AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(written, name))), $"{args[0]}: {name} differs");
+        }
+    }
+
     [Theory]
     [InlineData("report")]
     [InlineData("prune")]
