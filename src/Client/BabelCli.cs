@@ -37,7 +37,7 @@ public static class BabelCli
             AnalyzeCommand.Create(),
             FinetuneCommand.Create(),
             PruneCommand.Create(),
-            PruneCommand.Evaluate(),
+            EvalPruningCommand.Create(),
             SparseCommand.Create(),
             ConvertCommand.Create(),
             JobCommands.Status(),

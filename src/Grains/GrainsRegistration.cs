@@ -28,6 +28,7 @@ public static class GrainsRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, MoefyJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Text2Tree.Text2TreeGridJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, PruningEvaluationJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, SparseActivationJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.DistillJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.StudentGridJob>());
         services.TryAddSingleton<JobKindCatalog>();

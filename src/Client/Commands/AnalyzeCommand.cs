@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Babel.Modeling.Analysis;
-using Babel.Modeling.Experts;
 using Babel.Storage;
 
 namespace Babel.Client.Commands;
@@ -33,7 +32,6 @@ internal static class AnalyzeCommand
         };
         command.SetAction(parse =>
         {
-            var writer = parse.InvocationConfiguration.Output;
             var runDirectory = parse.GetValue(run);
             // An absent option parses as an empty array.
             var pair = parse.GetValue(compare) is { Length: > 0 } given ? given : null;
@@ -41,56 +39,27 @@ internal static class AnalyzeCommand
             {
                 throw new UserInputException("give either --run RUN_DIR or --compare RUN_A RUN_B.");
             }
-            if (pair is not null)
-            {
-                Compare(pair[0], pair[1], parse.GetValue(output), writer);
-                return 0;
-            }
-            if (parse.GetValue(output) is not null)
+            if (pair is null && parse.GetValue(output) is not null)
             {
                 throw new UserInputException("--out goes with --compare; the analyses of --run are written to RUN_DIR/analysis/.");
             }
             var codes = parse.GetValue(languages)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Distinct(StringComparer.Ordinal).ToList();
-            Analyze(runDirectory!, defaults with
-            {
-                Bar = parse.GetValue(bar)!,
-                MinLanguages = parse.GetValue(minLanguages),
-                Similarity = parse.GetValue(similarity)!,
-                FamilyLevel = parse.GetValue(familyLevel)!,
-                CorpusDirectory = parse.GetValue(corpus),
-                Languages = codes is { Count: > 0 } ? codes : null,
-                Seed = parse.GetValue(seed),
-                Permutations = parse.GetValue(permutations),
-            }, writer);
+            var outcome = pair is not null
+                ? ProfileRunAnalysis.Compare(pair[0], pair[1], parse.GetValue(output))
+                : ProfileRunAnalysis.Analyze(runDirectory!, defaults with
+                {
+                    Bar = parse.GetValue(bar)!,
+                    MinLanguages = parse.GetValue(minLanguages),
+                    Similarity = parse.GetValue(similarity)!,
+                    FamilyLevel = parse.GetValue(familyLevel)!,
+                    CorpusDirectory = parse.GetValue(corpus),
+                    Languages = codes is { Count: > 0 } ? codes : null,
+                    Seed = parse.GetValue(seed),
+                    Permutations = parse.GetValue(permutations),
+                });
+            foreach (var line in outcome.Lines()) parse.InvocationConfiguration.Output.WriteLine(line);
             return 0;
         });
         return command;
-    }
-
-    /// <summary>
-    /// Analyses the run in <paramref name="runDirectory"/>: writes RUN_DIR/analysis/ (analysis.json and figures), rewrites
-    /// report.html with the analysis sections, and prints one reading per analysis.
-    /// </summary>
-    public static IReadOnlyList<AnalysisFinding> Analyze(string runDirectory, AnalysisOptions options, TextWriter output)
-    {
-        var (_, findings) = ExpertAnalysis.Run(runDirectory, options);
-        foreach (var finding in findings) output.WriteLine($"{finding.Title}: {finding.Reading}");
-        var report = ProfileCommand.WriteReport(runDirectory, ActivationProfile.Load(runDirectory));
-        output.WriteLine($"wrote {Path.GetFullPath(Path.Combine(runDirectory, ExpertAnalysis.FolderName))} and {report}");
-        return findings;
-    }
-
-    /// <summary>Compares run B with run A, writes the comparison folder and, when it lies directly inside run A or B, rewrites that run's report.html.</summary>
-    public static IReadOnlyList<AnalysisFinding> Compare(string runA, string runB, string? outputDirectory, TextWriter output)
-    {
-        var (_, findings, directory) = ComparisonRun.Run(runA, runB, outputDirectory);
-        foreach (var finding in findings) output.WriteLine($"{finding.Title}: {finding.Reading}");
-        output.WriteLine($"wrote {directory}");
-        var parent = Path.GetDirectoryName(directory);
-        foreach (var run in new[] { runA, runB }.Where(r => Path.GetFullPath(r).TrimEnd('/') == parent))
-        {
-            output.WriteLine($"wrote {ProfileCommand.WriteReport(run, ActivationProfile.Load(run))}");
-        }
-        return findings;
     }
 }

@@ -74,7 +74,7 @@ internal static class ClusterBenchmark
             var jobId = $"bench-{Guid.NewGuid():N}";
             var stopwatch = Stopwatch.StartNew();
             if (job == ProfileJob.KindName)
-                await engine.Jobs.SubmitAsync(jobId, JobClient.Spec(ProfileJob.KindName, ProfileJob.Serialize(new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split))), cancellationToken);
+                await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<ProfileJob>(), new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split), new JobOptions(jobId), cancellationToken);
             else
                 await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<PerplexityJob>(), new PerplexityJobParameters(modelKey, corpusKey, languages, split, DocumentsPerShard: documentsPerShard), new JobOptions(jobId), cancellationToken);
             var status = await engine.Jobs.WaitAsync(jobId, null, cancellationToken);

@@ -162,11 +162,10 @@ internal static class FinetuneCommand
             Storage.Corpora.TranslationInstructions.Write(instructionsPath, instructions);
             Run(modelDirectory, instructionsPath, tunedDirectory, options, console);
         }
-        console.WriteLine(await ProfileCommand.RunAsync(engine, tunedDirectory, corpus, partition, profile, tunedRun, jobId: null, progress, cancellationToken));
-        var writer = new StringWriter();
-        var findings = AnalyzeCommand.Compare(baseRun, tunedRun, Path.Combine(baseRun, InstructComparisonFolder), writer);
-        console.Write(new Spectre.Console.Text(writer.ToString()));
-        return findings;
+        console.WriteLine((await Grains.Experts.ExpertsWorkflows.ProfileAsync(engine.Jobs, tunedDirectory, corpus.Directory, profile, tunedRun, null, cancellationToken)).Summary());
+        var comparison = Modeling.Analysis.ProfileRunAnalysis.Compare(baseRun, tunedRun, Path.Combine(baseRun, InstructComparisonFolder));
+        foreach (var line in comparison.Lines()) console.WriteLine(line);
+        return comparison.Findings;
     }
 
     /// <summary>Reports synchronously on the training thread.</summary>

@@ -110,21 +110,19 @@ internal static class QuickstartCommand
             await using var engine = await EngineConnection.OpenAsync(cluster: false, Path.Combine(root, "store"), workers: 1, cancellationToken);
             var partition = File.Exists(Path.Combine(modelDirectory, ExpertPartition.FileName))
                 ? ExpertPartition.Load(modelDirectory)
-                : await MoefyCommand.RunAsync(engine, modelDirectory, QuickstartExperts, MoEfication.BalancedKMeans, seed: 1, parse.InvocationConfiguration.Error, cancellationToken);
+                : await ExpertsWorkflows.MoefyAsync(engine.Jobs, modelDirectory, QuickstartExperts, MoEfication.BalancedKMeans, seed: 1, progress: null, cancellationToken);
             console.MarkupLineInterpolated($"{Path.GetFullPath(Path.Combine(modelDirectory, ExpertPartition.FileName))}: {partition.Layers} layers × {partition.Experts} experts of {partition.NeuronsPerExpert} neurons");
 
             console.Write(new Rule("6. expert activation profile of every language (topk:4, train split), on the embedded job engine").LeftJustified());
             var codes = corpus.Manifest.Languages.Select(l => l.Code).ToList();
             var runDirectory = Path.Combine(root, "profile");
             // Profiled on train only, so the pruning evaluation below scores documents the profile never saw.
-            var summary = await ProfileCommand.RunAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4", Split: "train"),
-                runDirectory, jobId: null, parse.InvocationConfiguration.Error, cancellationToken);
-            console.WriteLine(summary);
+            var profiled = await ExpertsWorkflows.ProfileAsync(engine.Jobs, modelDirectory, corpusDirectory, new ProfileJobParameters("", "", codes, "topk:4", Split: "train"),
+                runDirectory, progress: null, cancellationToken);
+            console.WriteLine(profiled.Summary());
 
             console.Write(new Rule("7. analyses: high-frequency and shared experts, language similarity and families").LeftJustified());
-            var analysis = new StringWriter();
-            AnalyzeCommand.Analyze(runDirectory, new AnalysisOptions(), analysis);
-            console.Write(new Text(analysis.ToString()));
+            foreach (var line in ProfileRunAnalysis.Analyze(runDirectory, new AnalysisOptions()).Lines()) console.WriteLine(line);
 
             console.Write(new Rule($"8. instruction tuning ({InstructionTuningSteps} steps of translation instructions) and base-vs-instruct comparison").LeftJustified());
             await FinetuneCommand.TuneProfileAndCompareAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4", Split: "train"),
@@ -132,14 +130,14 @@ internal static class QuickstartCommand
                 InstructionTuning.DefaultOptions with { Steps = InstructionTuningSteps }, console, parse.InvocationConfiguration.Error, cancellationToken);
 
             console.Write(new Rule("9. expert pruning: held-out perplexity, frequency-guided vs random vs layer-wise, on the embedded job engine").LeftJustified());
-            var curves = await PruneCommand.RunAsync(engine, modelDirectory, runDirectory, corpusDirectory,
-                new PruneCommand.PruningRequest([0.1, 0.2, 0.3, 0.4, 0.5], ExpertPruning.Strategies, null, Seeds: 3, Split: "heldout"),
-                Path.Combine(runDirectory, ProfileCommand.PruningFolder), parse.InvocationConfiguration.Error, cancellationToken);
+            var curves = await ExpertsWorkflows.EvaluatePruningAsync(engine.Jobs, modelDirectory, runDirectory, corpusDirectory,
+                new PruningRequest([0.1, 0.2, 0.3, 0.4, 0.5], ExpertPruning.Strategies, null, Seeds: 3, Split: "heldout"),
+                Path.Combine(runDirectory, ProfileRun.PruningFolder), progress: null, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(curves.Reading());
 
             console.Write(new Rule("10. sparse activation: top-K experts per token, centroid and oracle routers, on the embedded job engine").LeftJustified());
-            var sparse = await SparseCommand.RunAsync(engine, modelDirectory, corpus, new SparseCommand.SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
-                Path.Combine(runDirectory, ProfileCommand.SparseFolder), parse.InvocationConfiguration.Error, cancellationToken);
+            var sparse = await ExpertsWorkflows.SparseAsync(engine.Jobs, modelDirectory, corpusDirectory, new SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
+                Path.Combine(runDirectory, ProfileRun.SparseFolder), progress: null, cancellationToken);
             console.WriteLine(sparse.Reading());
 
             console.Write(new Rule("11. student distillation: generated arithmetic word problems, answer-only vs multi-CoT + self-evaluation students, on the embedded job engine").LeftJustified());
@@ -148,10 +146,10 @@ internal static class QuickstartCommand
             var students = StudentCorpus.Load(arithmetic);
             var (studentJob, studentRuns) = await StudentGridCommand.RunAsync(engine, students, QuickstartStudent, [StudentSettings.Standard, StudentSettings.MultiCotSelfEvaluation],
                 [StudentLabels.Gold], ["micro"], [1], parse.InvocationConfiguration.Error, cancellationToken);
-            var studentReport = StudentGridReport.Write(Path.Combine(runDirectory, ProfileCommand.DistillationFolder), studentRuns,
+            var studentReport = StudentGridReport.Write(Path.Combine(runDirectory, ProfileRun.DistillationFolder), studentRuns,
                 new { job = studentJob, data = Path.GetFullPath(arithmetic), test = students.TestSource, options = QuickstartStudent });
             console.WriteLine(studentReport.Reading());
-            console.MarkupLineInterpolated($"report: {ProfileCommand.WriteReport(runDirectory, ActivationProfile.Load(runDirectory))}");
+            console.MarkupLineInterpolated($"report: {ProfileRun.RewriteReport(runDirectory)}");
             return worse.Count > 0 ? 1 : 0;
         });
         return command;

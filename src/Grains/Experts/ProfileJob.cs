@@ -1,14 +1,11 @@
 using System.Collections.Concurrent;
-using System.Collections.Immutable;
 using System.Globalization;
-using Babel.Contracts;
 using Babel.Grains.Engine;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
 using Babel.Storage;
 using Babel.Storage.Corpora;
-using static TorchSharp.torch;
 
 namespace Babel.Grains.Experts;
 
@@ -26,44 +23,45 @@ public sealed record ProfileJobParameters(
     bool CountBos = false);
 
 /// <summary>One shard: a token range of one language's token stream.</summary>
-public sealed record ProfileShardParameters(string Language, long Start, long End);
+public sealed record ProfileShard(string Language, long Start, long End);
+
+/// <summary>What a profile shard writes: its slice, its counts, and the corpus name and partition it counted with (for the run's manifest).</summary>
+public sealed record ProfileShardResult(string Shard, string Language, long Start, long End, string CorpusName, PartitionIdentity Partition, long Tokens, long[][] Counts);
 
 /// <summary>
 /// Counts, per language, layer and expert, how many tokens activate each expert ("Unraveling Babel"). A language's
 /// token stream is its documents in corpus order, each as [BOS] text; shards are token ranges of it, cut into windows
-/// of the sequence length. Counts are int64 totals, so any split of the work gives the same profile.
+/// of the sequence length. Counts are int64 totals, so any split of the work gives the same profile; the result is the
+/// run folder (<see cref="ProfileRun"/>).
 /// </summary>
-public sealed class ProfileJob : IJobKind
+public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, ProfileRun>
 {
     public const string KindName = "profile";
     private readonly ConcurrentDictionary<(string Model, string Corpus, string Language, string Split, long? Max), long[]> _streams = new();
 
-    public string Name => KindName;
+    public override string Name => KindName;
 
-    public static string Serialize<T>(T value) => JobParameters.Serialize(value);
-
-    public static ProfileJobParameters ParseParameters(string json)
+    protected override void Validate(ProfileJobParameters p)
     {
-        var p = JobParameters.Deserialize<ProfileJobParameters>(json, KindName);
         if (string.IsNullOrEmpty(p.Model) || string.IsNullOrEmpty(p.Corpus)) throw new UserInputException("The profile job parameters need a model and a corpus.");
         if (p.Languages is null || p.Languages.Count == 0) throw new UserInputException("The profile job names no language.");
         ActivationRule.Parse(p.Rule);
         if (p.ShardTokens < 1 || p.SequenceLength < 1 || p.BatchSize < 1) throw new UserInputException("--shard-tokens, the sequence length and the batch size must be positive.");
         if (p.MaxTokensPerLanguage is < 1) throw new UserInputException("--max-tokens-per-language must be positive.");
         JobParameters.Split(p.Split);
-        return p;
     }
 
-    public async Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    public static string ShardId(string language, long index) => string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D5}");
+
+    protected override async Task<IReadOnlyList<Shard<ProfileShard>>> PlanAsync(ProfileJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
         var modelFolder = await artifacts.LocalFolderAsync(p.Model, cancellationToken);
         var corpusFolder = await artifacts.LocalFolderAsync(p.Corpus, cancellationToken);
         var partition = ExpertPartition.Load(modelFolder).CheckFits(Modeling.Checkpoints.ModelConfig.Load(modelFolder), Path.Combine(modelFolder, ExpertPartition.FileName));
         ActivationRule.Parse(p.Rule).CheckFits(partition);
         using var tokenizer = HuggingFaceTokenizer.Load(modelFolder);
         var corpus = Corpus.Open(corpusFolder);
-        var plan = new List<ShardSpec>();
+        var plan = new List<Shard<ProfileShard>>();
         // Shards hold whole windows, so every window (and so every count) is the same whatever the shard size.
         var shardTokens = (long)Math.Ceiling(p.ShardTokens / (double)p.SequenceLength) * p.SequenceLength;
         foreach (var language in p.Languages)
@@ -73,7 +71,7 @@ public sealed class ProfileJob : IJobKind
             for (long start = 0, index = 0; start < length; start += shardTokens, index++)
             {
                 var end = Math.Min(length, start + shardTokens);
-                plan.Add(new ShardSpec(string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D5}"), Serialize(new ProfileShardParameters(language, start, end)), end - start));
+                plan.Add(new(ShardId(language, index), new ProfileShard(language, start, end), end - start));
             }
         }
         return plan;
@@ -94,51 +92,23 @@ public sealed class ProfileJob : IJobKind
             return p.MaxTokensPerLanguage is { } limit && tokens.Count > limit ? [.. tokens.Take((int)limit)] : [.. tokens];
         });
 
-    public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
+    protected override ShardResult RunShard(ShardContext context, ProfileJobParameters p, Shard<ProfileShard> shard, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
-        var slice = JobParameters.Deserialize<ProfileShardParameters>(shard.Parameters, KindName);
+        var slice = shard.Slice;
         TorchRuntime.Initialize(context.Threads);
         var modelFolder = context.LocalFolder(p.Model, cancellationToken);
         var (model, loadedTokenizer) = context.Models.Get(p.Model, modelFolder);
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
         var partition = ExpertPartition.Load(modelFolder).CheckFits(model.Config, Path.Combine(modelFolder, ExpertPartition.FileName));
-        var rule = ActivationRule.Parse(p.Rule);
-        var stream = Stream(p, slice.Language, tokenizer, Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken)));
-        var tokens = stream[(int)slice.Start..(int)slice.End];
-        using var counter = new ActivationCounter(partition, rule, CPU);
-        var pad = model.Config.PadTokenId ?? 0;
-        using (no_grad())
+        var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));
+        var tokens = Stream(p, slice.Language, tokenizer, corpus)[(int)slice.Start..(int)slice.End];
+        var counted = ActivationProfiler.Count(model, partition, ActivationRule.Parse(p.Rule), tokens, tokenizer.BosId, p.SequenceLength, p.BatchSize, p.CountBos, cancellationToken);
+        var totals = new List<KeyValuePair<string, long>> { new(TokensName(slice.Language), counted.Tokens) };
+        for (var layer = 0; layer < counted.Counts.Length; layer++)
         {
-            var windows = tokens.Chunk(p.SequenceLength).ToList();
-            foreach (var batch in windows.Chunk(p.BatchSize))
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                var width = batch.Max(w => w.Length);
-                var ids = new long[batch.Length * width];
-                var counted = new bool[batch.Length * width];
-                Array.Fill(ids, pad);
-                for (var row = 0; row < batch.Length; row++)
-                {
-                    // Right padding: causal attention keeps pads out of every real token's computation.
-                    Array.Copy(batch[row], 0, ids, row * width, batch[row].Length);
-                    for (var i = 0; i < batch[row].Length; i++) counted[row * width + i] = p.CountBos || batch[row][i] != tokenizer.BosId;
-                }
-                counter.SetTokenMask(tensor(counted, [batch.Length, width]));
-                model.Forward(tensor(ids, [batch.Length, width]), hook: counter);
-            }
+            for (var expert = 0; expert < counted.Counts[layer].Length; expert++) totals.Add(new(CountName(slice.Language, layer, expert), counted.Counts[layer][expert]));
         }
-        var counts = counter.Counts();
-        var totals = ImmutableSortedDictionary.CreateBuilder<string, long>(StringComparer.Ordinal);
-        totals[TokensName(slice.Language)] = counter.Tokens;
-        for (var layer = 0; layer < counts.Length; layer++)
-        {
-            for (var expert = 0; expert < counts[layer].Length; expert++) totals[CountName(slice.Language, layer, expert)] = counts[layer][expert];
-        }
-        var result = totals.ToImmutable();
-        var content = JobParameters.SerializeToUtf8Bytes(new { shard = shard.ShardId, slice.Language, slice.Start, slice.End, tokens = counter.Tokens, counts });
-        return new ShardResult(content, result);
+        return ShardResult.Of(new ProfileShardResult(shard.Id, slice.Language, slice.Start, slice.End, corpus.Manifest.Name, PartitionIdentity.Of(partition), counted.Tokens, counted.Counts), totals);
     }
 
     public static string TokensName(string language) => $"{language}.tokens";
@@ -158,4 +128,40 @@ public sealed class ProfileJob : IJobKind
         }
         return new ActivationProfile(model, layers, experts, ActivationRule.Parse(p.Rule).ToString(), languages);
     }
+
+    /// <summary>The run: the profile from the totals, and its manifest from the parameters, the first shard's document, the job's origin and wall time.</summary>
+    public override async Task<ProfileRun> AssembleAsync(FinishedJob<ProfileJobParameters> job, CancellationToken cancellationToken)
+    {
+        var p = job.Parameters;
+        var first = (await job.ReadShardsAsync<ProfileShardResult>([ShardId(p.Languages[0], 0)], cancellationToken))[0];
+        var profile = Profile(p.Model, p, first.Counts.Length, first.Partition.Experts, job.Status.Totals);
+        var tokens = profile.Languages.Values.Sum(l => l.Tokens);
+        var wall = job.WallSeconds;
+        var manifest = new RunManifest
+        {
+            Job = job.JobId,
+            Model = p.Model,
+            ModelFolder = job.Origin.FolderOf(p.Model),
+            Corpus = p.Corpus,
+            CorpusName = first.CorpusName,
+            CorpusFolder = job.Origin.FolderOf(p.Corpus),
+            Partition = first.Partition,
+            Rule = profile.Rule,
+            Split = p.Split,
+            CountBos = p.CountBos,
+            ShardTokens = p.ShardTokens,
+            SequenceLength = p.SequenceLength,
+            Languages = p.Languages,
+            Tokens = tokens,
+            Shards = job.Status.Shards,
+            Versions = RunVersions.Current(),
+            WallSeconds = wall,
+            TokensPerSecond = tokens / wall,
+        };
+        return new ProfileRun(profile, manifest);
+    }
+
+    public override void Save(ProfileRun result, string directory) => result.Save(directory);
+
+    public override string Summary(ProfileRun result) => result.Summary();
 }

@@ -1,132 +1,73 @@
-using System.Collections.Immutable;
-using Babel.Contracts;
 using Babel.Grains.Engine;
-using Babel.Grains.LanguageModels;
 using Babel.Modeling.Experts;
-using Babel.Modeling.Runtime;
-using Babel.Modeling.Training;
 using Babel.Storage;
 using Babel.Storage.Corpora;
 
 namespace Babel.Grains.Experts;
 
 /// <summary>
-/// One variant of the model, evaluated on one language. Static pruning: <see cref="Pruned"/> holds layers × experts
-/// characters, '1' for a pruned expert (row-major), so a plan travels in the job's parameters without the profile.
-/// Sparse activation: <see cref="Router"/> and <see cref="TopK"/> (see <see cref="SparseExpertActivation"/>), and
-/// <see cref="Pruned"/> is empty.
+/// Parameters of a pruning evaluation: the model and corpus keys, the request (its languages resolved) and the mask of
+/// every (language, strategy, rate, seed), chosen on the client from the profile run.
 /// </summary>
-public sealed record PruningVariant(string Name, string Language, string Pruned, string? Router = null, int TopK = 0);
-
-/// <summary>Parameters of a pruning evaluation: the model and corpus keys, the split, and every variant to score.</summary>
 public sealed record PruningEvaluationParameters(
     string Model,
     string Corpus,
-    IReadOnlyList<PruningVariant> Variants,
-    string Split = "heldout",
+    PruningRequest Request,
+    IReadOnlyList<PruningMask> Masks,
     int WindowLength = 256,
     int BatchSize = 8);
 
 /// <summary>
-/// Held-out perplexity of expert-pruned and sparsely activated variants of a model (<c>babel eval-pruning</c>,
-/// <c>babel sparse</c>). A shard is one language: it scores that language's documents under every variant meant for
-/// it, switching experts off with an <see cref="ExpertMask"/> or a <see cref="SparseExpertActivation"/>. NLL is summed in integer nano-nats per variant, so totals are exact whatever ran where.
+/// <c>babel eval-pruning</c>: held-out perplexity of frequency-guided, random and layer-wise expert pruning at several
+/// rates. A shard is one language: its unpruned reference and every mask meant for it; the result is the
+/// <see cref="PruningCurves"/>.
 /// </summary>
-public sealed class PruningEvaluationJob : IJobKind
+public sealed class PruningEvaluationJob : JobKind<PruningEvaluationParameters, string, PruningCurves>
 {
-    public const string KindName = "prune-eval";
-    /// <summary>The variant with no expert pruned: every language's reference perplexity.</summary>
-    public const string Unpruned = "none";
+    public const string KindName = "eval-pruning";
 
-    public string Name => KindName;
+    public override string Name => KindName;
 
-    public static string Serialize<T>(T value) => JobParameters.Serialize(value);
-
-    public static PruningEvaluationParameters ParseParameters(string json)
+    protected override void Validate(PruningEvaluationParameters p)
     {
-        var p = JobParameters.Deserialize<PruningEvaluationParameters>(json, KindName);
-        if (string.IsNullOrEmpty(p.Model) || string.IsNullOrEmpty(p.Corpus))
+        if (string.IsNullOrEmpty(p.Model) || string.IsNullOrEmpty(p.Corpus)) throw new UserInputException("The pruning evaluation needs a model and a corpus.");
+        if (p.Request?.Languages is not { Count: > 0 } languages) throw new UserInputException("The pruning evaluation names no language.");
+        PruningStudy.Validate(p.Request);
+        var expected = PruningStudy.Keys(languages, p.Request).ToHashSet();
+        if (p.Masks is null || p.Masks.Count != expected.Count || !p.Masks.All(m => expected.Contains((m.Language, m.Strategy, m.Rate, m.Seed))))
         {
-            throw new UserInputException("The pruning evaluation needs a model and a corpus.");
-        }
-        if (p.Variants is null || p.Variants.Count == 0) throw new UserInputException("The pruning evaluation names no variant.");
-        if (p.Variants.Select(v => v.Name).Distinct(StringComparer.Ordinal).Count() != p.Variants.Count)
-        {
-            throw new UserInputException("Pruning variant names must be unique.");
+            throw new UserInputException("The pruning evaluation needs exactly one mask per (language, strategy, rate, seed) of its request.");
         }
         if (p.WindowLength < 2 || p.BatchSize < 1) throw new UserInputException("Window length must be at least 2 and batch size at least 1.");
-        JobParameters.Split(p.Split);
-        return p;
+        JobParameters.Split(p.Request.Split);
     }
 
-    public static string NllTotal(string variant) => $"{variant}.nll_nanonats";
-    public static string TokensTotal(string variant) => $"{variant}.tokens";
-
-    public async Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    protected override async Task<IReadOnlyList<Shard<string>>> PlanAsync(PruningEvaluationParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
         var corpus = Corpus.Open(await artifacts.LocalFolderAsync(p.Corpus, cancellationToken));
         var partition = ExpertPartition.Load(await artifacts.LocalFolderAsync(p.Model, cancellationToken));
-        foreach (var variant in p.Variants)
+        PruningStudy.Validate(p.Request, partition.Experts);
+        var misfit = p.Masks.FirstOrDefault(m => !ExpertVariant.FitsMask(m.Pruned, partition));
+        if (misfit is not null)
         {
-            if (variant.Router is not null)
-            {
-                if (!SparseExpertActivation.Routers.Contains(variant.Router) || variant.TopK < 1 || variant.TopK > partition.Experts)
-                {
-                    throw new UserInputException($"Variant {variant.Name}: router '{variant.Router}' with top-k {variant.TopK} does not fit {partition.Experts} experts per layer.");
-                }
-            }
-            else if (variant.Pruned.Length != partition.Layers * partition.Experts || variant.Pruned.Any(c => c is not ('0' or '1')))
-            {
-                throw new UserInputException($"Pruning variant {variant.Name} does not fit the model's {partition.Layers} layers × {partition.Experts} experts.");
-            }
+            throw new UserInputException($"The pruning mask of {PruningStudy.VariantName(misfit.Language, misfit.Strategy, misfit.Rate, misfit.Seed)} does not fit the model's {partition.Layers} layers × {partition.Experts} experts.");
         }
-        var split = JobParameters.Split(p.Split);
-        return [.. p.Variants.GroupBy(v => v.Language, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal).Select(group =>
-        {
-            var documents = corpus.ReadDocuments(group.Key, split).Count();
-            if (documents == 0) throw new UserInputException($"Language '{group.Key}' has no documents in the {p.Split} split of the corpus.");
-            return new ShardSpec(group.Key, Serialize(group.Key), (long)documents * group.Count());
-        })];
+        return [.. p.Request.Languages!.Order(StringComparer.Ordinal).Select(language => new Shard<string>(language, language,
+            ExpertVariantShards.Documents(corpus, language, p.Request.Split) * (1 + p.Masks.Count(m => m.Language == language))))];
     }
 
-    public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
+    protected override ShardResult RunShard(ShardContext context, PruningEvaluationParameters p, Shard<string> shard, CancellationToken cancellationToken) =>
+        ExpertVariantShards.Run(context, shard.Id, p.Model, p.Corpus, p.Request.Split, shard.Slice, [.. PruningStudy.Variants(shard.Slice, p.Masks)],
+            p.WindowLength, p.BatchSize, cancellationToken);
+
+    public override Task<PruningCurves> AssembleAsync(FinishedJob<PruningEvaluationParameters> job, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
-        var language = JobParameters.Deserialize<string>(shard.Parameters, KindName);
-        TorchRuntime.Initialize(context.Threads);
-        var folder = context.LocalFolder(p.Model, cancellationToken);
-        var (model, loadedTokenizer) = context.Models.Get(p.Model, folder);
-        var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; pruning evaluation needs one.");
-        var partition = ExpertPartition.Load(folder);
-        var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));
-        var texts = corpus.ReadDocuments(language, JobParameters.Split(p.Split)).Select(d => d.Text).ToList();
-        var totals = ImmutableSortedDictionary.CreateBuilder<string, long>(StringComparer.Ordinal);
-        foreach (var variant in p.Variants.Where(v => v.Language == language))
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var scope = TorchSharp.torch.NewDisposeScope();
-            using var hook = Hook(model, partition, variant);
-            var sum = Perplexity.Accumulate(model, tokenizer, texts, p.WindowLength, p.BatchSize, (Modeling.Transformer.IFeedForwardHook)hook);
-            totals[NllTotal(variant.Name)] = (long)Math.Round(sum.TotalNll * PerplexityJob.NanonatsPerNat);
-            totals[TokensTotal(variant.Name)] = sum.Tokens;
-        }
-        var result = totals.ToImmutable();
-        return new ShardResult(JobParameters.SerializeToUtf8Bytes(new { shard = shard.ShardId, language, totals = result }), result);
+        var totals = job.Status.Totals;
+        return Task.FromResult(PruningStudy.Curves(job.Parameters.Model, job.Parameters.Request.Languages!, job.Parameters.Request,
+            name => ExpertVariantShards.Perplexity(totals, name)));
     }
 
-    private static IDisposable Hook(Modeling.Transformer.CausalLanguageModel model, ExpertPartition partition, PruningVariant variant) =>
-        variant.Router is { } router
-            ? new SparseExpertActivation(model, partition, variant.TopK, router)
-            : new ExpertMask(partition, TorchSharp.torch.tensor(variant.Pruned.Select(c => c == '1' ? 0f : 1f).ToArray(), [partition.Layers, partition.Experts]));
+    public override void Save(PruningCurves result, string directory) => AtomicFile.WriteDirectory(directory, temporary => result.Save(temporary));
 
-    /// <summary>Row-major '0'/'1' encoding of a plan's pruned experts.</summary>
-    public static string Encode(bool[][] pruned) => string.Concat(pruned.SelectMany(layer => layer.Select(p => p ? '1' : '0')));
-
-    /// <summary>Mean NLL per token of a variant from a finished job's totals.</summary>
-    public static double MeanNll(IReadOnlyDictionary<string, long> totals, string variant)
-    {
-        var tokens = totals.GetValueOrDefault(TokensTotal(variant));
-        return tokens == 0 ? double.NaN : totals.GetValueOrDefault(NllTotal(variant)) / PerplexityJob.NanonatsPerNat / tokens;
-    }
+    public override string Summary(PruningCurves result) => result.Reading();
 }

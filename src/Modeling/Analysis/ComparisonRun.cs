@@ -23,7 +23,7 @@ public static class ComparisonRun
         var (manifestA, manifestB) = (RunManifest.Read(runA), RunManifest.Read(runB));
         var nameA = "A";
         var nameB = "B";
-        var comparison = ProfileComparison.Compute(profileA, profileB, $"run A ({runA})", $"run B ({runB})", manifestA.Partition, manifestB.Partition);
+        var comparison = ProfileComparison.Compute(profileA, profileB, $"run A ({runA})", $"run B ({runB})", manifestA.Partition?.ToString(), manifestB.Partition?.ToString());
         var findings = Findings(comparison, nameA, nameB, $"A = {Name(runA)}, B = {Name(runB)}. ");
         var directory = outputDirectory ?? Path.Combine(runB, FolderName);
         AtomicFile.WriteDirectory(directory, folder =>

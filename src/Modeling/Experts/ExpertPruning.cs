@@ -68,13 +68,15 @@ public static class ExpertPruning
         ? strategy
         : throw new UserInputException($"Unknown pruning strategy '{strategy}'; use {string.Join(", ", Strategies)}.");
 
+    /// <summary>Returns <paramref name="rate"/> when it lies in (0, 1); otherwise a user error.</summary>
+    public static double RequireRate(double rate) => rate > 0 && rate < 1
+        ? rate
+        : throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"The pruning rate {rate} is outside (0, 1); give the fraction of experts to prune, e.g. 0.2."));
+
     /// <summary>Experts pruned per layer at <paramref name="rate"/>; a rate must prune at least one and keep at least one.</summary>
     public static int ExpertsPerLayer(double rate, int experts)
     {
-        if (!(rate > 0 && rate < 1))
-        {
-            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"The pruning rate {rate} is outside (0, 1); give the fraction of experts to prune, e.g. 0.2."));
-        }
+        RequireRate(rate);
         var count = (int)Math.Round(rate * experts, MidpointRounding.AwayFromZero);
         if (count < 1 || count > experts - 1)
         {
@@ -190,6 +192,28 @@ public static class ExpertPruning
         x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
         x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
         return x ^ (x >> 31);
+    }
+
+    /// <summary>
+    /// Writes the physically pruned checkpoint of <paramref name="modelDirectory"/> (see <see cref="Export"/>) with its
+    /// tokenizer and <c>pruning.json</c> into <paramref name="outDirectory"/>, all at once: a reader never sees weights
+    /// without their pruning.json. Returns the FFN neurons before and after.
+    /// </summary>
+    public static (long Before, long After) WritePrunedModel(string modelDirectory, string outDirectory, ExpertPartition partition, ExpertPruningPlan plan)
+    {
+        Runtime.TorchRuntime.Initialize();
+        using var checkpoint = ModelCheckpoint.Load(modelDirectory);
+        var (config, tensors) = Export(checkpoint.Config, checkpoint.Tensors, partition, plan);
+        AtomicFile.WriteDirectory(outDirectory, temporary =>
+        {
+            ModelCheckpoint.Save(temporary, config, tensors);
+            foreach (var file in new[] { "tokenizer.json" }.Where(f => File.Exists(Path.Combine(modelDirectory, f))))
+            {
+                File.Copy(Path.Combine(modelDirectory, file), Path.Combine(temporary, file));
+            }
+            plan.Save(temporary);
+        });
+        return (checkpoint.Config.IntermediateSize * (long)checkpoint.Config.NumHiddenLayers, config.IntermediateSizes!.Sum());
     }
 
     /// <summary>

@@ -6,7 +6,7 @@ namespace Babel.Modeling.Experts;
 
 /// <summary>
 /// MoEfication (Zhang et al. 2022): splits every FFN layer's neurons into equal-size experts.
-/// Layers are independent, so <see cref="PartitionLayer"/> can run each layer on a different worker
+/// Layers are independent, so <see cref="PartitionLayer(Tensor, int, string, long)"/> can run each layer on a different worker
 /// with <see cref="LayerSeed"/> and <see cref="LayerRows"/>, and the results equal <see cref="Partition"/>'s.
 /// </summary>
 public static class MoEfication
@@ -18,7 +18,7 @@ public static class MoEfication
     /// <summary>Co-activation clustering from the paper; not implemented yet.</summary>
     public const string Cooccurrence = "cooccurrence";
 
-    /// <summary>The methods <see cref="PartitionLayer"/> accepts.</summary>
+    /// <summary>The methods <see cref="PartitionLayer(Tensor, int, string, long)"/> accepts.</summary>
     public static IReadOnlyList<string> Methods { get; } = [BalancedKMeans, Random];
 
     /// <summary>Upper bound on k-means rounds (assignment + centroid update); it usually stops earlier, when no neuron moves.</summary>
@@ -36,14 +36,39 @@ public static class MoEfication
         var assignments = new int[config.NumHiddenLayers][];
         for (var layer = 0; layer < assignments.Length; layer++)
         {
-            using var scope = NewDisposeScope();
-            assignments[layer] = PartitionLayer(LayerRows(model, layer), experts, method, LayerSeed(seed, layer));
+            assignments[layer] = PartitionLayer(model, layer, experts, method, seed);
             layersDone?.Report(layer + 1);
         }
         return new ExpertPartition
         {
             Experts = experts, IntermediateSize = config.IntermediateSize, Method = method, Seed = seed, ExpertOfNeuron = assignments,
         }.Validate("the partition");
+    }
+
+    /// <summary>Partitions layer <paramref name="layer"/> of <paramref name="model"/> as <see cref="Partition"/> does (with the layer's own seed): one shard of a MoEfication job.</summary>
+    public static int[] PartitionLayer(CausalLanguageModel model, int layer, int experts, string method, long seed)
+    {
+        using var scope = NewDisposeScope();
+        return PartitionLayer(LayerRows(model, layer), experts, method, LayerSeed(seed, layer));
+    }
+
+    /// <summary>
+    /// Per layer, the mean within-expert cosine similarity of <paramref name="partition"/> and of an independent random
+    /// partition (another seed than the partition's, so that a random partition is compared with another random split).
+    /// </summary>
+    public static IReadOnlyList<(double Partition, double Random)> CoherenceVersusRandom(string modelDirectory, ExpertPartition partition)
+    {
+        Runtime.TorchRuntime.Initialize();
+        using var model = CausalLanguageModel.Load(modelDirectory);
+        var layers = new List<(double, double)>();
+        for (var layer = 0; layer < partition.Layers; layer++)
+        {
+            using var scope = NewDisposeScope();
+            var rows = LayerRows(model, layer);
+            var random = PartitionLayer(rows, partition.Experts, Random, LayerSeed(partition.Seed + 1, layer));
+            layers.Add((MeanWithinExpertSimilarity(rows, partition.ExpertOfNeuron[layer], partition.Experts), MeanWithinExpertSimilarity(rows, random, partition.Experts)));
+        }
+        return layers;
     }
 
     /// <summary>The seed <see cref="Partition"/> gives layer <paramref name="layer"/>, so layers differ but each is reproducible alone.</summary>

@@ -19,8 +19,8 @@ public class ProfileJobTests
     {
         var resolver = new JobTestInputs.LocalFolders(new() { ["models/m"] = model, ["corpora/c"] = corpus });
         var parameters = new ProfileJobParameters("models/m", "corpora/c", ["eng", "fra"], "topk:2", ShardTokens: shardTokens, SequenceLength: 16, BatchSize: 1);
-        var kind = new ProfileJob();
-        var json = ProfileJob.Serialize(parameters);
+        IJobKind kind = new ProfileJob();
+        var json = new ProfileJob().Serialize(parameters);
         IEnumerable<ShardSpec> plan = await kind.PlanAsync(json, resolver, CancellationToken.None);
         if (reverse) plan = plan.Reverse();
         using var replicas = new ModelReplicas();
@@ -76,11 +76,12 @@ public class ProfileJobTests
         var (model, corpus) = JobTestInputs.Write(scratch);
         using (var network = CausalLanguageModel.Load(model)) MoEfication.Partition(network, 4, MoEfication.Random, seed: 3).Save(model);
         var resolver = new JobTestInputs.LocalFolders(new() { ["models/m"] = model, ["corpora/c"] = corpus });
-        var empty = ProfileJob.Serialize(new ProfileJobParameters("models/m", "corpora/c", ["eng"], "topk:2", Split: "heldout"));
-        var error = await Assert.ThrowsAsync<UserInputException>(() => new ProfileJob().PlanAsync(empty, resolver, CancellationToken.None));
+        var kind = new ProfileJob();
+        var empty = kind.Serialize(new ProfileJobParameters("models/m", "corpora/c", ["eng"], "topk:2", Split: "heldout"));
+        var error = await Assert.ThrowsAsync<UserInputException>(() => ((IJobKind)kind).PlanAsync(empty, resolver, CancellationToken.None));
         Assert.Contains("no text", error.Message, StringComparison.Ordinal);
-        var tooMany = ProfileJob.Serialize(new ProfileJobParameters("models/m", "corpora/c", ["eng"], "topk:9"));
-        await Assert.ThrowsAsync<UserInputException>(() => new ProfileJob().PlanAsync(tooMany, resolver, CancellationToken.None));
-        Assert.Throws<UserInputException>(() => ProfileJob.ParseParameters(ProfileJob.Serialize(new ProfileJobParameters("m", "c", ["eng"], "top:2"))));
+        var tooMany = kind.Serialize(new ProfileJobParameters("models/m", "corpora/c", ["eng"], "topk:9"));
+        await Assert.ThrowsAsync<UserInputException>(() => ((IJobKind)kind).PlanAsync(tooMany, resolver, CancellationToken.None));
+        Assert.Throws<UserInputException>(() => kind.Parse(kind.Serialize(new ProfileJobParameters("m", "c", ["eng"], "top:2"))));
     }
 }
