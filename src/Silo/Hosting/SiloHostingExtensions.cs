@@ -20,9 +20,10 @@ public static class SiloHostingExtensions
 
     /// <summary>
     /// Adds the Orleans silo (clustering, listening endpoints, TLS, the <c>jobs</c> grain storage, membership timing), the artifact
-    /// store, the options of <c>Babel:Cluster</c>, <c>Babel:Worker</c> and <c>Babel:Tls</c>, the readiness check, one device worker per compute device once the silo is
-    /// active, and <see cref="TimeProvider.System"/>. <paramref name="configure"/> runs after configuration binding, so a caller
-    /// such as the CLI's embedded mode can pin values (mode, folders, ports) whatever the configuration says.
+    /// store, the options of <c>Babel:Cluster</c>, <c>Babel:Worker</c> and <c>Babel:Tls</c>, the readiness check, one device worker
+    /// per compute device once the silo is active, and <see cref="TimeProvider.System"/>. <paramref name="configure"/> runs after
+    /// configuration binding, so a caller such as the CLI's embedded mode can pin values (mode, folders, ports) whatever the
+    /// configuration says.
     /// Bad options throw <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> here or at start.
     /// </summary>
     public static IHostApplicationBuilder AddBabelSilo(this IHostApplicationBuilder builder, Action<BabelClusterOptions>? configure = null)
