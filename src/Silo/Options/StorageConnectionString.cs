@@ -80,7 +80,8 @@ public sealed partial class StorageConnectionString
             _ = service == StorageService.Table ? new Azure.Data.Tables.TableServiceClient(Value) : (object)new Azure.Storage.Blobs.BlobServiceClient(Value);
             return true;
         }
-        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
+        // Azure.Storage.Blobs 12.30 throws NullReferenceException for a connection string without a blob endpoint (a table SAS's).
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException or NullReferenceException)
         {
             return false;
         }
