@@ -74,6 +74,11 @@ public static class ClusterTls
                     : X509Certificate2.CreateFromEncryptedPemFile(path, password, NullIfEmpty(options.KeyPath))
                 : X509CertificateLoader.LoadPkcs12FromFile(path, password);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw Invalid($"Babel:Tls:CertificatePath '{path}' or its key could not be opened ({e.Message}); check that the silo's user may read them " +
+                "(deploy/k8s mounts the TLS Secret readable by the pod's group).");
+        }
         catch (CryptographicException)
         {
             // The cryptography error is not shown: the sentence says what to check.
@@ -84,7 +89,12 @@ public static class ClusterTls
         try
         {
             Check(certificate, path);
-            return new ClusterCertificates(certificate, LoadAuthorities(options.CertificateAuthorityPath));
+            var certificates = new ClusterCertificates(certificate, LoadAuthorities(options.CertificateAuthorityPath));
+            // Peers judge this certificate by the same rule, so one the authority did not issue could never connect.
+            if (!certificates.Accepts(certificate, null, SslPolicyErrors.None))
+                throw Invalid($"The certificate in Babel:Tls:CertificatePath '{path}' is not issued by the authority in Babel:Tls:CertificateAuthorityPath " +
+                    $"'{options.CertificateAuthorityPath}'; use a certificate that authority issued, or the authority that issued it.");
+            return certificates;
         }
         catch
         {

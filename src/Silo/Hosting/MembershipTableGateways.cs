@@ -13,7 +13,7 @@ namespace Babel.Silo;
 /// creates the table before reading it, which a read-only credential may not do; this one only queries, so a client can
 /// hold a SAS that reads that one table and nothing else.
 /// </summary>
-public sealed class MembershipTableGateways(TableClient table, IOptions<ClusterOptions> cluster, IOptions<GatewayOptions> gateways) : IGatewayListProvider
+internal sealed class MembershipTableGateways(TableClient table, IOptions<ClusterOptions> cluster, IOptions<GatewayOptions> gateways) : IGatewayListProvider
 {
     /// <summary>The table the silos' Azure Table clustering writes.</summary>
     public const string TableName = AzureStorageClusteringOptions.DEFAULT_TABLE_NAME;

@@ -219,6 +219,20 @@ public sealed class TlsOptionsTests : IDisposable
     }
 
     [Fact]
+    public void With_an_authority_the_own_certificate_must_be_issued_by_it()
+    {
+        using var authority = TestCertificates.Authority("babel-ca");
+        using var otherAuthority = TestCertificates.Authority("other-ca");
+        using var issued = TestCertificates.IssuedBy(otherAuthority, "babel-silo");
+        var ca = TestCertificates.WriteCertificatePem(authority, _scratch.Combine("ca.crt"));
+        var (crt, key) = TestCertificates.WritePem(issued, _scratch.Combine("tls"));
+
+        Assert.Equal([$"The certificate in Babel:Tls:CertificatePath '{crt}' is not issued by the authority in Babel:Tls:CertificateAuthorityPath '{ca}'; " +
+                      "use a certificate that authority issued, or the authority that issued it."],
+            Validate(new BabelTlsOptions { Enabled = true, CertificatePath = crt, KeyPath = key, CertificateAuthorityPath = ca }).Failures);
+    }
+
+    [Fact]
     public void A_certificate_given_while_TLS_is_off_is_refused_rather_than_ignored()
     {
         Assert.Equal(["Babel:Tls:CertificatePath is set but Babel:Tls:Enabled is not true, so connections would stay plaintext; set Babel:Tls:Enabled to true, or remove the certificate settings."],
