@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using Azure.Data.Tables;
 using Babel.Grains;
 using Babel.Grains.Engine;
 using Babel.Silo;
@@ -97,12 +96,14 @@ internal sealed class EngineConnection : IAsyncDisposable
 
     private static void AddClusterClient(HostApplicationBuilder builder)
     {
-        var connection = StorageConnectionString.From(builder.Configuration)
-            ?? throw new UserInputException($"--cluster needs Azure Storage; set the environment variable {StorageConnectionString.Key} to the cluster's connection string.");
+        // Each service's own connection string (a client's narrow SAS) wins over the shared one.
+        if (StorageConnectionString.From(builder.Configuration, StorageService.Table) is not { } tables || StorageConnectionString.From(builder.Configuration, StorageService.Blob) is not { } blobs)
+            throw new UserInputException($"--cluster needs Azure Storage; set the environment variable {StorageConnectionString.Key} to the cluster's connection string " +
+                $"(or {StorageConnectionString.TableKey} and {StorageConnectionString.BlobKey} to SAS connection strings).");
         var options = new BabelClusterOptions();
         Microsoft.Extensions.Configuration.ConfigurationBinder.Bind(builder.Configuration.GetSection(BabelClusterOptions.Section), options);
         builder.Services.AddBabelJobKinds();
-        builder.Services.AddSingleton<IArtifactStore>(_ => AzureBlobArtifactStore.Create(connection.Value, options.ArtifactContainer));
+        builder.Services.AddSingleton<IArtifactStore>(_ => AzureBlobArtifactStore.Create(blobs.Value, options.ArtifactContainer));
         builder.UseOrleansClient(client =>
         {
             client.Configure<ClusterOptions>(o =>
@@ -110,7 +111,9 @@ internal sealed class EngineConnection : IAsyncDisposable
                 o.ClusterId = options.ClusterId;
                 o.ServiceId = options.ServiceId;
             });
-            client.UseAzureStorageClustering(o => o.TableServiceClient = new TableServiceClient(connection.Value));
+            // Reads the gateways only, so a SAS with read permission on the membership table is enough.
+            client.UseMembershipTableGateways(tables);
+            client.UseBabelTls(builder.Configuration);
             client.UseConnectionRetryFilter(new BoundedConnectionRetry(ConnectTimeout).ShouldRetryAsync);
         });
     }

@@ -18,10 +18,11 @@ public static class SiloHostingExtensions
     public const string JobStorageName = "jobs";
 
     /// <summary>
-    /// Adds the Orleans silo (clustering, the <c>jobs</c> grain storage, membership timing), the artifact store, the options of
-    /// <c>Babel:Cluster</c> and <c>Babel:Worker</c>, the readiness check, one device worker per compute device once the silo is
-    /// active, and <see cref="TimeProvider.System"/>. <paramref name="configure"/> runs after configuration binding, so a caller
-    /// such as the CLI's embedded mode can pin values (mode, folders, ports) whatever the configuration says.
+    /// Adds the Orleans silo (clustering, listening endpoints, TLS, the <c>jobs</c> grain storage, membership timing), the artifact
+    /// store, the options of <c>Babel:Cluster</c>, <c>Babel:Worker</c> and <c>Babel:Tls</c>, the readiness check, one device worker
+    /// per compute device once the silo is active, and <see cref="TimeProvider.System"/>. <paramref name="configure"/> runs after
+    /// configuration binding, so a caller such as the CLI's embedded mode can pin values (mode, folders, ports) whatever the
+    /// configuration says.
     /// Bad options throw <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> here or at start.
     /// </summary>
     public static IHostApplicationBuilder AddBabelSilo(this IHostApplicationBuilder builder, Action<BabelClusterOptions>? configure = null)
@@ -29,20 +30,23 @@ public static class SiloHostingExtensions
         var configuration = builder.Configuration;
         var cluster = BoundOptions.Bind(configuration, BabelClusterOptions.Section, new BabelClusterOptionsValidator(configuration), configure);
         BoundOptions.Bind(configuration, WorkerOptions.Section, new WorkerOptionsValidator());
+        var tls = BoundOptions.Bind(configuration, BabelTlsOptions.Section, new BabelTlsOptionsValidator(configuration));
 
         var services = builder.Services;
         var clusterOptions = BoundOptions.AddValidated<BabelClusterOptions, BabelClusterOptionsValidator>(services, BabelClusterOptions.Section);
         if (configure is not null)
             clusterOptions.Configure(configure);
         BoundOptions.AddValidated<WorkerOptions, WorkerOptionsValidator>(services, WorkerOptions.Section);
+        BoundOptions.AddValidated<BabelTlsOptions, BabelTlsOptionsValidator>(services, BabelTlsOptions.Section);
 
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ComputeDevices>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, SiloStartup>();
         services.AddHealthChecks().AddCheck<SiloActiveHealthCheck>(SiloActiveHealthCheck.Name, tags: [SiloActiveHealthCheck.ReadyTag]);
 
-        var connection = StorageConnectionString.From(configuration);
-        AddArtifactStore(services, cluster, connection);
+        var tables = StorageConnectionString.From(configuration, StorageService.Table);
+        var blobs = StorageConnectionString.From(configuration, StorageService.Blob);
+        AddArtifactStore(services, cluster, blobs);
         builder.UseOrleans(silo =>
         {
             // Grain metadata is found from the entry assembly's dependencies; name ours so a test host or the CLI finds them too.
@@ -60,39 +64,36 @@ public static class SiloHostingExtensions
                 if (cluster.NumMissedProbesLimit is { } missedProbes)
                     o.NumMissedProbesLimit = missedProbes;
             });
+            SiloEndpoints.Configure(silo, cluster);
+            if (tls.Enabled)
+                silo.UseBabelTls(tls, configuration);
             if (cluster.Mode == ClusterMode.Embedded)
                 AddEmbeddedCluster(silo, cluster);
             else
-                AddAzureCluster(silo, cluster, connection!, KubernetesHosting.IsEnabled(cluster, configuration));
+                AddAzureCluster(silo, tables!, blobs!, KubernetesHosting.IsEnabled(cluster, configuration));
         });
         return builder;
     }
 
     private static void AddEmbeddedCluster(ISiloBuilder silo, BabelClusterOptions cluster)
     {
-        var address = IPAddress.Parse(cluster.AdvertisedAddress ?? IPAddress.Loopback.ToString());
-        silo.UseDevelopmentClustering(new IPEndPoint(address, cluster.PrimarySiloPort ?? cluster.SiloPort));
-        silo.ConfigureEndpoints(address, cluster.SiloPort, cluster.GatewayPort);
+        silo.UseDevelopmentClustering(new IPEndPoint(SiloEndpoints.Advertised(cluster)!, cluster.PrimarySiloPort ?? cluster.SiloPort));
         silo.AddLocalFolderGrainStorage(JobStorageName, Path.GetFullPath(cluster.StateFolder));
     }
 
-    private static void AddAzureCluster(ISiloBuilder silo, BabelClusterOptions cluster, StorageConnectionString connection, bool kubernetesHosting)
+    private static void AddAzureCluster(ISiloBuilder silo, StorageConnectionString tables, StorageConnectionString blobs, bool kubernetesHosting)
     {
         // Kubernetes hosting names the silo after its pod and reconciles membership with the pods; clustering stays on Azure Table.
         if (kubernetesHosting)
             silo.UseKubernetesHosting();
-        if (cluster.AdvertisedAddress is { } advertised)
-            silo.ConfigureEndpoints(IPAddress.Parse(advertised), cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: true);
-        else
-            silo.ConfigureEndpoints(cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: true);
-        silo.UseAzureStorageClustering(o => o.TableServiceClient = new TableServiceClient(connection.Value));
-        silo.AddAzureBlobGrainStorage(JobStorageName, o => o.BlobServiceClient = new BlobServiceClient(connection.Value));
+        silo.UseAzureStorageClustering(o => o.TableServiceClient = new TableServiceClient(tables.Value));
+        silo.AddAzureBlobGrainStorage(JobStorageName, o => o.BlobServiceClient = new BlobServiceClient(blobs.Value));
     }
 
-    private static void AddArtifactStore(IServiceCollection services, BabelClusterOptions cluster, StorageConnectionString? connection)
+    private static void AddArtifactStore(IServiceCollection services, BabelClusterOptions cluster, StorageConnectionString? blobs)
     {
         // Folders are validated in embedded mode only, so resolve this one only there.
         var artifactFolder = cluster.Mode == ClusterMode.Embedded ? Path.GetFullPath(cluster.ArtifactFolder) : null;
-        services.AddSingleton<IArtifactStore>(_ => artifactFolder is not null ? new LocalFolderArtifactStore(artifactFolder) : AzureBlobArtifactStore.Create(connection!.Value, cluster.ArtifactContainer));
+        services.AddSingleton<IArtifactStore>(_ => artifactFolder is not null ? new LocalFolderArtifactStore(artifactFolder) : AzureBlobArtifactStore.Create(blobs!.Value, cluster.ArtifactContainer));
     }
 }

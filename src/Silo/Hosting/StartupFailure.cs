@@ -16,9 +16,12 @@ public static class StartupFailure
         if (messages.Count == 0)
             return null;
         var text = string.Join(Environment.NewLine, messages.Distinct(StringComparer.Ordinal));
-        var secret = Environment.GetEnvironmentVariable(StorageConnectionString.Key);
-        if (!string.IsNullOrWhiteSpace(secret))
-            text = text.Replace(secret.Trim(), "***", StringComparison.Ordinal);
+        foreach (var key in StorageConnectionString.Keys)
+        {
+            var secret = Environment.GetEnvironmentVariable(key);
+            if (!string.IsNullOrWhiteSpace(secret))
+                text = text.Replace(secret.Trim(), "***", StringComparison.Ordinal);
+        }
         return StorageConnectionString.RedactSecrets(text);
     }
 

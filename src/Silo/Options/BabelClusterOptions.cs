@@ -35,8 +35,16 @@ public sealed class BabelClusterOptions
     public int GatewayPort { get; set; } = 30000;
 
     /// <summary>
-    /// The IP address other silos and clients use to reach this silo. Default: 127.0.0.1 in embedded mode, the host's
-    /// DNS address in cluster mode (set it to the pod IP on Kubernetes).
+    /// The IP address the silo and gateway ports listen on. Default <c>127.0.0.1</c>: loopback only, so nothing off this
+    /// machine reaches a silo unless told to. Set this machine's (or pod's) IP to listen on that one interface, or
+    /// <c>0.0.0.0</c> (<c>::</c> for IPv6) for every interface. deploy/k8s sets the pod IP.
+    /// </summary>
+    public string ListenAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// The IP address other silos and clients use to reach this silo. Default: <see cref="ListenAddress"/> when that is one
+    /// address; when it is every interface (<c>0.0.0.0</c>), 127.0.0.1 in embedded mode and the host's DNS address in cluster
+    /// mode. With one listen address it must be that address (deploy/k8s sets both to the pod IP).
     /// </summary>
     public string? AdvertisedAddress { get; set; }
 

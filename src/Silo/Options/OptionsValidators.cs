@@ -18,8 +18,15 @@ internal sealed class BabelClusterOptionsValidator(IConfiguration configuration)
             failures.Add("Babel:Cluster:ClusterId is empty; set it to the cluster's name, e.g. babel.");
         if (string.IsNullOrWhiteSpace(options.ServiceId))
             failures.Add("Babel:Cluster:ServiceId is empty; set it to a stable name, e.g. babel.");
-        if (options.AdvertisedAddress is { } address && !IPAddress.TryParse(address, out _))
+        IPAddress? advertised = null;
+        if (options.AdvertisedAddress is { } address && !IPAddress.TryParse(address, out advertised))
             failures.Add($"Babel:Cluster:AdvertisedAddress '{address}' is not an IP address; set an IP such as 10.0.0.5 or leave it unset.");
+        if (!IPAddress.TryParse(options.ListenAddress, out var listen))
+            failures.Add($"Babel:Cluster:ListenAddress '{options.ListenAddress}' is not an IP address; set 127.0.0.1 (this machine only), " +
+                "this machine's IP (one interface) or 0.0.0.0 (every interface).");
+        else if (advertised is not null && !SiloEndpoints.IsEveryInterface(listen) && !listen.Equals(advertised))
+            failures.Add($"Babel:Cluster:AdvertisedAddress {advertised} is not the address the silo listens on (Babel:Cluster:ListenAddress {listen}), " +
+                $"so no other silo or client could reach it; set Babel:Cluster:ListenAddress to {advertised}, or to 0.0.0.0 to listen on every interface.");
         if (options.ProbeTimeout is { } probe && probe <= TimeSpan.Zero)
             failures.Add($"Babel:Cluster:ProbeTimeout {probe} is not positive; set a duration such as 00:00:10 or leave it unset.");
         if (options.NumMissedProbesLimit is { } missed && missed < 1)
@@ -42,13 +49,7 @@ internal sealed class BabelClusterOptionsValidator(IConfiguration configuration)
                     failures.Add("Babel:Cluster:ArtifactFolder is empty; set a folder for artifacts, e.g. ./.babel/artifacts.");
                 break;
             case ClusterMode.Cluster:
-                var connection = StorageConnectionString.From(configuration);
-                if (connection is null)
-                    failures.Add($"Cluster mode needs Azure Storage; set the environment variable {StorageConnectionString.Key} " +
-                        $"(or ConnectionStrings__{StorageConnectionString.ConnectionStringName}) to its connection string.");
-                else if (!connection.IsWellFormed())
-                    failures.Add($"{StorageConnectionString.Key} is not an Azure Storage connection string; set it to one such as " +
-                        "UseDevelopmentStorage=true or the storage account's connection string from the Azure portal.");
+                CheckStorage(failures, configuration);
                 if (!IsContainerName(options.ArtifactContainer))
                     failures.Add($"Babel:Cluster:ArtifactContainer '{options.ArtifactContainer}' is not a blob container name; " +
                         "use 3-63 lowercase letters, digits and single hyphens, e.g. babel-artifacts.");
@@ -58,6 +59,31 @@ internal sealed class BabelClusterOptionsValidator(IConfiguration configuration)
                 break;
         }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void CheckStorage(List<string> failures, IConfiguration configuration)
+    {
+        StorageService[] services = [StorageService.Table, StorageService.Blob];
+        var missing = services.Where(s => StorageConnectionString.From(configuration, s) is null).ToList();
+        if (missing.Count == services.Length)
+            failures.Add($"Cluster mode needs Azure Storage; set the environment variable {StorageConnectionString.Key} " +
+                $"(or ConnectionStrings__{StorageConnectionString.ConnectionStringName}) to its connection string.");
+        foreach (var service in missing.Count == services.Length ? [] : missing)
+            failures.Add($"Cluster mode needs Azure {service} storage too; set {StorageConnectionString.KeyOf(service)} or {StorageConnectionString.Key} to its connection string.");
+
+        // One message per faulty setting: the shared connection string serves both services.
+        var malformed = services
+            .Select(s => (Service: s, Connection: StorageConnectionString.From(configuration, s)))
+            .Where(c => c.Connection is { } connection && !connection.IsWellFormed(c.Service))
+            .DistinctBy(c => c.Connection!.Source);
+        foreach (var (service, connection) in malformed)
+        {
+            failures.Add(connection!.Source == StorageConnectionString.KeyOf(service)
+                ? $"{connection.Source} is not an Azure {service} storage connection string; set it to one such as " +
+                    $"{service}Endpoint=https://ACCOUNT.{service.ToString().ToLowerInvariant()}.core.windows.net/;SharedAccessSignature=... (see deploy/k8s/README.md)."
+                : $"{connection.Source} is not an Azure Storage connection string; set it to one such as " +
+                    "UseDevelopmentStorage=true or the storage account's connection string from the Azure portal.");
+        }
     }
 
     private static void CheckPort(List<string> failures, string key, int port)
@@ -116,5 +142,30 @@ internal sealed class HttpOptionsValidator : IValidateOptions<HttpOptions>
             : url.StartsWith("https://", StringComparison.OrdinalIgnoreCase) ? url["https://".Length..]
             : null;
         return !string.IsNullOrEmpty(rest) && !rest.StartsWith('/');
+    }
+}
+
+/// <summary>Checks <see cref="BabelTlsOptions"/>: when TLS is on, that the certificate loads with its key and is usable; when off, that no certificate is set in vain.</summary>
+internal sealed class BabelTlsOptionsValidator(IConfiguration configuration) : IValidateOptions<BabelTlsOptions>
+{
+    public ValidateOptionsResult Validate(string? name, BabelTlsOptions options)
+    {
+        if (!options.Enabled)
+        {
+            (string Key, string? Value)[] files = [("CertificatePath", options.CertificatePath), ("KeyPath", options.KeyPath), ("CertificateAuthorityPath", options.CertificateAuthorityPath)];
+            return files.FirstOrDefault(f => !string.IsNullOrWhiteSpace(f.Value)) is { Key: { } set }
+                ? ValidateOptionsResult.Fail($"Babel:Tls:{set} is set but Babel:Tls:Enabled is not true, so connections would stay plaintext; " +
+                    "set Babel:Tls:Enabled to true, or remove the certificate settings.")
+                : ValidateOptionsResult.Success;
+        }
+        try
+        {
+            using var certificates = ClusterTls.Load(options, configuration);
+            return ValidateOptionsResult.Success;
+        }
+        catch (OptionsValidationException e)
+        {
+            return ValidateOptionsResult.Fail(e.Failures);
+        }
     }
 }

@@ -10,7 +10,8 @@ namespace Babel.Storage.Artifacts;
 
 /// <summary>
 /// An <see cref="IArtifactStore"/> on one Azure Blob container (cluster and Kubernetes modes; Azurite in tests):
-/// key <c>a/b/c.json</c> is the block blob <c>a/b/c.json</c>. The container is created on first write.
+/// key <c>a/b/c.json</c> is the block blob <c>a/b/c.json</c>. The container is created on first write when the credential
+/// may create it; a SAS scoped to the container (a client's) may not, so there it must exist already.
 /// </summary>
 /// <remarks>
 /// Writes are atomic for readers without a temporary blob: a block blob's new content becomes visible
@@ -89,19 +90,13 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
     {
         ArgumentNullException.ThrowIfNull(content);
         var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
-        await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
-        await CallAsync(
-            () => blob.UploadAsync(content, new BlobUploadOptions { TransferOptions = _transferOptions }, cancellationToken),
-            cancellationToken).ConfigureAwait(false);
+        await WriteAsync(() => blob.UploadAsync(content, new BlobUploadOptions { TransferOptions = _transferOptions }, cancellationToken), cancellationToken).ConfigureAwait(false);
     }
 
     public async Task PutBytesAsync(string key, ReadOnlyMemory<byte> content, CancellationToken cancellationToken = default)
     {
         var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
-        await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
-        await CallAsync(
-            () => blob.UploadAsync(new BinaryData(content), new BlobUploadOptions { TransferOptions = _transferOptions }, cancellationToken),
-            cancellationToken).ConfigureAwait(false);
+        await WriteAsync(() => blob.UploadAsync(new BinaryData(content), new BlobUploadOptions { TransferOptions = _transferOptions }, cancellationToken), cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<byte[]?> GetBytesAsync(string key, CancellationToken cancellationToken = default)
@@ -187,6 +182,22 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
         }
     }
 
+    /// <summary>Creates the container if needed (and allowed), then runs the upload <paramref name="write"/>.</summary>
+    private async Task WriteAsync<T>(Func<Task<T>> write, CancellationToken cancellationToken)
+    {
+        await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await CallAsync(write, cancellationToken).ConfigureAwait(false);
+        }
+        catch (RequestFailedException e) when (e.Status == 404 && e.ErrorCode == "ContainerNotFound")
+        {
+            throw new UserInputException(
+                $"The artifact container '{_container.Name}' does not exist at {Endpoint} and this credential may not create it; " +
+                "create it with the account's key (az storage container create, as deploy/k8s/README.md shows) or run a silo job first.", e);
+        }
+    }
+
     private async Task EnsureContainerAsync(CancellationToken cancellationToken)
     {
         if (_containerExists) return;
@@ -194,7 +205,15 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
         try
         {
             if (_containerExists) return;
-            await CallAsync(() => _container.CreateIfNotExistsAsync(cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await CallAsync(() => _container.CreateIfNotExistsAsync(cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+            }
+            catch (RequestFailedException e) when (e.Status == 403 && e.ErrorCode is "AuthorizationPermissionMismatch" or "AuthorizationResourceTypeMismatch")
+            {
+                // A SAS scoped to this container (a client's) may write in it but not create it; if it is missing, the write
+                // says so (WriteAsync).
+            }
             _containerExists = true;
         }
         finally

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Azure.Storage.Blobs;
+using Azure.Storage.Sas;
 using Babel.FunctionalTests.Infrastructure;
 using Babel.Storage;
 using Babel.Storage.Artifacts;
@@ -115,6 +117,54 @@ public sealed class AzureBlobArtifactStoreTests : ArtifactStoreContract, IDispos
         var error = await Assert.ThrowsAsync<UserInputException>(() => store.PutBytesAsync("a.json", "{}"u8.ToArray()));
 
         Assert.Contains("rejected the credentials", error.Message);
+    }
+
+    [Fact]
+    public async Task A_SAS_on_the_existing_container_writes_reads_lists_and_deletes_there_and_nowhere_else()
+    {
+        // What a client holds: a SAS scoped to the artifact container, which may not create containers.
+        await _store.Container.CreateAsync();
+        var store = AzureBlobArtifactStore.Create(ContainerSas(_store.Container), _store.Container.Name);
+
+        await store.PutBytesAsync("jobs/j1/a.json", "a"u8.ToArray());
+        await store.PutAsync("inputs/m/config.json", new MemoryStream("{}"u8.ToArray()));
+
+        Assert.Equal("a"u8.ToArray(), await store.GetBytesAsync("jobs/j1/a.json"));
+        Assert.Equal(["inputs/m/config.json", "jobs/j1/a.json"], await ListAsync(store, ""));
+        await store.DeleteAsync("jobs/j1/a.json");
+        Assert.False(await store.ExistsAsync("jobs/j1/a.json"));
+        var other = AzureBlobArtifactStore.Create(ContainerSas(_store.Container), $"t{Guid.NewGuid():N}");
+        var error = await Assert.ThrowsAsync<UserInputException>(() => other.PutBytesAsync("a.json", "{}"u8.ToArray()));
+        Assert.Contains("rejected the credentials", error.Message);
+    }
+
+    [Fact]
+    public async Task A_SAS_on_a_container_that_does_not_exist_says_to_create_it()
+    {
+        var store = AzureBlobArtifactStore.Create(ContainerSas(_store.Container), _store.Container.Name);
+
+        var error = await Assert.ThrowsAsync<UserInputException>(() => store.PutBytesAsync("jobs/j1/a.json", "a"u8.ToArray()));
+
+        Assert.Equal($"The artifact container '{_store.Container.Name}' does not exist at {_store.Container.Uri.GetLeftPart(UriPartial.Authority)} and this credential " +
+            "may not create it; create it with the account's key (az storage container create, as deploy/k8s/README.md shows) or run a silo job first.", error.Message);
+        Assert.False((await _store.Container.ExistsAsync()).Value);
+    }
+
+    /// <summary>A connection string whose SAS may read, add, create, write, delete and list blobs in <paramref name="container"/> only.</summary>
+    private static string ContainerSas(BlobContainerClient container)
+    {
+        var permissions = BlobContainerSasPermissions.Read | BlobContainerSasPermissions.Add | BlobContainerSasPermissions.Create
+            | BlobContainerSasPermissions.Write | BlobContainerSasPermissions.Delete | BlobContainerSasPermissions.List;
+        var sas = container.GenerateSasUri(permissions, DateTimeOffset.UtcNow.AddHours(1));
+        return $"BlobEndpoint={container.Uri.GetLeftPart(UriPartial.Authority)}/{Azurite.AccountName};SharedAccessSignature={sas.Query.TrimStart('?')}";
+    }
+
+    private static async Task<List<string>> ListAsync(IArtifactStore store, string prefix)
+    {
+        var keys = new List<string>();
+        await foreach (var key in store.ListAsync(prefix))
+            keys.Add(key);
+        return keys;
     }
 
     [Theory]

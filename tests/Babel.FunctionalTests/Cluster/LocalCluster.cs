@@ -23,13 +23,16 @@ public sealed class LocalCluster : IAsyncDisposable
     public IReadOnlyList<SiloProcess> Silos => _silos;
     public BabelCli Cli => BabelCli.ForCluster(Azurite.ConnectionString, ClusterId, WorkingDirectory);
 
-    /// <summary>Starts Azurite and <paramref name="silos"/> silos with one CPU worker each, and waits until every silo is ready.</summary>
-    public static async Task<LocalCluster> StartAsync(int silos)
+    /// <summary>
+    /// Starts Azurite and <paramref name="silos"/> silos with one CPU worker each, and waits until every silo is ready;
+    /// <paramref name="siloSettings"/> adds environment variables to every silo.
+    /// </summary>
+    public static async Task<LocalCluster> StartAsync(int silos, IReadOnlyDictionary<string, string?>? siloSettings = null)
     {
         var cluster = new LocalCluster(await Azurite.StartNewAsync(), Directory.CreateTempSubdirectory("babel-cluster-").FullName);
         try
         {
-            for (var i = 0; i < silos; i++) cluster._silos.Add(SiloProcess.Start($"silo{i}", cluster.ClusterId, cluster.Azurite.ConnectionString));
+            for (var i = 0; i < silos; i++) cluster._silos.Add(SiloProcess.Start($"silo{i}", cluster.ClusterId, cluster.Azurite.ConnectionString, settings: siloSettings));
             await Task.WhenAll(cluster._silos.Select(s => s.WaitReadyAsync(ReadyTimeout)));
             return cluster;
         }

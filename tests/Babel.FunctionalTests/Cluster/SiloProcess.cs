@@ -36,8 +36,11 @@ public sealed class SiloProcess : IDisposable
     /// <summary>The prefix of this silo's device worker ids (<c>127.0.0.1:PORT@GENERATION/</c>); the generation differs per start.</summary>
     public string WorkerPrefix => $"127.0.0.1:{SiloPort}@";
 
-    /// <summary>Starts a silo with <paramref name="cpuSlots"/> device workers in cluster <paramref name="clusterId"/> on <paramref name="connectionString"/>.</summary>
-    public static SiloProcess Start(string name, string clusterId, string connectionString, int cpuSlots = 1)
+    /// <summary>
+    /// Starts a silo with <paramref name="cpuSlots"/> device workers in cluster <paramref name="clusterId"/> on
+    /// <paramref name="connectionString"/>; <paramref name="settings"/> adds or replaces environment variables (e.g. <c>Babel__Tls__*</c>).
+    /// </summary>
+    public static SiloProcess Start(string name, string clusterId, string connectionString, int cpuSlots = 1, IReadOnlyDictionary<string, string?>? settings = null)
     {
         var ports = ChildProcess.FreePorts(3);
         var cache = Directory.CreateTempSubdirectory($"babel-silo-{name}-").FullName;
@@ -58,6 +61,8 @@ public sealed class SiloProcess : IDisposable
             ["ASPNETCORE_URLS"] = null,
             ["DOTNET_gcServer"] = "0",
         };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+            environment[key] = value;
         var process = ChildProcess.Start(BuildOutputs.SiloDll, [], environment, cache, keepWholeOutput: false);
         return new SiloProcess(name, process, ports[0], ports[1], ports[2], cache);
     }

@@ -132,7 +132,7 @@ public partial class ManifestTests
     }
 
     [Fact]
-    public void Client_job_runs_babel_profile_against_the_silos_with_the_storage_secret()
+    public void Client_job_runs_babel_profile_against_the_silos_with_its_own_narrow_storage_secret()
     {
         var job = Assert.Single(LoadFile("examples", "profile-job.yaml").OfType<V1Job>());
         var pod = job.Spec.Template.Spec;
@@ -144,13 +144,17 @@ public partial class ManifestTests
         foreach (var required in new[] { "--model", "--corpus", "--out" })
             Assert.Contains(required, client.Args);
 
-        // The same cluster and storage as the silos.
+        // The same cluster as the silos, but not their account key: a SAS per service from the client's own Secret.
         var env = client.Env.ToDictionary(e => e.Name);
         var siloEnv = Silo(BaseDeployment()).Env.ToDictionary(e => e.Name);
         var clusterId = EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ClusterId));
         Assert.Equal(BaseDeployment().Spec.Template.Metadata.Labels[KubernetesHosting.ClusterIdLabel], env[clusterId].Value);
-        var secret = env[StorageConnectionString.Key].ValueFrom.SecretKeyRef;
-        Assert.Equal((siloEnv[StorageConnectionString.Key].ValueFrom.SecretKeyRef.Name, siloEnv[StorageConnectionString.Key].ValueFrom.SecretKeyRef.Key), (secret.Name, secret.Key));
+        Assert.False(env.ContainsKey(StorageConnectionString.Key), "The client Job must not get the silos' shared connection string.");
+        var siloSecret = siloEnv[StorageConnectionString.Key].ValueFrom.SecretKeyRef.Name;
+        Assert.Equal(
+            [("babel-client-storage", "blob-connection-string"), ("babel-client-storage", "table-connection-string")],
+            new[] { StorageConnectionString.BlobKey, StorageConnectionString.TableKey }.Select(k => (env[k].ValueFrom.SecretKeyRef.Name, env[k].ValueFrom.SecretKeyRef.Key)));
+        Assert.NotEqual(siloSecret, env[StorageConnectionString.TableKey].ValueFrom.SecretKeyRef.Name);
 
         // The network policy lets this pod reach the gateway port, which the gateway Service exposes.
         var policy = Assert.Single(LoadFile("base", "networkpolicy.yaml").OfType<V1NetworkPolicy>());
@@ -175,13 +179,21 @@ public partial class ManifestTests
     }
 
     [Fact]
-    public void Secret_example_is_not_deployed_and_holds_only_a_placeholder()
+    public void Secret_examples_are_not_deployed_and_hold_only_placeholders()
     {
         Assert.DoesNotContain("secret", File.ReadAllText(Path.Combine(K8s, "base", "kustomization.yaml")).Split('#')[0], StringComparison.OrdinalIgnoreCase);
-        var secret = Assert.Single(LoadFile("base", "secret.example.yaml").OfType<V1Secret>());
-        Assert.Equal("babel-storage", secret.Metadata.Name);
-        var value = Assert.Single(secret.StringData, kv => kv.Key == "connection-string").Value;
-        Assert.Matches("^<[A-Z_]+>$", value);
+        var secrets = LoadFile("base", "secret.example.yaml").OfType<V1Secret>().ToDictionary(s => s.Metadata.Name);
+        // Every Secret a manifest reads (the silos', the client Job's, the TLS certificate) is shown, with the keys it reads.
+        var referenced = ManifestFiles().SelectMany(f => LoadStrict(File.ReadAllText(f)))
+            .SelectMany(o => o switch { V1Deployment d => [d.Spec.Template.Spec], V1Job j => new[] { j.Spec.Template.Spec }, _ => [] })
+            .SelectMany(pod => pod.Containers.SelectMany(c => (c.Env ?? []).Where(e => e.ValueFrom?.SecretKeyRef is not null).Select(e => (e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key))
+                .Concat(SecretFilesRead(pod, c))))
+            .ToHashSet();
+        Assert.Equal(["babel-client-storage", "babel-storage", "babel-tls"], referenced.Select(r => r.Item1).Distinct().Order(StringComparer.Ordinal));
+        foreach (var (name, key) in referenced)
+            Assert.True(secrets.TryGetValue(name, out var secret) && secret.StringData.ContainsKey(key), $"secret.example.yaml does not show key {key} of Secret {name}.");
+        Assert.All(secrets.Values.SelectMany(s => s.StringData.Values), value => Assert.Matches("^<[A-Z_]+>$", value));
+        Assert.Equal("kubernetes.io/tls", secrets["babel-tls"].Type);
     }
 
     [Fact]
@@ -208,11 +220,14 @@ public partial class ManifestTests
     public void Environment_names_bind_to_the_silo_options_and_the_values_validate()
     {
         var env = Silo(BaseDeployment()).Env.ToDictionary(e => e.Name);
+        using var scratch = new ScratchFolder();
 
         Assert.Equal("Cluster", env[EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.Mode))].Value);
         Assert.True(env.ContainsKey(EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ClusterId))));
         Assert.True(env.ContainsKey(EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ServiceId))));
         Assert.Equal("status.podIP", env[EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.AdvertisedAddress))].ValueFrom.FieldRef.FieldPath);
+        // Pods must reach each other: the silo listens on the pod IP, not on its default, loopback.
+        Assert.Equal("status.podIP", env[EnvName(BabelClusterOptions.Section, nameof(BabelClusterOptions.ListenAddress))].ValueFrom.FieldRef.FieldPath);
         Assert.Equal("metadata.name", env["POD_NAME"].ValueFrom.FieldRef.FieldPath);
         Assert.Equal("metadata.namespace", env["POD_NAMESPACE"].ValueFrom.FieldRef.FieldPath);
         var secret = env[StorageConnectionString.Key].ValueFrom.SecretKeyRef;
@@ -230,6 +245,7 @@ public partial class ManifestTests
             [BabelClusterOptions.Section] = typeof(BabelClusterOptions),
             [WorkerOptions.Section] = typeof(WorkerOptions),
             [HttpOptions.Section] = typeof(HttpOptions),
+            [BabelTlsOptions.Section] = typeof(BabelTlsOptions),
         };
         foreach (var name in env.Keys.Where(n => n.StartsWith("Babel__", StringComparison.Ordinal)))
         {
@@ -247,8 +263,13 @@ public partial class ManifestTests
         Assert.Equal("metadata.namespace", env[KubernetesHosting.PodNamespaceVariable].ValueFrom.FieldRef.FieldPath);
         Assert.Equal("status.podIP", env[Orleans.Hosting.Kubernetes.KubernetesHostingOptions.PodIPEnvironmentVariable].ValueFrom.FieldRef.FieldPath);
 
-        // Every value as Kubernetes fills it in for a pod of this template (downward API, secret) passes the silo's validators.
-        string? Resolve(V1EnvVar e) => e.Value ?? e.ValueFrom switch
+        // Every value as Kubernetes fills it in for a pod of this template (downward API, secret, the TLS Secret's files, made
+        // here under the names the Secret volume has) passes the silo's validators.
+        var tlsMount = MountedSecretFolder(BaseDeployment().Spec.Template.Spec, Silo(BaseDeployment()), "babel-tls");
+        using var certificate = Babel.Tests.Security.TestCertificates.SelfSigned("babel-cluster");
+        Babel.Tests.Security.TestCertificates.WritePem(certificate, scratch.Path);
+        string? Rebase(string? value) => value is not null && value.StartsWith(tlsMount + "/", StringComparison.Ordinal) ? Path.Combine(scratch.Path, value[(tlsMount.Length + 1)..]) : value;
+        string? Resolve(V1EnvVar e) => Rebase(e.Value) ?? e.ValueFrom switch
         {
             { FieldRef.FieldPath: "metadata.name" } => "babel-silo-5d9c7-abcde",
             { FieldRef.FieldPath: "metadata.namespace" } => "babel",
@@ -267,6 +288,10 @@ public partial class ManifestTests
         Assert.True(new BabelClusterOptionsValidator(configuration).Validate(Options.DefaultName, cluster).Succeeded);
         Assert.True(new HttpOptionsValidator().Validate(null, configuration.GetSection(HttpOptions.Section).Get<HttpOptions>()!).Succeeded);
         Assert.True(new WorkerOptionsValidator().Validate(null, configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions()).Succeeded);
+        var tls = configuration.GetSection(BabelTlsOptions.Section).Get<BabelTlsOptions>()!;
+        Assert.True(tls.Enabled);
+        var tlsResult = new BabelTlsOptionsValidator(configuration).Validate(null, tls);
+        Assert.True(tlsResult.Succeeded, string.Join(" ", tlsResult.Failures ?? []));
     }
 
     [Fact]
@@ -294,7 +319,7 @@ public partial class ManifestTests
         var rule = Assert.Single(role.Rules);
         Assert.Equal([""], rule.ApiGroups);
         Assert.Equal(["pods"], rule.Resources);
-        Assert.Equal(OrleansKubernetesHostingVerbs(), rule.Verbs.Order(StringComparer.Ordinal));
+        Assert.Equal(KubernetesHostingVerbsBabelUses(), rule.Verbs.Order(StringComparer.Ordinal));
         var binding = Assert.Single(rbac.OfType<V1RoleBinding>());
         Assert.Equal(role.Metadata.Name, binding.RoleRef.Name);
         Assert.Equal(BaseDeployment().Spec.Template.Spec.ServiceAccountName, Assert.Single(binding.Subjects).Name);

@@ -66,6 +66,42 @@ public class SiloOptionsTests
     }
 
     [Fact]
+    public void Each_service_takes_its_own_connection_string_before_the_shared_one()
+    {
+        var configuration = Configuration(
+            ("BABEL_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true"),
+            ("BABEL_STORAGE_TABLE_CONNECTION_STRING", "TableEndpoint=https://babel.table.core.windows.net/;SharedAccessSignature=sv=2020-12-06&tn=OrleansSiloInstances&sp=r&sig=c2ln"));
+
+        var tables = StorageConnectionString.From(configuration, StorageService.Table)!;
+        var blobs = StorageConnectionString.From(configuration, StorageService.Blob)!;
+
+        Assert.Equal(("BABEL_STORAGE_TABLE_CONNECTION_STRING", "BABEL_STORAGE_CONNECTION_STRING"), (tables.Source, blobs.Source));
+        Assert.StartsWith("TableEndpoint=", tables.Value, StringComparison.Ordinal);
+        // A table SAS connection string has no blob endpoint and needs none.
+        Assert.True(tables.IsWellFormed(StorageService.Table));
+        Assert.False(tables.IsWellFormed(StorageService.Blob));
+        Assert.True(Validate(new BabelClusterOptions { Mode = ClusterMode.Cluster }, configuration).Succeeded);
+        Assert.Equal("TableEndpoint=https://babel.table.core.windows.net/;SharedAccessSignature=***",
+            StorageConnectionString.RedactSecrets(tables.Value));
+    }
+
+    [Fact]
+    public void One_service_alone_or_a_malformed_service_connection_string_is_refused_with_the_fix()
+    {
+        var tableOnly = Validate(new BabelClusterOptions { Mode = ClusterMode.Cluster },
+            Configuration(("BABEL_STORAGE_TABLE_CONNECTION_STRING", "TableEndpoint=https://babel.table.core.windows.net/;SharedAccessSignature=sp=r&sig=c2ln")));
+        Assert.Equal(["Cluster mode needs Azure Blob storage too; set BABEL_STORAGE_BLOB_CONNECTION_STRING or BABEL_STORAGE_CONNECTION_STRING to its connection string."],
+            tableOnly.Failures);
+
+        var malformed = Validate(new BabelClusterOptions { Mode = ClusterMode.Cluster }, Configuration(
+            ("BABEL_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true"),
+            ("BABEL_STORAGE_BLOB_CONNECTION_STRING", $"TableEndpoint=https://babel.table.core.windows.net/;SharedAccessSignature=sig={SecretKey}")));
+        var failure = Assert.Single(malformed.Failures!);
+        Assert.Equal("BABEL_STORAGE_BLOB_CONNECTION_STRING is not an Azure Blob storage connection string; set it to one such as " +
+            "BlobEndpoint=https://ACCOUNT.blob.core.windows.net/;SharedAccessSignature=... (see deploy/k8s/README.md).", failure);
+    }
+
+    [Fact]
     public void Malformed_connection_string_is_refused_without_echoing_it()
     {
         var secret = $"AccountName=babel;AccountKey={SecretKey};NoSuchPart";
