@@ -109,6 +109,8 @@ public static class BabelCli
         // The job engine's user errors, thrown by a grain, possibly on another process.
         Contracts.JobRequestException e => (InputErrorExitCode, e.Message),
         JobFailedException e => (JobFailedExitCode, e.Message),
+        // A bad Babel:* setting of the embedded silo: the validators' sentences say what to change.
+        Microsoft.Extensions.Options.OptionsValidationException e => (InputErrorExitCode, string.Join(" ", e.Failures)),
         JobInterruptedException e => (InterruptedExitCode, e.Message),
         OperationCanceledException => (InterruptedExitCode, "interrupted."),
         AggregateException { InnerExceptions.Count: 1 } e => Classify(e.InnerExceptions[0]),

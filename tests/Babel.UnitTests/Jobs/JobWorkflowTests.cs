@@ -131,6 +131,12 @@ public class JobWorkflowTests
         Assert.Equal("", output);
         Assert.Equal("error: '../escape' is not a valid job id; use 1–200 letters, digits, '.', '_', '=', '+' or '-', starting with a letter or digit.", error.Trim());
 
+        // A setting the embedded silo's validators refuse is an input error too, not a stack trace.
+        (code, output, error) = Run("watch", "some-job", "--store", scratch.Combine("store"), "--workers", "-1");
+        Assert.Equal(BabelCli.InputErrorExitCode, code);
+        Assert.Equal("", output);
+        Assert.Equal("error: Babel:Worker:CpuSlots -1 is negative; set 0 (no CPU workers) or more.", error.Trim());
+
         (code, output, error) = Run("result", "no-such-job", "--store", scratch.Combine("store"), "--out", scratch.Combine("out"));
         Assert.Equal(BabelCli.InputErrorExitCode, code);
         Assert.Equal("", output);
