@@ -239,7 +239,7 @@ public sealed class DistillJob(IServiceProvider services) : JobKind<DistillJobPa
         {
             var reason = shards.SelectMany(s => Read(s).Failures).GroupBy(f => f.Reason, StringComparer.Ordinal).MaxBy(g => g.Count())!.Key;
             throw new JobFailedException(job.JobId, string.Create(CultureInfo.InvariantCulture,
-                $"job {job.JobId} failed: {failures} of {calls} teacher calls failed ({(double)failures / calls:P1}), more than --max-failure-rate {p.MaxFailureRate}; the most frequent reason: {reason}. Fix the cause and rerun (answered calls come from the cache), or raise --max-failure-rate to keep the records."));
+                $"job {job.JobId} failed: {failures} of {calls} teacher calls failed ({100.0 * failures / calls:F1}%), more than --max-failure-rate {p.MaxFailureRate}; the most frequent reason: {reason}. Fix the cause and rerun (answered calls come from the cache), or raise --max-failure-rate to keep the records."));
         }
         var datasetFolder = job.Origin.FolderOf(p.Dataset);
         var manifest = Manifest(job.JobId, p, totals, p.Model is null ? null : job.Origin.FolderOf(p.Model),
