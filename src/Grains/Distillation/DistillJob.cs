@@ -100,11 +100,8 @@ public sealed class DistillJob(IServiceProvider services) : JobKind<DistillJobPa
     public static IReadOnlyList<DistillationQuestion> Questions(DistillJobParameters p, string folder)
     {
         var questions = DistillationDataset.Read(p.DatasetFormat, Path.Combine(folder, p.DatasetFile), p.Split);
-        return Limited(p, questions);
+        return p.Limit > 0 && p.Limit < questions.Count ? [.. questions.Take(p.Limit)] : questions;
     }
-
-    private static IReadOnlyList<DistillationQuestion> Limited(DistillJobParameters p, IReadOnlyList<DistillationQuestion> questions) =>
-        p.Limit > 0 && p.Limit < questions.Count ? [.. questions.Take(p.Limit)] : questions;
 
     /// <summary>The shard id of the <paramref name="index"/>-th slice of questions.</summary>
     public static string ShardId(int index) => string.Create(CultureInfo.InvariantCulture, $"q{index:D5}");
