@@ -12,6 +12,7 @@ namespace Babel.Modeling.Distillation;
 /// </summary>
 public sealed record DistillationManifest
 {
+    /// <summary>The job that wrote the folder (none for the programmatic set).</summary>
     [JsonPropertyName("job")] public string? Job { get; init; }
     [JsonPropertyName("teacher")] public required TeacherManifest Teacher { get; init; }
     [JsonPropertyName("dataset")] public required DatasetManifest Dataset { get; init; }
@@ -102,6 +103,7 @@ public sealed record TemplatesManifest(
     public static TemplatesManifest Of(PromptTemplates templates) => new(TemplateManifest.Of(templates.ChainOfThought), TemplateManifest.Of(templates.Evaluation));
 }
 
+/// <summary>One prompt template: its name, its file in the repository and the SHA-256 of its text.</summary>
 public sealed record TemplateManifest(
     [property: JsonPropertyName("name")] string Name,
     [property: JsonPropertyName("file")] string File,
@@ -141,6 +143,7 @@ public sealed record CountsManifest
     [JsonPropertyName("failures")] public long? Failures { get; init; }
 }
 
+/// <summary>Self-evaluations per parsed verdict.</summary>
 public sealed record EvaluationLabelCounts
 {
     [JsonPropertyName("correct")] public long Correct { get; init; }
