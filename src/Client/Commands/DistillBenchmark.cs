@@ -1,12 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using Babel.Grains.Distillation;
+using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
-using Babel.Modeling.Runtime;
-using Babel.Modeling.Tokenization;
-using Babel.Modeling.Transformer;
 using Babel.Silo.Serving;
 using Microsoft.Extensions.DependencyInjection;
 using Spectre.Console;
@@ -58,52 +55,35 @@ internal static class DistillBenchmark
     {
         const int Rounds = 2;
         var store = Path.Combine(root, "store-" + Guid.NewGuid().ToString("N")[..8]);
-        var parameters = new DistillJobParameters("local", "", Path.GetFileName(dataset), "jsonl", "train", "math",
+        var template = new DistillJobParameters("local", "", "", "jsonl", "train", "math",
             Cots: cots, Evaluations: evals, MaxNewTokens: maxNew, BatchSize: batch, Seed: 1, QuestionsPerShard: 4);
         var questions = File.ReadAllLines(dataset).Length;
         double jobSeconds = 0, shardSeconds = 0, plainSeconds = 0;
         long jobTokens = 0, plainTokens = 0, calls = 0;
         await using (var connection = await EngineConnection.OpenAsync(cluster: false, store, workers: 1, cancellationToken))
         {
+            var kind = connection.Jobs.Kinds.Get<DistillJob>();
+            async Task<DistillationFolder> RunAsync(DistillJobParameters p, string? jobId)
+            {
+                var parameters = await kind.PrepareAsync(connection.Jobs, p, dataset, modelDirectory, cluster: false, cancellationToken);
+                return await connection.Jobs.RunAsync(kind, parameters, new JobOptions(JobId: jobId), progress: null, cancellationToken);
+            }
             // A first, smaller job with another seed uploads the model and loads it into the worker; the measured jobs then
             // show the engine's steady-state cost (leases, cache writes, shard results, output files), not one-time setup.
-            await DistillCommand.RunAsync(connection, parameters with { Seed = 1000, Limit = 4 }, modelDirectory, dataset, questions,
-                Path.Combine(root, "warm-up"), null, TextWriter.Null, cancellationToken);
-            TorchRuntime.Initialize(1);
-            using var model = CausalLanguageModel.Load(modelDirectory);
-            using var tokenizer = HuggingFaceTokenizer.Load(modelDirectory);
-            using var teacher = new LocalTeacher(model, tokenizer, "bench", batch);
+            (await RunAsync(template with { Seed = 1000, Limit = 4 }, null)).Save(Path.Combine(root, "warm-up"));
             // Job and plain runs alternate (each plain run repeats the batches of the job before it), so load on a shared machine hits both alike.
             for (var round = 0; round < Rounds; round++)
             {
                 var outFolder = Path.Combine(root, $"out-{round}");
                 var jobId = $"bench-distill-{Guid.NewGuid():N}";
                 var stopwatch = Stopwatch.StartNew();
-                await DistillCommand.RunAsync(connection, parameters with { Seed = round + 1 }, modelDirectory, dataset, questions, outFolder, jobId, TextWriter.Null, cancellationToken);
+                var folder = await RunAsync(template with { Seed = round + 1 }, jobId);
+                folder.Save(outFolder);
                 jobSeconds += stopwatch.Elapsed.TotalSeconds;
                 shardSeconds += (await connection.Grains.GetGrain<Contracts.IJobGrain>(jobId).GetStatusAsync(includeShards: false)).ComputeSeconds;
-                var manifest = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(outFolder, DistillationFiles.Manifest)))!;
-                jobTokens += (long)manifest["tokens_out"]!;
-
-                // The same generation batches as the job's shards ran them: per shard, the chain-of-thought calls then the evaluation calls, in chunks of the batch size.
-                var chunks = new List<List<TeacherRequest>>();
-                foreach (var file in Directory.GetFiles(Path.Combine(outFolder, DistillCommand.RawFolder), "*.jsonl").Order(StringComparer.Ordinal))
-                {
-                    var exchanges = File.ReadAllLines(file).Select(l => JsonSerializer.Deserialize<RawExchange>(l, TeacherCache.Json)!).ToList();
-                    foreach (var role in new[] { DistillationGenerator.CotRole, DistillationGenerator.EvaluationRole })
-                    {
-                        chunks.AddRange(exchanges.Where(e => e.Role == role).Select(e => e.Exchange.Request).Chunk(batch).Select(c => c.ToList()));
-                    }
-                }
-                // OpenMP's thread count belongs to the calling thread: set it on the thread that generates, as the worker does.
-                TorchRuntime.Initialize(1);
-                var plain = Stopwatch.StartNew();
-                foreach (var chunk in chunks)
-                {
-                    foreach (var result in await teacher.CompleteAsync(chunk, cancellationToken)) plainTokens += result.Completion!.CompletionTokens;
-                }
-                plainSeconds += plain.Elapsed.TotalSeconds;
-                calls += chunks.Sum(c => c.Count);
+                jobTokens += folder.Manifest.TokensOut ?? 0;
+                var plain = await DistillationBenchmarks.PlainGenerationAsync(modelDirectory, outFolder, batch, cancellationToken);
+                (calls, plainTokens, plainSeconds) = (calls + plain.Calls, plainTokens + plain.Tokens, plainSeconds + plain.Seconds);
             }
         }
         Directory.Delete(store, recursive: true);

@@ -144,8 +144,8 @@ internal static class QuickstartCommand
             var arithmetic = Path.Combine(root, "arithmetic");
             if (!File.Exists(Path.Combine(arithmetic, DistillationFiles.Manifest))) ArithmeticWordProblems.Write(arithmetic, new ArithmeticProblemOptions());
             var students = StudentCorpus.Load(arithmetic);
-            var (studentJob, studentRuns) = await StudentGridCommand.RunAsync(engine, students, QuickstartStudent, [StudentSettings.Standard, StudentSettings.MultiCotSelfEvaluation],
-                [StudentLabels.Gold], ["micro"], [1], parse.InvocationConfiguration.Error, cancellationToken);
+            var (studentJob, studentRuns) = await Grains.Distillation.StudentGridWorkflow.RunAsync(engine.Jobs, students, QuickstartStudent, [StudentSettings.Standard, StudentSettings.MultiCotSelfEvaluation],
+                [StudentLabels.Gold], ["micro"], [1], progress: null, cancellationToken);
             var studentReport = StudentGridReport.Write(Path.Combine(runDirectory, ProfileRun.DistillationFolder), studentRuns,
                 new { job = studentJob, data = Path.GetFullPath(arithmetic), test = students.TestSource, options = QuickstartStudent });
             console.WriteLine(studentReport.Reading());

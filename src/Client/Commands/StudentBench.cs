@@ -1,12 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using Babel.Grains.Distillation;
 using Babel.Modeling.Benchmarks;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Runtime;
-using Babel.Modeling.Training;
-using Babel.Modeling.Transformer;
-using static TorchSharp.torch;
 
 namespace Babel.Client.Commands;
 
@@ -39,20 +37,12 @@ internal static class StudentBench
             var peak = ModelBenchmark.MatmulGflops(2048, 2, TimeSpan.FromSeconds(5));
             writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"matmul 2048³, 2 threads: {peak:F1} GFLOP/s"));
             writer.WriteLine($"{"student",-8} {"parameters",11} {"student tok/s",14} {"plain tok/s",12} {"ratio",6} {"GFLOP/s",8} {"of peak",8}");
-            var stepCount = parse.GetValue(steps);
             foreach (var preset in parse.GetValue(students)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
-                var options = new StudentOptions
-                {
-                    Setting = StudentSettings.MultiCot, Student = preset, Steps = stepCount, EvalInterval = stepCount, MaxRationaleTokens = 0, Threads = 2,
-                };
-                var (metrics, _) = StudentTrainer.Train(corpus, options, Path.Combine(root, "run-" + preset), cancellationToken: cancellationToken);
-                // The same model trained as a plain causal LM on random tokens, batches of the student's mean tokens per step.
-                var tokensPerStep = metrics.TrainTokens / (double)stepCount;
-                var plain = PlainTrainingTokensPerSecond(Path.Combine(root, "run-" + preset), preset, (int)Math.Round(tokensPerStep / 64), stepCount, root);
-                var gflops = 6.0 * metrics.Parameters * metrics.TrainTokensPerSecond / 1e9;
+                var speed = DistillationBenchmarks.StudentTraining(corpus, preset, parse.GetValue(steps), root, cancellationToken);
+                var m = speed.Metrics;
                 writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{preset,-8} {metrics.Parameters,11:N0} {metrics.TrainTokensPerSecond,14:F0} {plain,12:F0} {metrics.TrainTokensPerSecond / plain,6:F2} {gflops,8:F2} {100 * gflops / peak,7:F1}%"));
+                    $"{preset,-8} {m.Parameters,11:N0} {m.TrainTokensPerSecond,14:F0} {speed.PlainTokensPerSecond,12:F0} {m.TrainTokensPerSecond / speed.PlainTokensPerSecond,6:F2} {speed.Gflops,8:F2} {100 * speed.Gflops / peak,7:F1}%"));
             }
             writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"peak resident memory: {ModelBenchmark.PeakResidentMegabytes():F0} MiB"));
 
@@ -67,8 +57,8 @@ internal static class StudentBench
                 var stopwatch = Stopwatch.StartNew();
                 await using (var connection = await EngineConnection.OpenAsync(cluster: false, Path.Combine(root, $"store-{workers}"), workers, cancellationToken))
                 {
-                    await StudentGridCommand.RunAsync(connection, corpus, gridOptions, [StudentSettings.MultiCot], [StudentLabels.Gold], ["micro"],
-                        [.. Enumerable.Range(1, runs).Select(s => (long)s)], TextWriter.Null, cancellationToken);
+                    await StudentGridWorkflow.RunAsync(connection.Jobs, corpus, gridOptions, [StudentSettings.MultiCot], [StudentLabels.Gold], ["micro"],
+                        [.. Enumerable.Range(1, runs).Select(s => (long)s)], progress: null, cancellationToken);
                 }
                 var seconds = stopwatch.Elapsed.TotalSeconds;
                 writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -77,30 +67,5 @@ internal static class StudentBench
             return 0;
         });
         return command;
-    }
-
-    /// <summary>Tokens/s of next-token training (the same AdamW loop) of a freshly initialised copy of the student on random [64, length] batches.</summary>
-    private static double PlainTrainingTokensPerSecond(string studentWork, string preset, int length, int steps, string root)
-    {
-        using var tokenizer = Modeling.Tokenization.HuggingFaceTokenizer.Load(Path.Combine(studentWork, StudentTrainer.TokenizerFolder));
-        var config = ModelPresets.Create(preset, tokenizer.VocabSize, tokenizer.BosId, tokenizer.EosId, tokenizer.PadId);
-        using var model = new CausalLanguageModel(config);
-        model.InitializeWeights(1);
-        length = Math.Max(2, length);
-        var options = new PretrainingOptions { Steps = steps, BatchSize = 64, SequenceLength = length, CheckpointInterval = steps, Threads = 2 };
-        var random = new Random(1);
-        var batches = Enumerable.Range(0, steps).Select(_ =>
-            Enumerable.Range(0, 64 * (length + 1)).Select(_ => (long)random.Next(3, tokenizer.VocabSize)).ToArray()).ToList();
-        var stopwatch = new Stopwatch();
-        Pretrainer.Train(model, step =>
-        {
-            if (step == 0) stopwatch.Start();
-            var all = tensor(batches[step], [64, length + 1]);
-            return Pretrainer.Loss(model.Forward(all[.., ..^1]), all[.., 1..].contiguous());
-        }, options, Path.Combine(root, "plain-" + preset), new CheckpointHooks(), new SynchronousProgress<TrainingProgress>(p =>
-        {
-            if (p.Step == steps) stopwatch.Stop();
-        }));
-        return 64.0 * length * steps / stopwatch.Elapsed.TotalSeconds;
     }
 }

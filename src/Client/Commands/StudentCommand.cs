@@ -48,9 +48,6 @@ internal static class StudentCommand
         };
     }
 
-    public const string CheckpointFolder = "checkpoint";
-    public const string ModelFolder = "model";
-
     public static Command CreateTrain()
     {
         var shared = new TrainingOptions();
@@ -59,7 +56,7 @@ internal static class StudentCommand
         var labels = new Option<string>("--labels") { Description = "Answer labels: gt (gold) or llm (the teacher's).", DefaultValueFactory = _ => defaults.Labels };
         var student = new Option<string>("--student") { Description = $"A preset trained from scratch ({string.Join(", ", ModelPresets.Names)}) or a Babel model folder to start from.", DefaultValueFactory = _ => defaults.Student };
         var seed = new Option<long>("--seed") { Description = "Seed of the initial weights and the data order.", DefaultValueFactory = _ => defaults.Seed };
-        var output = new Option<string>("--out") { Description = "Folder for metrics.json, predictions.jsonl, model/ (the chosen student) and checkpoint/ (a rerun resumes from it).", Required = true };
+        var output = new Option<string>("--out") { Description = "Folder for metrics.json, predictions.jsonl, history.jsonl, loss.png, model/ (the chosen student) and checkpoint/ (a rerun resumes from it).", Required = true };
         var command = new Command("train", "Train one student on distillation data (a rerun with the same options resumes).")
         {
             setting, labels, student, seed, output,
@@ -76,13 +73,10 @@ internal static class StudentCommand
             }).Validate();
             var corpus = StudentCorpus.Load(parse.GetValue(shared.Data)!, parse.GetValue(shared.Test));
             var outDirectory = Path.GetFullPath(parse.GetValue(output)!);
-            var work = Path.Combine(outDirectory, CheckpointFolder);
-            var error = parse.InvocationConfiguration.Error;
-            var (metrics, predictions) = StudentTrainer.Train(corpus, options, work, Reporter(error), cancellationToken: cancellationToken);
-            StudentTrainer.WriteOutputs(outDirectory, work, metrics, predictions, ModelFolder);
+            var metrics = StudentTrainer.TrainToFolder(corpus, options, outDirectory, Reporter(parse.InvocationConfiguration.Error), cancellationToken);
             var writer = parse.InvocationConfiguration.Output;
             writer.WriteLine(Summary(metrics));
-            writer.WriteLine($"wrote {Path.Combine(outDirectory, StudentTrainer.MetricsFile)}, {StudentTrainer.PredictionsFile} and {ModelFolder}/");
+            writer.WriteLine($"wrote {Path.Combine(outDirectory, StudentTrainer.MetricsFile)}, {StudentTrainer.PredictionsFile}, {TrainingHistory.FileName}, {TrainingHistory.PlotFileName} and {StudentTrainer.ModelFolder}/");
             return Task.FromResult(0);
         });
         return command;

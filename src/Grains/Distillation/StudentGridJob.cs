@@ -1,8 +1,6 @@
-using System.Collections.Immutable;
 using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
-using Babel.Contracts;
 using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Training;
@@ -28,18 +26,22 @@ public sealed record StudentGridParameters(string Corpus, StudentOptions Base, s
 /// resumes on another silo from its last checkpoint with the same data order and RNG state. A run uses the thread count of
 /// its options (not the worker's), so its result does not depend on which worker ran it.
 /// </summary>
-public sealed class StudentGridJob(IServiceProvider services) : IJobKind
+public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentGridParameters, StudentOptions, StudentGridReport>
 {
     public const string KindName = "distill-grid";
-    /// <summary>Artifact prefix of the runs' checkpoint zips; the command deletes a grid's zips once its results are read.</summary>
+    /// <summary>Artifact prefix of the runs' checkpoint zips; they are deleted once a grid's results are read.</summary>
     public const string CheckpointPrefix = "distill/students/";
     private const string ModelKeyPrefix = "models/";
+    /// <summary>
+    /// The workers renew a lease every third of it while a run is alive, so it only bounds how long a run of a dead silo
+    /// (or of a killed embedded client) waits before another worker resumes it from its last checkpoint.
+    /// </summary>
+    public static readonly TimeSpan DefaultLease = TimeSpan.FromSeconds(180);
 
-    public string Name => KindName;
+    public override string Name => KindName;
 
-    public static StudentGridParameters ParseParameters(string json)
+    protected override void Validate(StudentGridParameters p)
     {
-        var p = JobParameters.Deserialize<StudentGridParameters>(json, KindName);
         if (string.IsNullOrEmpty(p.Corpus)) throw new UserInputException("The student grid needs a corpus; pass --data DIR.");
         if (p.Base is null) throw new UserInputException("The student grid needs its base options.");
         if (p.Settings is not { Length: > 0 }) throw new UserInputException($"The student grid needs at least one setting; pass --settings with some of: {string.Join(", ", StudentSettings.All)}.");
@@ -54,7 +56,6 @@ public sealed class StudentGridJob(IServiceProvider services) : IJobKind
             }
         }
         foreach (var run in Runs(p)) run.Validate();
-        return p;
     }
 
     /// <summary>Every run of the grid, in plan order (settings, then labels, then students, then seeds).</summary>
@@ -92,31 +93,27 @@ public sealed class StudentGridJob(IServiceProvider services) : IJobKind
     /// <summary>The artifact key of a run's checkpoint zip.</summary>
     public static string CheckpointKey(string corpus, StudentOptions run) => $"{CheckpointPrefix}{RunHash(corpus, run)}.zip";
 
-    public Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    protected override Task<IReadOnlyList<Shard<StudentOptions>>> PlanAsync(StudentGridParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
-        IReadOnlyList<ShardSpec> shards = [.. Runs(p).Select(run => new ShardSpec(ShardId(run), JobParameters.Serialize(run), TotalSteps(run)))];
+        IReadOnlyList<Shard<StudentOptions>> shards = [.. Runs(p).Select(run => new Shard<StudentOptions>(ShardId(run), run, TotalSteps(run)))];
         return Task.FromResult(shards);
     }
 
     private static long TotalSteps(StudentOptions run) => run.Steps + (StudentSettings.UsesSelfEvaluation(run.Setting) ? run.SelfEvaluationSteps : 0);
 
-    public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
+    protected override ShardResult RunShard(ShardContext context, StudentGridParameters p, Shard<StudentOptions> shard, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
-        var run = JobParameters.Deserialize<StudentOptions>(shard.Parameters, KindName).Validate();
+        var run = shard.Slice.Validate();
         var corpus = StudentCorpus.Read(Path.Combine(context.LocalFolder(p.Corpus, cancellationToken), StudentCorpus.FileName));
         // An uploaded student is trained from its local copy; the metrics name it by its artifact key, as on every worker.
         var local = IsPreset(run.Student) ? run : run with { Student = context.LocalFolder(run.Student, cancellationToken) };
-        var store = services.GetRequiredService<IArtifactStore>();
         // Beside the worker's artifact cache: a retry on this machine (or a rerun of a killed embedded client) resumes from it.
         var cache = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var work = Path.Combine(cache, "students", RunHash(p.Corpus, run));
-        var metrics = TrainWithCheckpoints(store, CheckpointKey(p.Corpus, run), corpus, local, work, cancellationToken: cancellationToken);
+        var metrics = TrainWithCheckpoints(context.Store, CheckpointKey(p.Corpus, run), corpus, local, work, cancellationToken: cancellationToken);
         metrics = metrics with { Options = metrics.Options with { Student = run.Student } };
         Directory.Delete(work, recursive: true);
-        return new ShardResult(JobParameters.SerializeToUtf8Bytes(metrics), ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal,
-            [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", TotalSteps(run))]));
+        return ShardResult.Of(metrics, [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", TotalSteps(run))]);
     }
 
     /// <summary>
@@ -170,16 +167,52 @@ public sealed class StudentGridJob(IServiceProvider services) : IJobKind
         }
     }
 
-    /// <summary>Reads every run's metrics of a finished grid job, in plan order.</summary>
-    public static Task<IReadOnlyList<StudentMetrics>> AssembleAsync(IArtifactStore store, string jobId, StudentGridParameters p, CancellationToken cancellationToken) =>
-        ShardArtifacts.ReadAsync<StudentMetrics>(store, jobId, Runs(p).Select(ShardId), cancellationToken);
+    /// <summary>
+    /// Every run's metrics in plan order, with the grid's setup: its job, where the corpus was read from (recorded in the
+    /// uploaded corpus), the students (a model folder by the folder it was uploaded from) and the shared options. The runs'
+    /// checkpoint zips are deleted here: they are kept until the results are read, so a shard retried after its training
+    /// finished (its result write lost) resumes from its final checkpoint instead of training again.
+    /// </summary>
+    public override async Task<StudentGridReport> AssembleAsync(FinishedJob<StudentGridParameters> job, CancellationToken cancellationToken)
+    {
+        var p = job.Parameters;
+        var runs = await job.ReadShardsAsync<StudentMetrics>(Runs(p).Select(ShardId), cancellationToken);
+        foreach (var run in Runs(p)) await job.Store.DeleteAsync(CheckpointKey(p.Corpus, run), cancellationToken);
+        var corpus = await job.Store.GetBytesAsync($"{p.Corpus}/{StudentCorpus.FileName}", cancellationToken)
+            ?? throw new InvalidOperationException($"The corpus {p.Corpus} of job {job.JobId} is missing from the artifact store.");
+        var (data, test) = StudentCorpus.ReadSources(corpus);
+        var students = p.Students.Select(s => IsPreset(s) ? s : job.Origin.FolderOf(s) ?? s).ToList();
+        return StudentGridReport.From(runs) with { Setup = new StudentGridSetup(job.JobId, data, test, students, p.Base) };
+    }
+
+    public override void Save(StudentGridReport result, string directory) => result.Save(directory);
+
+    public override string Summary(StudentGridReport result) => result.Reading();
 
     /// <summary>
-    /// Deletes the checkpoint zips of a finished grid. They are kept until the results are read, so a shard retried after
-    /// its training finished (its result write lost) resumes from its final checkpoint instead of training again.
+    /// Uploads the corpus and any student model folders (a student that is neither a preset nor a folder is one sentence)
+    /// and returns the grid's parameters.
     /// </summary>
-    public static async Task DeleteCheckpointsAsync(IArtifactStore store, StudentGridParameters p, CancellationToken cancellationToken)
+    public static async Task<StudentGridParameters> UploadInputsAsync(JobClient jobs, StudentCorpus corpus, StudentOptions baseOptions, IReadOnlyList<string> settings,
+        IReadOnlyList<string> labels, IReadOnlyList<string> students, IReadOnlyList<long> seeds, CancellationToken cancellationToken)
     {
-        foreach (var run in Runs(p)) await store.DeleteAsync(CheckpointKey(p.Corpus, run), cancellationToken);
+        var studentKeys = new List<string>();
+        foreach (var student in students)
+        {
+            if (IsPreset(student)) studentKeys.Add(student);
+            else if (Directory.Exists(student)) studentKeys.Add(await jobs.UploadFolderAsync(student, "models", cancellationToken));
+            else throw new UserInputException($"The student '{student}' is neither a preset ({string.Join(", ", ModelPresets.Names)}) nor a model folder; pass a preset name or a Babel model folder.");
+        }
+        var staging = Directory.CreateTempSubdirectory("babel-student-corpus-");
+        try
+        {
+            corpus.Save(Path.Combine(staging.FullName, StudentCorpus.FileName));
+            var corpusKey = await jobs.UploadFolderAsync(staging.FullName, "datasets", cancellationToken);
+            return new StudentGridParameters(corpusKey, baseOptions, [.. settings], [.. labels], [.. studentKeys], [.. seeds]);
+        }
+        finally
+        {
+            staging.Delete(recursive: true);
+        }
     }
 }

@@ -38,11 +38,15 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
     public static string DefaultJobId(string kind, string parameters) =>
         $"{kind}-{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(kind + "\n" + parameters)))[..12]}";
 
-    /// <summary>Uploads a local folder (content-addressed, skipped when already there) and returns its artifact key.</summary>
-    public async Task<string> UploadFolderAsync(string localFolder, string prefix, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Uploads a local folder (content-addressed, skipped when already there) and returns its artifact key. When the files
+    /// were staged from elsewhere (e.g. one dataset file copied alone), <paramref name="uploadedFrom"/> is the folder they
+    /// came from, under the same names: the job's origin records it.
+    /// </summary>
+    public async Task<string> UploadFolderAsync(string localFolder, string prefix, CancellationToken cancellationToken = default, string? uploadedFrom = null)
     {
         var key = await store.UploadFolderAsync(localFolder, prefix, cancellationToken);
-        _uploaded[key] = Path.GetFullPath(localFolder);
+        _uploaded[key] = Path.GetFullPath(uploadedFrom ?? localFolder);
         return key;
     }
 

@@ -28,4 +28,19 @@ public sealed class WorkerOptions
 
     /// <summary>Timeout of one call to a job grain; calls are retried, so a dead silo costs a worker at most about this much. Default 5 s.</summary>
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Comma-separated hosts an openai teacher of a distillation job may be, besides loopback (always allowed); a job
+    /// naming another host fails. Default: none.
+    /// </summary>
+    public string? TeacherHosts { get; set; }
+
+    /// <summary>
+    /// Comma-separated environment variables a distillation job may name for its teacher key (<c>--api-key-env</c>),
+    /// besides the names starting with <c>BABEL_TEACHER_</c>; a job naming another variable fails. Default: none.
+    /// </summary>
+    public string? TeacherKeyVariables { get; set; }
+
+    /// <summary>Allow plain http (not only https) to the <see cref="TeacherHosts"/>; loopback may always use http. Default false.</summary>
+    public bool TeacherPlainHttp { get; set; }
 }

@@ -1,9 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Babel.Storage;
 
 namespace Babel.Modeling.Distillation;
@@ -79,7 +77,7 @@ public static class ArithmeticWordProblems
                 evaluations.Add(new EvaluationRecord($"{cotId}/eval0", cotId, problem.Id, sample, 0, evaluation, SelfEvaluation.Parse(evaluation)?.Name(), Key(evaluation)));
             }
         }
-        var lines = new JsonSerializerOptions(TeacherCache.Json) { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        var lines = DistillationFolder.Lines;
         AtomicFile.WriteDirectory(Path.GetFullPath(outDirectory), temporary =>
         {
             Directory.CreateDirectory(Path.Combine(temporary, QuestionsFolder));
@@ -89,26 +87,22 @@ public static class ArithmeticWordProblems
             File.WriteAllText(Path.Combine(temporary, DistillationFiles.Evaluations), string.Concat(evaluations.Select(e => JsonSerializer.Serialize(e, lines) + "\n")));
             File.WriteAllText(Path.Combine(temporary, DistillationFiles.Failures), "");
             var correct = cots.Count(c => c.Correct == true);
-            var manifest = new JsonObject
+            new DistillationManifest
             {
-                ["teacher"] = new JsonObject { ["kind"] = "programmatic", ["generator"] = "arithmetic word problems", ["wrong_fraction"] = options.WrongFraction },
-                ["dataset"] = new JsonObject { ["format"] = "jsonl", ["file"] = $"{QuestionsFolder}/train.jsonl", ["split"] = "train", ["questions_in_file"] = train.Count, ["limit"] = 0 },
-                ["task"] = DistillationTask.Math.Name(),
-                ["sampling"] = new JsonObject { ["cots"] = options.Cots, ["evaluations"] = 1, ["seed"] = options.Seed },
-                ["seed"] = options.Seed,
-                ["counts"] = new JsonObject
+                Teacher = new TeacherManifest { Kind = "programmatic", Generator = "arithmetic word problems", WrongFraction = options.WrongFraction },
+                Dataset = new DatasetManifest { Format = "jsonl", File = $"{QuestionsFolder}/train.jsonl", Split = "train", QuestionsInFile = train.Count, Limit = 0 },
+                Task = DistillationTask.Math.Name(),
+                Sampling = new SamplingManifest { Cots = options.Cots, Evaluations = 1, Seed = options.Seed },
+                Seed = options.Seed,
+                Counts = new CountsManifest
                 {
-                    ["questions"] = train.Count, ["test_questions"] = test.Count, ["cots"] = cots.Count, ["cots_parsed"] = cots.Count(c => c.Answer is not null),
-                    ["cots_correct"] = correct, ["evaluations"] = evaluations.Count,
-                    ["evaluation_labels"] = new JsonObject
-                    {
-                        ["correct"] = evaluations.Count(e => e.Label == "correct"), ["wrong"] = evaluations.Count(e => e.Label == "wrong"),
-                    },
+                    Questions = train.Count, TestQuestions = test.Count, Cots = cots.Count, CotsParsed = cots.Count(c => c.Answer is not null),
+                    CotsCorrect = correct, Evaluations = evaluations.Count,
+                    EvaluationLabels = new EvaluationLabelCounts { Correct = evaluations.Count(e => e.Label == "correct"), Wrong = evaluations.Count(e => e.Label == "wrong") },
                 },
-                ["teacher_accuracy"] = (double)correct / cots.Count,
-                ["files"] = new JsonArray(DistillationFiles.Cots, DistillationFiles.Evaluations, DistillationFiles.Failures, $"{QuestionsFolder}/train.jsonl", $"{QuestionsFolder}/test.jsonl"),
-            };
-            File.WriteAllText(Path.Combine(temporary, DistillationFiles.Manifest), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                TeacherAccuracy = (double)correct / cots.Count,
+                Files = [DistillationFiles.Cots, DistillationFiles.Evaluations, DistillationFiles.Failures, $"{QuestionsFolder}/train.jsonl", $"{QuestionsFolder}/test.jsonl"],
+            }.Save(temporary);
         });
     }
 

@@ -36,12 +36,15 @@ public static class DistillationDataset
         return File.Exists(path) ? path : throw new UserInputException($"The dataset file {path} does not exist; check the path after gsm8k: or jsonl:.");
     }
 
-    public static IReadOnlyList<DistillationQuestion> Read(string format, string file, string split)
+    public static IReadOnlyList<DistillationQuestion> Read(string format, string file, string split) => Read(format, File.ReadLines(file), file, split);
+
+    /// <summary>The questions in <paramref name="lines"/>; <paramref name="file"/> names them in messages.</summary>
+    public static IReadOnlyList<DistillationQuestion> Read(string format, IEnumerable<string> lines, string file, string split)
     {
         var questions = new List<DistillationQuestion>();
         var ids = new HashSet<string>(StringComparer.Ordinal);
         var lineNumber = 0;
-        foreach (var line in File.ReadLines(file))
+        foreach (var line in lines)
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;

@@ -26,4 +26,6 @@ public static class DistillationFiles
     public const string Evaluations = "evaluations.jsonl";
     public const string Failures = "failures.jsonl";
     public const string Manifest = "manifest.json";
+    /// <summary>The folder of each shard's raw teacher exchanges, <c>raw/SHARD.jsonl</c>.</summary>
+    public const string Raw = "raw";
 }

@@ -66,7 +66,8 @@ public sealed record StudentCorpus(
         {
             throw new UserInputException($"{folder} is not a distillation folder (it needs {DistillationFiles.Cots} and {DistillationFiles.Manifest}); pass the --out folder of 'babel distill generate' or 'babel data arithmetic'.");
         }
-        var (task, datasetFormat, datasetFile) = ReadManifest(manifestFile, directory);
+        var manifest = DistillationManifest.Load(directory);
+        var task = DistillationTasks.Parse(manifest.Task);
         var evaluations = ReadEvaluations(Path.Combine(directory, DistillationFiles.Evaluations));
         var questions = new Dictionary<string, (StudentQuestion Question, List<TeacherCot> Cots)>(StringComparer.Ordinal);
         var order = new List<string>();
@@ -94,7 +95,11 @@ public sealed record StudentCorpus(
         if (order.Count == 0) throw new UserInputException($"{cotsFile} holds no chain of thought with a readable gold answer; nothing to train a student on.");
         var train = order.Select(id => new DistilledQuestion(questions[id].Question, [.. questions[id].Cots.OrderBy(c => c.Sample)])).ToList();
 
-        var (format, path) = testSpec is null ? (datasetFormat, Path.GetDirectoryName(datasetFile)!) : DistillationDataset.ParseSpec(testSpec);
+        // The programmatic set records its questions relative to the folder, so the folder can move.
+        var (format, path) = testSpec is not null
+            ? DistillationDataset.ParseSpec(testSpec)
+            : (manifest.Dataset.Format, Path.GetDirectoryName(manifest.DatasetFile(directory)
+                ?? throw new UserInputException($"{manifestFile} names no dataset file to find the test split beside; give one with --test jsonl:PATH or gsm8k:PATH."))!);
         if (testSpec is null && !File.Exists(Path.Combine(path, "test.jsonl")))
         {
             throw new UserInputException($"No test split beside the distillation dataset ({Path.Combine(path, "test.jsonl")} does not exist); give one with --test jsonl:PATH or gsm8k:PATH.");
@@ -143,34 +148,16 @@ public sealed record StudentCorpus(
 
     public void Save(string path) => AtomicFile.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(this, _json));
 
+    /// <summary>Where a saved corpus was read from (<see cref="Source"/>, <see cref="TestSource"/>), without materialising its questions.</summary>
+    public static (string Source, string TestSource) ReadSources(ReadOnlySpan<byte> json) =>
+        JsonSerializer.Deserialize<Sources>(json, _json) is { Source: not null, TestSource: not null } sources
+            ? (sources.Source, sources.TestSource)
+            : throw new InvalidDataException("A student corpus without its source and test source.");
+
+    private sealed record Sources([property: JsonPropertyName("source")] string Source, [property: JsonPropertyName("test_source")] string TestSource);
+
     public static StudentCorpus Read(string path) =>
         JsonSerializer.Deserialize<StudentCorpus>(File.ReadAllBytes(path), _json) ?? throw new InvalidDataException($"{path} is empty.");
-
-    private static (DistillationTask Task, string Format, string File) ReadManifest(string path, string directory)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(File.ReadAllText(path));
-            var root = document.RootElement;
-            if (!root.TryGetProperty("task", out var task) || task.ValueKind != JsonValueKind.String)
-            {
-                throw new UserInputException($"{path} names no task; it is not the manifest of 'babel distill generate'.");
-            }
-            var format = "jsonl";
-            var file = "";
-            if (root.TryGetProperty("dataset", out var dataset) && dataset.ValueKind == JsonValueKind.Object)
-            {
-                if (dataset.TryGetProperty("format", out var f) && f.ValueKind == JsonValueKind.String) format = f.GetString()!;
-                if (dataset.TryGetProperty("file", out var d) && d.ValueKind == JsonValueKind.String) file = d.GetString()!;
-            }
-            // The programmatic set records its questions relative to the folder, so the folder can move.
-            return (DistillationTasks.Parse(task.GetString()!), format, Path.GetFullPath(file, directory));
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"{path} is not valid JSON ({e.Message}); rerun the command that wrote the folder.", e);
-        }
-    }
 
     private static Dictionary<string, List<TeacherEvaluation>> ReadEvaluations(string file)
     {

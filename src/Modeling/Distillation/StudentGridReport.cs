@@ -25,6 +25,14 @@ public sealed record StudentGridRow(
     public string Series => $"{Labels}, {Student}";
 }
 
+/// <summary>What a grid ran on: its job, the distillation folder and test split, the students, and the options every run shares.</summary>
+public sealed record StudentGridSetup(
+    [property: JsonPropertyName("job")] string Job,
+    [property: JsonPropertyName("data")] string Data,
+    [property: JsonPropertyName("test")] string Test,
+    [property: JsonPropertyName("students"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Students,
+    [property: JsonPropertyName("options")] StudentOptions Options);
+
 /// <summary>
 /// The results of a student grid ("Mind's Mirror" ablation): <c>results.json</c> (rows and every run's metrics),
 /// <c>results.md</c> and <c>results.html</c> (test accuracy mean ± sample std over seeds, validation and own-rationale
@@ -33,7 +41,8 @@ public sealed record StudentGridRow(
 /// </summary>
 public sealed record StudentGridReport(
     [property: JsonPropertyName("rows")] IReadOnlyList<StudentGridRow> Rows,
-    [property: JsonPropertyName("runs")] IReadOnlyList<StudentMetrics> Runs)
+    [property: JsonPropertyName("runs")] IReadOnlyList<StudentMetrics> Runs,
+    [property: JsonPropertyName("setup")] StudentGridSetup? Setup = null)
 {
     public const string JsonFile = "results.json";
     public const string MarkdownFile = "results.md";
@@ -65,27 +74,51 @@ public sealed record StudentGridReport(
         return new StudentGridReport(rows, runs);
     }
 
-    /// <summary>
-    /// Writes the four files into <paramref name="directory"/>, each atomically, <c>results.json</c> last: a folder with
-    /// <c>results.json</c> holds a complete report. <paramref name="setup"/> (job id, data, options) is recorded in it.
-    /// </summary>
+    /// <summary>Writes the four files into <paramref name="directory"/> with <see cref="Setup"/> recorded in <c>results.json</c>.</summary>
+    public void Save(string directory) => Save(directory, Setup);
+
+    /// <summary>The report of <paramref name="runs"/>, written into <paramref name="directory"/> with a caller's own <paramref name="setup"/> record.</summary>
     public static StudentGridReport Write(string directory, IReadOnlyList<StudentMetrics> runs, object? setup = null)
     {
         var report = From(runs);
-        Directory.CreateDirectory(directory);
-        report.Plot(Path.Combine(directory, PlotFile));
-        AtomicFile.WriteAllText(Path.Combine(directory, MarkdownFile), report.Markdown());
-        AtomicFile.WriteAllText(Path.Combine(directory, HtmlFile), report.Html());
-        AtomicFile.WriteAllText(Path.Combine(directory, JsonFile), JsonSerializer.Serialize(new { setup, reading = report.Reading(), rows = report.Rows, runs = report.Runs }, _indented));
+        report.Save(directory, setup);
         return report;
     }
+
+    /// <summary>
+    /// Writes the four files into <paramref name="directory"/>, each atomically, <c>results.json</c> last: a folder with
+    /// <c>results.json</c> holds a complete report.
+    /// </summary>
+    private void Save(string directory, object? setup)
+    {
+        Directory.CreateDirectory(directory);
+        Plot(Path.Combine(directory, PlotFile));
+        AtomicFile.WriteAllText(Path.Combine(directory, MarkdownFile), Markdown());
+        AtomicFile.WriteAllText(Path.Combine(directory, HtmlFile), Html());
+        AtomicFile.WriteAllText(Path.Combine(directory, JsonFile), JsonSerializer.Serialize(new ResultsFile(setup, Reading(), Rows, Runs), _indented));
+    }
+
+    /// <summary><c>results.json</c>: the setup, the reading, the rows and every run's metrics.</summary>
+    private sealed record ResultsFile(
+        [property: JsonPropertyName("setup")] object? Setup,
+        [property: JsonPropertyName("reading")] string Reading,
+        [property: JsonPropertyName("rows")] IReadOnlyList<StudentGridRow> Rows,
+        [property: JsonPropertyName("runs")] IReadOnlyList<StudentMetrics> Runs);
 
     public static StudentGridReport Load(string directory)
     {
         var path = Path.Combine(directory, JsonFile);
         if (!File.Exists(path)) throw new UserInputException($"{path} is missing; run 'babel distill grid' first.");
-        return JsonSerializer.Deserialize<StudentGridReport>(File.ReadAllText(path), _indented)
-            ?? throw new UserInputException($"{path} is not a student grid result.");
+        try
+        {
+            return JsonSerializer.Deserialize<StudentGridReport>(File.ReadAllText(path), _indented) is { Rows: not null, Runs: not null } report
+                ? report
+                : throw new UserInputException($"{path} is not a student grid result; run 'babel distill grid' again.");
+        }
+        catch (JsonException e)
+        {
+            throw new UserInputException($"{path} is not a valid student grid result ({e.Message}); run 'babel distill grid' again.", e);
+        }
     }
 
     private string Caption => string.Create(CultureInfo.InvariantCulture,

@@ -56,6 +56,9 @@ public sealed record StudentMetrics(
 public static class StudentTrainer
 {
     public const string MetricsFile = "metrics.json";
+    /// <summary>The folders of <see cref="TrainToFolder"/>'s output: the resumable run, and the chosen student.</summary>
+    public const string CheckpointFolder = "checkpoint";
+    public const string ModelFolder = "model";
     public const string PredictionsFile = "predictions.jsonl";
     public const string TokenizerFolder = "tokenizer";
     public const string SelfEvaluationFolder = "stage1-self-evaluation";
@@ -69,11 +72,28 @@ public static class StudentTrainer
     private static readonly JsonSerializerOptions _indented = new() { WriteIndented = true };
 
     /// <summary>
+    /// One student run as <c>babel distill train</c> makes it: trained (or resumed) in <c>OUT/checkpoint</c>, with the
+    /// per-step <c>history.jsonl</c> and <c>loss.png</c> in <paramref name="outDirectory"/>, then <c>metrics.json</c>,
+    /// <c>predictions.jsonl</c> and <c>model/</c> (the chosen student) written there.
+    /// </summary>
+    public static StudentMetrics TrainToFolder(StudentCorpus corpus, StudentOptions options, string outDirectory, IProgress<StudentProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var directory = Path.GetFullPath(outDirectory);
+        var work = Path.Combine(directory, CheckpointFolder);
+        var (metrics, predictions) = Train(corpus, options, work, progress, cancellationToken: cancellationToken, historyDirectory: directory);
+        WriteOutputs(directory, work, metrics, predictions, ModelFolder);
+        return metrics;
+    }
+
+    /// <summary>
     /// Runs (or resumes) a student in <paramref name="workDirectory"/> and returns its metrics and test predictions.
     /// <paramref name="checkpointWritten"/> is called after each checkpoint (a grid shard copies the folder to the artifact store).
+    /// With <paramref name="historyDirectory"/>, every step goes to its <see cref="TrainingHistory"/> (steps counted across
+    /// both stages, validation accuracy on the evaluated steps), cut back to the checkpoint a resumed run starts from.
     /// </summary>
     public static (StudentMetrics Metrics, IReadOnlyList<StudentPrediction> Predictions) Train(StudentCorpus corpus, StudentOptions options, string workDirectory,
-        IProgress<StudentProgress>? progress = null, Action? checkpointWritten = null, CancellationToken cancellationToken = default)
+        IProgress<StudentProgress>? progress = null, Action? checkpointWritten = null, CancellationToken cancellationToken = default, string? historyDirectory = null)
     {
         options = options.Validate();
         TorchRuntime.Initialize(options.Threads);
@@ -120,6 +140,9 @@ public static class StudentTrainer
         // Tokens (inputs, padding excluded) of the whole run, a function of the data order; and of the steps this process trained, for the speed.
         long trainedTokens = 0, trainedHere = 0;
         var trainingTime = Stopwatch.StartNew();
+        var history = historyDirectory is null ? null
+            : new StudentHistory(historyDirectory, StudentSettings.UsesSelfEvaluation(options.Setting) ? options.SelfEvaluationSteps : 0, options.EvalInterval, options.Steps,
+                () => trainingTime.Elapsed.TotalSeconds > 0 ? trainedHere / trainingTime.Elapsed.TotalSeconds : 0);
         if (StudentSettings.UsesSelfEvaluation(options.Setting))
         {
             var order = new EpochOrder(selfEvaluation.Count, options.Seed);
@@ -133,7 +156,7 @@ public static class StudentTrainer
                     var (inputs, targets) = InstructionTuning.Batch(rows, padId);
                     return Pretrainer.Loss(model.Forward(inputs), targets);
                 }, options.Stage(options.SelfEvaluationSteps), Path.Combine(work, SelfEvaluationFolder), new CheckpointHooks(Written: _ => checkpointWritten?.Invoke()),
-                Progress(progress, 1, _ => { }), cancellationToken, fingerprint + "|self-evaluation");
+                Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
         }
 
         var stage = Path.Combine(work, DistillationFolder);
@@ -160,6 +183,7 @@ public static class StudentTrainer
                     var accuracy = Accuracy(model, tokenizer, task, validation, options.MaxAnswerTokens).Accuracy;
                     model.train();
                     progress?.Report(new StudentProgress(2, step, options.Steps, lastLoss, accuracy));
+                    history?.Validation(step, accuracy);
                     evaluations.RemoveAll(e => e.Step >= step);
                     evaluations.Add(new StudentEvaluation(step, accuracy));
                     // Ties keep the earlier checkpoint.
@@ -170,8 +194,9 @@ public static class StudentTrainer
                     trainingTime.Start();
                 },
                 Written: _ => checkpointWritten?.Invoke()),
-            Progress(progress, 2, loss => lastLoss = loss), cancellationToken, fingerprint + "|distillation");
+            Progress(progress, 2, loss => lastLoss = loss, history), cancellationToken, fingerprint + "|distillation");
         trainingTime.Stop();
+        history?.SavePlot();
 
         using (var chosen = ModelCheckpoint.Load(Path.Combine(stage, BestFolder))) model.LoadStateDict(chosen.Tensors, Path.Combine(stage, BestFolder));
         model.eval();
@@ -252,13 +277,44 @@ public static class StudentTrainer
     }
 
     /// <summary>Reports every step (validation accuracy is reported apart, by the evaluation at a checkpoint).</summary>
-    private static IProgress<TrainingProgress> Progress(IProgress<StudentProgress>? progress, int stage, Action<double> loss) =>
+    private static IProgress<TrainingProgress> Progress(IProgress<StudentProgress>? progress, int stage, Action<double> loss, StudentHistory? history) =>
         new SynchronousProgress<TrainingProgress>(p =>
         {
             DistillationMetrics.StudentSteps.Add(1, stage == 1 ? SelfEvaluationStage : DistillationStage);
             loss(p.Loss);
+            history?.Step(stage, p);
             progress?.Report(new StudentProgress(stage, p.Step, p.Steps, p.Loss, null));
         });
+
+    /// <summary>
+    /// A student run's <see cref="TrainingHistory"/>: steps numbered across both stages (the distillation stage after the
+    /// self-evaluation steps), and the line of an evaluated step held back until its validation accuracy is known. The file
+    /// is opened at the first step this process trains, cut back to the step before it: the checkpoint the run resumed from.
+    /// </summary>
+    private sealed class StudentHistory(string directory, int selfEvaluationSteps, int evalInterval, int steps, Func<double> tokensPerSecond)
+    {
+        private TrainingHistory? _history;
+        private TrainingStep? _held;
+
+        public void Step(int stage, TrainingProgress p)
+        {
+            var step = stage == 1 ? p.Step : selfEvaluationSteps + p.Step;
+            _history ??= TrainingHistory.Open(directory, step - 1);
+            var line = new TrainingStep(step, p.Loss, p.LearningRate, tokensPerSecond(), Stage: stage == 1 ? "self-evaluation" : "distillation");
+            if (stage == 2 && (p.Step % evalInterval == 0 || p.Step == steps)) _held = line;
+            else _history.Append(line);
+        }
+
+        public void Validation(int step, double accuracy)
+        {
+            if (_history is null || _held is null || _held.Step != selfEvaluationSteps + step) return;
+            _history.Append(_held with { Validation = accuracy });
+            _held = null;
+        }
+
+        /// <summary>Writes <c>loss.png</c>; a rerun of a finished run (no step trained) redraws it from the file.</summary>
+        public void SavePlot() => (_history ?? TrainingHistory.Open(directory, int.MaxValue)).SavePlot("Student training loss", "validation accuracy");
+    }
 
     private static (List<StudentEvaluation> Evaluations, (int Step, double Accuracy) Best) ResumeBest(string stage)
     {

@@ -75,12 +75,15 @@ public sealed class DistillResumeTests(PerplexityInputs inputs, ITestOutputHelpe
         {
             var cli = BabelCli.Standalone(folder);
             var outFolder = Path.Combine(folder, "out");
-            string[] args = [.. Args(inputs.Model, dataset, outFolder), "--store", Path.Combine(folder, "store")];
-            var raw = Path.Combine(outFolder, "raw");
+            var store = Path.Combine(folder, "store");
+            string[] args = [.. Args(inputs.Model, dataset, outFolder), "--store", store];
+            // The shard results in the embedded store: the job's progress, whatever the client has written.
+            var jobs = Path.Combine(store, "artifacts", "jobs");
+            int ShardsDone() => Directory.Exists(jobs) ? Directory.GetFiles(jobs, "*.json", SearchOption.AllDirectories).Count(f => Path.GetFileName(Path.GetDirectoryName(f)) == "shards") : 0;
             using (var run = ChildProcess.Start(BuildOutputs.CliDll, args, new Dictionary<string, string?>(), folder, keepWholeOutput: true))
             {
                 var elapsed = Stopwatch.StartNew();
-                while (!(Directory.Exists(raw) && Directory.GetFiles(raw, "*.jsonl").Length >= 2))
+                while (ShardsDone() < 2)
                 {
                     Assert.False(run.HasExited, $"The run ended before it could be killed:\n{run.Stderr}");
                     Assert.True(elapsed.Elapsed < _timeout, "No shard finished in time.");
@@ -89,7 +92,7 @@ public sealed class DistillResumeTests(PerplexityInputs inputs, ITestOutputHelpe
                 run.Kill();
                 await run.WaitForExitAsync(TimeSpan.FromSeconds(10));
             }
-            var doneAtKill = Directory.GetFiles(raw, "*.jsonl").Length;
+            var doneAtKill = ShardsDone();
             output.WriteLine($"killed the client after {doneAtKill} shards");
             Assert.True(doneAtKill < Questions, "The job was done before the kill; make it longer.");
             Assert.False(File.Exists(Path.Combine(outFolder, "manifest.json")));

@@ -76,7 +76,7 @@ public class DistillLocalTeacherTests
         // The Parquet export holds the same rows, under the JSONL field names.
         using (var stream = File.OpenRead(Path.Combine(first, "cots.parquet")))
         {
-            var read = await Parquet.Serialization.ParquetSerializer.DeserializeAsync<Babel.Client.Commands.DistillParquet.CotRow>(stream);
+            var read = await Parquet.Serialization.ParquetSerializer.DeserializeAsync<Babel.Storage.DistillationParquet.CotRow>(stream);
             var rows = read.Data;
             Assert.Contains("question_id", read.Schema.GetDataFields().Select(f => f.Name));
             Assert.Equal(cots.Select(c => (string)c["id"]!), rows.Select(r => r.Id));
@@ -85,7 +85,7 @@ public class DistillLocalTeacherTests
         }
         using (var stream = File.OpenRead(Path.Combine(first, "evaluations.parquet")))
         {
-            var rows = (await Parquet.Serialization.ParquetSerializer.DeserializeAsync<Babel.Client.Commands.DistillParquet.EvaluationRow>(stream)).Data;
+            var rows = (await Parquet.Serialization.ParquetSerializer.DeserializeAsync<Babel.Storage.DistillationParquet.EvaluationRow>(stream)).Data;
             Assert.Equal(evaluations.Select(e => (string?)e["label"]), rows.Select(r => r.Label));
         }
 

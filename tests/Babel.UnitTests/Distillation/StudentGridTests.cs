@@ -5,6 +5,7 @@ using Babel.Modeling.Text2Tree;
 using Babel.Modeling.Training;
 using Babel.Storage;
 using Babel.Storage.Artifacts;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 using static Babel.UnitTests.CliRun;
 
@@ -165,9 +166,10 @@ public class StudentGridTests
     public void Bad_grid_parameters_are_refused_with_a_clear_sentence()
     {
         var good = new StudentGridParameters("datasets/abc", _small, ["standard"], ["gt"], ["micro"], [1]);
-        string Error(StudentGridParameters p) => Assert.Throws<UserInputException>(() => StudentGridJob.ParseParameters(JobParameters.Serialize(p))).Message;
+        var kind = new StudentGridJob(new ServiceCollection().BuildServiceProvider());
+        string Error(StudentGridParameters p) => Assert.Throws<UserInputException>(() => kind.Parse(JobParameters.Serialize(p))).Message;
 
-        Assert.Single(StudentGridJob.Runs(StudentGridJob.ParseParameters(JobParameters.Serialize(good))));
+        Assert.Single(StudentGridJob.Runs(kind.Parse(JobParameters.Serialize(good))));
         Assert.Contains("at least one setting", Error(good with { Settings = [] }));
         Assert.Contains("at least one label source", Error(good with { Labels = [] }));
         Assert.Contains("at least one student", Error(good with { Students = [] }));

@@ -1,13 +1,13 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
-using Babel.Modeling.Distillation;
-using Babel.Storage;
 using Parquet.Serialization;
 
-namespace Babel.Client.Commands;
+namespace Babel.Storage;
 
-/// <summary><c>--parquet</c>: <c>cots.parquet</c> and <c>evaluations.parquet</c> beside the JSONL files, one row per line, same field names.</summary>
-internal static class DistillParquet
+/// <summary>
+/// The Parquet form of a distillation folder (<c>--parquet</c>): <c>cots.parquet</c> and <c>evaluations.parquet</c> beside
+/// the JSONL files, one row per line, under the JSONL field names.
+/// </summary>
+public static class DistillationParquet
 {
     public const string CotsFile = "cots.parquet";
     public const string EvaluationsFile = "evaluations.parquet";
@@ -60,23 +60,11 @@ internal static class DistillParquet
         public string CacheKey { get; set; } = "";
     }
 
-    public static async Task WriteAsync(string outDirectory, CancellationToken cancellationToken)
+    /// <summary>Writes <see cref="CotsFile"/> and <see cref="EvaluationsFile"/> into <paramref name="directory"/>, each atomically.</summary>
+    public static void Write(string directory, IReadOnlyList<CotRow> cots, IReadOnlyList<EvaluationRow> evaluations)
     {
-        var cots = Read<CotRecord>(Path.Combine(outDirectory, DistillationFiles.Cots)).Select(c => new CotRow
-        {
-            Id = c.Id, QuestionId = c.QuestionId, Sample = c.Sample, Question = c.Question,
-            Choices = c.Choices is null ? null : JsonSerializer.Serialize(c.Choices), Cot = c.Cot, Answer = c.Answer, Gold = c.Gold,
-            GoldAnswer = c.GoldAnswer, Correct = c.Correct, CacheKey = c.CacheKey,
-        }).ToList();
-        var evaluations = Read<EvaluationRecord>(Path.Combine(outDirectory, DistillationFiles.Evaluations)).Select(e => new EvaluationRow
-        {
-            Id = e.Id, CotId = e.CotId, QuestionId = e.QuestionId, CotSample = e.CotSample, Sample = e.Sample, Evaluation = e.Evaluation,
-            Label = e.Label, CacheKey = e.CacheKey,
-        }).ToList();
-        await AtomicFile.WriteAsync(Path.Combine(outDirectory, CotsFile), (stream, ct) => ParquetSerializer.SerializeAsync(cots, stream, cancellationToken: ct), cancellationToken);
-        await AtomicFile.WriteAsync(Path.Combine(outDirectory, EvaluationsFile), (stream, ct) => ParquetSerializer.SerializeAsync(evaluations, stream, cancellationToken: ct), cancellationToken);
+        // Parquet.Net serialises only asynchronously; its work is the stream in hand, with no context to wait on.
+        AtomicFile.Write(Path.Combine(directory, CotsFile), stream => ParquetSerializer.SerializeAsync(cots, stream).GetAwaiter().GetResult());
+        AtomicFile.Write(Path.Combine(directory, EvaluationsFile), stream => ParquetSerializer.SerializeAsync(evaluations, stream).GetAwaiter().GetResult());
     }
-
-    private static IEnumerable<T> Read<T>(string path) =>
-        File.ReadLines(path).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<T>(l, TeacherCache.Json)!);
 }
