@@ -23,6 +23,8 @@ internal static class JobFollowCommands
             await using var connection = await options.OpenAsync(parse, cancellationToken);
             var status = await JobCommands.Find(connection, parse.GetValue(job)!).GetStatusAsync(includeShards: false);
             status = await JobCommandOptions.WaitAsync(connection, status, parse.InvocationConfiguration.Error, cancellationToken);
+            // The result's own checks (e.g. distill's --max-failure-rate) decide the exit code, as for the waiting command.
+            await connection.Jobs.VerifyAsync(status.JobId, cancellationToken);
             parse.InvocationConfiguration.Output.WriteLine($"job {status.JobId}: {status.Phase}");
             return 0;
         });

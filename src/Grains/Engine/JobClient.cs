@@ -113,6 +113,13 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
         return await kinds.Get(job.Spec.Kind).SaveResultAsync(job, directory, cancellationToken);
     }
 
+    /// <summary>Assembles a succeeded job's result without writing it, so a follower ends with the exit code the submitting command would have had.</summary>
+    public async Task VerifyAsync(string jobId, CancellationToken cancellationToken = default)
+    {
+        var job = await FinishedAsync(jobId, cancellationToken);
+        await kinds.Get(job.Spec.Kind).AssembleAsync(job, cancellationToken);
+    }
+
     private async Task<FinishedJob> FinishedAsync(string jobId, CancellationToken cancellationToken)
     {
         var grain = grains.GetGrain<IJobGrain>(JobIds.Require(jobId));

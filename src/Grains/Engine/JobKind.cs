@@ -19,6 +19,10 @@ public interface IJobKind
     /// <summary>Runs one shard on the calling (dedicated) thread.</summary>
     ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken);
 
+    /// <summary>Assembles a succeeded job's result without writing it: what decides whether a waiting command ends well (e.g. a failure-rate bound).</summary>
+    // LEGACY-KIND: the default body goes once every kind derives from JobKind<,,>.
+    Task AssembleAsync(FinishedJob job, CancellationToken cancellationToken) => Task.CompletedTask;
+
     /// <summary>Assembles a succeeded job's result and writes its files into <paramref name="directory"/>; returns the one-line summary.</summary>
     // LEGACY-KIND: the default body goes once every kind derives from JobKind<,,>.
     Task<string> SaveResultAsync(FinishedJob job, string directory, CancellationToken cancellationToken) =>
@@ -77,6 +81,8 @@ public abstract class JobKind<TParameters, TShard, TResult> : IJobKind
 
     ShardResult IJobKind.RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken) =>
         RunShard(context, Parse(parameters), new Shard<TShard>(shard.ShardId, JobParameters.Deserialize<TShard>(shard.Parameters, Name), shard.Items), cancellationToken);
+
+    async Task IJobKind.AssembleAsync(FinishedJob job, CancellationToken cancellationToken) => await AssembleAsync(Finished(job), cancellationToken);
 
     async Task<string> IJobKind.SaveResultAsync(FinishedJob job, string directory, CancellationToken cancellationToken)
     {

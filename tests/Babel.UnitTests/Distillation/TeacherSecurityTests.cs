@@ -266,5 +266,10 @@ public class TeacherSecurityTests
         var run = await Task.Run(() => Run(Args(scratch, teacher, Dataset(scratch, "What is ECHO?", "What is 2 plus 2?"))));
         AssertOneSentence(3, run, "failed: 1 of 3 teacher calls failed (33.3%), more than --max-failure-rate 0.05; the most frequent reason: HTTP 400 from ");
         Assert.False(File.Exists(scratch.Combine("out/manifest.json")));
+
+        // Following the job instead of waiting for it ends the same way.
+        var jobId = System.Text.RegularExpressions.Regex.Match(run.Error, "job (distill-[0-9a-f]{12}) failed").Groups[1].Value;
+        var watched = await Task.Run(() => Run("watch", jobId, "--store", scratch.Combine("store")));
+        AssertOneSentence(3, watched, "failed: 1 of 3 teacher calls failed (33.3%), more than --max-failure-rate 0.05; the most frequent reason: HTTP 400 from ");
     }
 }
