@@ -28,6 +28,23 @@ public static class JobParameters
 
     public static T Deserialize<T>(ReadOnlySpan<byte> json) => JsonSerializer.Deserialize<T>(json, _json)!;
 
+    /// <summary>
+    /// The job's languages: at least one, each a plain code (it names shards and result files), none twice; otherwise one
+    /// sentence naming the job kind.
+    /// </summary>
+    public static void Languages(IReadOnlyList<string>? languages, string kind)
+    {
+        if (languages is null || languages.Count == 0) throw new UserInputException($"The {kind} job names no language.");
+        foreach (var language in languages)
+        {
+            if (!JobIds.IsValid(language)) throw new UserInputException($"The {kind} job names the language '{language}', which is not a language code.");
+        }
+        if (languages.GroupBy(l => l, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice)
+        {
+            throw new UserInputException($"The {kind} job names the language '{twice.Key}' twice.");
+        }
+    }
+
     /// <summary><c>all</c>, <c>train</c> or <c>heldout</c>.</summary>
     public static CorpusSplit Split(string split) => split switch
     {

@@ -44,7 +44,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
     protected override void Validate(ProfileJobParameters p)
     {
         if (string.IsNullOrEmpty(p.Model) || string.IsNullOrEmpty(p.Corpus)) throw new UserInputException("The profile job parameters need a model and a corpus.");
-        if (p.Languages is null || p.Languages.Count == 0) throw new UserInputException("The profile job names no language.");
+        JobParameters.Languages(p.Languages, KindName);
         ActivationRule.Parse(p.Rule);
         if (p.ShardTokens < 1 || p.SequenceLength < 1 || p.BatchSize < 1) throw new UserInputException("--shard-tokens, the sequence length and the batch size must be positive.");
         if (p.MaxTokensPerLanguage is < 1) throw new UserInputException("--max-tokens-per-language must be positive.");

@@ -38,7 +38,7 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
         {
             throw new UserInputException("The perplexity job parameters need a model and a corpus.");
         }
-        if (parameters.Languages is null || parameters.Languages.Count == 0) throw new UserInputException("The perplexity job names no language.");
+        JobParameters.Languages(parameters.Languages, KindName);
         if (parameters.WindowLength < 2 || parameters.BatchSize < 1 || parameters.DocumentsPerShard < 1)
         {
             throw new UserInputException("Window length must be at least 2, and batch size and documents per shard at least 1.");

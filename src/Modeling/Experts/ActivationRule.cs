@@ -16,8 +16,9 @@ public abstract record ActivationRule
     }
 
     /// <summary>Parses <c>topk:K</c> or <c>threshold:T</c>; anything else is a <see cref="UserInputException"/>.</summary>
-    public static ActivationRule Parse(string text)
+    public static ActivationRule Parse(string? text)
     {
+        if (string.IsNullOrWhiteSpace(text)) throw new UserInputException("No activation rule is given; use topk:K or threshold:T.");
         var separator = text.IndexOf(':', StringComparison.Ordinal);
         var kind = separator < 0 ? text.Trim() : text[..separator].Trim();
         var value = separator < 0 ? "" : text[(separator + 1)..].Trim();
