@@ -23,7 +23,7 @@ public sealed class InputFuzzTests(ITestOutputHelper log)
     public static readonly TheoryData<string> Files = new()
     {
         "model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/experts.json",
-        "run/activations.json", "run/manifest.json", "corpus/corpus.json", "corpus/eng.jsonl",
+        "run/activations.json", "run/manifest.json", "corpus/corpus.json", "corpus/eng.jsonl", "codes/notes.jsonl", "codes/tree.tsv",
     };
 
     private static readonly Dictionary<string, Case> _cases = new()
@@ -36,10 +36,15 @@ public sealed class InputFuzzTests(ITestOutputHelper log)
         ["run/manifest.json"] = new("run/manifest.json", i => ["report", "--run", i.Run], false),
         ["corpus/corpus.json"] = new("corpus/corpus.json", i => ["tokenizer", "train", "--corpus", i.Corpus, "--vocab-size", "300", "--out", i.Out], true),
         ["corpus/eng.jsonl"] = new("corpus/eng.jsonl", i => ["tokenizer", "train", "--corpus", i.Corpus, "--vocab-size", "300", "--out", i.Out], true),
+        ["codes/notes.jsonl"] = new("codes/notes.jsonl", Codes, true),
+        ["codes/tree.tsv"] = new("codes/tree.tsv", Codes, true),
     };
 
+    private static string[] Codes(Inputs i) =>
+        ["data", "codes", "--input", Path.Combine(i.Codes, "notes.jsonl"), "--tree", Path.Combine(i.Codes, "tree.tsv"), "--scheme", "icd10", "--out", i.Out];
+
     /// <summary>The valid inputs: a tiny model with tokenizer and experts, a corpus, and a profile run of that model.</summary>
-    public sealed record Inputs(string Model, string Corpus, string Run, string Out);
+    public sealed record Inputs(string Model, string Corpus, string Run, string Out, string Codes);
 
     [Theory]
     [MemberData(nameof(Files))]
@@ -72,6 +77,44 @@ public sealed class InputFuzzTests(ITestOutputHelper log)
         }
         Assert.True(rejected >= 3, $"only {rejected} damaged versions of {file} were rejected");
         await File.WriteAllBytesAsync(path, original);
+    }
+
+    public static readonly TheoryData<string> DistillationFiles = new()
+    {
+        "manifest.json", "cots.jsonl", "evaluations.jsonl", "questions/test.jsonl",
+    };
+
+    /// <summary>
+    /// The distillation folder a student trains on, damaged file by file, read the way <c>babel distill train</c> reads it
+    /// (its training would take too long for every damaged version): one <see cref="Storage.UserInputException"/>
+    /// sentence, which the CLI's edge turns into exit 2, or a folder that is still valid.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DistillationFiles))]
+    public void A_damaged_distillation_folder_file_is_one_sentence(string file)
+    {
+        using var scratch = new ScratchFolder();
+        var folder = scratch.Combine("data");
+        Modeling.Distillation.ArithmeticWordProblems.Write(folder, new Modeling.Distillation.ArithmeticProblemOptions { TrainQuestions = 12, TestQuestions = 4 });
+        var path = Path.Combine(folder, file);
+        var original = File.ReadAllBytes(path);
+        Modeling.Distillation.StudentCorpus.Load(folder);
+        var rejected = 0;
+        foreach (var (name, damaged, mustFail) in Mutations(original, binary: false, lines: file.EndsWith(".jsonl", StringComparison.Ordinal)))
+        {
+            File.WriteAllBytes(path, damaged);
+            var error = Record.Exception(() => Modeling.Distillation.StudentCorpus.Load(folder));
+            log.WriteLine($"{file} {name}: {error?.GetType().Name ?? "accepted"} {error?.Message}");
+            if (error is null)
+            {
+                Assert.False(mustFail, $"{file} {name} was accepted");
+                continue;
+            }
+            rejected++;
+            Assert.True(error is Storage.UserInputException, $"{file} {name}: {error}");
+            Assert.DoesNotContain('\n', error.Message);
+        }
+        Assert.True(rejected >= 3, $"only {rejected} damaged versions of {file} were rejected");
     }
 
     /// <summary>The damaged versions of a file, and whether each can never be a valid file.</summary>
@@ -123,6 +166,15 @@ public sealed class InputFuzzTests(ITestOutputHelper log)
         new ActivationProfile(key, config.NumHiddenLayers, 4, "topk:2", languages).Save(run);
         File.WriteAllText(Path.Combine(run, "manifest.json"),
             $"{{\"model\": \"{key}\", \"corpus_name\": \"t\", \"corpus_folder\": \"{corpus}\", \"split\": \"all\", \"tokens\": 200, \"wall_seconds\": 1.5}}\n");
-        return new Inputs(model, corpus, run, scratch.Combine("out"));
+        var codes = scratch.Combine("codes");
+        Directory.CreateDirectory(codes);
+        File.WriteAllLines(Path.Combine(codes, "notes.jsonl"),
+        [
+            """{"text": "Bluthochdruck seit Jahren", "labels": ["I10"]}""",
+            """{"id": "n2", "text": "Asthma bronchiale", "labels": ["J45.9"], "weight": 1}""",
+            """{"text": "Asthma und Hochdruck", "labels": ["J45.9", "I10"]}""",
+        ]);
+        File.WriteAllLines(Path.Combine(codes, "tree.tsv"), ["# code<TAB>description", "I10\tessential hypertension", "J45.9\tasthma, unspecified"]);
+        return new Inputs(model, corpus, run, scratch.Combine("out"), codes);
     }
 }
