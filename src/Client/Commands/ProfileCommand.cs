@@ -51,7 +51,7 @@ internal static class ProfileCommand
         {
             var modelDirectory = parse.GetValue(model)!;
             var opened = Corpus.Open(parse.GetValue(corpus)!);
-            var codes = ModelWorkflows.SelectLanguages(opened, parse.GetValue(languages));
+            var codes = Modeling.Training.CorpusLanguages.Select(opened, parse.GetValue(languages));
             var config = ModelCheckpoint.Validate(modelDirectory);
             var partition = ExpertPartition.Load(modelDirectory).CheckFits(config, Path.Combine(modelDirectory, ExpertPartition.FileName));
             if (parse.GetValue(experts) is { } wanted && wanted != partition.Experts)

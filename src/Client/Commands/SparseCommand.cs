@@ -44,7 +44,7 @@ internal static class SparseCommand
             var request = new SparseRequest(
                 ParseTopK(parse.GetValue(topK)!),
                 [.. parse.GetValue(routers)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)],
-                ModelWorkflows.SelectLanguages(opened, parse.GetValue(languages)),
+                CorpusLanguages.Select(opened, parse.GetValue(languages)),
                 parse.GetValue(split)!);
             await using var connection = await engine.OpenAsync(parse, parse.GetValue(workers), cancellationToken);
             var curves = await RunAsync(connection, parse.GetValue(model)!, opened, request, parse.GetValue(output)!, parse.InvocationConfiguration.Error, cancellationToken);
