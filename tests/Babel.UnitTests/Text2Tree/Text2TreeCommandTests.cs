@@ -80,6 +80,9 @@ public class Text2TreeCommandTests
         var rerun = JsonSerializer.Deserialize<Text2TreeMetrics>(File.ReadAllText(Path.Combine(output, Text2TreeTrainer.MetricsFile)))!;
         Assert.Equal(metrics.Test, rerun.Test with { Buckets = metrics.Test.Buckets });
         Assert.Equal(metrics.Evaluations, rerun.Evaluations);
+        // The rerun trained no step: the run folder's history still holds each step once.
+        Assert.Equal([1, 2, 3, 4, 5, 6], TrainingHistoryTests.ReadHistory(output).Select(h => h.Step));
+        TrainingHistoryTests.AssertPng(output);
     }
 
     [Fact]
