@@ -1,7 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using Babel.Client.Jobs;
 using Babel.Modeling.Generation;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
@@ -13,6 +14,14 @@ namespace Babel.Client.Commands;
 /// <summary><c>babel generate</c>: continues a prompt with a model folder, with a KV cache.</summary>
 internal static class GenerateCommand
 {
+    private static readonly JsonSerializerOptions _json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>What <c>--format json</c> prints: the prompt ids, only the generated ids, and their text (null without a tokenizer).</summary>
+    private sealed record Generation(
+        [property: JsonPropertyName("prompt_ids")] int[] PromptIds,
+        [property: JsonPropertyName("output_ids")] int[] OutputIds,
+        [property: JsonPropertyName("text")] string? Text);
+
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Model folder (Hugging Face layout).", Required = true };
@@ -23,9 +32,8 @@ internal static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Sample within the smallest set of tokens whose probability reaches p (1 = off).", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 0 };
-        var output = new Option<string>("--output") { Description = "text or json.", DefaultValueFactory = _ => "text" };
-        output.AcceptOnlyFromAmong("text", "json");
-        var command = new Command("generate", "Generate a continuation of a prompt.") { model, prompt, promptIds, maxNew, temperature, topK, topP, seed, output };
+        var format = FormatOption.Create("text", FormatOption.Json);
+        var command = new Command("generate", "Generate a continuation of a prompt.") { model, prompt, promptIds, maxNew, temperature, topK, topP, seed, format };
         command.SetAction(parse =>
         {
             var text = parse.GetValue(prompt);
@@ -60,15 +68,9 @@ internal static class GenerateCommand
             var generated = TextGenerator.Generate(loaded, [promptTokens], options, padId: loaded.Config.PadTokenId ?? 0)[0];
             var decoded = tokenizer?.Decode(generated);
             var writer = parse.InvocationConfiguration.Output;
-            if (parse.GetValue(output) == "json")
+            if (parse.GetValue(format) == FormatOption.Json)
             {
-                var json = new JsonObject
-                {
-                    ["prompt_ids"] = new JsonArray([.. promptTokens.Select(i => (JsonNode)i)]),
-                    ["output_ids"] = new JsonArray([.. generated.Select(i => (JsonNode)i)]),
-                    ["text"] = decoded,
-                };
-                writer.WriteLine(json.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+                writer.WriteLine(JsonSerializer.Serialize(new Generation(promptTokens, generated, decoded), _json));
             }
             else
             {

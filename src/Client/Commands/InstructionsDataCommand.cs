@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Babel.Modeling.Training;
 using Babel.Storage.Corpora;
 
 namespace Babel.Client.Commands;
@@ -20,9 +21,9 @@ internal static class InstructionsDataCommand
         {
             var opened = Corpus.Open(parse.GetValue(corpus)!);
             var from = parse.GetValue(source)!;
-            ModelWorkflows.SelectLanguages(opened, from);
+            CorpusLanguages.Select(opened, from);
             var targets = parse.GetValue(languages) is { } list
-                ? ModelWorkflows.SelectLanguages(opened, list)
+                ? CorpusLanguages.Select(opened, list)
                 : [.. opened.Manifest.Languages.Select(l => l.Code).Where(c => c != from)];
             var instructions = TranslationInstructions.Build(opened, from, targets);
             var path = parse.GetValue(output)!;

@@ -33,7 +33,7 @@ internal static class PerplexityCommand
         {
             var modelDirectory = parse.GetValue(model)!;
             var opened = Corpus.Open(parse.GetValue(corpus)!);
-            var codes = ModelWorkflows.SelectLanguages(opened, parse.GetValue(languages));
+            var codes = CorpusLanguages.Select(opened, parse.GetValue(languages));
             ModelCheckpoint.ValidateWithTokenizer(modelDirectory);
             return job.RunAsync(parse, kinds => kinds.Get<PerplexityJob>(), async (jobs, ct) => defaults with
             {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Babel.Modeling.Training;
+using Spectre.Console;
 
 namespace Babel.Client.Commands;
 
@@ -10,10 +11,10 @@ internal static class PretrainCommand
     {
         var defaults = new PretrainingOptions();
         var corpus = new Option<string>("--corpus") { Description = "Corpus folder (corpus.json + LANG.jsonl).", Required = true };
-        var output = new Option<string>("--out") { Description = "Model folder to write (Hugging Face layout + training.json); a rerun resumes from its checkpoint.", Required = true };
+        var output = new Option<string>("--out") { Description = $"Model folder to write (Hugging Face layout + {TrainingManifest.FileName}, {TrainingHistory.FileName}, {TrainingHistory.PlotFileName}); a rerun resumes from its checkpoint.", Required = true };
         var preset = new Option<string>("--config") { Description = $"Model size: {string.Join(", ", ModelPresets.Names)}.", DefaultValueFactory = _ => "tiny" };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => defaults.Steps };
-        var seed = new Option<long>("--seed") { Description = "Seed of weights and data order (recorded in training.json).", DefaultValueFactory = _ => defaults.Seed };
+        var seed = new Option<long>("--seed") { Description = $"Seed of weights and data order (recorded in {TrainingManifest.FileName}).", DefaultValueFactory = _ => defaults.Seed };
         var batch = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => defaults.BatchSize };
         var length = new Option<int>("--sequence-length") { Description = "Tokens per sequence.", DefaultValueFactory = _ => defaults.SequenceLength };
         var learningRate = new Option<double>("--learning-rate") { Description = "Peak AdamW learning rate (linear warmup, cosine decay).", DefaultValueFactory = _ => defaults.LearningRate };
@@ -24,7 +25,7 @@ internal static class PretrainCommand
         {
             corpus, output, preset, steps, seed, batch, length, learningRate, threads, tokenizer, languages,
         };
-        command.SetAction(parse =>
+        command.SetAction((parse, cancellationToken) =>
         {
             var options = defaults with
             {
@@ -35,9 +36,12 @@ internal static class PretrainCommand
                 LearningRate = parse.GetValue(learningRate),
                 Threads = parse.GetValue(threads),
             };
-            ModelWorkflows.Pretrain(parse.GetValue(corpus)!, parse.GetValue(output)!, parse.GetValue(preset)!, options,
-                parse.GetValue(tokenizer), parse.GetValue(languages), CommandConsole.For(parse.InvocationConfiguration.Output));
-            return 0;
+            var console = CommandConsole.For(parse.InvocationConfiguration.Output);
+            var directory = parse.GetValue(output)!;
+            var manifest = TrainingProgressBar.Run(console, "pretraining", options.Steps, (progress, log) => PretrainingWorkflow.Pretrain(parse.GetValue(corpus)!, directory,
+                parse.GetValue(preset)!, options, parse.GetValue(tokenizer), parse.GetValue(languages), progress, log, cancellationToken));
+            console.WriteLine($"{manifest.Summary()}; model written to {Path.GetFullPath(directory)}");
+            return Task.FromResult(0);
         });
         return command;
     }

@@ -35,7 +35,7 @@ internal static class ProfileCommand
             var opened = Corpus.Open(parse.GetValue(corpus)!);
             var request = defaults with
             {
-                Languages = ModelWorkflows.SelectLanguages(opened, parse.GetValue(languages)),
+                Languages = Modeling.Training.CorpusLanguages.Select(opened, parse.GetValue(languages)),
                 Rule = parse.GetValue(rule)!,
                 Split = parse.GetValue(split)!,
                 MaxTokensPerLanguage = parse.GetValue(maxTokens),

@@ -58,9 +58,11 @@ internal static class QuickstartCommand
             console.MarkupLineInterpolated($"corpus: {Path.GetFullPath(corpusDirectory)} ({corpus.Manifest.Languages.Count} languages; held out: {string.Join(", ", corpus.Manifest.Split.Heldout)})");
 
             console.Write(new Rule("2. tokenizer and tiny model").LeftJustified());
-            if (!File.Exists(Path.Combine(modelDirectory, ModelWorkflows.TrainingManifestName)))
+            if (!TrainingManifest.IsComplete(modelDirectory))
             {
-                ModelWorkflows.Pretrain(corpusDirectory, modelDirectory, "tiny", new PretrainingOptions { Steps = parse.GetValue(steps) }, null, null, console);
+                var pretrained = TrainingProgressBar.Run(console, "pretraining", parse.GetValue(steps), (progress, log) => PretrainingWorkflow.Pretrain(corpusDirectory, modelDirectory, "tiny",
+                    new PretrainingOptions { Steps = parse.GetValue(steps) }, null, null, progress, log, cancellationToken));
+                console.WriteLine($"{pretrained.Summary()}; model written to {Path.GetFullPath(modelDirectory)}");
             }
             else
             {

@@ -36,7 +36,7 @@ internal static class SparseCommand
             var request = new SparseRequest(
                 ParseTopK(parse.GetValue(topK)!),
                 EvalPruningCommand.Split(parse.GetValue(routers)!),
-                ModelWorkflows.SelectLanguages(opened, parse.GetValue(languages)),
+                Modeling.Training.CorpusLanguages.Select(opened, parse.GetValue(languages)),
                 parse.GetValue(split)!);
             return job.RunAsync(parse, kinds => kinds.Get<SparseActivationJob>(),
                 (jobs, ct) => ExpertsWorkflows.SparseParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, ct),

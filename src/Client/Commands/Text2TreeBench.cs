@@ -1,6 +1,6 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
+using Babel.Grains.Text2Tree;
 using Babel.Modeling.Text2Tree;
 
 namespace Babel.Client.Commands;
@@ -26,27 +26,23 @@ internal static class Text2TreeBench
             var root = Path.GetFullPath(parse.GetValue(work)!);
             if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
             var dataDirectory = parse.GetValue(data)!;
-            var stepCount = parse.GetValue(steps);
             writer.WriteLine($"{"method",-10} {"examples/s",12}");
-            foreach (var method in parse.GetValue(methods)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            var methodList = parse.GetValue(methods)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            foreach (var measured in Text2TreeBenchmark.TrainingThroughput(dataDirectory, methodList, parse.GetValue(steps), root, cancellationToken))
             {
-                var options = new Text2TreeOptions { Method = method, Steps = stepCount, EvalInterval = stepCount, CheckpointInterval = stepCount, MaxEval = 200 };
-                var metrics = Text2TreeTrainer.Train(dataDirectory, options, Path.Combine(root, "train-" + method), cancellationToken: cancellationToken);
-                writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{method,-10} {metrics.TrainExamplesPerSecond,12:F1}"));
+                writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{measured.Method,-10} {measured.ExamplesPerSecond,12:F1}"));
             }
             var shards = parse.GetValue(gridShards);
             if (shards <= 0) return 0;
-            var gridOptions = new Text2TreeOptions { Steps = parse.GetValue(gridSteps), EvalInterval = parse.GetValue(gridSteps), CheckpointInterval = parse.GetValue(gridSteps), MaxEval = 200 };
             foreach (var workers in new[] { 1, 2 })
             {
-                var stopwatch = Stopwatch.StartNew();
+                double seconds;
                 await using (var connection = await EngineConnection.OpenAsync(cluster: false, Path.Combine(root, $"store-{workers}"), workers, cancellationToken))
                 {
-                    await Text2TreeGridCommand.RunAsync(connection, dataDirectory, gridOptions, [Text2TreeMethods.Finetune], shards, [gridOptions.Lambda], [gridOptions.Tau], TextWriter.Null, cancellationToken);
+                    seconds = await Text2TreeGridBenchmark.WallSecondsAsync(connection.Jobs, dataDirectory, shards, parse.GetValue(gridSteps), cancellationToken);
                 }
-                var seconds = stopwatch.Elapsed.TotalSeconds;
                 writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"grid, {workers} worker(s): {shards} runs × {gridOptions.Steps} steps in {seconds:F1} s = {shards * 60 / seconds:F2} runs/min"));
+                    $"grid, {workers} worker(s): {shards} runs × {parse.GetValue(gridSteps)} steps in {seconds:F1} s = {shards * 60 / seconds:F2} runs/min"));
             }
             return 0;
         });

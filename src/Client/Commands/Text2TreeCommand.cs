@@ -74,7 +74,7 @@ internal static class Text2TreeCommand
         var lambda = new Option<double>("--lambda") { Description = "λ in (1 − λ)·L_DML + λ·L_SSL, in [0, 1].", DefaultValueFactory = _ => new Text2TreeOptions().Lambda };
         var tau = new Option<double>("--tau") { Description = "Temperature τ > 0 of SSL and of the label similarities.", DefaultValueFactory = _ => new Text2TreeOptions().Tau };
         var seed = new Option<long>("--seed") { Description = "Seed of initialisation, data order and mixup draws.", DefaultValueFactory = _ => 1 };
-        var output = new Option<string>("--out") { Description = "Run folder: metrics.json, manifest.json, tokenizer/, checkpoint/ (a rerun resumes).", Required = true };
+        var output = new Option<string>("--out") { Description = $"Run folder: metrics.json, manifest.json, {TrainingHistory.FileName}, {TrainingHistory.PlotFileName}, tokenizer/, checkpoint/ (a rerun resumes).", Required = true };
         var command = new Command("train", "Train and evaluate one classifier; a rerun with the same options resumes from the checkpoint.")
         {
             method, lambda, tau, seed, output,

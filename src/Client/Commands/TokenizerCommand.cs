@@ -1,8 +1,6 @@
 using System.CommandLine;
-using Babel.Modeling.Tokenization;
-using Babel.Storage;
+using Babel.Modeling.Training;
 using Babel.Storage.Corpora;
-using Spectre.Console;
 
 namespace Babel.Client.Commands;
 
@@ -18,17 +16,12 @@ internal static class TokenizerCommand
         var train = new Command("train", "Train a byte-level BPE tokenizer on the corpus's train split.") { corpus, vocabSize, languages, output };
         train.SetAction(parse =>
         {
-            var console = CommandConsole.For(parse.InvocationConfiguration.Output);
+            var writer = parse.InvocationConfiguration.Output;
             var opened = Corpus.Open(parse.GetValue(corpus)!);
-            var size = parse.GetValue(vocabSize);
-            if (size < ByteLevelBpeTrainer.MinimumVocabSize)
-            {
-                throw new UserInputException($"--vocab-size must be at least {ByteLevelBpeTrainer.MinimumVocabSize} (256 bytes and 3 special tokens); got {size}.");
-            }
-            var model = ModelWorkflows.TrainTokenizer(opened, ModelWorkflows.SelectLanguages(opened, parse.GetValue(languages)), size, console);
+            var model = PretrainingWorkflow.TrainTokenizer(opened, CorpusLanguages.Select(opened, parse.GetValue(languages)), parse.GetValue(vocabSize), writer.WriteLine);
             var target = parse.GetValue(output)!;
             model.Save(target);
-            console.MarkupLineInterpolated($"wrote a {model.VocabSize}-token tokenizer to {Path.GetFullPath(target)}");
+            writer.WriteLine($"wrote a {model.VocabSize}-token tokenizer to {Path.GetFullPath(target)}");
             return 0;
         });
         return new Command("tokenizer", "Tokenizers.") { train };

@@ -38,7 +38,8 @@ internal sealed class JobCommandOptions
         Func<JobClient, CancellationToken, Task<TParameters>> parameters, Func<TResult, int> finish, CancellationToken cancellationToken, JobOptions? options = null)
         where TParameters : class
     {
-        await using var connection = await OpenAsync(parse, cancellationToken);
+        // A command that does not wait runs no shard: its worker would lease one and leave with the process, holding it until the lease expires.
+        await using var connection = await Engine.OpenAsync(parse, parse.GetValue(NoWait) ? 0 : parse.GetValue(Workers), cancellationToken);
         var kind = kindOf(connection.Jobs.Kinds);
         var submitted = await connection.Jobs.SubmitAsync(kind, await parameters(connection.Jobs, cancellationToken),
             (options ?? new JobOptions()) with { JobId = parse.GetValue(JobId) }, cancellationToken);

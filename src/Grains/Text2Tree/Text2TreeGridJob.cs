@@ -1,12 +1,9 @@
-using System.Collections.Immutable;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
-using Babel.Contracts;
 using Babel.Grains.Engine;
 using Babel.Modeling.Text2Tree;
 using Babel.Storage;
-using Babel.Storage.Artifacts;
 
 namespace Babel.Grains.Text2Tree;
 
@@ -18,25 +15,27 @@ public sealed record Text2TreeGridParameters(string Data, Text2TreeOptions Base,
 
 /// <summary>
 /// A grid of Text2Tree and baseline runs on the job engine: every (method, λ, τ, seed) is a shard that trains and
-/// evaluates one classifier and writes its <c>metrics.json</c> as the shard's result. A shard runs with the thread
-/// count of its options (not the worker's), so its result does not depend on which worker ran it.
+/// evaluates one classifier and writes its <c>metrics.json</c> as the shard's result; the job assembles them into the
+/// grid's <see cref="GridReport"/>. A shard runs with the thread count of its options (not the worker's), so its
+/// result does not depend on which worker ran it.
 /// </summary>
-public sealed class Text2TreeGridJob : IJobKind
+public sealed class Text2TreeGridJob : JobKind<Text2TreeGridParameters, Text2TreeOptions, GridReport>
 {
     public const string KindName = "text2tree-grid";
 
-    public string Name => KindName;
+    /// <summary>A run takes minutes: a lease long enough that a busy worker is not mistaken for a dead one.</summary>
+    public static JobOptions SubmitOptions { get; } = new(LeaseDuration: TimeSpan.FromMinutes(30));
 
-    public static Text2TreeGridParameters ParseParameters(string json)
+    public override string Name => KindName;
+
+    protected override void Validate(Text2TreeGridParameters p)
     {
-        var p = JobParameters.Deserialize<Text2TreeGridParameters>(json, KindName);
         if (string.IsNullOrEmpty(p.Data)) throw new UserInputException("the text2tree grid needs a dataset.");
-        if (p.Methods is not { Length: > 0 } || p.Seeds is not { Length: > 0 } || p.Lambdas is not { Length: > 0 } || p.Taus is not { Length: > 0 })
+        if (p.Base is null || p.Methods is not { Length: > 0 } || p.Seeds is not { Length: > 0 } || p.Lambdas is not { Length: > 0 } || p.Taus is not { Length: > 0 })
         {
             throw new UserInputException("the text2tree grid needs at least one method, seed, λ and τ.");
         }
         foreach (var run in Runs(p)) run.Validate();
-        return p;
     }
 
     /// <summary>Every run of the grid, in plan order.</summary>
@@ -64,29 +63,33 @@ public sealed class Text2TreeGridJob : IJobKind
         ? string.Create(CultureInfo.InvariantCulture, $"{run.Method}-l{run.Lambda:R}-t{run.Tau:R}-s{run.Seed}")
         : string.Create(CultureInfo.InvariantCulture, $"{run.Method}-s{run.Seed}");
 
-    public Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    protected override Task<IReadOnlyList<Shard<Text2TreeOptions>>> PlanAsync(Text2TreeGridParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
-        IReadOnlyList<ShardSpec> shards = [.. Runs(p).Select(run => new ShardSpec(ShardId(run), JobParameters.Serialize(run), run.Steps))];
+        IReadOnlyList<Shard<Text2TreeOptions>> shards = [.. Runs(p).Select(run => new Shard<Text2TreeOptions>(ShardId(run), run, run.Steps))];
         return Task.FromResult(shards);
     }
 
-    public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
+    protected override ShardResult RunShard(ShardContext context, Text2TreeGridParameters p, Shard<Text2TreeOptions> shard, CancellationToken cancellationToken)
     {
-        var p = ParseParameters(parameters);
-        var run = JobParameters.Deserialize<Text2TreeOptions>(shard.Parameters, KindName).Validate();
+        var run = shard.Slice.Validate();
         var data = context.LocalFolder(p.Data, cancellationToken);
         // A retried shard on the same machine resumes from the run's checkpoint.
-        var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(p.Data + "|" + shard.Parameters)))[..16];
+        var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(p.Data + "|" + JobParameters.Serialize(run))))[..16];
         var work = Path.Combine(Path.GetTempPath(), "babel-text2tree", key);
         var metrics = Text2TreeTrainer.Train(data, run, work, cancellationToken: cancellationToken);
-        var content = JobParameters.SerializeToUtf8Bytes(metrics);
         Directory.Delete(work, recursive: true);
-        return new ShardResult(content, ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal,
-            [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", (long)run.Steps)]));
+        return ShardResult.Of(metrics, [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", (long)run.Steps)]);
     }
 
-    /// <summary>Reads every run's metrics of a finished grid job, in plan order.</summary>
-    public static Task<IReadOnlyList<Text2TreeMetrics>> AssembleAsync(IArtifactStore store, string jobId, Text2TreeGridParameters p, CancellationToken cancellationToken) =>
-        ShardArtifacts.ReadAsync<Text2TreeMetrics>(store, jobId, Runs(p).Select(ShardId), cancellationToken);
+    public override async Task<GridReport> AssembleAsync(FinishedJob<Text2TreeGridParameters> job, CancellationToken cancellationToken)
+    {
+        var p = job.Parameters;
+        var runs = await job.ReadShardsAsync<Text2TreeMetrics>(Runs(p).Select(ShardId), cancellationToken);
+        return new GridReport(new GridSetup(job.JobId, job.Origin.FolderOf(p.Data) ?? p.Data, p.Base), runs);
+    }
+
+    public override void Save(GridReport result, string directory) => result.Save(directory);
+
+    public override string Summary(GridReport result) => string.Create(CultureInfo.InvariantCulture,
+        $"text2tree grid {result.Setup.Job}: {result.Runs.Count} runs in {result.Rows.Count} configurations; best test macro-F1 {result.Rows.Max(r => r.MacroF1.Mean):F4} ({result.Rows.MaxBy(r => r.MacroF1.Mean)!.Label})");
 }

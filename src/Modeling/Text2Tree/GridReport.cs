@@ -36,11 +36,18 @@ public sealed record GridRow(
     public string Label => Lambda is null ? Method : string.Create(CultureInfo.InvariantCulture, $"{Method} λ={Lambda} τ={Tau}");
 }
 
+/// <summary>What a grid ran: its job, the dataset folder it was uploaded from, and the options every run shares.</summary>
+public sealed record GridSetup(
+    [property: JsonPropertyName("job")] string Job,
+    [property: JsonPropertyName("data")] string Data,
+    [property: JsonPropertyName("options")] Text2TreeOptions Options);
+
 /// <summary>
-/// The results of a grid: <c>results.json</c> (rows and every run), <c>results.md</c> and <c>results.html</c>
-/// (mean ± std over seeds of test scores) and <c>buckets.png</c> (test macro-F1 per label-frequency bucket).
+/// The results of a grid, from its setup and every run's metrics in plan order: <c>results.json</c> (setup, rows and
+/// every run), <c>results.md</c> and <c>results.html</c> (mean ± std over seeds of test scores) and <c>buckets.png</c>
+/// (test macro-F1 per label-frequency bucket).
 /// </summary>
-public static class GridReport
+public sealed record GridReport(GridSetup Setup, IReadOnlyList<Text2TreeMetrics> Runs)
 {
     public const string JsonFile = "results.json";
     public const string MarkdownFile = "results.md";
@@ -49,9 +56,15 @@ public static class GridReport
 
     private static readonly JsonSerializerOptions _indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    /// <summary>Groups runs by (method, λ, τ) — λ and τ only for text2tree — in first-seen order.</summary>
-    public static IReadOnlyList<GridRow> Rows(IReadOnlyList<Text2TreeMetrics> runs) =>
-        [.. runs.GroupBy(r => r.Method == Text2TreeMethods.Text2Tree ? (r.Method, (double?)r.Lambda, (double?)r.Tau) : (r.Method, null, null))
+    /// <summary><c>results.json</c>.</summary>
+    private sealed record ResultsFile(
+        [property: JsonPropertyName("setup")] GridSetup Setup,
+        [property: JsonPropertyName("rows")] IReadOnlyList<GridRow> Rows,
+        [property: JsonPropertyName("runs")] IReadOnlyList<Text2TreeMetrics> Runs);
+
+    /// <summary>The configurations: runs grouped by (method, λ, τ) — λ and τ only for text2tree — in first-seen order.</summary>
+    public IReadOnlyList<GridRow> Rows =>
+        [.. Runs.GroupBy(r => r.Method == Text2TreeMethods.Text2Tree ? (r.Method, (double?)r.Lambda, (double?)r.Tau) : (r.Method, null, null))
             .Select(g =>
             {
                 var list = g.ToList();
@@ -62,22 +75,24 @@ public static class GridReport
                     MeanStd.Of([.. list.Select(r => r.Test.Accuracy)]), buckets);
             })];
 
-    /// <summary>Writes the four files into <paramref name="directory"/>; returns the rows.</summary>
-    public static IReadOnlyList<GridRow> Write(string directory, IReadOnlyList<Text2TreeMetrics> runs, object? setup = null)
+    /// <summary>Writes the four files into <paramref name="directory"/>, each atomically.</summary>
+    public void Save(string directory)
     {
         Directory.CreateDirectory(directory);
-        var rows = Rows(runs);
-        AtomicFile.WriteAllText(Path.Combine(directory, JsonFile), JsonSerializer.Serialize(new { setup, rows, runs }, _indented));
-        AtomicFile.WriteAllText(Path.Combine(directory, MarkdownFile), Markdown(rows, runs));
-        AtomicFile.WriteAllText(Path.Combine(directory, HtmlFile), Html(rows, runs));
+        var rows = Rows;
+        AtomicFile.WriteAllText(Path.Combine(directory, JsonFile), JsonSerializer.Serialize(new ResultsFile(Setup, rows, Runs), _indented));
+        AtomicFile.WriteAllText(Path.Combine(directory, MarkdownFile), Markdown(rows));
+        AtomicFile.WriteAllText(Path.Combine(directory, HtmlFile), Html(rows));
         Plot(rows, Path.Combine(directory, PlotFile));
-        return rows;
     }
 
-    public static string Markdown(IReadOnlyList<GridRow> rows, IReadOnlyList<Text2TreeMetrics> runs)
+    /// <summary>The results table as Markdown (what <c>results.md</c> holds).</summary>
+    public string Markdown() => Markdown(Rows);
+
+    private string Markdown(IReadOnlyList<GridRow> rows)
     {
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Test scores, mean ± std over seeds ({runs.Count} runs); checkpoint selected on validation macro-F1.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Test scores, mean ± std over seeds ({Runs.Count} runs); checkpoint selected on validation macro-F1.");
         text.AppendLine();
         text.AppendLine("| method | seeds | macro-F1 | micro-F1 | accuracy | head F1 | medium F1 | tail F1 |");
         text.AppendLine("|---|---|---|---|---|---|---|---|");
@@ -91,13 +106,13 @@ public static class GridReport
         return text.ToString();
     }
 
-    public static string Html(IReadOnlyList<GridRow> rows, IReadOnlyList<Text2TreeMetrics> runs)
+    private string Html(IReadOnlyList<GridRow> rows)
     {
         var html = new StringBuilder();
         html.AppendLine("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Text2Tree grid</title>");
         html.AppendLine("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>");
         html.AppendLine("<section id=\"text2tree\"><h2>Text2Tree: hierarchy-aware classification</h2>");
-        html.AppendLine(CultureInfo.InvariantCulture, $"<p>Test scores, mean ± std over seeds ({runs.Count} runs); checkpoint selected on validation macro-F1.</p>");
+        html.AppendLine(CultureInfo.InvariantCulture, $"<p>Test scores, mean ± std over seeds ({Runs.Count} runs); checkpoint selected on validation macro-F1.</p>");
         html.AppendLine(HtmlTable.Of(["method", "seeds", "macro-F1", "micro-F1", "accuracy", "head F1", "medium F1", "tail F1"], rows.Select(row => (IEnumerable<string>)
         [
             row.Label, row.Seeds.Length.ToString(CultureInfo.InvariantCulture), row.MacroF1.ToString(), row.MicroF1.ToString(), row.Accuracy.ToString(),
@@ -109,7 +124,7 @@ public static class GridReport
     }
 
     /// <summary>Grouped bars: one group per bucket, one bar per configuration, error bars = std over seeds.</summary>
-    public static void Plot(IReadOnlyList<GridRow> rows, string path)
+    private static void Plot(IReadOnlyList<GridRow> rows, string path)
     {
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Babel.Modeling.Checkpoints;
@@ -53,7 +54,10 @@ public static class Text2TreeTrainer
 
     private sealed record TrainerState(int Step, string Fingerprint, int BestStep, double BestMacroF1, List<double> Losses, List<StepScore> Evaluations);
 
-    /// <summary>Trains on <paramref name="dataDirectory"/> and writes metrics.json, manifest.json, the tokenizer and the checkpoint into <paramref name="outDirectory"/>.</summary>
+    /// <summary>
+    /// Trains on <paramref name="dataDirectory"/> and writes metrics.json, manifest.json, the per-step history
+    /// (<see cref="TrainingHistory"/>), the tokenizer and the checkpoint into <paramref name="outDirectory"/>.
+    /// </summary>
     public static Text2TreeMetrics Train(string dataDirectory, Text2TreeOptions options, string outDirectory,
         IProgress<Text2TreeProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -92,10 +96,12 @@ public static class Text2TreeTrainer
         var state = TryResume(model, optimizer, checkpoint, fingerprint, out var best)
             ?? new TrainerState(0, fingerprint, 0, double.NegativeInfinity, [], []);
         var resumed = state.Step > 0;
+        var history = TrainingHistory.Open(output, state.Step);
         using var classWeights = tensor(Text2TreeLosses.InverseFrequencyWeights(data.TrainCounts));
         var order = new EpochOrder(data.Train.Count, options.Seed);
         var stopwatch = Stopwatch.StartNew();
         var trainedHere = 0;
+        long tokensHere = 0;
 
         for (var step = state.Step; step < options.Steps; step++)
         {
@@ -107,6 +113,7 @@ public static class Text2TreeTrainer
             using (var scope = NewDisposeScope())
             {
                 var batch = order.Batch(step, options.BatchSize).Select(i => data.Train[i]).ToList();
+                tokensHere += batch.Sum(e => (long)tokens[e.Id].Length);
                 var (ids, mask) = Pad(batch.Select(e => tokens[e.Id]).ToList(), padId);
                 using var targets = data.Tree.MultiHot([.. batch.Select(e => e.Labels)]);
                 optimizer.zero_grad();
@@ -137,10 +144,13 @@ public static class Text2TreeTrainer
                 stopwatch.Start();
             }
             state = state with { Step = done };
-            progress?.Report(new Text2TreeProgress(done, options.Steps, loss, validation, trainedHere / stopwatch.Elapsed.TotalSeconds, resumed));
+            var seconds = stopwatch.Elapsed.TotalSeconds;
+            history.Append(new TrainingStep(done, loss, options.LearningRate * schedule, tokensHere / seconds, validation, ExamplesPerSecond: trainedHere / seconds));
+            progress?.Report(new Text2TreeProgress(done, options.Steps, loss, validation, trainedHere / seconds, resumed));
             if (done % options.CheckpointInterval == 0 || done == options.Steps) SaveCheckpoint(model, optimizer, best, checkpoint, state);
         }
         var examplesPerSecond = trainedHere == 0 ? 0 : trainedHere / stopwatch.Elapsed.TotalSeconds;
+        history.SavePlot(string.Create(CultureInfo.InvariantCulture, $"{options.Method}, seed {options.Seed}: {options.Steps} steps of {options.BatchSize}"), "validation macro-F1");
         if (best is not null) model.LoadState(best, "the best checkpoint");
         DisposeAll(best);
         var metrics = new Text2TreeMetrics(options.Method, options.Seed, options.Lambda, options.Tau, state.BestStep,

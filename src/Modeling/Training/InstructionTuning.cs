@@ -1,5 +1,10 @@
+using System.Globalization;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Experts;
+using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Transformer;
 using Babel.Storage;
@@ -25,6 +30,15 @@ public static class InstructionTuning
     {
         Steps = 200, BatchSize = 8, SequenceLength = 256, LearningRate = 1e-3, WarmupFraction = 0.05, CheckpointInterval = 50,
     };
+
+    /// <summary>How many instructions (in file order) the before/after response loss is measured on.</summary>
+    public const int EvaluationExamples = 64;
+
+    /// <summary>How an example is laid out, as <c>training.json</c> records it.</summary>
+    public const string ExampleFormat = "[BOS] instruction \\n response [EOS]; loss on response tokens and EOS only";
+
+    /// <summary>What a tuned copy keeps of its base model beside the weights: the tokenizer and the expert partition, so it profiles alike.</summary>
+    private static readonly string[] _copiedFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", ExpertPartition.FileName];
 
     /// <summary>The prompt the model sees for <paramref name="instruction"/>; the response follows on the next line.</summary>
     public static string Prompt(string instruction) => instruction + "\n";
@@ -101,14 +115,64 @@ public static class InstructionTuning
 
     /// <summary>
     /// Tunes <paramref name="model"/> on <paramref name="examples"/> (each at most <see cref="PretrainingOptions.SequenceLength"/>
-    /// + 1 tokens long); returns the per-step response losses.
+    /// + 1 tokens long); returns the per-step response losses. With <paramref name="historyDirectory"/>, writes the
+    /// per-step <see cref="TrainingHistory"/> there.
     /// </summary>
     public static IReadOnlyList<double> Train(CausalLanguageModel model, IReadOnlyList<TokenizedInstruction> examples, long padId, PretrainingOptions options,
-        string checkpointDirectory, string dataFingerprint, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+        string checkpointDirectory, string dataFingerprint, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default,
+        string? historyDirectory = null)
     {
         if (examples.Count == 0) throw new UserInputException("no instruction fits the sequence length; raise --sequence-length or use shorter instructions.");
         return Pretrainer.Train(model, step => Batch([.. BatchIndices(examples.Count, options.Seed, step, options.BatchSize).Select(i => examples[i])], padId),
-            options, checkpointDirectory, progress, cancellationToken, dataFingerprint);
+            options, checkpointDirectory, progress, cancellationToken, dataFingerprint, historyDirectory);
+    }
+
+    /// <summary>
+    /// <c>babel finetune</c>: tunes a copy of the model in <paramref name="modelDirectory"/> (all weights, seeded by
+    /// <see cref="PretrainingOptions.Seed"/>) on the instructions that fit the sequence length, into
+    /// <paramref name="outputDirectory"/>: the Hugging Face layout, the base model's tokenizer and <c>experts.json</c>, the
+    /// per-step history and <c>training.json</c> last. A rerun resumes from the checkpoint. Returns what <c>training.json</c> holds.
+    /// </summary>
+    public static InstructionTuningManifest Tune(string modelDirectory, string instructionsPath, string outputDirectory, PretrainingOptions options,
+        IProgress<TrainingProgress>? progress = null, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        options.Validate();
+        if (Path.GetFullPath(modelDirectory).TrimEnd('/') == Path.GetFullPath(outputDirectory).TrimEnd('/'))
+        {
+            throw new UserInputException("--out is the model folder itself; give another folder so the base model stays as it is.");
+        }
+        var config = ModelCheckpoint.Validate(modelDirectory);
+        var examples = Read(instructionsPath);
+        using var tokenizer = HuggingFaceTokenizer.Load(modelDirectory);
+        var maximum = Math.Min(options.SequenceLength, config.MaxPositionEmbeddings) + 1;
+        var fitting = examples.Select(e => Tokenize(tokenizer, e)).Where(t => t.Tokens.Length <= maximum).ToList();
+        if (fitting.Count == 0)
+        {
+            throw new UserInputException($"none of the {examples.Count} instructions fits in {maximum - 1} tokens; raise --sequence-length (the model allows {config.MaxPositionEmbeddings}) or use shorter instructions.");
+        }
+        var evaluation = fitting.Take(EvaluationExamples).ToList();
+        var sha256 = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(instructionsPath)));
+        log?.Invoke(string.Create(CultureInfo.InvariantCulture,
+            $"instruction-tuning {PretrainingWorkflow.Describe(config)} on {fitting.Count} of {examples.Count} instructions ({examples.Count - fitting.Count} longer than {maximum - 1} tokens left out), {options.Steps} steps of {options.BatchSize}, seed {options.Seed}"));
+
+        TorchRuntime.Initialize(options.Threads);
+        random.manual_seed(options.Seed);
+        using var network = CausalLanguageModel.Load(modelDirectory);
+        var before = ResponseLoss(network, evaluation, tokenizer.PadId);
+        Directory.CreateDirectory(outputDirectory);
+        var checkpoint = Path.Combine(outputDirectory, TrainingManifest.CheckpointFolderName);
+        var losses = Train(network, fitting, tokenizer.PadId, options, checkpoint, sha256 + "|" + Path.GetFullPath(modelDirectory), progress, cancellationToken, outputDirectory);
+        var after = ResponseLoss(network, evaluation, tokenizer.PadId);
+
+        ModelCheckpoint.Save(outputDirectory, config, network.StateDict());
+        PretrainingWorkflow.CopyFiles(modelDirectory, outputDirectory, _copiedFiles);
+        var manifest = new InstructionTuningManifest(InstructionTuningManifest.KindName, Path.GetFullPath(modelDirectory), config, options.Seed, options,
+            new InstructionData(Path.GetFullPath(instructionsPath), sha256, examples.Count, fitting.Count, examples.Count - fitting.Count, ExampleFormat),
+            losses.Count, TrainingManifest.FinalLoss(losses),
+            new ResponseLossComparison(evaluation.Count, $"mean loss per response token on the first {evaluation.Count} usable instructions, before and after tuning", before, after));
+        TrainingManifest.Save(outputDirectory, manifest);
+        if (Directory.Exists(checkpoint)) Directory.Delete(checkpoint, recursive: true);
+        return manifest;
     }
 
     /// <summary>Mean loss per response token over <paramref name="examples"/> (no gradient).</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Transformer;
@@ -34,29 +35,42 @@ public static class Pretrainer
 
     /// <returns>The per-step training losses of the whole run (including steps before a resume).</returns>
     public static IReadOnlyList<double> Train(CausalLanguageModel model, TokenStream train, PretrainingOptions options, string checkpointDirectory,
-        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
-        Train(model, step => Batch(train, options, step), options, checkpointDirectory, progress, cancellationToken);
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string? historyDirectory = null) =>
+        Train(model, step => Batch(train, options, step), options, checkpointDirectory, progress, cancellationToken, historyDirectory: historyDirectory);
 
     /// <summary>
     /// The same loop on any batches: <paramref name="batches"/> gives (inputs, targets) [batch, length] for a step as a pure
-    /// function of it; targets equal to <see cref="IgnoreIndex"/> (prompts, padding) are left out of the mean loss.
-    /// <paramref name="dataFingerprint"/> joins the options in the resume check, so a checkpoint of other data is refused.
+    /// function of it; targets equal to <see cref="IgnoreIndex"/> (prompts, padding) are left out of the mean loss and of
+    /// the tokens/s. <paramref name="dataFingerprint"/> joins the options in the resume check, so a checkpoint of other data is refused.
     /// </summary>
     public static IReadOnlyList<double> Train(CausalLanguageModel model, Func<int, (Tensor Inputs, Tensor Targets)> batches, PretrainingOptions options,
-        string checkpointDirectory, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "") =>
-        Train(model, step =>
+        string checkpointDirectory, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "",
+        string? historyDirectory = null) =>
+        Run(model, step =>
         {
             var (inputs, targets) = batches(step);
-            return Loss(model.Forward(inputs), targets);
-        }, options, checkpointDirectory, new CheckpointHooks(), progress, cancellationToken, dataFingerprint);
+            return (Loss(model.Forward(inputs), targets), targets.ne(IgnoreIndex).sum().item<long>());
+        }, options, checkpointDirectory, new CheckpointHooks(), progress, cancellationToken, dataFingerprint, historyDirectory);
 
     /// <summary>
     /// The loop itself, on any scalar <paramref name="objective"/> of a step (computed from the model inside the step's
-    /// dispose scope, as a pure function of the step). <paramref name="hooks"/> let a caller add files to each checkpoint
-    /// (written atomically with it) and act once it is written.
+    /// dispose scope, as a pure function of the step); tokens/s counts batch × sequence length per step.
+    /// <paramref name="hooks"/> let a caller add files to each checkpoint (written atomically with it) and act once it is written.
     /// </summary>
     public static IReadOnlyList<double> Train(CausalLanguageModel model, Func<int, Tensor> objective, PretrainingOptions options, string checkpointDirectory,
-        CheckpointHooks hooks, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "")
+        CheckpointHooks hooks, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "",
+        string? historyDirectory = null) =>
+        Run(model, step => (objective(step), (long)options.BatchSize * options.SequenceLength), options, checkpointDirectory, hooks, progress,
+            cancellationToken, dataFingerprint, historyDirectory);
+
+    /// <summary>
+    /// The loop on an objective that also says how many target tokens its step trained. With <paramref name="historyDirectory"/>,
+    /// every step is appended to its <see cref="TrainingHistory"/> (cut back to the checkpoint a run resumes from) and
+    /// <c>loss.png</c> is drawn at the end.
+    /// </summary>
+    private static IReadOnlyList<double> Run(CausalLanguageModel model, Func<int, (Tensor Loss, long Tokens)> objective, PretrainingOptions options,
+        string checkpointDirectory, CheckpointHooks hooks, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, string dataFingerprint,
+        string? historyDirectory)
     {
         options.Validate();
         var fingerprint = JsonSerializer.Serialize(options with { Threads = 0, CheckpointInterval = 0 }) + dataFingerprint;
@@ -73,7 +87,8 @@ public static class Pretrainer
 
         var state = TryResume(model, optimizer, checkpointDirectory, fingerprint) ?? new TrainerState(0, options.Seed, options.Steps, fingerprint, []);
         var resumed = state.Step > 0;
-        var tokensPerStep = (double)options.BatchSize * options.SequenceLength;
+        var history = historyDirectory is null ? null : TrainingHistory.Open(historyDirectory, state.Step);
+        long tokens = 0;
         var stopwatch = Stopwatch.StartNew();
         for (var step = state.Step; step < options.Steps; step++)
         {
@@ -84,11 +99,12 @@ public static class Pretrainer
             using (var scope = NewDisposeScope())
             {
                 optimizer.zero_grad();
-                var value = objective(step);
+                var (value, trained) = objective(step);
                 value.backward();
                 nn.utils.clip_grad_norm_(parameters.Select(p => p.parameter), options.GradientClip);
                 optimizer.step();
                 loss = value.item<float>();
+                tokens += trained;
             }
             if (!double.IsFinite(loss))
             {
@@ -96,13 +112,17 @@ public static class Pretrainer
             }
             state.Losses.Add(loss);
             var done = step + 1;
-            progress?.Report(new TrainingProgress(done, options.Steps, loss, learningRate, tokensPerStep * (done - state.Step) / stopwatch.Elapsed.TotalSeconds, resumed));
+            var tokensPerSecond = tokens / stopwatch.Elapsed.TotalSeconds;
+            history?.Append(new TrainingStep(done, loss, learningRate, tokensPerSecond));
+            progress?.Report(new TrainingProgress(done, options.Steps, loss, learningRate, tokensPerSecond, resumed));
             if (done % options.CheckpointInterval == 0 || done == options.Steps)
             {
                 SaveCheckpoint(model, optimizer, checkpointDirectory, state with { Step = done }, temporary => hooks.Writing?.Invoke(done, temporary));
                 hooks.Written?.Invoke(done);
             }
         }
+        history?.SavePlot(string.Create(CultureInfo.InvariantCulture,
+            $"{options.Steps} steps of {options.BatchSize} × {options.SequenceLength}, peak learning rate {options.LearningRate:G3}, seed {options.Seed}"));
         model.eval();
         return state.Losses;
     }

@@ -5,14 +5,18 @@ using ScottPlot;
 
 namespace Babel.Modeling.Training;
 
-/// <summary>One logged training step: the loss, the learning rate, throughput, and the validation score when it was measured.</summary>
+/// <summary>
+/// One logged training step: the loss, the learning rate, throughput (tokens/s, and examples/s where the examples are
+/// the unit, as for a classifier), and the validation score when it was measured.
+/// </summary>
 public sealed record TrainingStep(
     [property: JsonPropertyName("step")] int Step,
     [property: JsonPropertyName("loss")] double Loss,
     [property: JsonPropertyName("learning_rate")] double LearningRate,
     [property: JsonPropertyName("tokens_per_second")] double TokensPerSecond,
     [property: JsonPropertyName("validation")] double? Validation = null,
-    [property: JsonPropertyName("stage")] string? Stage = null);
+    [property: JsonPropertyName("stage")] string? Stage = null,
+    [property: JsonPropertyName("examples_per_second")] double? ExamplesPerSecond = null);
 
 /// <summary>
 /// A training run's per-step history, <c>history.jsonl</c> (one <see cref="TrainingStep"/> a line), and its plot

@@ -44,7 +44,7 @@ public class ModelCommandTests
     {
         using var scratch = new ScratchFolder();
         var model = WriteModel(scratch);
-        var (code, output, error) = Run("generate", "--model", model, "--prompt-ids", "0,5,9", "--max-new-tokens", "6", "--output", "json");
+        var (code, output, error) = Run("generate", "--model", model, "--prompt-ids", "0,5,9", "--max-new-tokens", "6", "--format", "json");
         Assert.True(code == 0, error);
         var json = JsonNode.Parse(output)!.AsObject();
         Assert.Equal([0, 5, 9], json["prompt_ids"]!.AsArray().Select(n => n!.GetValue<int>()));
@@ -59,7 +59,7 @@ public class ModelCommandTests
     {
         using var scratch = new ScratchFolder();
         var model = WriteModel(scratch);
-        var (code, output, error) = Run("generate", "--model", model, "--prompt", "", "--max-new-tokens", "3", "--output", "json");
+        var (code, output, error) = Run("generate", "--model", model, "--prompt", "", "--max-new-tokens", "3", "-o", "json");
         Assert.True(code == 0, error);
         Assert.Equal([0], JsonNode.Parse(output)!["prompt_ids"]!.AsArray().Select(n => n!.GetValue<int>()));
     }
@@ -172,6 +172,10 @@ public class ModelCommandTests
         var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "training.json")))!;
         Assert.Equal(120, manifest["steps"]!.GetValue<int>());
         Assert.False(Directory.Exists(Path.Combine(model, "checkpoint")), "the resumable checkpoint is removed once the model is complete");
+        var history = Training.TrainingHistoryTests.ReadHistory(model);
+        Assert.Equal(Enumerable.Range(1, 120), history.Select(h => h.Step));
+        Assert.All(history, h => Assert.True(h.TokensPerSecond > 0 && h.LearningRate > 0, $"step {h.Step}"));
+        Training.TrainingHistoryTests.AssertPng(model);
 
         using var trained = Babel.Modeling.Transformer.CausalLanguageModel.Load(model);
         using var untrained = new Babel.Modeling.Transformer.CausalLanguageModel(trained.Config);

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Babel.Modeling.Text2Tree;
 using Babel.Storage.Icpc;
+using Babel.UnitTests.Training;
 using Xunit;
 using static Babel.UnitTests.CliRun;
 
@@ -79,6 +80,9 @@ public class Text2TreeCommandTests
         var rerun = JsonSerializer.Deserialize<Text2TreeMetrics>(File.ReadAllText(Path.Combine(output, Text2TreeTrainer.MetricsFile)))!;
         Assert.Equal(metrics.Test, rerun.Test with { Buckets = metrics.Test.Buckets });
         Assert.Equal(metrics.Evaluations, rerun.Evaluations);
+        // The rerun trained no step: the run folder's history still holds each step once.
+        Assert.Equal([1, 2, 3, 4, 5, 6], TrainingHistoryTests.ReadHistory(output).Select(h => h.Step));
+        TrainingHistoryTests.AssertPng(output);
     }
 
     [Fact]
@@ -97,6 +101,19 @@ public class Text2TreeCommandTests
         var resumed = Text2TreeTrainer.Train(data, options, scratch.Combine("split"));
         Assert.Equal(whole.Evaluations, resumed.Evaluations);
         Assert.Equal(whole.Test.MacroF1, resumed.Test.MacroF1);
+
+        // The history holds every step once, whether the run was interrupted or not, with validation on evaluation steps.
+        foreach (var run in new[] { "whole", "split" })
+        {
+            var history = TrainingHistoryTests.ReadHistory(scratch.Combine(run));
+            Assert.Equal([1, 2, 3, 4, 5, 6], history.Select(h => h.Step));
+            Assert.Equal([3, 6], history.Where(h => h.Validation is not null).Select(h => h.Step));
+            Assert.Equal(whole.Evaluations.Select(e => e.MacroF1), history.Where(h => h.Validation is not null).Select(h => h.Validation!.Value));
+            Assert.All(history, h => Assert.True(h.ExamplesPerSecond > 0 && h.TokensPerSecond > h.ExamplesPerSecond && h.LearningRate > 0, $"step {h.Step}"));
+            TrainingHistoryTests.AssertPng(scratch.Combine(run));
+        }
+        // Losses depend on (seed, step) only: the resumed run's steps after the checkpoint equal the uninterrupted run's.
+        Assert.Equal(TrainingHistoryTests.ReadHistory(scratch.Combine("whole")).Select(h => h.Loss), TrainingHistoryTests.ReadHistory(scratch.Combine("split")).Select(h => h.Loss));
     }
 
     [Theory]
@@ -210,6 +227,45 @@ public class Text2TreeCommandTests
         Assert.Contains("text2tree λ=0.5 τ=0.2", File.ReadAllText(Path.Combine(output, GridReport.MarkdownFile)));
         Assert.True(new FileInfo(Path.Combine(output, GridReport.PlotFile)).Length > 1000);
         Assert.Contains("<table>", File.ReadAllText(Path.Combine(output, GridReport.HtmlFile)));
+    }
+
+    [Fact]
+    public void A_grid_submitted_without_waiting_gives_by_babel_result_the_files_the_waiting_command_writes()
+    {
+        using var scratch = new ScratchFolder();
+        var data = Text2TreeTestData.WriteIcd10Dataset(scratch.Combine("data"), perCode: 4);
+        var store = scratch.Combine("store");
+        string[] grid =
+        [
+            "text2tree", "grid", "--data", data, "--methods", "text2tree,finetune", "--seeds", "1", "--lambda", "0.5", "--tau", "0.1",
+            "--steps", "2", "--batch-size", "4", "--eval-interval", "2", "--max-eval", "0", "--encoder-layers", "1", "--store", store,
+        ];
+        var (code, jobId, error) = Run([.. grid, "--no-wait"]);
+        Assert.True(code == 0, error);
+        jobId = jobId.Trim();
+        Assert.StartsWith("text2tree-grid-", jobId, StringComparison.Ordinal);
+
+        (code, var watched, error) = Run("watch", jobId, "--store", store);
+        Assert.True(code == 0, error);
+        Assert.Contains("Succeeded", watched, StringComparison.Ordinal);
+        (code, var summary, error) = Run("result", jobId, "--out", scratch.Combine("result"), "--store", store);
+        Assert.True(code == 0, error);
+        Assert.Contains($"text2tree grid {jobId}: 2 runs in 2 configurations", summary, StringComparison.Ordinal);
+
+        // The same command waiting: the job is done, so it writes its outputs from the same shards.
+        (code, var table, error) = Run([.. grid, "--out", scratch.Combine("waited")]);
+        Assert.True(code == 0, error);
+        Assert.Contains("| finetune | 1 |", table, StringComparison.Ordinal);
+        string[] files = [GridReport.JsonFile, GridReport.MarkdownFile, GridReport.HtmlFile, GridReport.PlotFile];
+        Assert.Equal(files.Order(StringComparer.Ordinal), Directory.GetFiles(scratch.Combine("result")).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        foreach (var file in files)
+        {
+            Assert.True(File.ReadAllBytes(Path.Combine(scratch.Combine("waited"), file)).SequenceEqual(File.ReadAllBytes(Path.Combine(scratch.Combine("result"), file))), $"{file} differs");
+        }
+        using var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(scratch.Combine("result"), GridReport.JsonFile)));
+        var setup = results.RootElement.GetProperty("setup");
+        Assert.Equal(jobId, setup.GetProperty("job").GetString());
+        Assert.Equal(Path.GetFullPath(data), setup.GetProperty("data").GetString());
     }
 
     [Fact]

@@ -135,6 +135,37 @@ public class InstructionTuningTests
         Assert.False(Directory.Exists(Path.Combine(output, "checkpoint")));
         using var tuned = CausalLanguageModel.Load(output);
         Assert.Equal(ModelConfig.Load(model), tuned.Config);
+        Assert.Equal(Enumerable.Range(1, 30), TrainingHistoryTests.ReadHistory(output).Select(h => h.Step));
+        TrainingHistoryTests.AssertPng(output);
+    }
+
+    [Fact]
+    public void An_interrupted_tuning_resumes_with_a_history_of_every_step_once()
+    {
+        using var scratch = new ScratchFolder();
+        var model = WriteModel(scratch);
+        var instructions = scratch.Combine("instructions.jsonl");
+        File.WriteAllLines(instructions,
+        [
+            "{\"instruction\": \"Translate into French: the cat\", \"response\": \"le chat\"}",
+            "{\"instruction\": \"Translate into German: the dog\", \"response\": \"der Hund\"}",
+        ]);
+        var options = InstructionTuning.DefaultOptions with { Steps = 10, BatchSize = 2, CheckpointInterval = 4, Threads = 1 };
+        var whole = InstructionTuning.Tune(model, instructions, scratch.Combine("whole"), options);
+
+        using (var cancellation = new CancellationTokenSource())
+        {
+            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 6) cancellation.Cancel(); });
+            Assert.Throws<OperationCanceledException>(() => InstructionTuning.Tune(model, instructions, scratch.Combine("split"), options, progress, cancellationToken: cancellation.Token));
+        }
+        Assert.Equal([1, 2, 3, 4, 5, 6], TrainingHistoryTests.ReadHistory(scratch.Combine("split")).Select(h => h.Step));
+        var resumed = InstructionTuning.Tune(model, instructions, scratch.Combine("split"), options);
+
+        Assert.Equal(whole.ResponseLoss, resumed.ResponseLoss);
+        var history = TrainingHistoryTests.ReadHistory(scratch.Combine("split"));
+        Assert.Equal(Enumerable.Range(1, 10), history.Select(h => h.Step));
+        Assert.Equal(TrainingHistoryTests.ReadHistory(scratch.Combine("whole")).Select(h => h.Loss), history.Select(h => h.Loss));
+        TrainingHistoryTests.AssertPng(scratch.Combine("split"));
     }
 
     [Theory]

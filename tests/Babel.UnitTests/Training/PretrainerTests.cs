@@ -61,23 +61,35 @@ public class PretrainerTests
         try
         {
             using var uninterrupted = FreshModel();
-            var losses = Pretrainer.Train(uninterrupted, stream, _options, Path.Combine(root.FullName, "a"));
+            var losses = Pretrainer.Train(uninterrupted, stream, _options, Path.Combine(root.FullName, "a"), historyDirectory: root.FullName);
             Assert.Equal(_options.Steps, losses.Count);
             Assert.True(losses.TakeLast(3).Average() < losses.Take(3).Average() - 0.5, $"loss went from {losses[0]:F3} to {losses[^1]:F3}");
 
             var resumedDirectory = Path.Combine(root.FullName, "b");
+            var resumedHistory = Path.Combine(root.FullName, "b-history");
             using (var interrupted = FreshModel())
             {
                 using var cancellation = new CancellationTokenSource();
                 var progress = new Inline(p => { if (p.Step == 7) cancellation.Cancel(); });
-                Assert.Throws<OperationCanceledException>(() => Pretrainer.Train(interrupted, stream, _options, resumedDirectory, progress, cancellation.Token));
+                Assert.Throws<OperationCanceledException>(() => Pretrainer.Train(interrupted, stream, _options, resumedDirectory, progress, cancellation.Token, historyDirectory: resumedHistory));
             }
+            // Killed after step 7 with the checkpoint at step 5: the history runs two steps ahead until the run resumes.
+            Assert.Equal([1, 2, 3, 4, 5, 6, 7], TrainingHistoryTests.ReadHistory(resumedHistory).Select(h => h.Step));
             using var resumed = FreshModel();
             var seen = new List<TrainingProgress>();
-            var resumedLosses = Pretrainer.Train(resumed, stream, _options, resumedDirectory, new Inline(seen.Add));
+            var resumedLosses = Pretrainer.Train(resumed, stream, _options, resumedDirectory, new Inline(seen.Add), historyDirectory: resumedHistory);
             Assert.Equal(6, seen[0].Step);
             Assert.True(seen[0].Resumed);
             Assert.Equal(losses, resumedLosses);
+            foreach (var directory in new[] { root.FullName, resumedHistory })
+            {
+                var history = TrainingHistoryTests.ReadHistory(directory);
+                Assert.Equal(Enumerable.Range(1, _options.Steps), history.Select(h => h.Step));
+                Assert.Equal(losses, history.Select(h => h.Loss));
+                Assert.Equal(Enumerable.Range(0, _options.Steps).Select(_options.LearningRateAt), history.Select(h => h.LearningRate));
+                Assert.All(history, h => Assert.True(h.TokensPerSecond > 0 && h.Validation is null, $"step {h.Step}"));
+                TrainingHistoryTests.AssertPng(directory);
+            }
             foreach (var (name, tensor) in uninterrupted.StateDict())
             {
                 Assert.True(tensor.eq(resumed.StateDict()[name]).all().item<bool>(), $"{name} differs after resuming");
