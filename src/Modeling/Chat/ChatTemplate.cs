@@ -216,9 +216,11 @@ public sealed class ChatTemplate
     {
         if (!value.TryGetValue<JsonElement>(out var element))
         {
-            // A value built in code rather than parsed: its CLR type tells integer from float.
-            if (value.TryGetValue<long>(out var whole)) return whole;
-            return value.GetValue<double>();
+            // A value built in code rather than parsed: its CLR type tells a float from an integer.
+            if (value.TryGetValue<double>(out var d)) return d;
+            if (value.TryGetValue<float>(out var f)) return (double)f;
+            if (value.TryGetValue<decimal>(out var m)) return (double)m;
+            element = JsonElement.Parse(value.ToJsonString());
         }
         var text = element.GetRawText();
         if (!text.AsSpan().ContainsAny(".eE") && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var integer)) return integer;

@@ -112,7 +112,8 @@ internal sealed class JinjaParser
                         return (body, name);
                     }
                     _index += 2;
-                    body.Add(ParseStatement(name));
+                    // A tag's errors point at its "{%".
+                    body.Add(ParseStatement(name with { Position = token.Position }));
                     break;
                 default:
                     throw new JinjaSyntaxException($"Unexpected {Describe(token)}.", token.Position);
@@ -614,7 +615,7 @@ internal sealed class JinjaParser
             }
             else if (token.IsOperator("("))
             {
-                node = new CallExpression(token.Position, node, ParseCallArguments());
+                node = new CallExpression(node.Position, node, ParseCallArguments());
             }
             else
             {
