@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Babel.Modeling.Chat;
+using Babel.Storage;
 
 namespace Babel.Silo.Serving;
 
@@ -30,7 +32,8 @@ internal sealed class OpenAiError(int status, string message, string type = Open
 /// <summary>
 /// A <c>/v1/completions</c> or <c>/v1/chat/completions</c> request, type-checked, tokenized and within the server's
 /// <see cref="ServingOptions"/> limits: choices (prompts × <c>n</c>), tokens of a prompt, <c>max_tokens</c>, and prompt plus
-/// <c>max_tokens</c> within the model's context. Chat messages are joined into one prompt (the models have no chat template).
+/// <c>max_tokens</c> within the model's context. Chat messages go through the model's chat template when its folder has
+/// one (with <c>add_generation_prompt</c>, and the request's <c>tools</c>); otherwise they are joined into one prompt.
 /// </summary>
 internal sealed record CompletionRequest(
     IReadOnlyList<int[]> Prompts, int N, int MaxTokens, double Temperature, double TopP, long? Seed, IReadOnlyList<string> Stop, bool Stream, bool IncludeUsage)
@@ -61,7 +64,7 @@ internal sealed record CompletionRequest(
         // The requested name is not repeated: an error echoes nothing the client sent.
         if (name is not null && name != model.Name)
             throw new OpenAiError(StatusCodes.Status404NotFound, $"The requested model is not served here; this server serves '{model.Name}'.", code: "model_not_found", param: "model");
-        var texts = chat ? [ChatPrompt(body)] : PromptTexts(body);
+        List<PromptText> texts = chat ? [ChatPrompt(body, model)] : [.. PromptTexts(body).Select(text => new PromptText(text, Rendered: false))];
         var n = Integer(body, "n") ?? 1;
         if (n < 1) throw Invalid(Invariant($"'n' must be 1 or more (got {n})."), "n");
         var choices = (long)texts.Count * n;
@@ -100,12 +103,14 @@ internal sealed record CompletionRequest(
             int[] ids;
             try
             {
-                ids = model.Tokenize(text);
+                // A chat template writes the special tokens itself (BOS included), as transformers' apply_chat_template does.
+                ids = text.Rendered ? model.TokenizeRendered(text.Text) : model.Tokenize(text.Text);
             }
             catch (ArgumentException)
             {
                 throw Invalid($"A {(chat ? "message" : "prompt")} could not be tokenized; send valid Unicode text (no lone surrogate escapes).", promptParam);
             }
+            if (ids.Length == 0) throw Invalid("The model's chat template made an empty prompt of these messages; send a message with content.", promptParam);
             if (ids.Length > limits.MaxPromptTokens)
             {
                 throw Limit(Invariant($"A prompt has {ids.Length} tokens, above this server's limit of {limits.MaxPromptTokens} per prompt (max_prompt_tokens); shorten it."),
@@ -125,13 +130,55 @@ internal sealed record CompletionRequest(
         return new CompletionRequest(prompts, n, maxTokens, temperature, topP, seed, stop, stream, includeUsage);
     }
 
-    private static string ChatPrompt(JsonObject body)
+    /// <summary>A prompt's text, and whether a chat template rendered it (then it holds its special tokens already).</summary>
+    private sealed record PromptText(string Text, bool Rendered);
+
+    private static PromptText ChatPrompt(JsonObject body, ServedModel model)
     {
         if (body["messages"] is not JsonArray { Count: > 0 } messages)
             throw Invalid($"'messages' must be a non-empty array of messages (got {Kind(body["messages"])}).", "messages");
-        return string.Join("\n\n", messages.Select(m => m is JsonObject message && message["content"] is JsonValue content && content.TryGetValue<string>(out var text)
-            ? text
-            : throw Invalid("Every message must be an object with a string 'content'.", "messages")));
+        if (model.ChatTemplate is not { } template)
+        {
+            return new PromptText(string.Join("\n\n", messages.Select(m => m is JsonObject message && message["content"] is JsonValue content && content.TryGetValue<string>(out var text)
+                ? text
+                : throw Invalid("Every message must be an object with a string 'content'.", "messages"))), Rendered: false);
+        }
+        var conversation = new JsonArray();
+        foreach (var item in messages)
+        {
+            if (item is not JsonObject message || message["role"] is not JsonValue role || !role.TryGetValue<string>(out _))
+                throw Invalid("Every message must be an object with a string 'role'.", "messages");
+            var copy = message.DeepClone().AsObject();
+            copy["content"] = message["content"] switch
+            {
+                null => null,
+                JsonValue value when value.TryGetValue<string>(out var text) => text,
+                // OpenAI's content parts: the text parts, one after another, as vLLM gives them to a chat template.
+                JsonArray parts => string.Join("\n", parts.Select(part => part is JsonObject { } p && p["type"] is JsonValue type && type.TryGetValue<string>(out var kind) && kind == "text"
+                    && p["text"] is JsonValue partText && partText.TryGetValue<string>(out var textValue)
+                    ? textValue
+                    : throw Invalid("A message's content parts must be text parts ({\"type\": \"text\", \"text\": ...}); other kinds are not supported.", "messages"))),
+                var other => throw Invalid($"A message's 'content' must be a string, an array of text parts or null (got {Kind(other)}).", "messages"),
+            };
+            conversation.Add(copy);
+        }
+        var tools = body["tools"] switch
+        {
+            null => null,
+            JsonArray array => array,
+            var other => throw Invalid($"'tools' must be an array of tool definitions (got {Kind(other)}).", "tools"),
+        };
+        try
+        {
+            return new PromptText(template.Render(conversation, addGenerationPrompt: true, tools), Rendered: true);
+        }
+        catch (UserInputException e) when (e.InnerException is ChatTemplateException details)
+        {
+            // The template's own words, and its line: never the model folder's path.
+            throw Invalid(details.Failure == ChatTemplateFailure.Refused
+                ? $"The model's chat template refused these messages: {details.Detail}"
+                : Invariant($"The model's chat template could not render these messages ({details.Detail}, at line {details.Line}, column {details.Column} of the template)."), "messages");
+        }
     }
 
     private static List<string> PromptTexts(JsonObject body) => body["prompt"] switch

@@ -13,8 +13,8 @@ namespace Babel.Silo.Serving;
 /// <summary>
 /// The OpenAI-compatible API of a served model: <c>GET /v1/models</c>, <c>POST /v1/completions</c> and
 /// <c>POST /v1/chat/completions</c> with <c>n</c>, <c>temperature</c>, <c>top_p</c>, <c>max_tokens</c>, <c>seed</c>,
-/// <c>stop</c> and <c>stream</c> (server-sent events), and token counts in <c>usage</c>. Chat messages are joined into one
-/// prompt (the models have no chat template). When the key variable is set, every <c>/v1</c> request needs
+/// <c>stop</c> and <c>stream</c> (server-sent events), and token counts in <c>usage</c>. Chat messages go through the model
+/// folder's chat template when it has one, else they are joined into one prompt. When the key variable is set, every <c>/v1</c> request needs
 /// <c>Authorization: Bearer KEY</c>. Every refusal is OpenAI's error object with one sentence: 400 for a malformed request
 /// or one over a <see cref="ServingOptions"/> limit, 413 for a body over the size limit, 429 with <c>Retry-After</c> when
 /// the queue is full; a failure of the server is 500 with no details (they go to the log).

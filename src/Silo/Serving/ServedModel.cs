@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using Babel.Modeling.Chat;
 using Babel.Modeling.Generation;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
@@ -8,7 +9,7 @@ using Microsoft.Extensions.Options;
 
 namespace Babel.Silo.Serving;
 
-/// <summary>One completion to generate: a prompt's token ids (BOS first) and the sampling of one choice.</summary>
+/// <summary>One completion to generate: a prompt's token ids as the model sees them and the sampling of one choice.</summary>
 internal sealed record CompletionRow(int[] Prompt, double Temperature, double TopP, int MaxTokens, long Seed, IReadOnlyList<string> Stop);
 
 /// <summary>What one row produced: its text (cut at the first stop string), token counts and why it ended (<c>stop</c> or <c>length</c>).</summary>
@@ -41,6 +42,8 @@ public sealed class ServedModel : IDisposable
     private readonly ServingOptions _options;
     private readonly CausalLanguageModel _model;
     private readonly HuggingFaceTokenizer _tokenizer;
+    // Every id that ends a row: config.json's EOS and each of generation_config.json's.
+    private readonly IReadOnlySet<int> _stopIds;
     private long _batches;
     private long _rows;
     private long _generatedTokens;
@@ -52,14 +55,22 @@ public sealed class ServedModel : IDisposable
     public ServedModel(IOptions<ServingOptions> options)
     {
         _options = options.Value;
+        // Read first: a broken template or generation config is refused before the weights load.
+        ChatTemplate = Modeling.Chat.ChatTemplate.Load(_options.ModelFolder);
+        var generation = GenerationConfig.Load(_options.ModelFolder);
         TorchRuntime.Initialize();
         _model = CausalLanguageModel.Load(_options.ModelFolder);
         _tokenizer = HuggingFaceTokenizer.Load(_options.ModelFolder);
+        _stopIds = new HashSet<int>([_model.Config.EosTokenId, .. generation?.EosTokenIds ?? []]);
         _thread = new Thread(Run) { IsBackground = true, Name = "babel-serve " + _options.Name };
         _thread.Start();
     }
 
     public string Name => _options.Name;
+    /// <summary>The model folder's chat template, which chat completions render; null when it has none (messages are then joined).</summary>
+    public ChatTemplate? ChatTemplate { get; }
+    /// <summary>The ids that end a generated row (config.json's EOS and every EOS id of generation_config.json).</summary>
+    public IReadOnlySet<int> StopIds => _stopIds;
     public int ContextLength => _model.Config.MaxPositionEmbeddings;
     /// <summary>Batches generated (one per turn of the generation thread).</summary>
     public long Batches => Interlocked.Read(ref _batches);
@@ -97,6 +108,10 @@ public sealed class ServedModel : IDisposable
     /// <summary>The prompt's token ids as the model sees them: BOS, then the text's tokens.</summary>
     /// <exception cref="ArgumentException">The text cannot be tokenized (e.g. it holds a lone surrogate).</exception>
     internal int[] Tokenize(string text) => [_model.Config.BosTokenId, .. _tokenizer.Encode(text)];
+
+    /// <summary>A chat template's rendering as the model sees it: its own special tokens (BOS included) and nothing added.</summary>
+    /// <exception cref="ArgumentException">The text cannot be tokenized (e.g. it holds a lone surrogate).</exception>
+    internal int[] TokenizeRendered(string text) => _tokenizer.Encode(text);
 
     /// <summary>
     /// Queues <paramref name="rows"/>; the task ends with one completion per row, in order, or is cancelled when
@@ -239,7 +254,6 @@ public sealed class ServedModel : IDisposable
         };
         ServingMetrics.PromptTokens.Add(chunk.Sum(r => (long)r.Row.Prompt.Length));
         using var ended = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
-        var eos = _model.Config.EosTokenId;
         void Step(long[] tokens)
         {
             Interlocked.Add(ref _generatedTokens, chunk.Length);
@@ -249,7 +263,7 @@ public sealed class ServedModel : IDisposable
             {
                 var row = chunk[i];
                 if (row.FinishReason is not null || EndIfAbandoned(row)) continue;
-                row.Accept((int)tokens[i], eos, _tokenizer);
+                row.Accept((int)tokens[i], _stopIds, _tokenizer);
                 running |= row.FinishReason is null;
             }
             // Nothing more anyone will read: stop at this step instead of decoding up to the longest row's max_tokens.
@@ -330,15 +344,18 @@ public sealed class ServedModel : IDisposable
 
         public ServedCompletion Result() => new(_text, Row.Prompt.Length, _ids.Count, FinishReason ?? "length");
 
-        public void Accept(int token, int eos, ITokenizer tokenizer)
+        public void Accept(int token, IReadOnlySet<int> stopIds, ITokenizer tokenizer)
         {
             _ids.Add(token);
-            if (token == eos) FinishReason = "stop";
+            var stopToken = stopIds.Contains(token);
+            if (stopToken) FinishReason = "stop";
             else if (_ids.Count >= Row.MaxTokens) FinishReason = "length";
             var streamed = Owner.Deltas is not null;
             // Text is decoded every step only when someone reads it early (a stream) or a stop string may end the row.
             if (FinishReason is null && !streamed && Row.Stop.Count == 0) return;
-            _text = tokenizer.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids));
+            // The token that ended the row is not part of its text (special or not).
+            var ids = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids);
+            _text = tokenizer.Decode(stopToken ? ids[..^1] : ids);
             var stopAt = Row.Stop.Select(s => _text.IndexOf(s, StringComparison.Ordinal)).Where(at => at >= 0).DefaultIfEmpty(-1).Min();
             if (stopAt >= 0)
             {

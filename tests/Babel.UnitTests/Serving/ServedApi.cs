@@ -38,10 +38,12 @@ internal sealed class ServedApi : IAsyncDisposable
     public ServedModel Model { get; }
     public HttpClient Http { get; }
 
+    /// <summary>Serves a fresh tiny model; <paramref name="prepareModel"/> may change its folder first (e.g. add a chat template).</summary>
     public static async Task<ServedApi> StartAsync(ScratchFolder scratch, Action<ServingOptions>? configure = null, int maxBatch = 8, int contextLength = 128,
-        string apiKeyVariable = "BABEL_SERVE_API_KEY")
+        string apiKeyVariable = "BABEL_SERVE_API_KEY", Action<string>? prepareModel = null)
     {
         var (model, _) = JobTestInputs.Write(scratch, contextLength);
+        prepareModel?.Invoke(model);
         var url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
         var app = await ServeCommand.StartAsync(model, url, "tiny", maxBatch, scratch.Combine("store"), CancellationToken.None, apiKeyVariable, configure);
         return new ServedApi(app, model, url);
