@@ -109,7 +109,7 @@ public enum ShardPhase
     Failed,
 }
 
-/// <summary>One shard as <c>babel status JOB</c> shows it.</summary>
+/// <summary>One shard as <c>babel status JOB</c> shows it; <see cref="ResultArtifact"/> is the document of the attempt that counted.</summary>
 [GenerateSerializer, Immutable]
 public sealed record ShardProgress(
     [property: Id(0)] string ShardId,
@@ -117,7 +117,8 @@ public sealed record ShardProgress(
     [property: Id(2)] int Attempts,
     [property: Id(3)] string? Worker,
     [property: Id(4)] string? Error,
-    [property: Id(5)] long Items);
+    [property: Id(5)] long Items,
+    [property: Id(6)] string? ResultArtifact = null);
 
 /// <summary>A job's progress and, once it succeeded, its exact totals. <see cref="ComputeSeconds"/> and <see cref="CoordinationSeconds"/> sum the workers' compute and engine time of completed shards.</summary>
 [GenerateSerializer, Immutable]

@@ -228,8 +228,7 @@ public sealed class DistillJob(IServiceProvider services) : JobKind<DistillJobPa
         long T(string name) => totals.GetValueOrDefault(name);
         var shards = Enumerable.Range(0, (int)((T("questions") + p.QuestionsPerShard - 1) / p.QuestionsPerShard)).Select(ShardId).ToList();
         DistillationOutput Read(string shard) =>
-            ReadShard(job.Store.GetBytesAsync(ShardArtifacts.Key(job.JobId, shard), cancellationToken).GetAwaiter().GetResult()
-                ?? throw new InvalidOperationException($"Job {job.JobId} is done but the result of shard {shard} is missing from the artifact store."));
+            ReadShard(job.ReadShardBytesAsync(shard, cancellationToken).GetAwaiter().GetResult());
         var failures = T("cots_failed") + T("evaluations_failed");
         var calls = T("cots") + T("evaluations") + failures;
         if (calls > 0 && failures > p.MaxFailureRate * calls)

@@ -129,7 +129,8 @@ public sealed class DeviceWorkerGrain(
             var result = kinds.Get(lease.Job.Kind).RunShard(context, lease.Job.Parameters, lease.Shard, lost.Token);
             var compute = stopwatch.Elapsed.TotalSeconds;
             _coordinationStart = Stopwatch.GetTimestamp();
-            var key = ShardArtifacts.Key(lease.JobId, lease.Shard.ShardId);
+            // One document per attempt: a late duplicate attempt cannot overwrite the document of the attempt whose totals counted.
+            var key = ShardArtifacts.AttemptKey(lease.JobId, lease.Shard.ShardId, lease.LeaseId);
             Call(() => store.PutBytesAsync(key, result.Content, _stop.Token));
             var outcome = new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, compute, coordination);
             renewal.Dispose();

@@ -18,8 +18,22 @@ public class FinishedJob(string jobId, JobSpec spec, JobStatus status, IArtifact
     public double WallSeconds => ((Status.Finished ?? Status.Submitted) - Status.Submitted).TotalSeconds;
 
     /// <summary>The documents of <paramref name="shardIds"/>, in that order, decoded as <typeparamref name="T"/>.</summary>
-    public Task<IReadOnlyList<T>> ReadShardsAsync<T>(IEnumerable<string> shardIds, CancellationToken cancellationToken) =>
-        ShardArtifacts.ReadAsync<T>(Store, JobId, shardIds, cancellationToken);
+    public async Task<IReadOnlyList<T>> ReadShardsAsync<T>(IEnumerable<string> shardIds, CancellationToken cancellationToken)
+    {
+        var results = new List<T>();
+        foreach (var shardId in shardIds) results.Add(JobParameters.Deserialize<T>(await ReadShardBytesAsync(shardId, cancellationToken)));
+        return results;
+    }
+
+    /// <summary>The document of the attempt of <paramref name="shardId"/> whose totals the job counted.</summary>
+    public async Task<byte[]> ReadShardBytesAsync(string shardId, CancellationToken cancellationToken)
+    {
+        _results ??= Status.ShardDetails.Where(s => s.ResultArtifact is not null).ToDictionary(s => s.ShardId, s => s.ResultArtifact!, StringComparer.Ordinal);
+        var key = _results.GetValueOrDefault(shardId) ?? throw new InvalidOperationException($"Job {JobId} has no counted result for shard {shardId}.");
+        return await Store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
+    }
+
+    private Dictionary<string, string>? _results;
 }
 
 /// <summary>A finished job with its parameters parsed by its kind.</summary>
@@ -31,20 +45,8 @@ public sealed class FinishedJob<TParameters>(FinishedJob job, TParameters parame
 /// <summary>Where a worker writes a shard's result in the artifact store, and how a finished job's results are read back.</summary>
 public static class ShardArtifacts
 {
-    public static string Key(string jobId, string shardId) => $"jobs/{jobId}/shards/{shardId}.json";
-
-    /// <summary>The results of <paramref name="shardIds"/> of a finished job, in that order, decoded as <typeparamref name="T"/>.</summary>
-    public static async Task<IReadOnlyList<T>> ReadAsync<T>(IArtifactStore store, string jobId, IEnumerable<string> shardIds, CancellationToken cancellationToken)
-    {
-        var results = new List<T>();
-        foreach (var shardId in shardIds)
-        {
-            var key = Key(jobId, shardId);
-            var bytes = await store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
-            results.Add(JobParameters.Deserialize<T>(bytes));
-        }
-        return results;
-    }
+    /// <summary>The document of one attempt (lease) of a shard: a late duplicate attempt writes its own, never over the counted one.</summary>
+    public static string AttemptKey(string jobId, string shardId, Guid leaseId) => $"jobs/{jobId}/shards/{shardId}/{leaseId:N}.json";
 }
 
 /// <summary>Job and shard ids name folders and files in the artifact store, so they are plain names.</summary>

@@ -68,24 +68,6 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
         return await grains.GetGrain<IJobGrain>(jobId).SubmitAsync(spec, plan);
     }
 
-    // LEGACY-KIND: the untyped protocol, removed once every kind derives from JobKind<,,>.
-    public static JobSpec Spec(string kind, string parameters, int maxAttempts = 3, TimeSpan? leaseDuration = null) =>
-        new(kind, parameters, maxAttempts, leaseDuration ?? JobOptions.DefaultLeaseDuration);
-
-    // LEGACY-KIND
-    public static string DefaultJobId(JobSpec spec) => DefaultJobId(spec.Kind, spec.Parameters);
-
-    // LEGACY-KIND
-    public async Task<JobStatus> SubmitAsync(string jobId, JobSpec spec, CancellationToken cancellationToken = default)
-    {
-        var plan = await kinds.Get(spec.Kind).PlanAsync(spec.Parameters, new UploadedFolders(_uploaded), cancellationToken);
-        return await grains.GetGrain<IJobGrain>(JobIds.Require(jobId)).SubmitAsync(spec, plan);
-    }
-
-    // LEGACY-KIND
-    public Task<JobStatus> WaitAsync(string jobId, IProgress<JobStatus>? progress, TimeSpan poll, CancellationToken cancellationToken = default) =>
-        WaitAsync(jobId, progress, cancellationToken);
-
     /// <summary>Submits, waits for the end and assembles the result: what a waiting command does.</summary>
     public async Task<TResult> RunAsync<TParameters, TShard, TResult>(JobKind<TParameters, TShard, TResult> kind, TParameters parameters,
         JobOptions? options, IProgress<JobStatus>? progress, CancellationToken cancellationToken = default)
@@ -123,7 +105,8 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
     private async Task<FinishedJob> FinishedAsync(string jobId, CancellationToken cancellationToken)
     {
         var grain = grains.GetGrain<IJobGrain>(JobIds.Require(jobId));
-        var status = await grain.GetStatusAsync(includeShards: false).WaitAsync(cancellationToken);
+        // With the shards: each one's counted document is where its result is read from.
+        var status = await grain.GetStatusAsync(includeShards: true).WaitAsync(cancellationToken);
         if (status.Phase != JobPhase.Succeeded)
         {
             throw status.Phase == JobPhase.Running

@@ -270,7 +270,7 @@ public sealed class JobGrain(
             ? Job.Plan.Select(s =>
             {
                 var r = Job.Shards[s.ShardId];
-                return new ShardProgress(s.ShardId, r.Phase, r.Attempts, r.Worker, r.Error, s.Items);
+                return new ShardProgress(s.ShardId, r.Phase, r.Attempts, r.Worker, r.Error, s.Items, r.ResultArtifact);
             }).ToImmutableArray()
             : [];
         return new JobStatus(JobId, spec.Kind, Job.Phase, Job.Plan.Count,

@@ -20,13 +20,10 @@ public interface IJobKind
     ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken);
 
     /// <summary>Assembles a succeeded job's result without writing it: what decides whether a waiting command ends well (e.g. a failure-rate bound).</summary>
-    // LEGACY-KIND: the default body goes once every kind derives from JobKind<,,>.
-    Task AssembleAsync(FinishedJob job, CancellationToken cancellationToken) => Task.CompletedTask;
+    Task AssembleAsync(FinishedJob job, CancellationToken cancellationToken);
 
     /// <summary>Assembles a succeeded job's result and writes its files into <paramref name="directory"/>; returns the one-line summary.</summary>
-    // LEGACY-KIND: the default body goes once every kind derives from JobKind<,,>.
-    Task<string> SaveResultAsync(FinishedJob job, string directory, CancellationToken cancellationToken) =>
-        throw new JobRequestException($"Job {job.JobId}: 'babel result' does not know how to write a {Name} job's result yet.");
+    Task<string> SaveResultAsync(FinishedJob job, string directory, CancellationToken cancellationToken);
 }
 
 /// <summary>

@@ -65,9 +65,8 @@ public class MonitoringTests
         await using var app = await EmbeddedSiloHost.StartAsync(scratch, cpuSlots: 1, timeout.Token, services => services.AddSingleton<IJobKind>(probe));
 
         var client = new JobClient(app.Services.GetRequiredService<IGrainFactory>(), app.Services.GetRequiredService<IArtifactStore>(), app.Services.GetRequiredService<JobKindCatalog>());
-        var spec = JobClient.Spec(ProbeJob.KindName, "{}");
-        await client.SubmitAsync("monitoring-probe", spec, timeout.Token);
-        var status = await client.WaitAsync("monitoring-probe", null, TimeSpan.FromMilliseconds(50), timeout.Token);
+        await client.SubmitAsync(probe, new ProbeParameters(), new JobOptions("monitoring-probe"), timeout.Token);
+        var status = await client.WaitAsync("monitoring-probe", null, timeout.Token);
         Assert.Equal((JobPhase.Succeeded, ProbeJob.Shards, ProbeJob.Shards * ProbeJob.ItemsPerShard), (status.Phase, status.Done, status.ItemsDone));
         Assert.Equal(1, probe.Failures);
 
@@ -97,26 +96,36 @@ public class MonitoringTests
             .Where(line => line.StartsWith(prefix, StringComparison.Ordinal) && (prefix.EndsWith('{') || line.Length > prefix.Length && line[prefix.Length] is '{' or ' ') && line.Contains(label, StringComparison.Ordinal))
             .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
 
+    /// <summary>The probe's parameters: none that matter.</summary>
+    private sealed record ProbeParameters(string Name = "probe");
+
     /// <summary>A job kind without a model: three shards of two items; shard s1's first attempt throws, its retry succeeds.</summary>
-    private sealed class ProbeJob : IJobKind
+    private sealed class ProbeJob : JobKind<ProbeParameters, int, long>
     {
         public const string KindName = "monitoring-probe";
         public const int Shards = 3;
         public const int ItemsPerShard = 2;
         private int _failures;
 
-        public string Name => KindName;
+        public override string Name => KindName;
 
         public int Failures => Volatile.Read(ref _failures);
 
-        public Task<IReadOnlyList<ShardSpec>> PlanAsync(string parameters, IArtifactResolver artifacts, CancellationToken cancellationToken) =>
-            Task.FromResult<IReadOnlyList<ShardSpec>>([.. Enumerable.Range(0, Shards).Select(i => new ShardSpec($"s{i}", "{}", ItemsPerShard))]);
+        protected override Task<IReadOnlyList<Shard<int>>> PlanAsync(ProbeParameters parameters, IArtifactResolver artifacts, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyList<Shard<int>>>([.. Enumerable.Range(0, Shards).Select(i => new Shard<int>($"s{i}", i, ItemsPerShard))]);
 
-        public ShardResult RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken)
+        protected override ShardResult RunShard(ShardContext context, ProbeParameters parameters, Shard<int> shard, CancellationToken cancellationToken)
         {
-            if (shard.ShardId == "s1" && Interlocked.CompareExchange(ref _failures, 1, 0) == 0)
+            if (shard.Slice == 1 && Interlocked.CompareExchange(ref _failures, 1, 0) == 0)
                 throw new InvalidOperationException("The probe's one planned failure.");
-            return new ShardResult("{}"u8.ToArray(), ImmutableSortedDictionary<string, long>.Empty.Add("items", shard.Items));
+            return ShardResult.Of(new { shard = shard.Id }, [KeyValuePair.Create("items", shard.Items)]);
         }
+
+        public override Task<long> AssembleAsync(FinishedJob<ProbeParameters> job, CancellationToken cancellationToken) =>
+            Task.FromResult(job.Status.Totals.GetValueOrDefault("items"));
+
+        public override void Save(long result, string directory) => File.WriteAllText(Path.Combine(directory, "items.txt"), $"{result}\n");
+
+        public override string Summary(long result) => $"{result} items";
     }
 }
