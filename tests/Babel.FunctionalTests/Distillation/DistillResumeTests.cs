@@ -79,7 +79,13 @@ public sealed class DistillResumeTests(PerplexityInputs inputs, ITestOutputHelpe
             string[] args = [.. Args(inputs.Model, dataset, outFolder), "--store", store];
             // The shard results in the embedded store: the job's progress, whatever the client has written.
             var jobs = Path.Combine(store, "artifacts", "jobs");
-            int ShardsDone() => Directory.Exists(jobs) ? Directory.GetFiles(jobs, "*.json", SearchOption.AllDirectories).Count(f => Path.GetFileName(Path.GetDirectoryName(f)) == "shards") : 0;
+            // jobs/JOB/shards/SHARD/ATTEMPT.json: a shard with a document is done, whatever number of attempts wrote one.
+            int ShardsDone() => Directory.Exists(jobs)
+                ? Directory.GetFiles(jobs, "*.json", SearchOption.AllDirectories)
+                    .Select(f => Path.GetDirectoryName(f)!)
+                    .Where(shard => Path.GetFileName(Path.GetDirectoryName(shard)) == "shards")
+                    .Distinct().Count()
+                : 0;
             using (var run = ChildProcess.Start(BuildOutputs.CliDll, args, new Dictionary<string, string?>(), folder, keepWholeOutput: true))
             {
                 var elapsed = Stopwatch.StartNew();
