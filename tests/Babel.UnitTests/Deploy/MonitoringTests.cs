@@ -9,11 +9,20 @@ using Xunit;
 
 namespace Babel.UnitTests.Deploy;
 
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class MetricsCollection
+{
+    // Alone: OpenTelemetry exports every meter named Babel.Jobs in the process, so a job of a test running beside this one
+    // would add its counts to this silo's scrape.
+    public const string Name = "process-wide metrics";
+}
+
 /// <summary>
 /// Every series the alert rules and the Grafana dashboard query is one a live silo exports: a real embedded silo runs a job
 /// (with one failed attempt, so the failure counter exists too) and its <c>/metrics</c> scrape is compared with the names
 /// the PromQL selects.
 /// </summary>
+[Collection(MetricsCollection.Name)]
 public class MonitoringTests
 {
     private static readonly string Monitoring = Path.Combine(ManifestTests.RepositoryRoot, "deploy", "k8s", "monitoring");

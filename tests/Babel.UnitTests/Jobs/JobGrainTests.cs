@@ -286,6 +286,23 @@ public class JobGrainTests(JobClusterFixture fixture)
     }
 
     [Fact]
+    public async Task The_document_of_the_attempt_that_counted_is_the_one_the_job_reads()
+    {
+        var job = NewJob();
+        await job.SubmitAsync(_spec, [_plan[0]]);
+        var first = (await job.LeaseAsync("slow"))!;
+        JobClusterFixture.Clock.Advance(TimeSpan.FromMinutes(2));
+        var second = (await job.LeaseAsync("other"))!;
+        var counted = Outcome(second, 5) with { ResultArtifact = ShardArtifacts.AttemptKey(second.JobId, "a", second.LeaseId) };
+        Assert.True(await job.CompleteAsync(counted));
+        // The slow first attempt finishes late: it wrote its own document and its completion is ignored.
+        Assert.False(await job.CompleteAsync(Outcome(first, 5) with { ResultArtifact = ShardArtifacts.AttemptKey(first.JobId, "a", first.LeaseId) }));
+        var shard = Assert.Single((await job.GetStatusAsync(includeShards: true)).ShardDetails);
+        Assert.Equal(counted.ResultArtifact, shard.ResultArtifact);
+        Assert.NotEqual(ShardArtifacts.AttemptKey(first.JobId, "a", first.LeaseId), shard.ResultArtifact);
+    }
+
+    [Fact]
     public async Task A_job_resumes_with_its_state_after_the_silo_holding_it_is_killed()
     {
         // Never assume placement: submit jobs until one lives on a silo other than the primary (which holds test membership).
