@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Babel.Modeling.Experts;
 using Babel.Modeling.Training;
 using Spectre.Console;
 
@@ -11,9 +10,6 @@ namespace Babel.Client.Commands;
 /// </summary>
 internal static class FinetuneCommand
 {
-    /// <summary>Where <see cref="TuneProfileAndCompareAsync"/> writes the base-vs-instruct comparison inside the base run.</summary>
-    public const string InstructComparisonFolder = "instruct-comparison";
-
     public static Command Create()
     {
         var defaults = InstructionTuning.DefaultOptions;
@@ -53,30 +49,5 @@ internal static class FinetuneCommand
         var manifest = TrainingProgressBar.Run(console, "instruction tuning", options.Steps,
             (progress, log) => InstructionTuning.Tune(model, instructions, output, options, progress, log, cancellationToken));
         console.WriteLine($"{manifest.Summary()}; tuned model written to {Path.GetFullPath(output)}");
-    }
-
-    /// <summary>
-    /// The base-vs-instruct study in one call (for the quickstart): translation instructions from the corpus's train
-    /// documents → an instruction-tuned copy of <paramref name="modelDirectory"/> in <paramref name="tunedDirectory"/>
-    /// (reused when its training.json exists) → a profile of the copy with the same partition and rule into
-    /// <paramref name="tunedRun"/> → the comparison with <paramref name="baseRun"/> (B = tuned, A = base), written
-    /// in <paramref name="baseRun"/>/instruct-comparison/, which the base run's report.html shows.
-    /// </summary>
-    public static async Task<IReadOnlyList<Modeling.Analysis.AnalysisFinding>> TuneProfileAndCompareAsync(EngineConnection engine, string modelDirectory,
-        Storage.Corpora.Corpus corpus, ExpertPartition partition, Grains.Experts.ProfileJobParameters profile, string baseRun, string tunedDirectory, string tunedRun,
-        PretrainingOptions options, IAnsiConsole console, TextWriter progress, CancellationToken cancellationToken)
-    {
-        if (!TrainingManifest.IsComplete(tunedDirectory))
-        {
-            var source = corpus.Manifest.FindLanguage("eng") is not null ? "eng" : corpus.Manifest.Languages[0].Code;
-            var instructions = Storage.Corpora.TranslationInstructions.Build(corpus, source, [.. profile.Languages.Where(c => c != source)]);
-            var instructionsPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tunedDirectory))!, "instructions.jsonl");
-            Storage.Corpora.TranslationInstructions.Write(instructionsPath, instructions);
-            Tune(console, modelDirectory, instructionsPath, tunedDirectory, options, cancellationToken);
-        }
-        console.WriteLine((await Grains.Experts.ExpertsWorkflows.ProfileAsync(engine.Jobs, tunedDirectory, corpus.Directory, profile, tunedRun, null, cancellationToken)).Summary());
-        var comparison = Modeling.Analysis.ProfileRunAnalysis.Compare(baseRun, tunedRun, Path.Combine(baseRun, InstructComparisonFolder));
-        foreach (var line in comparison.Lines()) console.WriteLine(line);
-        return comparison.Findings;
     }
 }

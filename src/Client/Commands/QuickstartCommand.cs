@@ -58,16 +58,9 @@ internal static class QuickstartCommand
             console.MarkupLineInterpolated($"corpus: {Path.GetFullPath(corpusDirectory)} ({corpus.Manifest.Languages.Count} languages; held out: {string.Join(", ", corpus.Manifest.Split.Heldout)})");
 
             console.Write(new Rule("2. tokenizer and tiny model").LeftJustified());
-            if (!TrainingManifest.IsComplete(modelDirectory))
-            {
-                var pretrained = TrainingProgressBar.Run(console, "pretraining", parse.GetValue(steps), (progress, log) => PretrainingWorkflow.Pretrain(corpusDirectory, modelDirectory, "tiny",
-                    new PretrainingOptions { Steps = parse.GetValue(steps) }, null, null, progress, log, cancellationToken));
-                console.WriteLine($"{pretrained.Summary()}; model written to {Path.GetFullPath(modelDirectory)}");
-            }
-            else
-            {
-                console.MarkupLineInterpolated($"reusing the trained model in {Path.GetFullPath(modelDirectory)} (delete it to train again)");
-            }
+            if (TrainingManifest.IsComplete(modelDirectory)) console.MarkupLineInterpolated($"reusing the trained model in {Path.GetFullPath(modelDirectory)} (delete it to train again)");
+            else console.WriteLine(TrainingProgressBar.Run(console, "pretraining", parse.GetValue(steps), (progress, log) => PretrainingWorkflow.Pretrain(corpusDirectory, modelDirectory, "tiny",
+                new PretrainingOptions { Steps = parse.GetValue(steps) }, null, null, progress, log, cancellationToken)).Summary() + $"; model written to {Path.GetFullPath(modelDirectory)}");
 
             TorchRuntime.Initialize();
             using var model = CausalLanguageModel.Load(modelDirectory);
@@ -82,64 +75,58 @@ internal static class QuickstartCommand
             }
 
             console.Write(new Rule("4. held-out perplexity per language: trained vs untrained").LeftJustified());
-            using var untrained = new CausalLanguageModel(model.Config);
-            untrained.InitializeWeights(new PretrainingOptions().Seed);
-            untrained.eval();
+            var heldout = HeldoutComparison.Evaluate(model, tokenizer, corpus, new PretrainingOptions().Seed);
             var table = new Table().AddColumns("language", "family", "tokens", "perplexity (trained)", "perplexity (untrained)", "bits/byte (trained)");
-            var worse = new List<string>();
-            foreach (var language in corpus.Manifest.Languages)
+            foreach (var l in heldout)
             {
-                var texts = corpus.ReadDocuments(language.Code, CorpusSplit.Heldout).Select(d => d.Text).ToList();
-                var trained = Perplexity.Evaluate(model, tokenizer, language.Code, texts);
-                var baseline = Perplexity.Evaluate(untrained, tokenizer, language.Code, texts);
-                if (!(trained.Perplexity < baseline.Perplexity / 2)) worse.Add(language.Code);
-                table.AddRow(language.Code, Markup.Escape(language.Family), trained.Tokens.ToString(CultureInfo.InvariantCulture),
-                    trained.Perplexity.ToString("F1", CultureInfo.InvariantCulture), baseline.Perplexity.ToString("F1", CultureInfo.InvariantCulture),
-                    trained.BitsPerByte.ToString("F2", CultureInfo.InvariantCulture));
+                table.AddRow(l.Language, Markup.Escape(l.Family), l.Trained.Tokens.ToString(CultureInfo.InvariantCulture), l.Trained.Perplexity.ToString("F1", CultureInfo.InvariantCulture),
+                    l.Untrained.Perplexity.ToString("F1", CultureInfo.InvariantCulture), l.Trained.BitsPerByte.ToString("F2", CultureInfo.InvariantCulture));
             }
             console.Write(table);
-            console.MarkupLineInterpolated($"model: {Path.GetFullPath(modelDirectory)} (config.json, model.safetensors, tokenizer.json, training.json)");
-            if (worse.Count > 0)
-            {
-                console.MarkupLineInterpolated($"[red]held-out perplexity is not clearly below the untrained model's for: {string.Join(", ", worse)}[/]");
-            }
-            else
-            {
-                console.MarkupLine("held-out perplexity is clearly below the untrained model's in every language.");
-            }
+            var worse = heldout.Where(l => !l.Learned).Select(l => l.Language).ToList();
+            if (worse.Count > 0) console.MarkupLineInterpolated($"[red]held-out perplexity is not clearly below the untrained model's for: {string.Join(", ", worse)}[/]");
+            else console.MarkupLineInterpolated($"held-out perplexity is clearly below the untrained model's in every language; model: {Path.GetFullPath(modelDirectory)}");
 
             console.Write(new Rule($"5. MoEfication: {QuickstartExperts} experts per layer (balanced k-means), on the embedded job engine").LeftJustified());
             await using var engine = await EngineConnection.OpenAsync(cluster: false, Path.Combine(root, "store"), workers: 1, cancellationToken);
+            var jobs = Jobs.JobProgressView.Lines(CommandConsole.For(parse.InvocationConfiguration.Error));
             var partition = File.Exists(Path.Combine(modelDirectory, ExpertPartition.FileName))
                 ? ExpertPartition.Load(modelDirectory)
-                : await ExpertsWorkflows.MoefyAsync(engine.Jobs, modelDirectory, QuickstartExperts, MoEfication.BalancedKMeans, seed: 1, progress: null, cancellationToken);
+                : await ExpertsWorkflows.MoefyAsync(engine.Jobs, modelDirectory, QuickstartExperts, MoEfication.BalancedKMeans, seed: 1, jobs, cancellationToken);
             console.MarkupLineInterpolated($"{Path.GetFullPath(Path.Combine(modelDirectory, ExpertPartition.FileName))}: {partition.Layers} layers × {partition.Experts} experts of {partition.NeuronsPerExpert} neurons");
 
             console.Write(new Rule("6. expert activation profile of every language (topk:4, train split), on the embedded job engine").LeftJustified());
             var codes = corpus.Manifest.Languages.Select(l => l.Code).ToList();
             var runDirectory = Path.Combine(root, "profile");
             // Profiled on train only, so the pruning evaluation below scores documents the profile never saw.
-            var profiled = await ExpertsWorkflows.ProfileAsync(engine.Jobs, modelDirectory, corpusDirectory, new ProfileJobParameters("", "", codes, "topk:4", Split: "train"),
-                runDirectory, progress: null, cancellationToken);
+            var profileRequest = new ProfileJobParameters("", "", codes, "topk:4", Split: "train");
+            var profiled = await ExpertsWorkflows.ProfileAsync(engine.Jobs, modelDirectory, corpusDirectory, profileRequest, runDirectory, jobs, cancellationToken);
             console.WriteLine(profiled.Summary());
 
             console.Write(new Rule("7. analyses: high-frequency and shared experts, language similarity and families").LeftJustified());
             foreach (var line in ProfileRunAnalysis.Analyze(runDirectory, new AnalysisOptions()).Lines()) console.WriteLine(line);
 
             console.Write(new Rule($"8. instruction tuning ({InstructionTuningSteps} steps of translation instructions) and base-vs-instruct comparison").LeftJustified());
-            await FinetuneCommand.TuneProfileAndCompareAsync(engine, modelDirectory, corpus, partition, new ProfileJobParameters("", "", codes, "topk:4", Split: "train"),
-                runDirectory, Path.Combine(root, "model-instruct"), Path.Combine(root, "profile-instruct"),
-                InstructionTuning.DefaultOptions with { Steps = InstructionTuningSteps }, console, parse.InvocationConfiguration.Error, cancellationToken);
+            var tunedDirectory = Path.Combine(root, "model-instruct");
+            if (!TrainingManifest.IsComplete(tunedDirectory))
+            {
+                TrainingProgressBar.Run(console, "instruction tuning", InstructionTuningSteps, (progress, log) => InstructionTuning.TuneOnTranslations(modelDirectory, corpus, codes, tunedDirectory,
+                    InstructionTuning.DefaultOptions with { Steps = InstructionTuningSteps }, progress, log, cancellationToken));
+            }
+            var (tuned, comparison) = await ExpertsWorkflows.CompareTunedAsync(engine.Jobs, tunedDirectory, corpusDirectory, profileRequest, runDirectory,
+                Path.Combine(root, "profile-instruct"), jobs, cancellationToken);
+            console.WriteLine(tuned.Summary());
+            foreach (var line in comparison.Lines()) console.WriteLine(line);
 
             console.Write(new Rule("9. expert pruning: held-out perplexity, frequency-guided vs random vs layer-wise, on the embedded job engine").LeftJustified());
             var curves = await ExpertsWorkflows.EvaluatePruningAsync(engine.Jobs, modelDirectory, runDirectory, corpusDirectory,
                 new PruningRequest([0.1, 0.2, 0.3, 0.4, 0.5], ExpertPruning.Strategies, null, Seeds: 3, Split: "heldout"),
-                Path.Combine(runDirectory, ProfileRun.PruningFolder), progress: null, parse.InvocationConfiguration.Error, cancellationToken);
+                Path.Combine(runDirectory, ProfileRun.PruningFolder), jobs, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(curves.Reading());
 
             console.Write(new Rule("10. sparse activation: top-K experts per token, centroid and oracle routers, on the embedded job engine").LeftJustified());
             var sparse = await ExpertsWorkflows.SparseAsync(engine.Jobs, modelDirectory, corpusDirectory, new SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
-                Path.Combine(runDirectory, ProfileRun.SparseFolder), progress: null, cancellationToken);
+                Path.Combine(runDirectory, ProfileRun.SparseFolder), jobs, cancellationToken);
             console.WriteLine(sparse.Reading());
 
             console.Write(new Rule("11. student distillation: generated arithmetic word problems, answer-only vs multi-CoT + self-evaluation students, on the embedded job engine").LeftJustified());
@@ -147,7 +134,7 @@ internal static class QuickstartCommand
             if (!File.Exists(Path.Combine(arithmetic, DistillationFiles.Manifest))) ArithmeticWordProblems.Write(arithmetic, new ArithmeticProblemOptions());
             var students = StudentCorpus.Load(arithmetic);
             var (studentJob, studentRuns) = await Grains.Distillation.StudentGridWorkflow.RunAsync(engine.Jobs, students, QuickstartStudent, [StudentSettings.Standard, StudentSettings.MultiCotSelfEvaluation],
-                [StudentLabels.Gold], ["micro"], [1], progress: null, cancellationToken);
+                [StudentLabels.Gold], ["micro"], [1], jobs, cancellationToken);
             var studentReport = StudentGridReport.Write(Path.Combine(runDirectory, ProfileRun.DistillationFolder), studentRuns,
                 new { job = studentJob, data = Path.GetFullPath(arithmetic), test = students.TestSource, options = QuickstartStudent });
             console.WriteLine(studentReport.Reading());

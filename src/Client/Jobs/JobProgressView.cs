@@ -43,6 +43,18 @@ internal static class JobProgressView
         return final!;
     }
 
+    /// <summary>A plain line on <paramref name="console"/> each time a job's count of done shards changes: progress of a library workflow's jobs.</summary>
+    public static IProgress<JobStatus> Lines(IAnsiConsole console)
+    {
+        var last = (Job: "", Done: -1);
+        return new Inline(status =>
+        {
+            if ((status.JobId, status.Done) == last) return;
+            last = (status.JobId, status.Done);
+            console.WriteLine($"job {status.JobId}: {Line(status)}");
+        });
+    }
+
     /// <summary>"12/40 shards done, 2 running, 35.1 items/s, ETA 0:01:20".</summary>
     public static string Line(JobStatus status)
     {

@@ -139,6 +139,21 @@ public static class ExpertsWorkflows
         return curves;
     }
 
+    /// <summary>Where <see cref="CompareTunedAsync"/> writes the base-vs-instruct comparison inside the base run.</summary>
+    public const string InstructComparisonFolder = "instruct-comparison";
+
+    /// <summary>
+    /// The second half of the base-vs-instruct study: profiles the instruction-tuned copy <paramref name="tunedDirectory"/>
+    /// with the base run's request into <paramref name="tunedRun"/>, then compares it with <paramref name="baseRun"/>
+    /// (B = tuned, A = base) in <paramref name="baseRun"/>/instruct-comparison/, which the base run's report.html shows.
+    /// </summary>
+    public static async Task<(ProfileRun Tuned, Modeling.Analysis.AnalysisOutcome Comparison)> CompareTunedAsync(JobClient jobs, string tunedDirectory, string corpusDirectory,
+        ProfileJobParameters request, string baseRun, string tunedRun, IProgress<JobStatus>? progress, CancellationToken cancellationToken)
+    {
+        var tuned = await ProfileAsync(jobs, tunedDirectory, corpusDirectory, request, tunedRun, progress, cancellationToken);
+        return (tuned, Modeling.Analysis.ProfileRunAnalysis.Compare(baseRun, tunedRun, Path.Combine(baseRun, InstructComparisonFolder)));
+    }
+
     /// <summary>The run in <paramref name="runDirectory"/> and the partition of the model it must have profiled (the model folder is hashed, not uploaded).</summary>
     public static async Task<(ProfileRun Run, ExpertPartition Partition)> OpenRunOfModelAsync(string modelDirectory, string runDirectory, CancellationToken cancellationToken)
     {

@@ -128,6 +128,21 @@ public static class InstructionTuning
     }
 
     /// <summary>
+    /// Instruction-tunes <paramref name="modelDirectory"/> on translation instructions built from <paramref name="corpus"/>'s
+    /// train documents (from English, or the first language, into every other language of <paramref name="languages"/>),
+    /// written beside <paramref name="outputDirectory"/> as <c>instructions.jsonl</c>: the base-vs-instruct study's model.
+    /// </summary>
+    public static InstructionTuningManifest TuneOnTranslations(string modelDirectory, Storage.Corpora.Corpus corpus, IReadOnlyList<string> languages, string outputDirectory,
+        PretrainingOptions options, IProgress<TrainingProgress>? progress = null, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        var source = corpus.Manifest.FindLanguage("eng") is not null ? "eng" : corpus.Manifest.Languages[0].Code;
+        var instructions = Storage.Corpora.TranslationInstructions.Build(corpus, source, [.. languages.Where(c => c != source)]);
+        var path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outputDirectory))!, "instructions.jsonl");
+        Storage.Corpora.TranslationInstructions.Write(path, instructions);
+        return Tune(modelDirectory, path, outputDirectory, options, progress, log, cancellationToken);
+    }
+
+    /// <summary>
     /// <c>babel finetune</c>: tunes a copy of the model in <paramref name="modelDirectory"/> (all weights, seeded by
     /// <see cref="PretrainingOptions.Seed"/>) on the instructions that fit the sequence length, into
     /// <paramref name="outputDirectory"/>: the Hugging Face layout, the base model's tokenizer and <c>experts.json</c>, the
