@@ -155,7 +155,8 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(work))!);
-            using (var zip = new MemoryStream(bytes, writable: false)) ZipFile.ExtractToDirectory(zip, temporary);
+            // The zip comes back from the store: unpacked as untrusted input (entries inside the folder, bounded size).
+            using (var zip = new MemoryStream(bytes, writable: false)) ZipArchives.ExtractToNewDirectory(zip, temporary, $"the checkpoint {key}");
             // The rename makes the folder appear complete or not at all; if another attempt got there first, its folder wins.
             if (Directory.Exists(work)) return false;
             Directory.Move(temporary, work);

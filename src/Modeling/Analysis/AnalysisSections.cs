@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
-using Babel.Modeling.Experts;
+using Babel.Modeling.Reports;
 
 namespace Babel.Modeling.Analysis;
 

@@ -3,8 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Babel.Modeling.Experts;
-using Babel.Modeling.Text2Tree;
+using Babel.Modeling.Reports;
 using Babel.Storage;
 using ScottPlot;
 

@@ -1,37 +1,10 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using Babel.Modeling.Reports;
 using Babel.Storage;
 
 namespace Babel.Modeling.Experts;
-
-/// <summary>
-/// An extra section of <c>report.html</c> (an analysis, a pruning curve, ...): a title, a one-line reading of what it
-/// shows, PNG images (paths relative to the run folder; missing ones are skipped) and an optional HTML table.
-/// </summary>
-public sealed record ReportSection(string Title, string Reading, IReadOnlyList<string> Images, string? TableHtml = null);
-
-/// <summary>The HTML tables of reports: a header row and rows of text cells, each escaped (&amp;, &lt;, &gt;, quotes; other characters stay as they are).</summary>
-public static class HtmlTable
-{
-    public static string Of(IEnumerable<string> headers, IEnumerable<IEnumerable<string>> rows)
-    {
-        var html = new StringBuilder("<table><tr>");
-        foreach (var header in headers) html.Append("<th>").Append(Escape(header)).Append("</th>");
-        html.Append("</tr>");
-        foreach (var row in rows)
-        {
-            html.Append("<tr>");
-            foreach (var cell in row) html.Append("<td>").Append(Escape(cell)).Append("</td>");
-            html.Append("</tr>");
-        }
-        return html.Append("</table>").ToString();
-    }
-
-    private static string Escape(string text) =>
-        text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal)
-            .Replace(">", "&gt;", StringComparison.Ordinal).Replace("\"", "&quot;", StringComparison.Ordinal);
-}
 
 /// <summary><c>report.html</c>: one self-contained page (images embedded) with a run's heatmaps and per-language token counts.</summary>
 public static class ActivationReport

@@ -2,6 +2,7 @@ using System.Globalization;
 using Babel.Modeling.Analysis;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Distillation;
+using Babel.Modeling.Reports;
 using Babel.Storage;
 
 namespace Babel.Modeling.Experts;

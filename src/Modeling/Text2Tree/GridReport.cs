@@ -3,24 +3,11 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Babel.Modeling.Experts;
+using Babel.Modeling.Reports;
 using Babel.Storage;
 using ScottPlot;
 
 namespace Babel.Modeling.Text2Tree;
-
-/// <summary>Mean and sample standard deviation of a score over seeds.</summary>
-public sealed record MeanStd([property: JsonPropertyName("mean")] double Mean, [property: JsonPropertyName("std")] double Std)
-{
-    public static MeanStd Of(IReadOnlyList<double> values)
-    {
-        var mean = values.Average();
-        var std = values.Count < 2 ? 0 : Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1));
-        return new MeanStd(mean, std);
-    }
-
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Mean:F4} ± {Std:F4}");
-}
 
 /// <summary>One row of the results table: a configuration (method, λ, τ) over its seeds, on the test split.</summary>
 public sealed record GridRow(

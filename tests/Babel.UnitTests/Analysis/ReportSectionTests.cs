@@ -1,4 +1,5 @@
 using Babel.Modeling.Experts;
+using Babel.Modeling.Reports;
 using Xunit;
 
 namespace Babel.UnitTests.Analysis;

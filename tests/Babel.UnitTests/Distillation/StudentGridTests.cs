@@ -1,7 +1,7 @@
 using Babel.Grains.Distillation;
 using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
-using Babel.Modeling.Text2Tree;
+using Babel.Modeling.Reports;
 using Babel.Modeling.Training;
 using Babel.Storage;
 using Babel.Storage.Artifacts;

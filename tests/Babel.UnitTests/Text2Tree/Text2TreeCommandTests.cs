@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Babel.Modeling.Reports;
 using Babel.Modeling.Text2Tree;
 using Babel.Storage.Icpc;
 using Babel.UnitTests.Training;
