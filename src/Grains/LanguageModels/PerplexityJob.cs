@@ -39,10 +39,8 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
             throw new UserInputException("The perplexity job parameters need a model and a corpus.");
         }
         JobParameters.Languages(parameters.Languages, KindName);
-        if (parameters.WindowLength < 2 || parameters.BatchSize < 1 || parameters.DocumentsPerShard < 1)
-        {
-            throw new UserInputException("Window length must be at least 2, and batch size and documents per shard at least 1.");
-        }
+        if (parameters.DocumentsPerShard < 1) throw new UserInputException($"--documents-per-shard must be at least 1 (got {parameters.DocumentsPerShard}).");
+        if (parameters.WindowLength < 2 || parameters.BatchSize < 1) throw new UserInputException("The window length must be at least 2 and the batch size at least 1.");
         JobParameters.Split(parameters.Split);
     }
 

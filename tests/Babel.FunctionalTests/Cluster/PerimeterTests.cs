@@ -78,7 +78,7 @@ public sealed class PerimeterTests(PerplexityInputs inputs, ITestOutputHelper ou
             Assert.True(result.ExitCode == 0, result.ToString());
             Assert.True(JsonNode.DeepEquals(inputs.Reference, JsonNode.Parse(result.Stdout)), $"The TLS cluster's result differs from the embedded run.\n{result}");
             // Both silos ran shards, so they talked to each other over TLS.
-            var status = await client.RunAsync(_jobTimeout, "status", "tls-sas", "--cluster", "--output", "json");
+            var status = await client.RunAsync(_jobTimeout, "status", "tls-sas", "--cluster", "--format", "json");
             Assert.True(status.ExitCode == 0, status.ToString());
             var workers = JsonNode.Parse(status.Stdout)!["shardDetails"]!.AsArray().Select(s => (string?)s!["worker"]).ToList();
             Assert.All(cluster.Silos, silo => Assert.Contains(workers, w => w!.StartsWith(silo.WorkerPrefix, StringComparison.Ordinal)));

@@ -58,7 +58,7 @@ public class PerplexityJobTests
 
     [Theory]
     [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[]}", "names no language")]
-    [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[\"eng\"],\"documentsPerShard\":0}", "documents per shard")]
+    [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[\"eng\"],\"documentsPerShard\":0}", "--documents-per-shard must be at least 1")]
     [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[\"eng\"],\"split\":\"dev\"}", "Unknown split")]
     [InlineData("not json", "not valid JSON")]
     public void Invalid_parameters_are_one_clear_sentence(string json, string expected)
