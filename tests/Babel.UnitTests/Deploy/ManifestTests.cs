@@ -402,7 +402,7 @@ public partial class ManifestTests
         var defined = JobMetricNames();
         var distillation = DistillationMetricNames();
         var documented = DocumentedMetrics();
-        Assert.Equal(defined.Union(DistillationMetricNames()).Order(StringComparer.Ordinal), documented.Order(StringComparer.Ordinal));
+        Assert.Equal(defined.Union(distillation).Union(ServingMetricNames()).Order(StringComparer.Ordinal), documented.Order(StringComparer.Ordinal));
 
         var rules = File.ReadAllText(Path.Combine(K8s, "monitoring", "prometheus-rules.yaml"));
         var used = BabelSeries().Matches(rules).Select(m => HistogramSeries().Replace(m.Value, "")).ToHashSet();
@@ -439,6 +439,17 @@ public partial class ManifestTests
             .Select(f => PrometheusName((Instrument)f.GetValue(null)!))
             .ToHashSet();
         Assert.Equal(10, names.Count);
+        return names;
+    }
+
+    /// <summary>The Prometheus names of <c>babel serve</c>'s instruments.</summary>
+    private static HashSet<string> ServingMetricNames()
+    {
+        var names = typeof(Babel.Silo.Serving.ServingMetrics).GetFields()
+            .Where(f => typeof(Instrument).IsAssignableFrom(f.FieldType))
+            .Select(f => PrometheusName((Instrument)f.GetValue(null)!))
+            .ToHashSet();
+        Assert.Equal(5, names.Count);
         return names;
     }
 
