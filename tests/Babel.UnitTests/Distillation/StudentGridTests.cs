@@ -76,9 +76,9 @@ public class StudentGridTests
         Assert.Contains("| cot-se | gt | micro | 1 |", File.ReadAllText(Path.Combine(output, StudentGridReport.MarkdownFile)));
         Assert.Contains("<table>", File.ReadAllText(Path.Combine(output, StudentGridReport.HtmlFile)));
         Assert.True(new FileInfo(Path.Combine(output, StudentGridReport.PlotFile)).Length > 1000);
-        // The shard results are in the store under the documented shard ids; the checkpoint zips are gone once the results are read.
+        // The shard results are in the store under the documented shard ids (one document per attempt, jobs/JOB/shards/SHARD/LEASE.json); the checkpoint zips are gone once the results are read.
         var shards = Directory.GetFiles(Directory.GetDirectories(Path.Combine(store, "artifacts", "jobs")).Single(), "*.json", SearchOption.AllDirectories)
-            .Select(Path.GetFileNameWithoutExtension).Order(StringComparer.Ordinal);
+            .Select(attempt => Path.GetFileName(Path.GetDirectoryName(attempt))).Order(StringComparer.Ordinal);
         Assert.Equal(["cot-se-gt-micro-s1", "standard-gt-micro-s1"], shards);
         var zips = Path.Combine(store, "artifacts", "distill", "students");
         Assert.Empty(Directory.Exists(zips) ? Directory.GetFiles(zips) : []);
