@@ -22,6 +22,18 @@ public sealed class JobGrain(
     private JobRecord Job => state.State;
     private string JobId => this.GetPrimaryKeyString();
 
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (Job.Spec is not null) metrics.SetRunning(JobId, Job.Spec.Kind, Job.Phase == JobPhase.Running);
+        return Task.CompletedTask;
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        if (Job.Spec is not null) metrics.SetRunning(JobId, Job.Spec.Kind, running: false);
+        return Task.CompletedTask;
+    }
+
     public async Task<JobStatus> SubmitAsync(JobSpec spec, IReadOnlyList<ShardSpec> plan)
     {
         JobIds.Require(JobId);
@@ -43,7 +55,8 @@ public sealed class JobGrain(
         Job.Submitted = time.GetUtcNow();
         if (plan.Count == 0) Job.Finished = Job.Submitted;
         await state.WriteStateAsync();
-        metrics.JobsSubmitted.Add(1, new KeyValuePair<string, object?>("kind", spec.Kind));
+        metrics.JobsSubmitted.Add(1, JobMetrics.Kind(spec.Kind));
+        metrics.SetRunning(JobId, spec.Kind, Job.Phase == JobPhase.Running);
         await grains.GetGrain<IJobRegistryGrain>(0).RegisterAsync(JobId);
         await AfterChangeAsync();
         logger.LogInformation("Job {JobId} ({Kind}) submitted with {Shards} shards", JobId, spec.Kind, plan.Count);
@@ -100,6 +113,7 @@ public sealed class JobGrain(
         if (record.Phase != ShardPhase.Leased || record.LeaseId != leaseId) return false;
         record.LeaseExpires = time.GetUtcNow() + Job.Spec.LeaseDuration;
         await state.WriteStateAsync();
+        metrics.LeaseRenewals.Add(1, JobMetrics.Kind(Job.Spec.Kind));
         return true;
     }
 
@@ -122,7 +136,7 @@ public sealed class JobGrain(
             changed = true;
             if (expired || orphaned)
             {
-                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", expired ? "lease-expired" : "silo-dead"));
+                metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", expired ? "lease-expired" : "silo-dead"), JobMetrics.Kind(Job.Spec.Kind));
                 Record(shard.ShardId, expired ? ShardEventKind.LeaseExpired : ShardEventKind.SiloDead, record.Worker, record.Attempts);
                 logger.LogWarning("Job {JobId} shard {ShardId}: lease of {Worker} {Reason}", JobId, shard.ShardId, record.Worker,
                     expired ? "expired" : "is lost with its dead silo");
@@ -138,7 +152,7 @@ public sealed class JobGrain(
             record.IssuedLeases.Add(record.LeaseId);
             record.LeaseExpires = now + Job.Spec.LeaseDuration;
             record.Worker = worker;
-            metrics.ShardsLeased.Add(1);
+            metrics.ShardsLeased.Add(1, JobMetrics.Kind(Job.Spec.Kind));
             Record(shard.ShardId, ShardEventKind.Leased, worker, record.Attempts);
             return new ShardLease(JobId, Job.Spec, shard, record.LeaseId, record.LeaseExpires, record.Attempts);
         }
@@ -179,10 +193,10 @@ public sealed class JobGrain(
             Job.Phase = JobPhase.Succeeded;
             Job.Finished = time.GetUtcNow();
         }
-        metrics.ShardsCompleted.Add(1);
+        metrics.ShardsCompleted.Add(1, JobMetrics.Kind(Job.Spec.Kind));
         Record(outcome.ShardId, ShardEventKind.Completed, outcome.Worker, record.Attempts, outcome.Seconds);
-        metrics.ShardItems.Add(shard.Items);
-        metrics.ShardDuration.Record(outcome.Seconds);
+        metrics.ShardItems.Add(shard.Items, JobMetrics.Kind(Job.Spec.Kind));
+        metrics.ShardDuration.Record(outcome.Seconds, JobMetrics.Kind(Job.Spec.Kind));
         return true;
     }
 
@@ -190,7 +204,7 @@ public sealed class JobGrain(
     {
         if (Job.Spec is null || Job.Phase != JobPhase.Running || !Job.Shards.TryGetValue(shardId, out var record)) return;
         if (record.Phase != ShardPhase.Leased || record.LeaseId != leaseId) return;
-        metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "error"));
+        metrics.ShardsFailed.Add(1, new KeyValuePair<string, object?>("reason", "error"), JobMetrics.Kind(Job.Spec.Kind));
         logger.LogWarning("Job {JobId} shard {ShardId} attempt {Attempt} failed on {Worker}: {Error}", JobId, shardId, record.Attempts, record.Worker, error);
         record.Error = error;
         Record(shardId, ShardEventKind.Failed, record.Worker, record.Attempts, error: error);
@@ -225,7 +239,8 @@ public sealed class JobGrain(
         // Marked only once the registry has it: a failed call is retried by the next change or status call.
         await grains.GetGrain<IJobRegistryGrain>(0).MarkFinishedAsync(JobId);
         _reportedEnd = true;
-        metrics.JobsFinished.Add(1, new KeyValuePair<string, object?>("outcome", Job.Phase.ToString().ToLowerInvariant()));
+        metrics.JobsFinished.Add(1, new KeyValuePair<string, object?>("outcome", Job.Phase.ToString().ToLowerInvariant()), JobMetrics.Kind(Job.Spec!.Kind));
+        metrics.SetRunning(JobId, Job.Spec.Kind, running: false);
         logger.LogInformation("Job {JobId} finished: {Phase} {Error}", JobId, Job.Phase, Job.Error);
     }
 

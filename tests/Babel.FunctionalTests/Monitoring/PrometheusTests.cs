@@ -60,7 +60,7 @@ public sealed class PrometheusTests(PerplexityInputs inputs, ITestOutputHelper o
 
             var checkRules = await Prometheus.PromtoolAsync(timeout.Token, "check", "rules", rules);
             Assert.True(checkRules.ExitCode == 0, checkRules.Output);
-            Assert.Contains("SUCCESS: 4 rules found", checkRules.Output, StringComparison.Ordinal);
+            Assert.Contains("SUCCESS: 6 rules found", checkRules.Output, StringComparison.Ordinal);
             var checkConfig = await Prometheus.PromtoolAsync(timeout.Token, "check", "config", Path.Combine(folder, "prometheus.yml"));
             Assert.True(checkConfig.ExitCode == 0, checkConfig.Output);
 
@@ -110,7 +110,7 @@ public sealed class PrometheusTests(PerplexityInputs inputs, ITestOutputHelper o
         await WaitForAsync(async () =>
         {
             var rules = (await prometheus.ApiAsync("/api/v1/rules", timeout.Token))["groups"]!.AsArray().SelectMany(g => g!["rules"]!.AsArray()).ToList();
-            return rules.Count == 4 && rules.All(r => (string?)r!["health"] == "ok" && (string?)r!["lastError"] is null or "");
+            return rules.Count == 6 && rules.All(r => (string?)r!["health"] == "ok" && (string?)r!["lastError"] is null or "");
         }, "every rule evaluated with health ok", prometheus);
         Assert.Empty((await prometheus.ApiAsync("/api/v1/alerts", timeout.Token))["alerts"]!.AsArray());
     }

@@ -413,7 +413,7 @@ public partial class ManifestTests
             Assert.True(documented.Contains(name), $"{name} is not in README.md's metric table.");
             Assert.True(defined.Contains(name) || distillation.Contains(name), $"{name} is neither a JobMetrics nor a DistillationMetrics instrument.");
         }
-        foreach (var alert in new[] { "BabelSiloDown", "BabelShardFailures", "BabelJobStalled", "BabelTeacherThrottled" })
+        foreach (var alert in new[] { "BabelSiloDown", "BabelShardFailures", "BabelJobStalled", "BabelJobFailed", "BabelTeacherFailures", "BabelTeacherThrottled" })
             Assert.Contains($"alert: {alert}", rules, StringComparison.Ordinal);
     }
 
@@ -427,7 +427,7 @@ public partial class ManifestTests
         {
             names.Add(PrometheusName((Instrument)property.GetValue(metrics)!));
         }
-        Assert.Equal(7, names.Count);
+        Assert.Equal(9, names.Count);
         return names;
     }
 

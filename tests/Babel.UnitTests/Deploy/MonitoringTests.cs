@@ -46,7 +46,8 @@ public class MonitoringTests
     public void The_rules_and_the_dashboard_hold_the_expected_queries()
     {
         var rules = RuleExpressions();
-        Assert.Equal(5, rules.Count); // four alerts and the annotation's query
+        Assert.Equal(7, rules.Count); // six alerts and the annotation's query
+        Assert.Contains(rules, e => e.Contains("babel_shard_lease_renewals_total", StringComparison.Ordinal) && e.Contains("babel_jobs_running", StringComparison.Ordinal));
         Assert.Contains(rules, e => e.Contains("babel_distill_teacher_throttled_total", StringComparison.Ordinal));
         Assert.Contains(rules, e => e.Contains("babel_shards_leased_total", StringComparison.Ordinal));
         var dashboard = DashboardExpressions();
@@ -55,6 +56,7 @@ public class MonitoringTests
         Assert.Contains(names, n => n.StartsWith("babel_", StringComparison.Ordinal));
         Assert.Contains(names, n => n.StartsWith("orleans_", StringComparison.Ordinal));
         Assert.Contains("babel_shard_duration_seconds_bucket", names);
+        Assert.Contains("babel_shard_lease_renewals_total", names);
     }
 
     [Fact]
