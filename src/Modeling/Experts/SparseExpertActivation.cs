@@ -91,7 +91,8 @@ public sealed class SparseExpertActivation : IFeedForwardHook, IDisposable
     /// <summary>Centroid routing computed sparsely: per expert, only the tokens routed to it go through its rows.</summary>
     public Tensor? ComputeFeedForward(int layer, FeedForward feedForward, Tensor hidden)
     {
-        if (Router != CentroidRouter) return null;
+        // The sparse path multiplies weights only; a biased FFN (mlp_bias) takes the dense, masked path.
+        if (Router != CentroidRouter || feedForward.GateProj.bias is not null) return null;
         var x = hidden.reshape(-1, hidden.shape[^1]);
         var chosen = x.mm(_centroids[layer]).topk(TopK, dim: -1).indexes;
         var output = zeros_like(x);

@@ -21,6 +21,9 @@ public sealed class CachedDecoder : IDisposable
     private readonly Tensor _slot;
     private readonly int _heads, _keyValueHeads, _headDim, _queryWidth, _keyWidth;
     private readonly int[] _intermediate;
+    // Per layer: the sliding window it attends within, or null for the whole prefix.
+    private readonly int?[] _window;
+    private readonly RotaryEmbedding _rotary;
     // RMSNorm's mean(x²) + ε as one addmm: x² · (1/d) + ε.
     private readonly Tensor _meanColumn;
     private readonly Tensor _epsilon;
@@ -33,6 +36,8 @@ public sealed class CachedDecoder : IDisposable
         (_heads, _keyValueHeads, _headDim) = (config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
         (_queryWidth, _keyWidth) = (_heads * _headDim, _keyValueHeads * _headDim);
         _intermediate = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(config.IntermediateSizeOf)];
+        _window = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(config.SlidingWindowOf)];
+        _rotary = model.Rotary;
         _meanColumn = full(config.HiddenSize, 1, 1.0 / config.HiddenSize);
         _epsilon = full(1, 1, config.RmsNormEps);
         using var guard = no_grad();
@@ -71,12 +76,15 @@ public sealed class CachedDecoder : IDisposable
         }
         var mlp = layer.Mlp;
         var gateUp = cat([mlp.GateProj.weight!.detach(), mlp.UpProj.weight!.detach()], dim: 0) * layer.PostAttentionLayernorm.Weight;
+        var gateUpBias = mlp.GateProj.bias is null ? null : cat([mlp.GateProj.bias.detach(), mlp.UpProj.bias!.detach()], dim: 0);
         return new LayerWeights(
             (qkv * inputGain).t().contiguous(),
             qkvBias,
             attention.OProj.weight!.detach().t().contiguous(),
             gateUp.t().contiguous(),
-            mlp.DownProj.weight!.detach().t().contiguous());
+            gateUpBias,
+            mlp.DownProj.weight!.detach().t().contiguous(),
+            mlp.DownProj.bias?.detach().clone());
     }
 
     /// <summary>
@@ -90,9 +98,7 @@ public sealed class CachedDecoder : IDisposable
         if (slot >= cache.Capacity) throw new InvalidOperationException($"The key/value cache holds {cache.Capacity} tokens and is full.");
         var span = slot + 1;
         var rotaryWidth = _queryWidth + _keyWidth;
-        var rotary = _rotaryTable.index_select(0, cache.NextPosition);
-        var cos = rotary.narrow(1, 0, rotaryWidth);
-        var sin = rotary.narrow(1, rotaryWidth, rotaryWidth);
+        var (cos, sin) = Rotary(cache.NextPosition, rotaryWidth);
         _slot.fill_(slot);
         var keyMask = cache.HasPadding ? cache.KeyValid.narrow(1, 0, span).view(batch, 1, 1, span) : null;
         var groups = _heads / _keyValueHeads;
@@ -109,20 +115,42 @@ public sealed class CachedDecoder : IDisposable
             var query = roped.narrow(1, 0, _queryWidth).view(batch, _keyValueHeads, groups, _headDim);
             var keys = cache.Keys[i].index_copy_(2, _slot, roped.narrow(1, _queryWidth, _keyWidth).view(batch, _keyValueHeads, 1, _headDim));
             var values = cache.Values[i].index_copy_(2, _slot, value.view(batch, _keyValueHeads, 1, _headDim));
-            var attended = nn.functional.scaled_dot_product_attention(query, keys.narrow(2, 0, span), values.narrow(2, 0, span), attn_mask: keyMask);
+            // A sliding-window layer attends to the last `window` slots only.
+            var start = _window[i] is { } window ? Math.Max(0, span - window) : 0;
+            var layerMask = keyMask is null || start == 0 ? keyMask : keyMask.narrow(3, start, span - start);
+            var attended = nn.functional.scaled_dot_product_attention(query, keys.narrow(2, start, span - start), values.narrow(2, start, span - start), attn_mask: layerMask);
             x = x.addmm(attended.view(batch, _queryWidth), w.Output);
 
-            var gateUp = Normalize(x).mm(w.GateUp);
+            var gateUp = w.GateUpBias is null ? Normalize(x).mm(w.GateUp) : w.GateUpBias.addmm(Normalize(x), w.GateUp);
             var width = _intermediate[i];
             var gate = gateUp.narrow(1, 0, width);
             var intermediate = nn.functional.silu(gate).mul_(gateUp.narrow(1, width, width));
             if (hook is not null) intermediate = hook.OnIntermediate(i, gate.unsqueeze(1), intermediate.unsqueeze(1)).squeeze(1);
             x = x.addmm(intermediate, w.Down);
+            if (w.DownBias is not null) x = x.add_(w.DownBias);
         }
         var logits = Normalize(x).mm(_head);
         cache.NextPosition.add_(_one);
         cache.Extend();
         return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Cos and sin [batch, q and k widths] for each row's next position, tiled over the q heads then the k heads.</summary>
+    private (Tensor Cos, Tensor Sin) Rotary(Tensor positions, int rotaryWidth)
+    {
+        if (_rotary.IsDynamic)
+        {
+            // Dynamic scaling depends on the sequence length (largest position + 1), as in the full forward.
+            var length = positions.max().item<long>() + 1;
+            if (length > _rotary.OriginalContext)
+            {
+                var (c, s) = _rotary.Gather(positions.unsqueeze(1), length);
+                var heads = _heads + _keyValueHeads;
+                return (c.view(-1, _headDim).repeat(1, heads), s.view(-1, _headDim).repeat(1, heads));
+            }
+        }
+        var rotary = _rotaryTable.index_select(0, positions);
+        return (rotary.narrow(1, 0, rotaryWidth), rotary.narrow(1, rotaryWidth, rotaryWidth));
     }
 
     private Tensor Normalize(Tensor x) => x * _epsilon.addmm(x.square(), _meanColumn).rsqrt_();
@@ -139,7 +167,7 @@ public sealed class CachedDecoder : IDisposable
         _one.Dispose();
     }
 
-    private sealed record LayerWeights(Tensor Qkv, Tensor? QkvBias, Tensor Output, Tensor GateUp, Tensor Down) : IDisposable
+    private sealed record LayerWeights(Tensor Qkv, Tensor? QkvBias, Tensor Output, Tensor GateUp, Tensor? GateUpBias, Tensor Down, Tensor? DownBias) : IDisposable
     {
         public LayerWeights MoveToOuterDisposeScope()
         {
@@ -147,7 +175,9 @@ public sealed class CachedDecoder : IDisposable
             QkvBias?.MoveToOuterDisposeScope();
             Output.MoveToOuterDisposeScope();
             GateUp.MoveToOuterDisposeScope();
+            GateUpBias?.MoveToOuterDisposeScope();
             Down.MoveToOuterDisposeScope();
+            DownBias?.MoveToOuterDisposeScope();
             return this;
         }
 
@@ -157,7 +187,9 @@ public sealed class CachedDecoder : IDisposable
             QkvBias?.Dispose();
             Output.Dispose();
             GateUp.Dispose();
+            GateUpBias?.Dispose();
             Down.Dispose();
+            DownBias?.Dispose();
         }
     }
 }

@@ -26,7 +26,7 @@ public sealed class CausalLanguageModel : nn.Module
             _lmHead = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
             register_module("lm_head", _lmHead);
         }
-        Rotary = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta);
+        Rotary = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta, config.RopeScaling);
     }
 
     public ModelConfig Config { get; }
@@ -64,22 +64,27 @@ public sealed class CausalLanguageModel : nn.Module
         {
             throw new UserInputException($"The sequence reaches {past + tokens} tokens but the model's max_position_embeddings is {Rotary.MaxPositions}; use a shorter input.");
         }
-        var (cos, sin) = Rotary.Gather(positions);
+        // Dynamic scaling reads the sequence length as transformers does: the largest position + 1.
+        var sequenceLength = Rotary.IsDynamic && positions.numel() > 0 ? positions.max().item<long>() + 1 : 0;
+        var (cos, sin) = Rotary.Gather(positions, sequenceLength);
 
-        Tensor? mask = null;
-        if (cache is not null || attentionMask is not null)
+        Tensor? mask = null, windowMask = null;
+        var sliding = Enumerable.Range(0, Config.NumHiddenLayers).Any(l => Config.SlidingWindowOf(l) is not null);
+        if (cache is not null || attentionMask is not null || sliding)
         {
             var keyValid = cache is null ? valid : cat([cache.KeyValid.narrow(1, 0, past), valid], dim: 1);
             var queryIndex = arange(past, past + tokens, device: device).unsqueeze(1);
             var keyIndex = arange(past + tokens, device: device).unsqueeze(0);
             // A pad query attends to itself only, so no attention row is empty (which would give NaN).
             mask = ((keyIndex <= queryIndex) & keyValid.unsqueeze(1) | (keyIndex == queryIndex)).unsqueeze(1);
+            // Sliding-window layers see the last `window` slots (pads included, as transformers counts them).
+            if (sliding) windowMask = mask & (queryIndex - keyIndex < Config.SlidingWindow!.Value).unsqueeze(0).unsqueeze(0);
         }
 
         var x = _model.EmbedTokens.forward(inputIds);
         foreach (var layer in _model.Layers)
         {
-            x = layer.Forward(x, cos, sin, mask, cache, hook);
+            x = layer.Forward(x, cos, sin, Config.SlidingWindowOf(layer.Index) is null ? mask : windowMask, cache, hook);
         }
         cache?.Advance((int)tokens, valid);
         return _model.Norm.forward(x).MoveToOuterDisposeScope();

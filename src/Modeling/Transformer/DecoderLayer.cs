@@ -9,7 +9,7 @@ public sealed class DecoderLayer : nn.Module
     {
         Index = index;
         SelfAttn = new SelfAttention(config.HiddenSize, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim, config.AttentionBias);
-        Mlp = new FeedForward(config.HiddenSize, config.IntermediateSizeOf(index));
+        Mlp = new FeedForward(config.HiddenSize, config.IntermediateSizeOf(index), config.MlpBias);
         InputLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
         PostAttentionLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
         register_module("self_attn", SelfAttn);

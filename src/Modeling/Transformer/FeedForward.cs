@@ -4,15 +4,15 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Babel.Modeling.Transformer;
 
-/// <summary>SwiGLU feed-forward network: down_proj(SiLU(gate_proj(x)) ⊙ up_proj(x)).</summary>
+/// <summary>SwiGLU feed-forward network: down_proj(SiLU(gate_proj(x)) ⊙ up_proj(x)), with biases when <c>mlp_bias</c> is set.</summary>
 public sealed class FeedForward : nn.Module
 {
-    public FeedForward(int hiddenSize, int intermediateSize) : base(nameof(FeedForward))
+    public FeedForward(int hiddenSize, int intermediateSize, bool bias = false) : base(nameof(FeedForward))
     {
         IntermediateSize = intermediateSize;
-        GateProj = nn.Linear(hiddenSize, intermediateSize, hasBias: false);
-        UpProj = nn.Linear(hiddenSize, intermediateSize, hasBias: false);
-        DownProj = nn.Linear(intermediateSize, hiddenSize, hasBias: false);
+        GateProj = nn.Linear(hiddenSize, intermediateSize, hasBias: bias);
+        UpProj = nn.Linear(hiddenSize, intermediateSize, hasBias: bias);
+        DownProj = nn.Linear(intermediateSize, hiddenSize, hasBias: bias);
         register_module("gate_proj", GateProj);
         register_module("up_proj", UpProj);
         register_module("down_proj", DownProj);
