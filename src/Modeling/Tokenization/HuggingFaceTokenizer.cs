@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Babel.Storage;
 using Tokenizers.DotNet;
@@ -170,21 +169,6 @@ public sealed class HuggingFaceTokenizer : ITokenizer, IDisposable
         return null;
     }
 
-    private static JsonObject? ReadJsonObject(string path, bool required)
-    {
-        if (!required && !File.Exists(path)) return null;
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true }) as JsonObject
-                ?? throw new UserInputException($"{path} is not a JSON object; replace it with an intact copy.");
-        }
-        catch (JsonException e)
-        {
-            throw new UserInputException($"{path} is not valid JSON ({e.Message}); replace it with an intact copy.", e);
-        }
-        catch (IOException e)
-        {
-            throw new UserInputException($"{path} could not be read ({e.Message}); check the file and its permissions.", e);
-        }
-    }
+    private static JsonObject? ReadJsonObject(string path, bool required) =>
+        !required && !File.Exists(path) ? null : Chat.ConfigFiles.ReadObject(path);
 }
