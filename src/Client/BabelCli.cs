@@ -106,6 +106,8 @@ public static class BabelCli
     private static (int Code, string Message)? Classify(Exception exception) => exception switch
     {
         UserInputException e => (InputErrorExitCode, e.Message),
+        // An unreachable storage service is reported like bad configuration, its usual cause.
+        StorageUnavailableException e => (InputErrorExitCode, e.Message),
         // The job engine's user errors, thrown by a grain, possibly on another process.
         Contracts.JobRequestException e => (InputErrorExitCode, e.Message),
         JobFailedException e => (JobFailedExitCode, e.Message),

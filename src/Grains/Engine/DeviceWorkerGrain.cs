@@ -137,6 +137,14 @@ public sealed class DeviceWorkerGrain(
             Interlocked.Increment(ref _completed);
             return Call(() => job.CompleteAndLeaseAsync(outcome, WorkerId));
         }
+        catch (Exception e) when (!_stop.IsCancellationRequested && Storage.StorageUnavailableException.IsOutage(e))
+        {
+            // Not the shard's fault: no attempt is counted. The same lease runs again once storage answers; if it expired
+            // meanwhile and another worker finished the shard, this completion is simply ignored.
+            logger.LogWarning("Worker {Worker}: storage unavailable while running {Job}/{Shard} ({Message}); retrying the shard", WorkerId, lease.JobId, lease.Shard.ShardId, e.Message);
+            _stop.Token.WaitHandle.WaitOne(_options.MaxIdleDelay);
+            return lease;
+        }
         catch (OperationCanceledException) when (lost.IsCancellationRequested && !_stop.IsCancellationRequested)
         {
             logger.LogWarning("Worker {Worker} lost the lease of {Job}/{Shard}; dropping it", WorkerId, lease.JobId, lease.Shard.ShardId);
@@ -185,7 +193,7 @@ public sealed class DeviceWorkerGrain(
             {
                 return call().WaitAsync(_options.CallTimeout, _stop.Token).GetAwaiter().GetResult();
             }
-            catch (Exception e) when (e is TimeoutException or OrleansException && !_stop.IsCancellationRequested)
+            catch (Exception e) when ((e is TimeoutException or OrleansException || Storage.StorageUnavailableException.IsOutage(e)) && !_stop.IsCancellationRequested)
             {
                 logger.LogDebug(e, "Worker {Worker}: call failed; retrying", WorkerId);
                 _stop.Token.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(250));

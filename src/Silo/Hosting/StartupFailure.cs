@@ -29,6 +29,7 @@ public static class StartupFailure
     {
         OptionsValidationException invalid => invalid.Failures,
         UserInputException input => [input.Message],
+        StorageUnavailableException unavailable => [unavailable.Message],
         AggregateException aggregate when aggregate.InnerExceptions.All(e => Messages(e).Any()) =>
             aggregate.InnerExceptions.SelectMany(Messages),
         _ => [],

@@ -231,7 +231,7 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested && IsUnreachable(e))
         {
-            throw new UserInputException(
+            throw new StorageUnavailableException(
                 $"Could not reach Azure Storage at {Endpoint} (account '{_container.AccountName}'); check the connection string and that the storage service is running.", e);
         }
         // Azure answers a wrong key with AuthenticationFailed, Azurite with AuthorizationFailure (which Azure also uses for a SAS without the permission).

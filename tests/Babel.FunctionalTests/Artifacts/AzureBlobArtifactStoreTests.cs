@@ -99,13 +99,13 @@ public sealed class AzureBlobArtifactStoreTests : ArtifactStoreContract, IDispos
             "artifacts");
 
         var clock = Stopwatch.StartNew();
-        var error = await Assert.ThrowsAsync<UserInputException>(() => store.PutBytesAsync("jobs/j1/a.json", "{}"u8.ToArray()));
+        var error = await Assert.ThrowsAsync<StorageUnavailableException>(() => store.PutBytesAsync("jobs/j1/a.json", "{}"u8.ToArray()));
         var elapsed = clock.Elapsed;
         _output.WriteLine($"a put to a dead endpoint failed after {elapsed.TotalSeconds:0.00} s: {error.Message}");
 
         Assert.True(elapsed < TimeSpan.FromSeconds(12), $"failing took {elapsed.TotalSeconds:0.0} s");
         Assert.Equal($"Could not reach Azure Storage at http://127.0.0.1:{port} (account '{Azurite.AccountName}'); check the connection string and that the storage service is running.", error.Message);
-        await Assert.ThrowsAsync<UserInputException>(() => store.GetBytesAsync("jobs/j1/a.json"));
+        await Assert.ThrowsAsync<StorageUnavailableException>(() => store.GetBytesAsync("jobs/j1/a.json"));
     }
 
     [Fact]
