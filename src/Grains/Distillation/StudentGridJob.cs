@@ -142,15 +142,16 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
         using var zip = new MemoryStream();
         // Weights barely compress; the fastest level keeps the pause after a checkpoint short.
         ZipFile.CreateFromDirectory(work, zip, CompressionLevel.Fastest, includeBaseDirectory: false);
-        store.PutBytesAsync(key, zip.GetBuffer().AsMemory(0, (int)zip.Length), cancellationToken).GetAwaiter().GetResult();
+        store.PutBytesAsync(key, ZipArchives.Seal(zip.GetBuffer().AsSpan(0, (int)zip.Length)), cancellationToken).GetAwaiter().GetResult();
     }
 
-    /// <summary>Unpacks the zip under <paramref name="key"/> into <paramref name="work"/> when that folder is missing; false when there was nothing to restore.</summary>
+    /// <summary>Unpacks the zip under <paramref name="key"/> into <paramref name="work"/> when that folder is missing; false when there was nothing intact to restore.</summary>
     public static bool Restore(IArtifactStore store, string key, string work, CancellationToken cancellationToken)
     {
         if (Directory.Exists(work)) return false;
-        var bytes = store.GetBytesAsync(key, cancellationToken).GetAwaiter().GetResult();
-        if (bytes is null) return false;
+        var stored = store.GetBytesAsync(key, cancellationToken).GetAwaiter().GetResult();
+        // A checkpoint damaged in the store is no checkpoint: the run trains from the start, which gives the same weights.
+        if (stored is null || ZipArchives.Unseal(stored) is not { } bytes) return false;
         var temporary = $"{work}.restore-{Guid.NewGuid():N}";
         try
         {

@@ -15,6 +15,21 @@ public static class ZipArchives
     /// <summary>Entries a checkpoint zip may hold by default.</summary>
     public const int DefaultMaxEntries = 10_000;
 
+    /// <summary>
+    /// <paramref name="zip"/> behind its SHA-256, as one object: a reader can tell an archive damaged in the store (or cut
+    /// short) from an intact one without a second object that could disagree with it.
+    /// </summary>
+    public static byte[] Seal(ReadOnlySpan<byte> zip) => [.. System.Security.Cryptography.SHA256.HashData(zip), .. zip];
+
+    /// <summary>The archive inside <paramref name="sealedZip"/>, or null when it does not match its SHA-256 (damaged, cut short, or not sealed).</summary>
+    public static byte[]? Unseal(byte[] sealedZip)
+    {
+        const int hashLength = 32;
+        if (sealedZip.Length < hashLength) return null;
+        var zip = sealedZip[hashLength..];
+        return System.Security.Cryptography.SHA256.HashData(zip).AsSpan().SequenceEqual(sealedZip.AsSpan(0, hashLength)) ? zip : null;
+    }
+
     /// <summary>Unpacks <paramref name="zip"/> into the new folder <paramref name="directory"/>; <paramref name="source"/> names the archive in errors.</summary>
     public static void ExtractToNewDirectory(Stream zip, string directory, string source, long maxBytes = DefaultMaxBytes, int maxEntries = DefaultMaxEntries)
     {

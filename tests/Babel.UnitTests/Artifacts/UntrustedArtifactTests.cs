@@ -119,4 +119,17 @@ public sealed class UntrustedArtifactTests : IDisposable
         error = Assert.Throws<UserInputException>(() => ZipArchives.ExtractToNewDirectory(corrupt, _scratch.Combine("c"), "the checkpoint"));
         Assert.Contains("not a readable zip archive", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_sealed_zip_opens_only_when_intact()
+    {
+        using var zip = Zip(("weights.bin", new byte[100]));
+        var sealedZip = ZipArchives.Seal(zip.ToArray());
+        Assert.Equal(zip.ToArray(), ZipArchives.Unseal(sealedZip));
+        var damaged = (byte[])sealedZip.Clone();
+        damaged[^10] ^= 0xFF;
+        Assert.Null(ZipArchives.Unseal(damaged));
+        Assert.Null(ZipArchives.Unseal(sealedZip[..^1]));
+        Assert.Null(ZipArchives.Unseal(zip.ToArray()));
+    }
 }
