@@ -19,7 +19,7 @@ public sealed class PerplexityInputs : IAsyncLifetime
     public string Corpus => Path.Combine(Folder, "udhr");
     public string Model => Path.Combine(Folder, "model");
 
-    /// <summary>The embedded run's <c>--output json</c>.</summary>
+    /// <summary>The embedded run's <c>--format json</c>.</summary>
     public JsonNode Reference { get; private set; } = null!;
 
     /// <summary>The <c>babel perplexity</c> arguments every test runs (plus <c>--cluster</c>, <c>--job-id</c> or <c>--store</c>).</summary>
