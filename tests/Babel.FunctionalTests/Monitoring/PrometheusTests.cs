@@ -97,9 +97,12 @@ public sealed class PrometheusTests(PerplexityInputs inputs, ITestOutputHelper o
         var completed = SiloProcess.Counter(await silo.ScrapeMetricsAsync(), "babel_shards_completed_total");
         Assert.True(completed > 0, "The silo counted no completed shard.");
 
-        // Prometheus holds the same count once it has scraped after the job ended (the counter no longer moves).
-        await WaitForAsync(async () => Prometheus.Scalar(await prometheus.QueryAsync("sum(babel_shards_completed_total{job=\"babel-metrics\"})", timeout.Token)) == completed,
-            $"Prometheus returns babel_shards_completed_total = {completed}", prometheus);
+        // Prometheus holds the same counts once it has scraped after the job ended (the counters no longer move). The job
+        // grain counts the finished job after the last completion, so a scrape in between has the one and not the other.
+        await WaitForAsync(async () =>
+                Prometheus.Scalar(await prometheus.QueryAsync("sum(babel_shards_completed_total{job=\"babel-metrics\"})", timeout.Token)) == completed
+                && Prometheus.Scalar(await prometheus.QueryAsync("sum(babel_jobs_finished_total{job=\"babel-metrics\"})", timeout.Token)) == 1,
+            $"Prometheus returns babel_shards_completed_total = {completed} and one finished job", prometheus);
         var submitted = await prometheus.QueryAsync("babel_jobs_submitted_total", timeout.Token);
         Assert.Equal("perplexity", (string?)Assert.Single(submitted)!["metric"]!["kind"]);
         Assert.Equal(1, Prometheus.Scalar(await prometheus.QueryAsync("sum(babel_jobs_finished_total{outcome=\"succeeded\"})", timeout.Token)));
