@@ -21,8 +21,6 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
 {
     private readonly Dictionary<string, string> _uploaded = new(StringComparer.Ordinal);
 
-    public IArtifactStore Store => store;
-
     public JobKindCatalog Kinds => kinds;
 
     /// <summary>How long one status call may take before it is retried; a call in flight to a silo that dies otherwise waits out the 30 s response timeout.</summary>
