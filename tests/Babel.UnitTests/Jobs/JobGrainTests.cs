@@ -39,6 +39,7 @@ public sealed class JobClusterFixture : IAsyncLifetime
         {
             siloBuilder.Services.AddSingleton<TimeProvider>(Clock);
             siloBuilder.AddLocalFolderGrainStorage(JobGrain.StorageName, StateFolder);
+            siloBuilder.Services.AddSingleton<Storage.Journals.IJobJournal>(new Storage.Journals.LocalFolderJobJournal(Path.Combine(StateFolder, "journals")));
             siloBuilder.Services.AddSingleton<Storage.Artifacts.IArtifactStore>(new Storage.Artifacts.LocalFolderArtifactStore(Path.Combine(StateFolder, "artifacts")));
             siloBuilder.AddBabelGrains();
             // Evict a killed silo in about a second instead of Orleans' production default.
