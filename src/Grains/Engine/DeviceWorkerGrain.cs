@@ -24,6 +24,7 @@ public sealed class DeviceWorkerGrain(
     private readonly WorkerOptions _options = options.Value;
     private readonly CancellationTokenSource _stop = new();
     private readonly ModelReplicas _models = new();
+    private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
     private Thread? _thread;
     private int _threads = 1;
     private volatile string? _currentJob;
@@ -126,7 +127,7 @@ public sealed class DeviceWorkerGrain(
         var stopwatch = Stopwatch.StartNew();
         try
         {
-            var result = kinds.Get(lease.Job.Kind).RunShard(context, lease.Job.Parameters, lease.Shard, lost.Token);
+            var result = kinds.Get(lease.Job.Kind).RunShard(context, ParametersOf(lease.Job), lease.Shard, lost.Token);
             var compute = stopwatch.Elapsed.TotalSeconds;
             _coordinationStart = Stopwatch.GetTimestamp();
             // One document per attempt: a late duplicate attempt cannot overwrite the document of the attempt whose totals counted.
@@ -161,6 +162,18 @@ public sealed class DeviceWorkerGrain(
             _currentJob = null;
             _currentShard = null;
         }
+    }
+
+    /// <summary>The job's parameters JSON, read once per job from the artifact store when they travel by reference.</summary>
+    private string ParametersOf(JobSpec spec)
+    {
+        if (spec.ParametersArtifact is not { } key) return spec.Parameters;
+        if (_parameters.TryGetValue(key, out var json)) return json;
+        json = Call(() => JobParameters.InlineAsync(spec, store, _stop.Token)).Parameters;
+        // A worker runs few jobs at a time; the cache only spares re-reading the same job's parameters for every shard.
+        if (_parameters.Count >= 8) _parameters.Clear();
+        _parameters[key] = json;
+        return json;
     }
 
     /// <summary>Renews the lease every third of its duration; cancels <paramref name="lost"/> when the job says it is no longer ours.</summary>
