@@ -159,23 +159,26 @@ public sealed class JobGrain(
         }
     }
 
+    /// <summary>Most shards one exchange leases ahead: a batch of short shards, not a worker hoarding a job.</summary>
+    public const int MaxLeasesAhead = 64;
+
     public async Task<ShardLease?> LeaseAsync(string worker)
     {
         if (_ledger is null) return null;
-        var (entries, lease) = Lease(worker);
+        var entries = new List<JournalEntry>();
+        var leases = Lease(worker, 1, entries);
         await RecordAsync(entries);
-        return lease;
+        return leases.FirstOrDefault();
     }
 
-    public async Task<ShardLease?> CompleteAndLeaseAsync(ShardOutcome outcome, string worker)
+    public async Task<IReadOnlyList<ShardLease>> ExchangeAsync(IReadOnlyList<ShardOutcome> completed, string worker, int want)
     {
-        if (_ledger is null) return null;
+        if (_ledger is null) return [];
         var entries = new List<JournalEntry>();
-        Complete(outcome, entries);
-        var (leaseEntries, lease) = Lease(worker);
-        entries.AddRange(leaseEntries);
+        foreach (var outcome in completed) Complete(outcome, entries);
+        var leases = Lease(worker, Math.Clamp(want, 1, MaxLeasesAhead), entries);
         await RecordAsync(entries);
-        return lease;
+        return leases;
     }
 
     public async Task<bool> CompleteAsync(ShardOutcome outcome)
@@ -187,13 +190,12 @@ public sealed class JobGrain(
         return accepted;
     }
 
-    /// <summary>Chooses and applies the next lease for <paramref name="worker"/> (in memory; the caller journals the entries).</summary>
-    private (List<JournalEntry> Entries, ShardLease? Lease) Lease(string worker)
+    /// <summary>Chooses and applies up to <paramref name="want"/> leases for <paramref name="worker"/> (in memory; the caller journals <paramref name="entries"/>).</summary>
+    private List<ShardLease> Lease(string worker, int want, List<JournalEntry> entries)
     {
         ThrowIfBroken();
         var ledger = _ledger!;
         var now = time.GetUtcNow();
-        var entries = new List<JournalEntry>();
         // A worker of a silo the cluster declared dead never renews its leases: re-issue them now, not after the lease duration.
         var snapshot = membership.CurrentSnapshot;
         if (snapshot.Version != _membershipSeen)
@@ -202,15 +204,22 @@ public sealed class JobGrain(
             foreach (var lost in ledger.LoseLeases(w => SiloPinnedPlacementDirector.TryParseSilo(w, out var silo) && snapshot.GetSiloStatus(silo) == SiloStatus.Dead, now))
                 ApplyLive(lost, entries);
         }
-        // A device worker runs one shard at a time: asking for another while holding one means its activation restarted
-        // (e.g. its grain directory partition died with another silo) or the call that granted it timed out. It resumes the same attempt.
-        var resumes = SiloPinnedPlacementDirector.TryParseSilo(worker, out _);
-        ShardLease? lease = null;
-        foreach (var entry in ledger.ChooseLease(worker, now, resumes))
+        var leases = new List<ShardLease>();
+        // A device worker asks only once it has run every lease it holds: asking while holding some means its activation
+        // restarted (e.g. its grain directory partition died with another silo) or the call that granted them timed out.
+        // It resumes the same attempts.
+        var chosen = SiloPinnedPlacementDirector.TryParseSilo(worker, out _) ? ledger.Resume(worker, now, want) : [];
+        while (true)
         {
-            if (ApplyLive(entry, entries) && entry.Kind == ShardEventKind.Leased) lease = ledger.LeaseOf(JobId, entry);
+            foreach (var entry in chosen)
+            {
+                if (ApplyLive(entry, entries) && entry.Kind == ShardEventKind.Leased) leases.Add(ledger.LeaseOf(JobId, entry));
+            }
+            if (leases.Count >= want || ledger.Phase != JobPhase.Running) break;
+            chosen = ledger.ChooseLease(worker, now);
+            if (chosen.Count == 0) break;
         }
-        return (entries, lease);
+        return leases;
     }
 
     private bool Complete(ShardOutcome outcome, List<JournalEntry> entries)

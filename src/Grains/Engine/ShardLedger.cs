@@ -75,21 +75,14 @@ public sealed class ShardLedger
     }
 
     /// <summary>
-    /// The entries that hand <paramref name="worker"/> its next shard, in the order to apply them: the shard it dropped
-    /// (a device worker asking again while holding one), else one whose lease expired or whose worker's silo is dead, else
-    /// a failed one to retry, else the next new one. Empty when nothing is available now; the entries may also end the job
-    /// (a lease expired on its last attempt). Nothing is applied here.
+    /// The entries that hand <paramref name="worker"/> its next shard: one whose lease expired (on its last attempt, the
+    /// entry ends the job instead), else a failed one to retry, else the next new one. Empty when nothing is available now.
+    /// Nothing is applied here; the queues only drop what they handed out.
     /// </summary>
-    public List<JournalEntry> ChooseLease(string worker, DateTimeOffset now, bool resumes)
+    public List<JournalEntry> ChooseLease(string worker, DateTimeOffset now)
     {
         var entries = new List<JournalEntry>();
         if (Phase != JobPhase.Running) return entries;
-        if (resumes && _held.TryGetValue(worker, out var held) && held.Count > 0)
-        {
-            var dropped = held.Min();
-            entries.Add(new JournalEntry(ShardEventKind.Leased, dropped, Guid.NewGuid(), now, worker, _shards[dropped].Attempts));
-            return entries;
-        }
         while (_expiry.TryPeek(out var shard, out var expires) && expires <= now)
         {
             _expiry.Dequeue();
@@ -101,12 +94,18 @@ public sealed class ShardLedger
                 continue;
             }
             entries.Add(new JournalEntry(ShardEventKind.LeaseExpired, shard, state.LeaseId, now, state.Worker, state.Attempts));
-            if (state.Attempts >= _spec.MaxAttempts) return entries;
-            entries.Add(Issue(shard, worker, now));
+            if (state.Attempts < _spec.MaxAttempts) entries.Add(Issue(shard, worker, now));
             return entries;
         }
         if ((Next(_retry) ?? Next(_pending)) is { } next) entries.Add(Issue(next, worker, now));
         return entries;
+    }
+
+    /// <summary>New leases, same attempts, for up to <paramref name="max"/> shards <paramref name="worker"/> holds (it dropped them).</summary>
+    public List<JournalEntry> Resume(string worker, DateTimeOffset now, int max)
+    {
+        if (Phase != JobPhase.Running || !_held.TryGetValue(worker, out var held)) return [];
+        return [.. held.Order().Take(max).Select(shard => new JournalEntry(ShardEventKind.Leased, shard, Guid.NewGuid(), now, worker, _shards[shard].Attempts))];
     }
 
     /// <summary>The entries that re-issue every lease held by a worker for which <paramref name="isLost"/> is true (its silo died).</summary>

@@ -36,7 +36,7 @@ public class ShardLedgerTests
             var roll = random.Next(10);
             if (roll < 4 || held.Count == 0)
             {
-                foreach (var entry in ledger.ChooseLease($"w{random.Next(5)}", now, resumes: false))
+                foreach (var entry in ledger.ChooseLease($"w{random.Next(5)}", now))
                 {
                     Apply(entry);
                     if (entry.Kind == ShardEventKind.Leased) held.Add(entry);
@@ -113,34 +113,37 @@ public class ShardLedgerTests
     {
         var plan = Plan(2);
         var live = new ShardLedger(_spec, plan);
-        var lease = live.ChooseLease("w", _start, resumes: false).Single();
+        var lease = live.ChooseLease("w", _start).Single();
         live.Apply(lease);
 
         // The grain restarts ten minutes later: the lease's own expiry has long passed, but its worker may still be computing.
         var restart = _start + TimeSpan.FromMinutes(10);
         var replayed = new ShardLedger(_spec, plan) { LeaseFloor = restart + _spec.LeaseDuration };
         replayed.Apply(lease);
-        Assert.Equal("s1", plan[replayed.ChooseLease("other", restart, resumes: false).Single().Shard].ShardId);
+        Assert.Equal("s1", plan[replayed.ChooseLease("other", restart).Single().Shard].ShardId);
         Assert.True(replayed.Renew("s0", lease.Lease, restart + TimeSpan.FromSeconds(30)));
         // Not renewed again: a lease duration after the renewal it expires and goes to the next worker asking, attempt 2.
-        var later = replayed.ChooseLease("other", restart + TimeSpan.FromSeconds(30) + _spec.LeaseDuration, resumes: false);
+        var later = replayed.ChooseLease("other", restart + TimeSpan.FromSeconds(30) + _spec.LeaseDuration);
         Assert.Equal([ShardEventKind.LeaseExpired, ShardEventKind.Leased], later.Select(e => e.Kind));
         Assert.Equal(2, later[1].Attempt);
     }
 
     [Fact]
-    public void Failed_shards_are_retried_before_new_ones_and_a_worker_that_asks_again_resumes_its_shard()
+    public void Failed_shards_are_retried_before_new_ones_and_a_worker_that_asks_again_resumes_its_shards()
     {
-        var plan = Plan(3);
+        var plan = Plan(4);
         var ledger = new ShardLedger(_spec, plan);
-        var first = ledger.ChooseLease("silo/cpu:0", _start, resumes: true).Single();
+        var first = ledger.ChooseLease("silo/cpu:0", _start).Single();
         ledger.Apply(first);
-        var resumed = ledger.ChooseLease("silo/cpu:0", _start, resumes: true).Single();
-        Assert.Equal(first.Shard, resumed.Shard);
-        Assert.Equal(1, resumed.Attempt);
-        ledger.Apply(resumed);
-        ledger.Apply(new JournalEntry(ShardEventKind.Failed, resumed.Shard, resumed.Lease, _start, "silo/cpu:0", 1, Error: "boom"));
-        var retry = ledger.ChooseLease("w", _start, resumes: false).Single();
+        var second = ledger.ChooseLease("silo/cpu:0", _start).Single();
+        ledger.Apply(second);
+        var resumed = ledger.Resume("silo/cpu:0", _start, 8);
+        Assert.Equal([first.Shard, second.Shard], resumed.Select(e => e.Shard));
+        Assert.All(resumed, e => Assert.Equal(1, e.Attempt));
+        Assert.Empty(ledger.Resume("silo/cpu:1", _start, 8));
+        foreach (var entry in resumed) ledger.Apply(entry);
+        ledger.Apply(new JournalEntry(ShardEventKind.Failed, first.Shard, resumed[0].Lease, _start, "silo/cpu:0", 1, Error: "boom"));
+        var retry = ledger.ChooseLease("w", _start).Single();
         Assert.Equal(first.Shard, retry.Shard);
         Assert.Equal(2, retry.Attempt);
     }
