@@ -27,7 +27,7 @@ public sealed class DeviceWorkerGrain(
     private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
     // Leases granted and not yet run, all of one job, in order; the outcomes of those run and not yet reported.
     private readonly Queue<ShardLease> _leases = new();
-    private readonly List<(string JobId, ShardOutcome Outcome)> _completed = [];
+    private readonly List<(string JobId, ShardOutcome Outcome, byte[] Document)> _completed = [];
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, bool> _lost = new();
     // This worker's recent time per shard (compute and result write) of its current job, which sizes its batches.
     private double? _shardSeconds;
@@ -113,10 +113,29 @@ public sealed class DeviceWorkerGrain(
     /// <summary>Reports the completed shards of <paramref name="jobId"/> and leases that job's next batch.</summary>
     private void Exchange(string jobId)
     {
-        var outcomes = _completed.Select(c => c.Outcome).ToList();
+        var outcomes = WriteDocuments(jobId);
         var leases = Call(() => grains.GetGrain<IJobGrain>(jobId).ExchangeAsync(outcomes, WorkerId, LeasesAhead()));
         _completed.Clear();
         foreach (var lease in leases) _leases.Enqueue(lease);
+    }
+
+    /// <summary>
+    /// Writes the documents of the shards run since the last exchange, one artifact for the batch (one per attempt: a late
+    /// duplicate attempt never overwrites the document of the attempt whose totals counted); returns their outcomes.
+    /// </summary>
+    private List<ShardOutcome> WriteDocuments(string jobId)
+    {
+        if (_completed.Count == 1)
+        {
+            var (_, outcome, document) = _completed[0];
+            var key = ShardArtifacts.AttemptKey(jobId, outcome.ShardId, outcome.LeaseId);
+            Call(() => store.PutBytesAsync(key, document, _stop.Token));
+            return [outcome with { ResultArtifact = key }];
+        }
+        var batchKey = ShardArtifacts.BatchKey(jobId, _completed[0].Outcome.LeaseId);
+        var batch = ShardBatch.Write([.. _completed.Select(c => (c.Outcome.ShardId, c.Document))]);
+        Call(() => store.PutBytesAsync(batchKey, batch, _stop.Token));
+        return [.. _completed.Select(c => c.Outcome with { ResultArtifact = ShardBatch.Reference(batchKey, c.Outcome.ShardId) })];
     }
 
     private void LeaseFromRunningJobs()
@@ -156,11 +175,11 @@ public sealed class DeviceWorkerGrain(
         if (outcome is null) return;
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         _shardSeconds = _shardSeconds is { } mean ? 0.8 * mean + 0.2 * seconds : seconds;
-        _completed.Add((lease.JobId, outcome));
+        _completed.Add((lease.JobId, outcome.Value.Outcome, outcome.Value.Document));
     }
 
     /// <returns>The outcome to report, or null when the attempt failed or its lease was lost; <paramref name="retry"/> when storage was out.</returns>
-    private ShardOutcome? RunShard(ShardLease lease, ShardContext context, out bool retry)
+    private (ShardOutcome Outcome, byte[] Document)? RunShard(ShardLease lease, ShardContext context, out bool retry)
     {
         retry = false;
         var job = grains.GetGrain<IJobGrain>(lease.JobId);
@@ -175,11 +194,9 @@ public sealed class DeviceWorkerGrain(
             var result = kinds.Get(lease.Job.Kind).RunShard(context, ParametersOf(lease.Job), lease.Shard, lost.Token);
             var compute = stopwatch.Elapsed.TotalSeconds;
             _coordinationStart = Stopwatch.GetTimestamp();
-            // One document per attempt: a late duplicate attempt cannot overwrite the document of the attempt whose totals counted.
-            var key = ShardArtifacts.AttemptKey(lease.JobId, lease.Shard.ShardId, lease.LeaseId);
-            Call(() => store.PutBytesAsync(key, result.Content, _stop.Token));
             Interlocked.Increment(ref _shardsCompleted);
-            return new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, compute, coordination);
+            // The document is written with the batch's others when the batch is reported (WriteDocuments).
+            return (new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, "", result.Totals, WorkerId, compute, coordination), result.Content);
         }
         catch (Exception e) when (!_stop.IsCancellationRequested && Storage.StorageUnavailableException.IsOutage(e))
         {

@@ -29,11 +29,23 @@ public class FinishedJob(string jobId, JobSpec spec, JobStatus status, IArtifact
     public async Task<byte[]> ReadShardBytesAsync(string shardId, CancellationToken cancellationToken)
     {
         _results ??= Status.ShardDetails.Where(s => s.ResultArtifact is not null).ToDictionary(s => s.ShardId, s => s.ResultArtifact!, StringComparer.Ordinal);
-        var key = _results.GetValueOrDefault(shardId) ?? throw new InvalidOperationException($"Job {JobId} has no counted result for shard {shardId}.");
-        return await Store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
+        var reference = _results.GetValueOrDefault(shardId) ?? throw new InvalidOperationException($"Job {JobId} has no counted result for shard {shardId}.");
+        var (key, inBatch) = ShardBatch.Parse(reference);
+        if (inBatch is null) return await ReadAsync(key, cancellationToken);
+        // Shards are read in plan order and a batch holds shards leased together, so the last batch read is usually the next one needed.
+        if (_batch is not { } batch || batch.Key != key)
+        {
+            _batch?.Document.Dispose();
+            _batch = batch = (key, System.Text.Json.JsonDocument.Parse(await ReadAsync(key, cancellationToken)));
+        }
+        return ShardBatch.Read(batch.Document, key, inBatch);
     }
 
+    private async Task<byte[]> ReadAsync(string key, CancellationToken cancellationToken) =>
+        await Store.GetBytesAsync(key, cancellationToken) ?? throw new InvalidOperationException($"The result of {key} is missing from the artifact store.");
+
     private Dictionary<string, string>? _results;
+    private (string Key, System.Text.Json.JsonDocument Document)? _batch;
 }
 
 /// <summary>A finished job with its parameters parsed by its kind.</summary>
@@ -47,6 +59,9 @@ public static class ShardArtifacts
 {
     /// <summary>The document of one attempt (lease) of a shard: a late duplicate attempt writes its own, never over the counted one.</summary>
     public static string AttemptKey(string jobId, string shardId, Guid leaseId) => $"jobs/{jobId}/shards/{shardId}/{leaseId:N}.json";
+
+    /// <summary>The documents of a batch of shards one worker ran (<see cref="ShardBatch"/>), named by the batch's first lease.</summary>
+    public static string BatchKey(string jobId, Guid firstLeaseId) => $"jobs/{jobId}/batches/{firstLeaseId:N}.json";
 }
 
 /// <summary>Job and shard ids name folders and files in the artifact store, so they are plain names.</summary>
