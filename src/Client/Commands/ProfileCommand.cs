@@ -44,7 +44,7 @@ internal static class ProfileCommand
                 CountBos = parse.GetValue(countBos),
             };
             return job.RunAsync(parse, kinds => kinds.Get<ProfileJob>(),
-                (jobs, ct) => ExpertsWorkflows.ProfileParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, parse.GetValue(experts), ct),
+                (jobs, planHere, ct) => ExpertsWorkflows.ProfileParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, parse.GetValue(experts), ct, planHere),
                 run =>
                 {
                     var runDirectory = parse.GetValue(output)!;

@@ -1,5 +1,6 @@
 using Babel.Contracts;
 using Babel.Grains.Engine;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Storage;
@@ -39,10 +40,14 @@ public static class ExpertsWorkflows
 
     /// <summary>
     /// Parameters of <c>babel profile</c> from <paramref name="request"/> (its languages, rule and slicing): checks the
-    /// model's experts.json (and, when given, that it has <paramref name="experts"/> experts per layer) and the rule, then uploads the model and corpus.
+    /// model's experts.json (and, when given, that it has <paramref name="experts"/> experts per layer) and the rule,
+    /// uploads the model and corpus, then has every language tokenised once into the artifact store by the tokenize job
+    /// (reused when it already ran on the same tokenizer and corpus), whose token counts the profile is planned from. On
+    /// an embedded engine without workers (<c>--no-wait</c>), <paramref name="tokenizeHere"/> is its store and this process
+    /// runs the tokenize shards itself.
     /// </summary>
     public static async Task<ProfileJobParameters> ProfileParametersAsync(JobClient jobs, string modelDirectory, string corpusDirectory, ProfileJobParameters request,
-        int? experts, CancellationToken cancellationToken)
+        int? experts, CancellationToken cancellationToken, IArtifactStore? tokenizeHere = null, IProgress<JobStatus>? progress = null)
     {
         var opened = Corpus.Open(corpusDirectory);
         var config = ModelCheckpoint.Validate(modelDirectory);
@@ -53,12 +58,17 @@ public static class ExpertsWorkflows
         }
         var rule = ActivationRule.Parse(request.Rule);
         rule.CheckFits(partition);
-        return request with
+        var uploaded = request with
         {
             Model = await jobs.UploadFolderAsync(modelDirectory, ModelsPrefix, cancellationToken),
             Corpus = await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken),
             Rule = rule.ToString(),
         };
+        var here = tokenizeHere is null
+            ? null
+            : new InProcessWorker(tokenizeHere, new Dictionary<string, string>(StringComparer.Ordinal) { [uploaded.Model] = modelDirectory, [uploaded.Corpus] = opened.Directory });
+        var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, uploaded.Tokenize, here, progress, cancellationToken);
+        return uploaded with { Streams = streams };
     }
 
     /// <summary>Runs the profile job to its end and writes the run (activations.json, manifest.json, heatmaps, report.html) into <paramref name="runDirectory"/>.</summary>
@@ -66,7 +76,7 @@ public static class ExpertsWorkflows
         IProgress<JobStatus>? progress, CancellationToken cancellationToken)
     {
         var kind = jobs.Kinds.Get<ProfileJob>();
-        var run = await jobs.RunAsync(kind, await ProfileParametersAsync(jobs, modelDirectory, corpusDirectory, request, null, cancellationToken), null, progress, cancellationToken);
+        var run = await jobs.RunAsync(kind, await ProfileParametersAsync(jobs, modelDirectory, corpusDirectory, request, null, cancellationToken, progress: progress), null, progress, cancellationToken);
         kind.Save(run, runDirectory);
         return run;
     }
