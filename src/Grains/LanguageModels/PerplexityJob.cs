@@ -67,8 +67,7 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
         TorchRuntime.Initialize(context.Threads);
         var (model, loadedTokenizer) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
-        var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));
-        var texts = corpus.ReadDocuments(slice.Language, JobParameters.Split(p.Split)).Skip(slice.Start).Take(slice.Count).Select(d => d.Text).ToList();
+        var texts = Texts(context, p.Corpus, slice.Language, p.Split, cancellationToken).Skip(slice.Start).Take(slice.Count).ToList();
         if (texts.Count != slice.Count)
         {
             throw new InvalidOperationException($"Shard {shard.Id} expects {slice.Count} documents from {slice.Start} but the corpus has {texts.Count} there.");
@@ -86,6 +85,18 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
     }
 
     public static string TotalName(string language, string quantity) => $"{language}.{quantity}";
+
+    /// <summary>
+    /// The texts of <paramref name="language"/>'s documents of the split, in corpus order, read and parsed once per worker
+    /// process and shared by every shard of the language (a shard otherwise parses the file up to its slice).
+    /// </summary>
+    public static IReadOnlyList<string> Texts(ShardContext context, string corpusKey, string language, string split, CancellationToken cancellationToken)
+    {
+        var corpus = Corpus.Open(context.LocalFolder(corpusKey, cancellationToken));
+        return context.Cache.GetOrAdd($"{corpusKey}/{language}{Corpus.DocumentFileExtension}|{split}",
+            () => corpus.ReadDocuments(language, JobParameters.Split(split)).Select(d => d.Text).ToList(),
+            texts => texts.Sum(t => 2L * t.Length + 24));
+    }
 
     public override Task<PerplexityReport> AssembleAsync(FinishedJob<PerplexityJobParameters> job, CancellationToken cancellationToken) =>
         Task.FromResult(new PerplexityReport(job.Parameters.Model, job.Parameters.Split, Results(job.Parameters.Languages, job.Status.Totals)));
