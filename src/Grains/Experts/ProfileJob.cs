@@ -87,7 +87,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         return plan;
     }
 
-    /// <summary>The language's stored token stream, opened (header and block table checked) once per worker process and shared by every shard that reads it.</summary>
+    /// <summary>The index of the language's stored token stream, read and checked once per worker process and shared by every shard that reads the stream.</summary>
     private static TokenStream Stream(ShardContext context, LanguageTokens language, CancellationToken cancellationToken)
     {
         var stream = context.Cache.GetOrAdd(language.Stream,
@@ -113,7 +113,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
                 ?? throw new InvalidOperationException($"The corpus {p.Corpus} has no {CorpusManifest.FileName} in the artifact store."), $"{p.Corpus}/{CorpusManifest.FileName}"),
             _ => 4096).Name;
         var stream = p.Streams!.Single(s => s.Language == slice.Language);
-        var tokens = Stream(context, stream, cancellationToken).ReadAsync(slice.Start, slice.End, cancellationToken).GetAwaiter().GetResult();
+        var tokens = Stream(context, stream, cancellationToken).ReadAsync(context.Store, slice.Start, slice.End, cancellationToken).GetAwaiter().GetResult();
         var counted = ActivationProfiler.Count(model, partition, ActivationRule.Parse(p.Rule), tokens, tokenizer.BosId, p.SequenceLength, p.BatchSize, p.CountBos, cancellationToken);
         var totals = new List<KeyValuePair<string, long>> { new(TokensName(slice.Language), counted.Tokens) };
         for (var layer = 0; layer < counted.Counts.Length; layer++)

@@ -23,21 +23,19 @@ public sealed class TokenStream
     public const int DefaultBlockTokens = 16384;
     private static ReadOnlySpan<byte> Magic => "BABELTOK"u8;
 
-    private readonly Func<long, int, CancellationToken, Task<byte[]?>> _read;
     private readonly byte[] _table;
 
-    private TokenStream(string name, long tokens, long documents, int blockTokens, byte[] table, Func<long, int, CancellationToken, Task<byte[]?>> read)
+    private TokenStream(string key, long tokens, long documents, int blockTokens, byte[] table)
     {
-        Name = name;
+        Key = key;
         Tokens = tokens;
         Documents = documents;
         BlockTokens = blockTokens;
         _table = table;
-        _read = read;
     }
 
-    /// <summary>What the stream is called in errors (its artifact key or path).</summary>
-    public string Name { get; }
+    /// <summary>The stream's artifact key.</summary>
+    public string Key { get; }
     public long Tokens { get; }
     public long Documents { get; }
     public int BlockTokens { get; }
@@ -51,29 +49,35 @@ public sealed class TokenStream
     /// <summary>The exact length of a stream file of <paramref name="tokens"/> tokens.</summary>
     public static long FileLength(long tokens, int blockTokens) => HeaderBytes + tokens * TokenBytes + Blocks(tokens, blockTokens) * HashBytes;
 
-    /// <summary>Opens the stream stored under <paramref name="key"/>: reads and checks its header and block table; null when there is no such object.</summary>
-    public static Task<TokenStream?> OpenAsync(IArtifactStore store, string key, CancellationToken cancellationToken = default) =>
-        OpenAsync(key, (offset, count, token) => store.GetRangeAsync(key, offset, count, token), cancellationToken);
-
-    private static async Task<TokenStream?> OpenAsync(string name, Func<long, int, CancellationToken, Task<byte[]?>> read, CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens the stream stored under <paramref name="key"/>: reads and checks its header and block table (its index, which
+    /// is all an opened stream holds); null when there is no such object.
+    /// </summary>
+    public static async Task<TokenStream?> OpenAsync(IArtifactStore store, string key, CancellationToken cancellationToken = default)
     {
-        var header = await read(0, HeaderBytes, cancellationToken).ConfigureAwait(false);
+        ArgumentNullException.ThrowIfNull(store);
+        var name = key;
+        var header = await store.GetRangeAsync(key, 0, HeaderBytes, cancellationToken).ConfigureAwait(false);
         if (header is null) return null;
         var (tokens, documents, blockTokens, digest) = ReadHeader(header, name);
         var blocks = Blocks(tokens, blockTokens);
         if (blocks * HashBytes > Array.MaxLength) throw Damaged(name, $"its header declares {tokens} tokens, more than a stream holds");
-        var table = await read(HeaderBytes + tokens * TokenBytes, (int)(blocks * HashBytes), cancellationToken).ConfigureAwait(false) ?? [];
+        var table = await store.GetRangeAsync(key, HeaderBytes + tokens * TokenBytes, (int)(blocks * HashBytes), cancellationToken).ConfigureAwait(false) ?? [];
         if (table.Length != blocks * HashBytes) throw Truncated(name, $"its block table has {table.Length} of {blocks * HashBytes} bytes");
         if (!Digest(header.AsSpan(0, 40), table).AsSpan().SequenceEqual(digest)) throw Damaged(name, "its header or block table does not match its checksum");
-        return new TokenStream(name, tokens, documents, blockTokens, table, read);
+        return new TokenStream(key, tokens, documents, blockTokens, table);
     }
 
-    /// <summary>Tokens [<paramref name="start"/>, <paramref name="end"/>) of the stream, each block read checked against the table.</summary>
-    public async Task<long[]> ReadAsync(long start, long end, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Tokens [<paramref name="start"/>, <paramref name="end"/>) of the stream, read from <paramref name="store"/> (any store
+    /// that holds the key: every block read is checked against the table).
+    /// </summary>
+    public async Task<long[]> ReadAsync(IArtifactStore store, long start, long end, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(store);
         if (start < 0 || end < start || end > Tokens)
         {
-            throw new ArgumentOutOfRangeException(nameof(start), $"The range [{start}, {end}) is not inside the {Tokens} tokens of the token stream '{Name}'.");
+            throw new ArgumentOutOfRangeException(nameof(start), $"The range [{start}, {end}) is not inside the {Tokens} tokens of the token stream '{Key}'.");
         }
         var result = new long[end - start];
         if (result.Length == 0) return result;
@@ -81,9 +85,9 @@ public sealed class TokenStream
         {
             var first = block * BlockTokens;
             var count = (int)Math.Min(BlockTokens, Tokens - first);
-            var bytes = await _read(HeaderBytes + first * TokenBytes, count * TokenBytes, cancellationToken).ConfigureAwait(false) ?? [];
-            if (bytes.Length != count * TokenBytes) throw Truncated(Name, $"block {block} has {bytes.Length} of {count * TokenBytes} bytes");
-            if (!SHA256.HashData(bytes).AsSpan().SequenceEqual(_table.AsSpan((int)(block * HashBytes), HashBytes))) throw Damaged(Name, $"block {block} does not match its checksum");
+            var bytes = await store.GetRangeAsync(Key, HeaderBytes + first * TokenBytes, count * TokenBytes, cancellationToken).ConfigureAwait(false) ?? [];
+            if (bytes.Length != count * TokenBytes) throw Truncated(Key, $"block {block} has {bytes.Length} of {count * TokenBytes} bytes");
+            if (!SHA256.HashData(bytes).AsSpan().SequenceEqual(_table.AsSpan((int)(block * HashBytes), HashBytes))) throw Damaged(Key, $"block {block} does not match its checksum");
             var from = Math.Max(start, first);
             var to = Math.Min(end, first + count);
             for (var i = from; i < to; i++) result[i - start] = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan((int)(i - first) * TokenBytes, TokenBytes));

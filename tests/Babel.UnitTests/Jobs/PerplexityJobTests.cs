@@ -26,7 +26,8 @@ public class PerplexityJobTests
         Assert.Equal([3, 3, 1, 3, 2], plan.Select(s => s.Items));
 
         using var replicas = new ModelReplicas();
-        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas, new Storage.Artifacts.LocalFolderArtifactStore(Path.Combine(Path.GetTempPath(), "babel-test-artifacts")));
+        var cache = new WorkerCache();
+        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas, new Storage.Artifacts.LocalFolderArtifactStore(Path.Combine(Path.GetTempPath(), "babel-test-artifacts")), cache);
         Dictionary<string, long> Sum(IEnumerable<Babel.Contracts.ShardSpec> shards)
         {
             var totals = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -39,6 +40,8 @@ public class PerplexityJobTests
         var forward = Sum(plan);
         var backward = Sum(plan.Reverse());
         Assert.Equal(forward, backward);
+        // Ten shard runs read each language's documents once.
+        Assert.Equal(2, cache.Loads);
 
         using var network = CausalLanguageModel.Load(model);
         using var tokenizer = HuggingFaceTokenizer.Load(model);
