@@ -54,11 +54,18 @@ public sealed class TokenizeJob : JobKind<TokenizeJobParameters, string, Tokeniz
         if (p.MaxTokensPerLanguage is < 1) throw new UserInputException("--max-tokens-per-language must be positive.");
     }
 
-    /// <summary>One shard per language: the plan reads nothing.</summary>
-    protected override Task<IReadOnlyList<Shard<string>>> PlanAsync(TokenizeJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    /// <summary>One shard per language; the plan reads only the corpus's manifest (corpus.json), to check that it holds every language.</summary>
+    protected override async Task<IReadOnlyList<Shard<string>>> PlanAsync(TokenizeJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        IReadOnlyList<Shard<string>> plan = [.. p.Languages.Select(language => new Shard<string>(language, language, 1))];
-        return Task.FromResult(plan);
+        var corpus = Corpus.Open(await artifacts.LocalFolderAsync(p.Corpus, cancellationToken));
+        foreach (var language in p.Languages)
+        {
+            if (corpus.Manifest.FindLanguage(language) is null)
+            {
+                throw new UserInputException($"Language '{language}' is not in the corpus; it has: {string.Join(", ", corpus.Manifest.Languages.Select(l => l.Code))}.");
+            }
+        }
+        return [.. p.Languages.Select(language => new Shard<string>(language, language, 1))];
     }
 
     /// <summary>Lowercase hex SHA-256 over the tokenizer files present in <paramref name="modelFolder"/> (name, length, bytes).</summary>

@@ -43,12 +43,12 @@ public class ProfileJobTests
 
     private static ShardContext Worker(Uploaded inputs, ModelReplicas replicas, WorkerCache cache) => new("test", "cpu:0", 1, inputs.Worker, replicas, inputs.Store, cache);
 
-    /// <summary>The tokenize job of <paramref name="p"/>: planned on the client, its shards run on the worker; the parameters with its streams.</summary>
+    /// <summary>The tokenize job of <paramref name="p"/> (its plan reads the corpus's manifest), its shards run on the worker; the parameters with its streams.</summary>
     private static async Task<ProfileJobParameters> TokenizeAsync(Uploaded inputs, ProfileJobParameters p, ShardContext worker)
     {
         IJobKind kind = new TokenizeJob();
         var json = new TokenizeJob().Serialize(p.Tokenize);
-        var plan = await kind.PlanAsync(json, inputs.Client, CancellationToken.None);
+        var plan = await kind.PlanAsync(json, inputs.Worker, CancellationToken.None);
         return p with { Streams = [.. plan.Select(shard => JobParameters.Deserialize<LanguageTokens>(kind.RunShard(worker, json, shard, CancellationToken.None).Content))] };
     }
 
