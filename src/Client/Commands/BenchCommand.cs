@@ -29,6 +29,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(DistillBenchmark.Create());
         bench.Subcommands.Add(Text2TreeBench.Create());
         bench.Subcommands.Add(StudentBench.Create());
+        bench.Subcommands.Add(EngineBenchCommand.Create());
         return bench;
     }
 

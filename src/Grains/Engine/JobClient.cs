@@ -60,9 +60,9 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
         // The parameters travel as JSON: validate what the workers will parse, not the object in hand.
         var json = kind.Serialize(kind.Parse(kind.Serialize(parameters)));
         var origin = new JobOrigin(_uploaded.Where(u => json.Contains(u.Key, StringComparison.Ordinal)).ToDictionary(StringComparer.Ordinal));
-        var spec = new JobSpec(kind.Name, json, options.MaxAttempts, options.LeaseDuration ?? JobOptions.DefaultLeaseDuration, origin);
-        var jobId = JobIds.Require(options.JobId ?? DefaultJobId(spec.Kind, spec.Parameters));
-        var plan = await ((IJobKind)kind).PlanAsync(spec.Parameters, new UploadedFolders(_uploaded), cancellationToken);
+        var jobId = JobIds.Require(options.JobId ?? DefaultJobId(kind.Name, json));
+        var plan = await ((IJobKind)kind).PlanAsync(json, new UploadedFolders(_uploaded), cancellationToken);
+        var spec = await JobParameters.SpecAsync(kind.Name, json, options.MaxAttempts, options.LeaseDuration ?? JobOptions.DefaultLeaseDuration, origin, store, cancellationToken);
         return await grains.GetGrain<IJobGrain>(jobId).SubmitAsync(spec, plan);
     }
 
@@ -111,7 +111,7 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
                 ? new JobRequestException($"Job {jobId} is still running ({status.Done}/{status.Shards} shards done); 'babel watch {jobId}' follows it to the end.")
                 : new JobFailedException(jobId, status.Phase, status.Error);
         }
-        return new FinishedJob(jobId, await grain.GetSpecAsync(), status, store);
+        return new FinishedJob(jobId, await JobParameters.InlineAsync(await grain.GetSpecAsync(), store, cancellationToken), status, store);
     }
 
     /// <summary>
