@@ -34,7 +34,7 @@ public static class ExpertVariantShards
         var (model, loadedTokenizer) = context.Models.Get(modelKey, folder);
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {modelKey} has no tokenizer.json; scoring expert variants needs one.");
         var partition = ExpertPartition.Load(folder);
-        var texts = PerplexityJob.Texts(context, corpusKey, language, split, cancellationToken);
+        var texts = PerplexityJob.Texts(context, corpusKey, language, split, cancellationToken).ToList();
         var sums = ExpertVariants.Score(model, tokenizer, partition, texts, variants, windowLength, batchSize, cancellationToken);
         var totals = new SortedDictionary<string, long>(StringComparer.Ordinal);
         for (var i = 0; i < variants.Count; i++)

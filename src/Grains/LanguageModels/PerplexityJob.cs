@@ -88,14 +88,17 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
 
     /// <summary>
     /// The texts of <paramref name="language"/>'s documents of the split, in corpus order, read and parsed once per worker
-    /// process and shared by every shard of the language (a shard otherwise parses the file up to its slice).
+    /// process and shared by every shard of the language (a shard otherwise parses the file up to its slice). A language
+    /// too large for the worker's cache is read lazily by each shard instead, as far as the shard needs.
     /// </summary>
-    public static IReadOnlyList<string> Texts(ShardContext context, string corpusKey, string language, string split, CancellationToken cancellationToken)
+    public static IEnumerable<string> Texts(ShardContext context, string corpusKey, string language, string split, CancellationToken cancellationToken)
     {
         var corpus = Corpus.Open(context.LocalFolder(corpusKey, cancellationToken));
-        return context.Cache.GetOrAdd($"{corpusKey}/{language}{Corpus.DocumentFileExtension}|{split}",
-            () => corpus.ReadDocuments(language, JobParameters.Split(split)).Select(d => d.Text).ToList(),
-            texts => texts.Sum(t => 2L * t.Length + 24));
+        var documents = () => corpus.ReadDocuments(language, JobParameters.Split(split)).Select(d => d.Text);
+        var file = new FileInfo(Path.Combine(corpus.Directory, language + Corpus.DocumentFileExtension));
+        // In memory a text takes about twice its UTF-8 bytes.
+        if (file.Exists && 2 * file.Length > context.Cache.MaxBytes) return documents();
+        return context.Cache.GetOrAdd($"{corpusKey}/{language}{Corpus.DocumentFileExtension}|{split}", () => documents().ToList(), texts => texts.Sum(t => 2L * t.Length + 24));
     }
 
     public override Task<PerplexityReport> AssembleAsync(FinishedJob<PerplexityJobParameters> job, CancellationToken cancellationToken) =>
