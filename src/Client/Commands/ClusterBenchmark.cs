@@ -74,7 +74,7 @@ internal static class ClusterBenchmark
             // The profile is planned from the token streams, which the tokenize job writes before the measured job starts.
             var profile = new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split);
             if (job == ProfileJob.KindName)
-                profile = profile with { Streams = await engine.Jobs.Kinds.Get<TokenizeJob>().StreamsAsync(engine.Jobs, profile.Tokenize, null, null, cancellationToken) };
+                profile = profile with { Streams = await engine.Jobs.Kinds.Get<TokenizeJob>().StreamsAsync(engine.Jobs, profile.TokenizeParameters(), null, null, cancellationToken) };
             var stopwatch = Stopwatch.StartNew();
             if (job == ProfileJob.KindName)
                 await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<ProfileJob>(), profile, new JobOptions(jobId), cancellationToken);

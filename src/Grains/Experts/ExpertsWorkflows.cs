@@ -67,7 +67,7 @@ public static class ExpertsWorkflows
         var here = tokenizeHere is null
             ? null
             : new InProcessWorker(tokenizeHere, new Dictionary<string, string>(StringComparer.Ordinal) { [uploaded.Model] = modelDirectory, [uploaded.Corpus] = opened.Directory });
-        var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, uploaded.Tokenize, here, progress, cancellationToken);
+        var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, uploaded.TokenizeParameters(), here, progress, cancellationToken);
         return uploaded with { Streams = streams };
     }
 

@@ -26,7 +26,7 @@ public sealed record ProfileJobParameters(
     IReadOnlyList<LanguageTokens>? Streams = null)
 {
     /// <summary>What the tokenize job must produce for this profile: the languages' streams of the split, cut at the cap.</summary>
-    public TokenizeJobParameters Tokenize => new(Model, Corpus, Languages, Split, MaxTokensPerLanguage);
+    public TokenizeJobParameters TokenizeParameters() => new(Model, Corpus, Languages, Split, MaxTokensPerLanguage);
 }
 
 /// <summary>One shard: a token range of one language's token stream.</summary>

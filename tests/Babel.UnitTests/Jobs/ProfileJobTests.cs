@@ -47,7 +47,7 @@ public class ProfileJobTests
     private static async Task<ProfileJobParameters> TokenizeAsync(Uploaded inputs, ProfileJobParameters p, ShardContext worker)
     {
         IJobKind kind = new TokenizeJob();
-        var json = new TokenizeJob().Serialize(p.Tokenize);
+        var json = new TokenizeJob().Serialize(p.TokenizeParameters());
         var plan = await kind.PlanAsync(json, inputs.Worker, CancellationToken.None);
         return p with { Streams = [.. plan.Select(shard => JobParameters.Deserialize<LanguageTokens>(kind.RunShard(worker, json, shard, CancellationToken.None).Content))] };
     }
