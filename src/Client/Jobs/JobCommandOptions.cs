@@ -50,6 +50,8 @@ internal sealed class JobCommandOptions
         Func<JobClient, IArtifactStore?, CancellationToken, Task<TParameters>> parameters, Func<TResult, int> finish, CancellationToken cancellationToken, JobOptions? options = null)
         where TParameters : class
     {
+        // A bad --job-id is one sentence before any upload or planning job.
+        if (parse.GetValue(JobId) is { } jobId) JobIds.Require(jobId);
         // A command that does not wait runs no shard: its worker would lease one and leave with the process, holding it until the lease expires.
         var workers = parse.GetValue(NoWait) ? 0 : parse.GetValue(Workers);
         await using var connection = await Engine.OpenAsync(parse, workers, cancellationToken);

@@ -56,11 +56,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         if (p.ShardTokens < 1 || p.SequenceLength < 1 || p.BatchSize < 1) throw new UserInputException("--shard-tokens, the sequence length and the batch size must be positive.");
         if (p.MaxTokensPerLanguage is < 1) throw new UserInputException("--max-tokens-per-language must be positive.");
         JobParameters.Split(p.Split);
-        if (p.Streams is null || !p.Streams.Select(s => s.Language).SequenceEqual(p.Languages, StringComparer.Ordinal)
-            || p.Streams.Any(s => s.Tokens < 0 || !(s.Stream ?? "").StartsWith(TokenizeJob.StreamsPrefix, StringComparison.Ordinal)))
-        {
-            throw new UserInputException("The profile job parameters need the token stream of each of their languages, in their order; the tokenize job makes them (ExpertsWorkflows.ProfileParametersAsync runs it).");
-        }
+        TokenizeJob.RequireStreams(p.Streams, p.Languages, KindName);
     }
 
     public static string ShardId(string language, long index) => string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D5}");
@@ -74,7 +70,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         var plan = new List<Shard<ProfileShard>>();
         // Shards hold whole windows, so every window (and so every count) is the same whatever the shard size.
         var shardTokens = (long)Math.Ceiling(p.ShardTokens / (double)p.SequenceLength) * p.SequenceLength;
-        foreach (var stream in p.Streams!)
+        foreach (var stream in p.Languages.Select(language => TokenizeJob.StreamOf(p.Streams!, language)))
         {
             var length = stream.Tokens;
             if (length == 0) throw new UserInputException($"Language '{stream.Language}' has no text in the {p.Split} split; remove it from --languages.");
@@ -112,7 +108,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
             context.Store.GetBytesAsync($"{p.Corpus}/{CorpusManifest.FileName}", cancellationToken).GetAwaiter().GetResult()
                 ?? throw new InvalidOperationException($"The corpus {p.Corpus} has no {CorpusManifest.FileName} in the artifact store."), $"{p.Corpus}/{CorpusManifest.FileName}"),
             _ => 4096).Name;
-        var stream = p.Streams!.Single(s => s.Language == slice.Language);
+        var stream = TokenizeJob.StreamOf(p.Streams!, slice.Language);
         var tokens = Stream(context, stream, cancellationToken).ReadAsync(context.Store, slice.Start, slice.End, cancellationToken).GetAwaiter().GetResult();
         var counted = ActivationProfiler.Count(model, partition, ActivationRule.Parse(p.Rule), tokens, tokenizer.BosId, p.SequenceLength, p.BatchSize, p.CountBos, cancellationToken);
         var totals = new List<KeyValuePair<string, long>> { new(TokensName(slice.Language), counted.Tokens) };

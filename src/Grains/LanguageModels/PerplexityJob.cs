@@ -7,7 +7,10 @@ using Babel.Storage.Corpora;
 
 namespace Babel.Grains.LanguageModels;
 
-/// <summary>Parameters of a distributed perplexity job: artifact keys of a model folder and a corpus folder, and how to slice the work.</summary>
+/// <summary>
+/// Parameters of a distributed perplexity job: artifact keys of a model folder and a corpus folder, how to slice the work,
+/// and the token stream of every language (<see cref="TokenizeJob"/>), whose document counts the plan is made from.
+/// </summary>
 public sealed record PerplexityJobParameters(
     string Model,
     string Corpus,
@@ -15,7 +18,12 @@ public sealed record PerplexityJobParameters(
     string Split = "heldout",
     int WindowLength = 256,
     int BatchSize = 8,
-    int DocumentsPerShard = 16);
+    int DocumentsPerShard = 16,
+    IReadOnlyList<LanguageTokens>? Streams = null)
+{
+    /// <summary>What the tokenize job must produce for this job: the languages' streams of the split.</summary>
+    public TokenizeJobParameters TokenizeParameters() => new(Model, Corpus, Languages, Split);
+}
 
 /// <summary>One shard: a contiguous slice of one language's documents in the split.</summary>
 public sealed record PerplexityShard(string Language, int Start, int Count);
@@ -42,23 +50,23 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
         if (parameters.DocumentsPerShard < 1) throw new UserInputException($"--documents-per-shard must be at least 1 (got {parameters.DocumentsPerShard}).");
         if (parameters.WindowLength < 2 || parameters.BatchSize < 1) throw new UserInputException("The window length must be at least 2 and the batch size at least 1.");
         JobParameters.Split(parameters.Split);
+        TokenizeJob.RequireStreams(parameters.Streams, parameters.Languages, KindName);
     }
 
-    protected override async Task<IReadOnlyList<Shard<PerplexityShard>>> PlanAsync(PerplexityJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    /// <summary>Slices of each language's documents, from the streams' document counts: nothing is read on the client.</summary>
+    protected override Task<IReadOnlyList<Shard<PerplexityShard>>> PlanAsync(PerplexityJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var corpus = Corpus.Open(await artifacts.LocalFolderAsync(p.Corpus, cancellationToken));
-        var split = JobParameters.Split(p.Split);
         var plan = new List<Shard<PerplexityShard>>();
         foreach (var language in p.Languages)
         {
-            var documents = corpus.ReadDocuments(language, split).Count();
+            var documents = checked((int)TokenizeJob.StreamOf(p.Streams!, language).Documents);
             for (int start = 0, index = 0; start < documents; start += p.DocumentsPerShard, index++)
             {
                 var count = Math.Min(p.DocumentsPerShard, documents - start);
                 plan.Add(new(string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D4}"), new PerplexityShard(language, start, count), count));
             }
         }
-        return plan;
+        return Task.FromResult<IReadOnlyList<Shard<PerplexityShard>>>(plan);
     }
 
     protected override ShardResult RunShard(ShardContext context, PerplexityJobParameters p, Shard<PerplexityShard> shard, CancellationToken cancellationToken)

@@ -208,7 +208,35 @@ public sealed class TokenizeJob : JobKind<TokenizeJobParameters, string, Tokeniz
         }
     }
 
-    /// <summary>Runs every shard of the job in this process (see <see cref="StreamsAsync"/>).</summary>
+    /// <summary>
+    /// <see cref="StreamsAsync(JobClient, TokenizeJobParameters, InProcessWorker?, IProgress{Contracts.JobStatus}?, CancellationToken)"/>
+    /// of a workflow that uploaded <paramref name="modelFolder"/> and <paramref name="corpusFolder"/> as the parameters' model
+    /// and corpus; <paramref name="here"/> is the embedded store when this process runs the shards itself.
+    /// </summary>
+    public Task<IReadOnlyList<LanguageTokens>> StreamsAsync(JobClient jobs, TokenizeJobParameters p, string modelFolder, string corpusFolder, IArtifactStore? here,
+        IProgress<Contracts.JobStatus>? progress, CancellationToken cancellationToken) =>
+        StreamsAsync(jobs, p, here is null
+            ? null
+            : new InProcessWorker(here, new Dictionary<string, string>(StringComparer.Ordinal) { [p.Model] = modelFolder, [p.Corpus] = corpusFolder }), progress, cancellationToken);
+
+    /// <summary>
+    /// Checks that <paramref name="streams"/> holds one token stream of each of <paramref name="languages"/> and nothing
+    /// else: what a job planned from the tokenize job's result needs; one sentence naming <paramref name="kind"/> otherwise.
+    /// </summary>
+    public static void RequireStreams(IReadOnlyList<LanguageTokens>? streams, IReadOnlyCollection<string> languages, string kind)
+    {
+        var wanted = languages.ToHashSet(StringComparer.Ordinal);
+        if (streams is null || streams.Count != wanted.Count || streams.Select(s => s?.Language).Distinct(StringComparer.Ordinal).Count() != wanted.Count
+            || !streams.All(s => s is not null && wanted.Contains(s.Language) && s.Tokens >= 0 && s.Documents >= 0 && (s.Stream ?? "").StartsWith(StreamsPrefix, StringComparison.Ordinal)))
+        {
+            throw new UserInputException($"The {kind} job parameters need the token stream of each of their languages; the tokenize job makes them (the command runs it before the {kind} job).");
+        }
+    }
+
+    /// <summary>The stream of <paramref name="language"/> among checked <paramref name="streams"/>.</summary>
+    public static LanguageTokens StreamOf(IReadOnlyList<LanguageTokens> streams, string language) => streams.First(s => s.Language == language);
+
+    /// <summary>Runs every shard of the job in this process (see <see cref="StreamsAsync(JobClient, TokenizeJobParameters, InProcessWorker?, IProgress{Contracts.JobStatus}?, CancellationToken)"/>).</summary>
     public async Task<IReadOnlyList<LanguageTokens>> RunHereAsync(TokenizeJobParameters p, InProcessWorker here, CancellationToken cancellationToken)
     {
         IJobKind kind = this;
