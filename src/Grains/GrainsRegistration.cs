@@ -24,6 +24,7 @@ public static class GrainsRegistration
     public static IServiceCollection AddBabelJobKinds(this IServiceCollection services)
     {
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, PerplexityJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, TokenizeJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, ProfileJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, MoefyJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Text2Tree.Text2TreeGridJob>());

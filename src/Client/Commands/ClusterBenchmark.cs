@@ -71,11 +71,20 @@ internal static class ClusterBenchmark
             var corpusKey = await engine.Jobs.UploadFolderAsync(corpus, "corpora", cancellationToken);
             string[] languages = [.. opened.Manifest.Languages.Select(l => l.Code)];
             var jobId = $"bench-{Guid.NewGuid():N}";
+            // The profile is planned from the token streams, which the tokenize job writes before the measured job starts.
+            var tokenize = engine.Jobs.Kinds.Get<TokenizeJob>();
+            var profile = new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split);
+            var perplexity = new PerplexityJobParameters(modelKey, corpusKey, languages, split, DocumentsPerShard: documentsPerShard);
+            // Both are planned from the token streams, which the tokenize job writes before the measured job starts.
+            if (job == ProfileJob.KindName)
+                profile = profile with { Streams = await tokenize.StreamsAsync(engine.Jobs, profile.TokenizeParameters(), null, null, cancellationToken) };
+            else
+                perplexity = perplexity with { Streams = await tokenize.StreamsAsync(engine.Jobs, perplexity.TokenizeParameters(), null, null, cancellationToken) };
             var stopwatch = Stopwatch.StartNew();
             if (job == ProfileJob.KindName)
-                await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<ProfileJob>(), new ProfileJobParameters(modelKey, corpusKey, languages, "topk:4", split), new JobOptions(jobId), cancellationToken);
+                await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<ProfileJob>(), profile, new JobOptions(jobId), cancellationToken);
             else
-                await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<PerplexityJob>(), new PerplexityJobParameters(modelKey, corpusKey, languages, split, DocumentsPerShard: documentsPerShard), new JobOptions(jobId), cancellationToken);
+                await engine.Jobs.SubmitAsync(engine.Jobs.Kinds.Get<PerplexityJob>(), perplexity, new JobOptions(jobId), cancellationToken);
             var status = await engine.Jobs.WaitAsync(jobId, null, cancellationToken);
             var wall = stopwatch.Elapsed.TotalSeconds;
             var result = string.Join(";", status.Totals.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Key}={t.Value}")));

@@ -39,7 +39,8 @@ internal static class EvalPruningCommand
                 parse.GetValue(split)!);
             var error = parse.InvocationConfiguration.Error;
             return job.RunAsync(parse, kinds => kinds.Get<PruningEvaluationJob>(),
-                (jobs, ct) => ExpertsWorkflows.PruningParametersAsync(jobs, parse.GetValue(model)!, runDirectory, parse.GetValue(corpus), request, error, ct),
+                (jobs, planHere, ct) => ExpertsWorkflows.PruningParametersAsync(jobs, parse.GetValue(model)!, runDirectory, parse.GetValue(corpus), request, error, ct, planHere,
+                    JobProgressView.Lines(CommandConsole.For(error))),
                 curves =>
                 {
                     var outDirectory = parse.GetValue(output) ?? Path.Combine(runDirectory, ProfileRun.PruningFolder);

@@ -35,13 +35,22 @@ internal static class PerplexityCommand
             var opened = Corpus.Open(parse.GetValue(corpus)!);
             var codes = CorpusLanguages.Select(opened, parse.GetValue(languages));
             ModelCheckpoint.ValidateWithTokenizer(modelDirectory);
-            return job.RunAsync(parse, kinds => kinds.Get<PerplexityJob>(), async (jobs, ct) => defaults with
+            return job.RunAsync(parse, kinds => kinds.Get<PerplexityJob>(), async (jobs, planHere, ct) =>
             {
-                Model = await jobs.UploadFolderAsync(modelDirectory, "models", ct),
-                Corpus = await jobs.UploadFolderAsync(opened.Directory, "corpora", ct),
-                Languages = codes,
-                Split = parse.GetValue(split)!,
-                DocumentsPerShard = parse.GetValue(documentsPerShard),
+                var p = defaults with
+                {
+                    Model = await jobs.UploadFolderAsync(modelDirectory, "models", ct),
+                    Corpus = await jobs.UploadFolderAsync(opened.Directory, "corpora", ct),
+                    Languages = codes,
+                    Split = parse.GetValue(split)!,
+                    DocumentsPerShard = parse.GetValue(documentsPerShard),
+                };
+                // The plan slices each language's documents, which the tokenize job counts on a worker.
+                return p with
+                {
+                    Streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, p.TokenizeParameters(), modelDirectory, opened.Directory, planHere,
+                        JobProgressView.Lines(CommandConsole.For(parse.InvocationConfiguration.Error)), ct),
+                };
             }, report =>
             {
                 if (parse.GetValue(output) is { } folder) report.Save(folder);

@@ -44,7 +44,9 @@ internal static class ProfileCommand
                 CountBos = parse.GetValue(countBos),
             };
             return job.RunAsync(parse, kinds => kinds.Get<ProfileJob>(),
-                (jobs, ct) => ExpertsWorkflows.ProfileParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, parse.GetValue(experts), ct),
+                // The tokenize job it waits for first shows its progress as plain lines on stderr.
+                (jobs, planHere, ct) => ExpertsWorkflows.ProfileParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, parse.GetValue(experts), ct, planHere,
+                    JobProgressView.Lines(CommandConsole.For(parse.InvocationConfiguration.Error))),
                 run =>
                 {
                     var runDirectory = parse.GetValue(output)!;

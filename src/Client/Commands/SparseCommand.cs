@@ -39,7 +39,8 @@ internal static class SparseCommand
                 Modeling.Training.CorpusLanguages.Select(opened, parse.GetValue(languages)),
                 parse.GetValue(split)!);
             return job.RunAsync(parse, kinds => kinds.Get<SparseActivationJob>(),
-                (jobs, ct) => ExpertsWorkflows.SparseParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, ct),
+                (jobs, planHere, ct) => ExpertsWorkflows.SparseParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, ct, planHere,
+                    JobProgressView.Lines(CommandConsole.For(parse.InvocationConfiguration.Error))),
                 curves =>
                 {
                     var outDirectory = parse.GetValue(output)!;

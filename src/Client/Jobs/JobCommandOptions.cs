@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Babel.Contracts;
 using Babel.Grains.Engine;
+using Babel.Storage.Artifacts;
 
 namespace Babel.Client.Jobs;
 
@@ -34,14 +35,29 @@ internal sealed class JobCommandOptions
     /// job id and returns 0; otherwise it follows the job with progress on stderr and hands the assembled result to
     /// <paramref name="finish"/>, whose return value is the exit code.
     /// </summary>
-    public async Task<int> RunAsync<TParameters, TShard, TResult>(ParseResult parse, Func<JobKindCatalog, JobKind<TParameters, TShard, TResult>> kindOf,
+    public Task<int> RunAsync<TParameters, TShard, TResult>(ParseResult parse, Func<JobKindCatalog, JobKind<TParameters, TShard, TResult>> kindOf,
         Func<JobClient, CancellationToken, Task<TParameters>> parameters, Func<TResult, int> finish, CancellationToken cancellationToken, JobOptions? options = null)
+        where TParameters : class =>
+        RunAsync(parse, kindOf, (jobs, _, ct) => parameters(jobs, ct), finish, cancellationToken, options);
+
+    /// <summary>
+    /// <see cref="RunAsync{TParameters, TShard, TResult}(ParseResult, Func{JobKindCatalog, JobKind{TParameters, TShard, TResult}}, Func{JobClient, CancellationToken, Task{TParameters}}, Func{TResult, int}, CancellationToken, JobOptions?)"/>
+    /// for a command whose parameters need a planning job first (e.g. the tokenize job of a profile): <paramref name="parameters"/>
+    /// also gets, when the engine is embedded and has no worker to run that job (<c>--no-wait</c> or <c>--workers 0</c>), the
+    /// embedded store, so this process runs the planning shards itself; null otherwise.
+    /// </summary>
+    public async Task<int> RunAsync<TParameters, TShard, TResult>(ParseResult parse, Func<JobKindCatalog, JobKind<TParameters, TShard, TResult>> kindOf,
+        Func<JobClient, IArtifactStore?, CancellationToken, Task<TParameters>> parameters, Func<TResult, int> finish, CancellationToken cancellationToken, JobOptions? options = null)
         where TParameters : class
     {
+        // A bad --job-id is one sentence before any upload or planning job.
+        if (parse.GetValue(JobId) is { } jobId) JobIds.Require(jobId);
         // A command that does not wait runs no shard: its worker would lease one and leave with the process, holding it until the lease expires.
-        await using var connection = await Engine.OpenAsync(parse, parse.GetValue(NoWait) ? 0 : parse.GetValue(Workers), cancellationToken);
+        var workers = parse.GetValue(NoWait) ? 0 : parse.GetValue(Workers);
+        await using var connection = await Engine.OpenAsync(parse, workers, cancellationToken);
         var kind = kindOf(connection.Jobs.Kinds);
-        var submitted = await connection.Jobs.SubmitAsync(kind, await parameters(connection.Jobs, cancellationToken),
+        var planHere = !connection.IsCluster && workers == 0 ? connection.Store : null;
+        var submitted = await connection.Jobs.SubmitAsync(kind, await parameters(connection.Jobs, planHere, cancellationToken),
             (options ?? new JobOptions()) with { JobId = parse.GetValue(JobId) }, cancellationToken);
         if (parse.GetValue(NoWait))
         {

@@ -103,6 +103,14 @@ public sealed class DistillJob(IServiceProvider services) : JobKind<DistillJobPa
         return p.Limit > 0 && p.Limit < questions.Count ? [.. questions.Take(p.Limit)] : questions;
     }
 
+    /// <summary>The job's questions, read from the dataset file once per worker process and shared by every shard of the dataset.</summary>
+    public static IReadOnlyList<DistillationQuestion> CachedQuestions(ShardContext context, DistillJobParameters p, CancellationToken cancellationToken)
+    {
+        var folder = context.LocalFolder(p.Dataset, cancellationToken);
+        return context.Cache.GetOrAdd(string.Create(CultureInfo.InvariantCulture, $"{p.Dataset}/{p.DatasetFile}|{p.DatasetFormat}|{p.Split}|{p.Limit}"),
+            () => Questions(p, folder), _ => 2 * new FileInfo(Path.Combine(folder, p.DatasetFile)).Length);
+    }
+
     /// <summary>The shard id of the <paramref name="index"/>-th slice of questions.</summary>
     public static string ShardId(int index) => string.Create(CultureInfo.InvariantCulture, $"q{index:D5}");
 
@@ -121,7 +129,7 @@ public sealed class DistillJob(IServiceProvider services) : JobKind<DistillJobPa
     protected override ShardResult RunShard(ShardContext context, DistillJobParameters p, Shard<DistillShardParameters> shard, CancellationToken cancellationToken)
     {
         var slice = shard.Slice;
-        var questions = Questions(p, context.LocalFolder(p.Dataset, cancellationToken)).Skip(slice.Start).Take(slice.Count).ToList();
+        var questions = CachedQuestions(context, p, cancellationToken).Skip(slice.Start).Take(slice.Count).ToList();
         if (questions.Count != slice.Count) throw new InvalidOperationException($"Shard {shard.Id} expects {slice.Count} questions from {slice.Start} but the dataset has {questions.Count} there.");
         using var teacher = CreateTeacher(p, context, cancellationToken);
         var generator = new DistillationGenerator(teacher, new TeacherCache(context.Store), PromptTemplates.For(DistillationTasks.Parse(p.Task)), Settings(p));

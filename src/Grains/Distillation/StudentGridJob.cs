@@ -104,7 +104,9 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
     protected override ShardResult RunShard(ShardContext context, StudentGridParameters p, Shard<StudentOptions> shard, CancellationToken cancellationToken)
     {
         var run = shard.Slice.Validate();
-        var corpus = StudentCorpus.Read(Path.Combine(context.LocalFolder(p.Corpus, cancellationToken), StudentCorpus.FileName));
+        // Read once per worker process: every run of the grid trains on the same corpus.
+        var corpusFile = Path.Combine(context.LocalFolder(p.Corpus, cancellationToken), StudentCorpus.FileName);
+        var corpus = context.Cache.GetOrAdd(p.Corpus, () => StudentCorpus.Read(corpusFile), _ => 2 * new FileInfo(corpusFile).Length);
         // An uploaded student is trained from its local copy; the metrics name it by its artifact key, as on every worker.
         var local = IsPreset(run.Student) ? run : run with { Student = context.LocalFolder(run.Student, cancellationToken) };
         // Beside the worker's artifact cache: a retry on this machine (or a rerun of a killed embedded client) resumes from it.

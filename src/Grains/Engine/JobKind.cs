@@ -120,9 +120,12 @@ public interface IArtifactResolver
     Task<string> LocalFolderAsync(string key, CancellationToken cancellationToken);
 }
 
-/// <summary>What a worker gives a shard: its identity, resolved artifacts, the artifact store and its cache of loaded models.</summary>
+/// <summary>
+/// What a worker gives a shard: its identity, resolved artifacts, the artifact store, its cache of loaded models, and the
+/// cache of inputs read once per worker process (<see cref="WorkerCache.Shared"/> unless given).
+/// </summary>
 public sealed class ShardContext(string worker, string device, int threads, IArtifactResolver artifacts, Modeling.Checkpoints.ModelReplicas models,
-    Storage.Artifacts.IArtifactStore store)
+    Storage.Artifacts.IArtifactStore store, WorkerCache? cache = null)
 {
     public string Worker { get; } = worker;
     public string Device { get; } = device;
@@ -130,6 +133,7 @@ public sealed class ShardContext(string worker, string device, int threads, IArt
     public IArtifactResolver Artifacts { get; } = artifacts;
     public Modeling.Checkpoints.ModelReplicas Models { get; } = models;
     public Storage.Artifacts.IArtifactStore Store { get; } = store;
+    public WorkerCache Cache { get; } = cache ?? WorkerCache.Shared;
 
     public string LocalFolder(string key, CancellationToken cancellationToken) =>
         Artifacts.LocalFolderAsync(key, cancellationToken).GetAwaiter().GetResult();

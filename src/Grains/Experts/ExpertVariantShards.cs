@@ -3,7 +3,6 @@ using Babel.Grains.LanguageModels;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Storage;
-using Babel.Storage.Corpora;
 
 namespace Babel.Grains.Experts;
 
@@ -18,10 +17,10 @@ public static class ExpertVariantShards
 
     public static string TokensTotal(string variant) => $"{variant}.tokens";
 
-    /// <summary>The documents of <paramref name="language"/> in the split, or one sentence when it has none.</summary>
-    public static long Documents(Corpus corpus, string language, string split)
+    /// <summary>The documents of <paramref name="language"/> in the split, from its token stream's count, or one sentence when it has none.</summary>
+    public static long Documents(IReadOnlyList<LanguageTokens> streams, string language, string split)
     {
-        var documents = corpus.ReadDocuments(language, JobParameters.Split(split)).Count();
+        var documents = TokenizeJob.StreamOf(streams, language).Documents;
         return documents > 0 ? documents : throw new UserInputException($"Language '{language}' has no documents in the {split} split of the corpus.");
     }
 
@@ -34,8 +33,7 @@ public static class ExpertVariantShards
         var (model, loadedTokenizer) = context.Models.Get(modelKey, folder);
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {modelKey} has no tokenizer.json; scoring expert variants needs one.");
         var partition = ExpertPartition.Load(folder);
-        var corpus = Corpus.Open(context.LocalFolder(corpusKey, cancellationToken));
-        var texts = corpus.ReadDocuments(language, JobParameters.Split(split)).Select(d => d.Text).ToList();
+        var texts = PerplexityJob.Texts(context, corpusKey, language, split, cancellationToken).ToList();
         var sums = ExpertVariants.Score(model, tokenizer, partition, texts, variants, windowLength, batchSize, cancellationToken);
         var totals = new SortedDictionary<string, long>(StringComparer.Ordinal);
         for (var i = 0; i < variants.Count; i++)

@@ -1,5 +1,6 @@
 using Babel.Contracts;
 using Babel.Grains.Engine;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Storage;
@@ -39,10 +40,14 @@ public static class ExpertsWorkflows
 
     /// <summary>
     /// Parameters of <c>babel profile</c> from <paramref name="request"/> (its languages, rule and slicing): checks the
-    /// model's experts.json (and, when given, that it has <paramref name="experts"/> experts per layer) and the rule, then uploads the model and corpus.
+    /// model's experts.json (and, when given, that it has <paramref name="experts"/> experts per layer) and the rule,
+    /// uploads the model and corpus, then has every language tokenised once into the artifact store by the tokenize job
+    /// (reused when it already ran on the same tokenizer and corpus), whose token counts the profile is planned from. On
+    /// an embedded engine without workers (<c>--no-wait</c>), <paramref name="tokenizeHere"/> is its store and this process
+    /// runs the tokenize shards itself.
     /// </summary>
     public static async Task<ProfileJobParameters> ProfileParametersAsync(JobClient jobs, string modelDirectory, string corpusDirectory, ProfileJobParameters request,
-        int? experts, CancellationToken cancellationToken)
+        int? experts, CancellationToken cancellationToken, IArtifactStore? tokenizeHere = null, IProgress<JobStatus>? progress = null)
     {
         var opened = Corpus.Open(corpusDirectory);
         var config = ModelCheckpoint.Validate(modelDirectory);
@@ -53,12 +58,14 @@ public static class ExpertsWorkflows
         }
         var rule = ActivationRule.Parse(request.Rule);
         rule.CheckFits(partition);
-        return request with
+        var uploaded = request with
         {
             Model = await jobs.UploadFolderAsync(modelDirectory, ModelsPrefix, cancellationToken),
             Corpus = await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken),
             Rule = rule.ToString(),
         };
+        var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, uploaded.TokenizeParameters(), modelDirectory, opened.Directory, tokenizeHere, progress, cancellationToken);
+        return uploaded with { Streams = streams };
     }
 
     /// <summary>Runs the profile job to its end and writes the run (activations.json, manifest.json, heatmaps, report.html) into <paramref name="runDirectory"/>.</summary>
@@ -66,7 +73,7 @@ public static class ExpertsWorkflows
         IProgress<JobStatus>? progress, CancellationToken cancellationToken)
     {
         var kind = jobs.Kinds.Get<ProfileJob>();
-        var run = await jobs.RunAsync(kind, await ProfileParametersAsync(jobs, modelDirectory, corpusDirectory, request, null, cancellationToken), null, progress, cancellationToken);
+        var run = await jobs.RunAsync(kind, await ProfileParametersAsync(jobs, modelDirectory, corpusDirectory, request, null, cancellationToken, progress: progress), null, progress, cancellationToken);
         kind.Save(run, runDirectory);
         return run;
     }
@@ -74,10 +81,11 @@ public static class ExpertsWorkflows
     /// <summary>
     /// Parameters of <c>babel eval-pruning</c>: the run must have profiled this very model; the corpus defaults to the
     /// one the run profiled; a run that profiled the documents scored here gets a warning on <paramref name="warnings"/>.
-    /// The masks are chosen here, from the run's profile.
+    /// The masks are chosen here, from the run's profile; the shards are weighed by the documents the tokenize job counts
+    /// (run as for <see cref="ProfileParametersAsync"/>).
     /// </summary>
     public static async Task<PruningEvaluationParameters> PruningParametersAsync(JobClient jobs, string modelDirectory, string runDirectory, string? corpusDirectory,
-        PruningRequest request, TextWriter warnings, CancellationToken cancellationToken)
+        PruningRequest request, TextWriter warnings, CancellationToken cancellationToken, IArtifactStore? tokenizeHere = null, IProgress<JobStatus>? progress = null)
     {
         PruningStudy.Validate(request);
         // The upload hashes the model folder; its key is what the run must have profiled, so the folder is read once.
@@ -100,8 +108,10 @@ public static class ExpertsWorkflows
             warnings.WriteLine($"warning: the run profiled the 'all' split, which includes the {request.Split} documents scored here; profile --split train for a clean evaluation.");
         }
         var resolved = request with { Languages = codes };
-        return new PruningEvaluationParameters(modelKey, await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken),
-            resolved, PruningStudy.Masks(run.Profile, codes, resolved));
+        var corpusKey = await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken);
+        var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, new TokenizeJobParameters(modelKey, corpusKey, codes, request.Split), modelDirectory, opened.Directory,
+            tokenizeHere, progress, cancellationToken);
+        return new PruningEvaluationParameters(modelKey, corpusKey, resolved, PruningStudy.Masks(run.Profile, codes, resolved), Streams: streams);
     }
 
     /// <summary>Runs the pruning evaluation to its end and writes the curves, table and plots into <paramref name="outDirectory"/>.</summary>
@@ -109,24 +119,28 @@ public static class ExpertsWorkflows
         string outDirectory, IProgress<JobStatus>? progress, TextWriter warnings, CancellationToken cancellationToken)
     {
         var kind = jobs.Kinds.Get<PruningEvaluationJob>();
-        var parameters = await PruningParametersAsync(jobs, modelDirectory, runDirectory, corpusDirectory, request, warnings, cancellationToken);
+        var parameters = await PruningParametersAsync(jobs, modelDirectory, runDirectory, corpusDirectory, request, warnings, cancellationToken, progress: progress);
         var curves = await jobs.RunAsync(kind, parameters, null, progress, cancellationToken);
         kind.Save(curves, outDirectory);
         return curves;
     }
 
-    /// <summary>Parameters of <c>babel sparse</c>: the request checked against the model's experts.json, then the model and corpus uploaded.</summary>
+    /// <summary>
+    /// Parameters of <c>babel sparse</c>: the request checked against the model's experts.json, then the model and corpus
+    /// uploaded and the languages' documents counted by the tokenize job (run as for <see cref="ProfileParametersAsync"/>).
+    /// </summary>
     public static async Task<SparseActivationParameters> SparseParametersAsync(JobClient jobs, string modelDirectory, string corpusDirectory, SparseRequest request,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, IArtifactStore? tokenizeHere = null, IProgress<JobStatus>? progress = null)
     {
         var opened = Corpus.Open(corpusDirectory);
         var config = ModelCheckpoint.Validate(modelDirectory);
         var partition = ExpertPartition.Load(modelDirectory).CheckFits(config, Path.Combine(modelDirectory, ExpertPartition.FileName));
         SparseActivationStudy.Validate(request, partition.Experts, modelDirectory);
-        return new SparseActivationParameters(
-            await jobs.UploadFolderAsync(modelDirectory, ModelsPrefix, cancellationToken),
-            await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken),
-            request);
+        var modelKey = await jobs.UploadFolderAsync(modelDirectory, ModelsPrefix, cancellationToken);
+        var corpusKey = await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken);
+        var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, new TokenizeJobParameters(modelKey, corpusKey, request.Languages, request.Split), modelDirectory,
+            opened.Directory, tokenizeHere, progress, cancellationToken);
+        return new SparseActivationParameters(modelKey, corpusKey, request, Streams: streams);
     }
 
     /// <summary>Runs the sparse-activation study to its end and writes sparse.json, sparse.md and sparse.png into <paramref name="outDirectory"/>.</summary>
@@ -134,7 +148,7 @@ public static class ExpertsWorkflows
         IProgress<JobStatus>? progress, CancellationToken cancellationToken)
     {
         var kind = jobs.Kinds.Get<SparseActivationJob>();
-        var curves = await jobs.RunAsync(kind, await SparseParametersAsync(jobs, modelDirectory, corpusDirectory, request, cancellationToken), null, progress, cancellationToken);
+        var curves = await jobs.RunAsync(kind, await SparseParametersAsync(jobs, modelDirectory, corpusDirectory, request, cancellationToken, progress: progress), null, progress, cancellationToken);
         kind.Save(curves, outDirectory);
         return curves;
     }

@@ -1,15 +1,17 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using Babel.Grains.Engine;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
-using Babel.Modeling.Tokenization;
 using Babel.Storage;
 using Babel.Storage.Corpora;
 
 namespace Babel.Grains.Experts;
 
-/// <summary>Parameters of an expert-activation profile: artifact keys of a model folder (with experts.json) and a corpus, the rule and the slicing.</summary>
+/// <summary>
+/// Parameters of an expert-activation profile: artifact keys of a model folder (with experts.json) and a corpus, the rule
+/// and the slicing, and the token stream of every language (<see cref="TokenizeJob"/>), which the plan is made from.
+/// </summary>
 public sealed record ProfileJobParameters(
     string Model,
     string Corpus,
@@ -20,7 +22,12 @@ public sealed record ProfileJobParameters(
     int ShardTokens = 8192,
     int SequenceLength = 256,
     int BatchSize = 8,
-    bool CountBos = false);
+    bool CountBos = false,
+    IReadOnlyList<LanguageTokens>? Streams = null)
+{
+    /// <summary>What the tokenize job must produce for this profile: the languages' streams of the split, cut at the cap.</summary>
+    public TokenizeJobParameters TokenizeParameters() => new(Model, Corpus, Languages, Split, MaxTokensPerLanguage);
+}
 
 /// <summary>One shard: a token range of one language's token stream.</summary>
 public sealed record ProfileShard(string Language, long Start, long End);
@@ -30,14 +37,14 @@ public sealed record ProfileShardResult(string Shard, string Language, long Star
 
 /// <summary>
 /// Counts, per language, layer and expert, how many tokens activate each expert ("Unraveling Babel"). A language's
-/// token stream is its documents in corpus order, each as [BOS] text; shards are token ranges of it, cut into windows
-/// of the sequence length. Counts are int64 totals, so any split of the work gives the same profile; the result is the
-/// run folder (<see cref="ProfileRun"/>).
+/// token stream is its documents in corpus order, each as [BOS] text, tokenised once by the <see cref="TokenizeJob"/> on a
+/// worker and stored; the plan is made from the streams' token counts (nothing is tokenised on the client), and a shard
+/// reads its token range of the stored stream, cut into windows of the sequence length. Counts are int64 totals, so any
+/// split of the work gives the same profile; the result is the run folder (<see cref="ProfileRun"/>).
 /// </summary>
 public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, ProfileRun>
 {
     public const string KindName = "profile";
-    private readonly ConcurrentDictionary<(string Model, string Corpus, string Language, string Split, long? Max), long[]> _streams = new();
 
     public override string Name => KindName;
 
@@ -49,48 +56,44 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         if (p.ShardTokens < 1 || p.SequenceLength < 1 || p.BatchSize < 1) throw new UserInputException("--shard-tokens, the sequence length and the batch size must be positive.");
         if (p.MaxTokensPerLanguage is < 1) throw new UserInputException("--max-tokens-per-language must be positive.");
         JobParameters.Split(p.Split);
+        TokenizeJob.RequireStreams(p.Streams, p.Languages, KindName);
     }
 
     public static string ShardId(string language, long index) => string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D5}");
 
+    /// <summary>Token ranges of whole windows of each language's stream, from the streams' token counts: only the model's config and experts.json are read.</summary>
     protected override async Task<IReadOnlyList<Shard<ProfileShard>>> PlanAsync(ProfileJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
         var modelFolder = await artifacts.LocalFolderAsync(p.Model, cancellationToken);
-        var corpusFolder = await artifacts.LocalFolderAsync(p.Corpus, cancellationToken);
         var partition = ExpertPartition.Load(modelFolder).CheckFits(Modeling.Checkpoints.ModelConfig.Load(modelFolder), Path.Combine(modelFolder, ExpertPartition.FileName));
         ActivationRule.Parse(p.Rule).CheckFits(partition);
-        using var tokenizer = HuggingFaceTokenizer.Load(modelFolder);
-        var corpus = Corpus.Open(corpusFolder);
         var plan = new List<Shard<ProfileShard>>();
         // Shards hold whole windows, so every window (and so every count) is the same whatever the shard size.
         var shardTokens = (long)Math.Ceiling(p.ShardTokens / (double)p.SequenceLength) * p.SequenceLength;
-        foreach (var language in p.Languages)
+        foreach (var stream in p.Languages.Select(language => TokenizeJob.StreamOf(p.Streams!, language)))
         {
-            var length = Stream(p, language, tokenizer, corpus).LongLength;
-            if (length == 0) throw new UserInputException($"Language '{language}' has no text in the {p.Split} split; remove it from --languages.");
+            var length = stream.Tokens;
+            if (length == 0) throw new UserInputException($"Language '{stream.Language}' has no text in the {p.Split} split; remove it from --languages.");
             for (long start = 0, index = 0; start < length; start += shardTokens, index++)
             {
                 var end = Math.Min(length, start + shardTokens);
-                plan.Add(new(ShardId(language, index), new ProfileShard(language, start, end), end - start));
+                plan.Add(new(ShardId(stream.Language, index), new ProfileShard(stream.Language, start, end), end - start));
             }
         }
         return plan;
     }
 
-    /// <summary>The language's token stream, cached per worker: every shard of a language slices the same stream.</summary>
-    private long[] Stream(ProfileJobParameters p, string language, ITokenizer tokenizer, Corpus corpus) =>
-        _streams.GetOrAdd((p.Model, p.Corpus, language, p.Split, p.MaxTokensPerLanguage), _ =>
-        {
-            if (_streams.Count > 64) _streams.Clear();
-            var tokens = new List<long>();
-            foreach (var document in corpus.ReadDocuments(language, JobParameters.Split(p.Split)))
-            {
-                tokens.Add(tokenizer.BosId);
-                tokens.AddRange(tokenizer.Encode(document.Text).Select(t => (long)t));
-                if (p.MaxTokensPerLanguage is { } max && tokens.Count >= max) break;
-            }
-            return p.MaxTokensPerLanguage is { } limit && tokens.Count > limit ? [.. tokens.Take((int)limit)] : [.. tokens];
-        });
+    /// <summary>The index of the language's stored token stream, read and checked once per worker process and shared by every shard that reads the stream.</summary>
+    private static TokenStream Stream(ShardContext context, LanguageTokens language, CancellationToken cancellationToken)
+    {
+        var stream = context.Cache.GetOrAdd(language.Stream,
+            () => TokenStream.OpenAsync(context.Store, language.Stream, cancellationToken).GetAwaiter().GetResult()
+                ?? throw new InvalidOperationException($"The token stream {language.Stream} of '{language.Language}' is missing from the artifact store; rerun the command to tokenize the corpus again."),
+            opened => opened.IndexBytes);
+        return stream.Tokens == language.Tokens
+            ? stream
+            : throw new InvalidDataException($"The token stream {language.Stream} of '{language.Language}' holds {stream.Tokens} tokens, not the {language.Tokens} the job was planned with.");
+    }
 
     protected override ShardResult RunShard(ShardContext context, ProfileJobParameters p, Shard<ProfileShard> shard, CancellationToken cancellationToken)
     {
@@ -100,15 +103,20 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         var (model, loadedTokenizer) = context.Models.Get(p.Model, modelFolder);
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
         var partition = ExpertPartition.Load(modelFolder).CheckFits(model.Config, Path.Combine(modelFolder, ExpertPartition.FileName));
-        var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));
-        var tokens = Stream(p, slice.Language, tokenizer, corpus)[(int)slice.Start..(int)slice.End];
+        // Only the corpus's name, from its manifest: the worker reads no document, so it never downloads the corpus.
+        var corpusName = context.Cache.GetOrAdd($"{p.Corpus}/{CorpusManifest.FileName}", () => Corpus.ParseManifest(
+            context.Store.GetBytesAsync($"{p.Corpus}/{CorpusManifest.FileName}", cancellationToken).GetAwaiter().GetResult()
+                ?? throw new InvalidOperationException($"The corpus {p.Corpus} has no {CorpusManifest.FileName} in the artifact store."), $"{p.Corpus}/{CorpusManifest.FileName}"),
+            _ => 4096).Name;
+        var stream = TokenizeJob.StreamOf(p.Streams!, slice.Language);
+        var tokens = Stream(context, stream, cancellationToken).ReadAsync(context.Store, slice.Start, slice.End, cancellationToken).GetAwaiter().GetResult();
         var counted = ActivationProfiler.Count(model, partition, ActivationRule.Parse(p.Rule), tokens, tokenizer.BosId, p.SequenceLength, p.BatchSize, p.CountBos, cancellationToken);
         var totals = new List<KeyValuePair<string, long>> { new(TokensName(slice.Language), counted.Tokens) };
         for (var layer = 0; layer < counted.Counts.Length; layer++)
         {
             for (var expert = 0; expert < counted.Counts[layer].Length; expert++) totals.Add(new(CountName(slice.Language, layer, expert), counted.Counts[layer][expert]));
         }
-        return ShardResult.Of(new ProfileShardResult(shard.Id, slice.Language, slice.Start, slice.End, corpus.Manifest.Name, PartitionIdentity.Of(partition), counted.Tokens, counted.Counts), totals);
+        return ShardResult.Of(new ProfileShardResult(shard.Id, slice.Language, slice.Start, slice.End, corpusName, PartitionIdentity.Of(partition), counted.Tokens, counted.Counts), totals);
     }
 
     public static string TokensName(string language) => $"{language}.tokens";

@@ -1,13 +1,14 @@
 using Babel.Grains.Engine;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Experts;
 using Babel.Storage;
-using Babel.Storage.Corpora;
 
 namespace Babel.Grains.Experts;
 
 /// <summary>
-/// Parameters of a pruning evaluation: the model and corpus keys, the request (its languages resolved) and the mask of
-/// every (language, strategy, rate, seed), chosen on the client from the profile run.
+/// Parameters of a pruning evaluation: the model and corpus keys, the request (its languages resolved), the mask of
+/// every (language, strategy, rate, seed), chosen on the client from the profile run, and the token stream of every
+/// language (<see cref="TokenizeJob"/>), whose document counts weigh the shards.
 /// </summary>
 public sealed record PruningEvaluationParameters(
     string Model,
@@ -15,7 +16,8 @@ public sealed record PruningEvaluationParameters(
     PruningRequest Request,
     IReadOnlyList<PruningMask> Masks,
     int WindowLength = 256,
-    int BatchSize = 8);
+    int BatchSize = 8,
+    IReadOnlyList<LanguageTokens>? Streams = null);
 
 /// <summary>
 /// <c>babel eval-pruning</c>: held-out perplexity of frequency-guided, random and layer-wise expert pruning at several
@@ -40,11 +42,11 @@ public sealed class PruningEvaluationJob : JobKind<PruningEvaluationParameters, 
         }
         if (p.WindowLength < 2 || p.BatchSize < 1) throw new UserInputException("Window length must be at least 2 and batch size at least 1.");
         JobParameters.Split(p.Request.Split);
+        TokenizeJob.RequireStreams(p.Streams, languages, KindName);
     }
 
     protected override async Task<IReadOnlyList<Shard<string>>> PlanAsync(PruningEvaluationParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var corpus = Corpus.Open(await artifacts.LocalFolderAsync(p.Corpus, cancellationToken));
         var partition = ExpertPartition.Load(await artifacts.LocalFolderAsync(p.Model, cancellationToken));
         PruningStudy.Validate(p.Request, partition.Experts);
         var misfit = p.Masks.FirstOrDefault(m => !ExpertVariant.FitsMask(m.Pruned, partition));
@@ -53,7 +55,7 @@ public sealed class PruningEvaluationJob : JobKind<PruningEvaluationParameters, 
             throw new UserInputException($"The pruning mask of {PruningStudy.VariantName(misfit.Language, misfit.Strategy, misfit.Rate, misfit.Seed)} does not fit the model's {partition.Layers} layers × {partition.Experts} experts.");
         }
         return [.. p.Request.Languages!.Order(StringComparer.Ordinal).Select(language => new Shard<string>(language, language,
-            ExpertVariantShards.Documents(corpus, language, p.Request.Split) * (1 + p.Masks.Count(m => m.Language == language))))];
+            ExpertVariantShards.Documents(p.Streams!, language, p.Request.Split) * (1 + p.Masks.Count(m => m.Language == language))))];
     }
 
     protected override ShardResult RunShard(ShardContext context, PruningEvaluationParameters p, Shard<string> shard, CancellationToken cancellationToken) =>

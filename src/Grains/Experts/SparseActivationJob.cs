@@ -1,4 +1,5 @@
 using Babel.Grains.Engine;
+using Babel.Grains.LanguageModels;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Storage;
@@ -6,13 +7,17 @@ using Babel.Storage.Corpora;
 
 namespace Babel.Grains.Experts;
 
-/// <summary>Parameters of a sparse-activation study: the model and corpus keys and the request (top-K, routers, languages, split).</summary>
+/// <summary>
+/// Parameters of a sparse-activation study: the model and corpus keys, the request (top-K, routers, languages, split), and
+/// the token stream of every language (<see cref="TokenizeJob"/>), whose document counts weigh the shards.
+/// </summary>
 public sealed record SparseActivationParameters(
     string Model,
     string Corpus,
     SparseRequest Request,
     int WindowLength = 256,
-    int BatchSize = 8);
+    int BatchSize = 8,
+    IReadOnlyList<LanguageTokens>? Streams = null);
 
 /// <summary>What the speed shard writes: the experts per layer and the forward speeds it measured.</summary>
 public sealed record SparseSpeedResult(int Experts, SparseSpeed Speed);
@@ -40,18 +45,18 @@ public sealed class SparseActivationJob : JobKind<SparseActivationParameters, st
         SparseActivationStudy.Validate(p.Request, experts: null, p.Model);
         if (p.WindowLength < 2 || p.BatchSize < 1) throw new UserInputException("Window length must be at least 2 and batch size at least 1.");
         JobParameters.Split(p.Request.Split);
+        TokenizeJob.RequireStreams(p.Streams, p.Request.Languages, KindName);
     }
 
     protected override async Task<IReadOnlyList<Shard<string>>> PlanAsync(SparseActivationParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var corpus = Corpus.Open(await artifacts.LocalFolderAsync(p.Corpus, cancellationToken));
         var partition = ExpertPartition.Load(await artifacts.LocalFolderAsync(p.Model, cancellationToken));
         SparseActivationStudy.Validate(p.Request, partition.Experts, p.Model);
         var variants = 1 + p.Request.Routers.Count * p.Request.TopK.Count;
         return
         [
             .. p.Request.Languages.Order(StringComparer.Ordinal).Select(language =>
-                new Shard<string>(language, language, ExpertVariantShards.Documents(corpus, language, p.Request.Split) * variants)),
+                new Shard<string>(language, language, ExpertVariantShards.Documents(p.Streams!, language, p.Request.Split) * variants)),
             new Shard<string>(SpeedShard, SpeedShard, 1),
         ];
     }

@@ -7,7 +7,10 @@ using Babel.Storage.Corpora;
 
 namespace Babel.Grains.LanguageModels;
 
-/// <summary>Parameters of a distributed perplexity job: artifact keys of a model folder and a corpus folder, and how to slice the work.</summary>
+/// <summary>
+/// Parameters of a distributed perplexity job: artifact keys of a model folder and a corpus folder, how to slice the work,
+/// and the token stream of every language (<see cref="TokenizeJob"/>), whose document counts the plan is made from.
+/// </summary>
 public sealed record PerplexityJobParameters(
     string Model,
     string Corpus,
@@ -15,7 +18,12 @@ public sealed record PerplexityJobParameters(
     string Split = "heldout",
     int WindowLength = 256,
     int BatchSize = 8,
-    int DocumentsPerShard = 16);
+    int DocumentsPerShard = 16,
+    IReadOnlyList<LanguageTokens>? Streams = null)
+{
+    /// <summary>What the tokenize job must produce for this job: the languages' streams of the split.</summary>
+    public TokenizeJobParameters TokenizeParameters() => new(Model, Corpus, Languages, Split);
+}
 
 /// <summary>One shard: a contiguous slice of one language's documents in the split.</summary>
 public sealed record PerplexityShard(string Language, int Start, int Count);
@@ -42,23 +50,23 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
         if (parameters.DocumentsPerShard < 1) throw new UserInputException($"--documents-per-shard must be at least 1 (got {parameters.DocumentsPerShard}).");
         if (parameters.WindowLength < 2 || parameters.BatchSize < 1) throw new UserInputException("The window length must be at least 2 and the batch size at least 1.");
         JobParameters.Split(parameters.Split);
+        TokenizeJob.RequireStreams(parameters.Streams, parameters.Languages, KindName);
     }
 
-    protected override async Task<IReadOnlyList<Shard<PerplexityShard>>> PlanAsync(PerplexityJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    /// <summary>Slices of each language's documents, from the streams' document counts: nothing is read on the client.</summary>
+    protected override Task<IReadOnlyList<Shard<PerplexityShard>>> PlanAsync(PerplexityJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        var corpus = Corpus.Open(await artifacts.LocalFolderAsync(p.Corpus, cancellationToken));
-        var split = JobParameters.Split(p.Split);
         var plan = new List<Shard<PerplexityShard>>();
         foreach (var language in p.Languages)
         {
-            var documents = corpus.ReadDocuments(language, split).Count();
+            var documents = checked((int)TokenizeJob.StreamOf(p.Streams!, language).Documents);
             for (int start = 0, index = 0; start < documents; start += p.DocumentsPerShard, index++)
             {
                 var count = Math.Min(p.DocumentsPerShard, documents - start);
                 plan.Add(new(string.Create(CultureInfo.InvariantCulture, $"{language}-{index:D4}"), new PerplexityShard(language, start, count), count));
             }
         }
-        return plan;
+        return Task.FromResult<IReadOnlyList<Shard<PerplexityShard>>>(plan);
     }
 
     protected override ShardResult RunShard(ShardContext context, PerplexityJobParameters p, Shard<PerplexityShard> shard, CancellationToken cancellationToken)
@@ -67,8 +75,7 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
         TorchRuntime.Initialize(context.Threads);
         var (model, loadedTokenizer) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
-        var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));
-        var texts = corpus.ReadDocuments(slice.Language, JobParameters.Split(p.Split)).Skip(slice.Start).Take(slice.Count).Select(d => d.Text).ToList();
+        var texts = Texts(context, p.Corpus, slice.Language, p.Split, cancellationToken).Skip(slice.Start).Take(slice.Count).ToList();
         if (texts.Count != slice.Count)
         {
             throw new InvalidOperationException($"Shard {shard.Id} expects {slice.Count} documents from {slice.Start} but the corpus has {texts.Count} there.");
@@ -86,6 +93,21 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
     }
 
     public static string TotalName(string language, string quantity) => $"{language}.{quantity}";
+
+    /// <summary>
+    /// The texts of <paramref name="language"/>'s documents of the split, in corpus order, read and parsed once per worker
+    /// process and shared by every shard of the language (a shard otherwise parses the file up to its slice). A language
+    /// too large for the worker's cache is read lazily by each shard instead, as far as the shard needs.
+    /// </summary>
+    public static IEnumerable<string> Texts(ShardContext context, string corpusKey, string language, string split, CancellationToken cancellationToken)
+    {
+        var corpus = Corpus.Open(context.LocalFolder(corpusKey, cancellationToken));
+        var documents = () => corpus.ReadDocuments(language, JobParameters.Split(split)).Select(d => d.Text);
+        var file = new FileInfo(Path.Combine(corpus.Directory, language + Corpus.DocumentFileExtension));
+        // In memory a text takes about twice its UTF-8 bytes.
+        if (file.Exists && 2 * file.Length > context.Cache.MaxBytes) return documents();
+        return context.Cache.GetOrAdd($"{corpusKey}/{language}{Corpus.DocumentFileExtension}|{split}", () => documents().ToList(), texts => texts.Sum(t => 2L * t.Length + 24));
+    }
 
     public override Task<PerplexityReport> AssembleAsync(FinishedJob<PerplexityJobParameters> job, CancellationToken cancellationToken) =>
         Task.FromResult(new PerplexityReport(job.Parameters.Model, job.Parameters.Split, Results(job.Parameters.Languages, job.Status.Totals)));

@@ -76,7 +76,10 @@ public sealed class Text2TreeGridJob : JobKind<Text2TreeGridParameters, Text2Tre
         // A retried shard on the same machine resumes from the run's checkpoint.
         var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(p.Data + "|" + JobParameters.Serialize(run))))[..16];
         var work = Path.Combine(Path.GetTempPath(), "babel-text2tree", key);
-        var metrics = Text2TreeTrainer.Train(data, run, work, cancellationToken: cancellationToken);
+        // The dataset is read once per worker process and shared by every run of the grid with the same subsets.
+        var dataset = context.Cache.GetOrAdd(string.Create(CultureInfo.InvariantCulture, $"{p.Data}|{run.MaxTrain}|{run.MaxEval}"),
+            () => Text2TreeData.Load(data, run.MaxTrain, run.MaxEval), _ => 2 * Directory.EnumerateFiles(data, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length));
+        var metrics = Text2TreeTrainer.Train(dataset, run, work, data, cancellationToken: cancellationToken);
         Directory.Delete(work, recursive: true);
         return ShardResult.Of(metrics, [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", (long)run.Steps)]);
     }

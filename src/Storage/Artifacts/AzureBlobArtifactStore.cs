@@ -128,6 +128,28 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
         }
     }
 
+    public async Task<byte[]?> GetRangeAsync(string key, long offset, int count, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (count == 0) return await ExistsAsync(key, cancellationToken).ConfigureAwait(false) ? [] : null;
+        var blob = _container.GetBlobClient(ArtifactKey.Validate(key));
+        try
+        {
+            var result = await CallAsync(() => blob.DownloadContentAsync(new BlobDownloadOptions { Range = new HttpRange(offset, count) }, cancellationToken), cancellationToken).ConfigureAwait(false);
+            return result.Value.Content.ToArray();
+        }
+        catch (RequestFailedException e) when (e.Status == 404)
+        {
+            return null;
+        }
+        catch (RequestFailedException e) when (e.Status == 416)
+        {
+            // A range that starts at or past the end: the object has no bytes there.
+            return [];
+        }
+    }
+
     public async Task<bool> ExistsAsync(string key, CancellationToken cancellationToken = default)
     {
         var blob = _container.GetBlobClient(ArtifactKey.Validate(key));

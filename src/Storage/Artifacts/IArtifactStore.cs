@@ -20,6 +20,29 @@ public interface IArtifactStore
     /// <summary>A stream over one version of the object (the caller disposes it), or null when <paramref name="key"/> does not exist.</summary>
     Task<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Up to <paramref name="count"/> bytes of the object from <paramref name="offset"/> (fewer when it ends sooner, none
+    /// past its end), or null when <paramref name="key"/> does not exist. Stores that can read a range without the bytes
+    /// before it (a local file, a blob's HTTP range) override this; the default reads and skips.
+    /// </summary>
+    async Task<byte[]?> GetRangeAsync(string key, long offset, int count, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        await using var stream = await OpenReadAsync(key, cancellationToken).ConfigureAwait(false);
+        if (stream is null) return null;
+        var skip = new byte[Math.Min(offset, 1 << 16)];
+        for (var left = offset; left > 0;)
+        {
+            var read = await stream.ReadAsync(skip.AsMemory(0, (int)Math.Min(left, skip.Length)), cancellationToken).ConfigureAwait(false);
+            if (read == 0) return [];
+            left -= read;
+        }
+        var buffer = new byte[count];
+        var filled = await stream.ReadAtLeastAsync(buffer, count, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+        return filled == count ? buffer : buffer[..filled];
+    }
+
     Task<bool> ExistsAsync(string key, CancellationToken cancellationToken = default);
 
     /// <summary>

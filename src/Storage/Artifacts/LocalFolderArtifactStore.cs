@@ -58,6 +58,30 @@ public sealed class LocalFolderArtifactStore : IArtifactStore
         }
     }
 
+    public async Task<byte[]?> GetRangeAsync(string key, long offset, int count, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var path = PathOf(key);
+        try
+        {
+            using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, FileOptions.Asynchronous);
+            var buffer = new byte[(int)Math.Clamp(RandomAccess.GetLength(file) - offset, 0, count)];
+            var filled = 0;
+            while (filled < buffer.Length)
+            {
+                var read = await RandomAccess.ReadAsync(file, buffer.AsMemory(filled), offset + filled, cancellationToken).ConfigureAwait(false);
+                if (read == 0) break;
+                filled += read;
+            }
+            return filled == buffer.Length ? buffer : buffer[..filled];
+        }
+        catch (Exception e) when (IsMissing(e, path))
+        {
+            return null;
+        }
+    }
+
     public Task<bool> ExistsAsync(string key, CancellationToken cancellationToken = default) =>
         Task.FromResult(File.Exists(PathOf(key)));
 

@@ -200,12 +200,18 @@ public sealed partial class Corpus
         return bytes.ToArray();
     }
 
-    private static CorpusManifest ReadManifest(string path)
+    private static CorpusManifest ReadManifest(string path) => ParseManifest(File.ReadAllBytes(path), path);
+
+    /// <summary>
+    /// A corpus's <c>corpus.json</c> from its bytes (e.g. read from the artifact store without the corpus's documents),
+    /// validated as <see cref="Open"/> validates it; <paramref name="path"/> names it in errors.
+    /// </summary>
+    public static CorpusManifest ParseManifest(byte[] bytes, string path)
     {
         string json;
         try
         {
-            json = _strictUtf8.GetString(File.ReadAllBytes(path));
+            json = _strictUtf8.GetString(bytes);
         }
         catch (DecoderFallbackException exception)
         {

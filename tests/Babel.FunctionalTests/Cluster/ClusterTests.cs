@@ -53,7 +53,8 @@ public sealed class ClusterTests(PerplexityInputs inputs, ITestOutputHelper outp
         {
             foreach (var silo in cluster.Silos)
             {
-                var done = SiloProcess.Counter(await silo.ScrapeMetricsAsync(), "babel_shards_completed_total");
+                // The perplexity job's shards (the tokenize job it is planned from runs first, maybe on another silo).
+                var done = SiloProcess.Counter(await silo.ScrapeMetricsAsync(), "babel_shards_completed_total", "perplexity");
                 if (done >= DoneBeforeFault) return (silo, done);
             }
             return default;
@@ -86,7 +87,7 @@ public sealed class ClusterTests(PerplexityInputs inputs, ITestOutputHelper outp
         await using var cluster = await LocalCluster.StartAsync(silos: 2);
         var run = cluster.Cli.RunAsync(_jobTimeout, [.. inputs.Arguments, "--cluster", "--job-id", "outage"]);
 
-        var doneAtOutage = await WaitForAsync(async () => await cluster.ShardsCompletedAsync() is var done && done >= DoneBeforeFault ? done : 0, "some shards done");
+        var doneAtOutage = await WaitForAsync(async () => await cluster.ShardsCompletedAsync("perplexity") is var done && done >= DoneBeforeFault ? done : 0, "some shards done");
         Assert.True(doneAtOutage <= PerplexityInputs.Shards - LeftAtFault, $"The job was nearly done ({doneAtOutage} shards) before the outage; make it longer.");
         await cluster.Azurite.StopAsync();
         await Task.Delay(TimeSpan.FromSeconds(3));
@@ -107,17 +108,17 @@ public sealed class ClusterTests(PerplexityInputs inputs, ITestOutputHelper outp
         await using var cluster = await LocalCluster.StartAsync(silos: 2);
         var run = cluster.Cli.RunAsync(_jobTimeout, [.. inputs.Arguments, "--cluster", "--job-id", "metrics"]);
 
-        var first = await WaitForAsync(async () => await cluster.ShardsCompletedAsync() is var done && done >= 1 ? done : 0, "a first shard done");
-        var second = await WaitForAsync(async () => await cluster.ShardsCompletedAsync() is var done && done > first ? done : 0, "more shards done");
+        var first = await WaitForAsync(async () => await cluster.ShardsCompletedAsync("perplexity") is var done && done >= 1 ? done : 0, "a first shard done");
+        var second = await WaitForAsync(async () => await cluster.ShardsCompletedAsync("perplexity") is var done && done > first ? done : 0, "more shards done");
         var scrapes = await Task.WhenAll(cluster.Silos.Select(s => s.ScrapeMetricsAsync()));
 
         Assert.True(second > first);
         // Orleans' own series on every silo; Babel's job counters where the job grain lives.
         Assert.All(scrapes, metrics => Assert.Contains("\norleans_", metrics, StringComparison.Ordinal));
-        Assert.Contains(scrapes, metrics => SiloProcess.Counter(metrics, "babel_shards_completed_total") >= second);
+        Assert.Contains(scrapes, metrics => SiloProcess.Counter(metrics, "babel_shards_completed_total", "perplexity") >= second);
         var result = await run;
         Assert.True(result.ExitCode == 0, result.ToString());
-        Assert.Equal((double)PerplexityInputs.Shards, await cluster.ShardsCompletedAsync());
+        Assert.Equal((double)PerplexityInputs.Shards, await cluster.ShardsCompletedAsync("perplexity"));
     }
 
     [Fact]

@@ -43,15 +43,18 @@ public sealed class LocalCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Shards completed so far in the cluster: <c>babel_shards_completed_total</c> summed over the live silos (it is counted where the job grain lives).</summary>
-    public async Task<double> ShardsCompletedAsync()
+    /// <summary>
+    /// Shards completed so far in the cluster: <c>babel_shards_completed_total</c> (of job kind <paramref name="kind"/> when
+    /// given) summed over the live silos (it is counted where the job grain lives).
+    /// </summary>
+    public async Task<double> ShardsCompletedAsync(string? kind = null)
     {
         var total = 0.0;
         foreach (var silo in _silos.Where(s => !s.HasExited))
         {
             try
             {
-                total += SiloProcess.Counter(await silo.ScrapeMetricsAsync(), "babel_shards_completed_total");
+                total += SiloProcess.Counter(await silo.ScrapeMetricsAsync(), "babel_shards_completed_total", kind);
             }
             catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
             {

@@ -92,10 +92,11 @@ public sealed class SiloProcess : IDisposable
     /// <summary>The Prometheus text of <c>/metrics</c>.</summary>
     public async Task<string> ScrapeMetricsAsync() => await _http.GetStringAsync(new Uri(BaseAddress, "/metrics"));
 
-    /// <summary>The sum of a counter's samples (all label sets) in <paramref name="metrics"/>; 0 when absent.</summary>
-    public static double Counter(string metrics, string name) =>
+    /// <summary>The sum of a counter's samples (all label sets, or those of job kind <paramref name="kind"/>) in <paramref name="metrics"/>; 0 when absent.</summary>
+    public static double Counter(string metrics, string name, string? kind = null) =>
         metrics.Split('\n')
             .Where(line => line.StartsWith(name, StringComparison.Ordinal) && line.Length > name.Length && (line[name.Length] == '{' || line[name.Length] == ' '))
+            .Where(line => kind is null || line.Contains($"kind=\"{kind}\"", StringComparison.Ordinal))
             .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
 
     /// <summary>The process's resident memory now (<c>VmRSS</c> of <c>/proc/PID/status</c>), in bytes.</summary>

@@ -194,6 +194,36 @@ public abstract class ArtifactStoreContract
         File.WriteAllText(path, text);
     }
 
+    [Fact]
+    public async Task A_range_reads_the_bytes_there_fewer_at_the_end_and_none_past_it()
+    {
+        var content = Enumerable.Range(0, 100_000).Select(i => (byte)(i * 13)).ToArray();
+        await Store.PutBytesAsync("tokens/t.tokens", content);
+        // The store's own range read, and the interface's default one (read and skip) that other stores inherit.
+        foreach (var store in new[] { Store, new WithoutRangeReads(Store) })
+        {
+            Assert.Equal(content[70_000..70_100], await store.GetRangeAsync("tokens/t.tokens", 70_000, 100));
+            Assert.Equal(content[..5], await store.GetRangeAsync("tokens/t.tokens", 0, 5));
+            Assert.Equal(content[99_990..], await store.GetRangeAsync("tokens/t.tokens", 99_990, 64));
+            Assert.Empty((await store.GetRangeAsync("tokens/t.tokens", 100_000, 8))!);
+            Assert.Empty((await store.GetRangeAsync("tokens/t.tokens", 200_000, 8))!);
+            Assert.Empty((await store.GetRangeAsync("tokens/t.tokens", 10, 0))!);
+            Assert.Null(await store.GetRangeAsync("tokens/missing.tokens", 0, 8));
+        }
+    }
+
+    /// <summary>A store that forwards everything but range reads, which it leaves to the interface's default.</summary>
+    private sealed class WithoutRangeReads(IArtifactStore inner) : IArtifactStore
+    {
+        public Task PutAsync(string key, Stream content, CancellationToken cancellationToken = default) => inner.PutAsync(key, content, cancellationToken);
+        public Task PutBytesAsync(string key, ReadOnlyMemory<byte> content, CancellationToken cancellationToken = default) => inner.PutBytesAsync(key, content, cancellationToken);
+        public Task<byte[]?> GetBytesAsync(string key, CancellationToken cancellationToken = default) => inner.GetBytesAsync(key, cancellationToken);
+        public Task<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken = default) => inner.OpenReadAsync(key, cancellationToken);
+        public Task<bool> ExistsAsync(string key, CancellationToken cancellationToken = default) => inner.ExistsAsync(key, cancellationToken);
+        public IAsyncEnumerable<string> ListAsync(string prefix, CancellationToken cancellationToken = default) => inner.ListAsync(prefix, cancellationToken);
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => inner.DeleteAsync(key, cancellationToken);
+    }
+
     /// <summary>A stream that cannot seek, like a network response.</summary>
     private sealed class ForwardOnlyStream(byte[] content) : MemoryStream(content)
     {

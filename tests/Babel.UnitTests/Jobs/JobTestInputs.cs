@@ -1,6 +1,7 @@
 using Babel.Grains.Engine;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Tokenization;
+using Babel.Storage.Artifacts;
 using Babel.Storage.Corpora;
 using Babel.UnitTests.Transformer;
 
@@ -12,6 +13,12 @@ internal static class JobTestInputs
     public sealed class LocalFolders(Dictionary<string, string> folders) : IArtifactResolver
     {
         public Task<string> LocalFolderAsync(string key, CancellationToken cancellationToken) => Task.FromResult(folders[key]);
+    }
+
+    /// <summary>What a worker resolves: folders downloaded from the store into its cache folder.</summary>
+    public sealed class StoreFolders(IArtifactStore store, string cacheRoot) : IArtifactResolver
+    {
+        public Task<string> LocalFolderAsync(string key, CancellationToken cancellationToken) => store.DownloadFolderAsync(key, cacheRoot, cancellationToken);
     }
 
     /// <param name="scratch">Where the corpus and model folders go.</param>

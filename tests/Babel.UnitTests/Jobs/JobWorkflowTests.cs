@@ -57,7 +57,10 @@ public class JobWorkflowTests
 
         var list = Run("status", "--store", store, "--format", "json");
         Assert.True(list.Code == 0, list.Error);
-        var job = Assert.Single(JsonNode.Parse(list.Output)!["jobs"]!.AsArray())!;
+        // The perplexity job, and the tokenize job it was planned from.
+        var listed = JsonNode.Parse(list.Output)!["jobs"]!.AsArray();
+        Assert.Equal(["perplexity", "tokenize"], listed.Select(j => (string)j!["kind"]!).Order(StringComparer.Ordinal));
+        var job = Assert.Single(listed, j => (string?)j!["kind"] == "perplexity")!;
         var jobId = (string)job["jobId"]!;
         Assert.Equal("perplexity", (string?)job["kind"]);
         Assert.Equal("Succeeded", (string?)job["phase"]);

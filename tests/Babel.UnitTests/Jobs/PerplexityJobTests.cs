@@ -19,14 +19,19 @@ public class PerplexityJobTests
         using var scratch = new ScratchFolder();
         var (model, corpus) = JobTestInputs.Write(scratch);
         var resolver = new JobTestInputs.LocalFolders(new() { ["models/m"] = model, ["corpora/c"] = corpus });
+        using var replicas = new ModelReplicas();
+        var cache = new WorkerCache();
+        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas, new Storage.Artifacts.LocalFolderArtifactStore(scratch.Combine("store")), cache);
+        // The plan is made from the documents the tokenize job counts on a worker; the client opens no input.
+        var p = new PerplexityJobParameters("models/m", "corpora/c", ["eng", "fra"], Split: "all", DocumentsPerShard: 3);
+        var streams = await new TokenizeJob().RunHereAsync(p.TokenizeParameters(), new InProcessWorker(context.Store, new Dictionary<string, string> { ["models/m"] = model, ["corpora/c"] = corpus }), CancellationToken.None);
+        Assert.Equal([7L, 5L], streams.Select(s => s.Documents));
         IJobKind kind = new PerplexityJob();
-        var parameters = ((PerplexityJob)kind).Serialize(new PerplexityJobParameters("models/m", "corpora/c", ["eng", "fra"], Split: "all", DocumentsPerShard: 3));
-        var plan = await kind.PlanAsync(parameters, resolver, CancellationToken.None);
+        var parameters = ((PerplexityJob)kind).Serialize(p with { Streams = streams });
+        var plan = await kind.PlanAsync(parameters, new JobTestInputs.LocalFolders(new()), CancellationToken.None);
         Assert.Equal(["eng-0000", "eng-0001", "eng-0002", "fra-0000", "fra-0001"], plan.Select(s => s.ShardId));
         Assert.Equal([3, 3, 1, 3, 2], plan.Select(s => s.Items));
 
-        using var replicas = new ModelReplicas();
-        var context = new ShardContext("test", "cpu:0", 1, resolver, replicas, new Storage.Artifacts.LocalFolderArtifactStore(Path.Combine(Path.GetTempPath(), "babel-test-artifacts")));
         Dictionary<string, long> Sum(IEnumerable<Babel.Contracts.ShardSpec> shards)
         {
             var totals = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -39,6 +44,8 @@ public class PerplexityJobTests
         var forward = Sum(plan);
         var backward = Sum(plan.Reverse());
         Assert.Equal(forward, backward);
+        // Ten shard runs read each language's documents once (the tokenize shards read no cached input).
+        Assert.Equal(2, cache.Loads);
 
         using var network = CausalLanguageModel.Load(model);
         using var tokenizer = HuggingFaceTokenizer.Load(model);
@@ -61,6 +68,7 @@ public class PerplexityJobTests
     [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[\"eng\"],\"documentsPerShard\":0}", "--documents-per-shard must be at least 1")]
     [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[\"eng\"],\"split\":\"dev\"}", "Unknown split")]
     [InlineData("not json", "not valid JSON")]
+    [InlineData("{\"model\":\"m\",\"corpus\":\"c\",\"languages\":[\"eng\"]}", "need the token stream of each of their languages")]
     public void Invalid_parameters_are_one_clear_sentence(string json, string expected)
     {
         var error = Assert.Throws<UserInputException>(() => new PerplexityJob().Parse(json));
