@@ -115,8 +115,6 @@ internal sealed class EngineConnection : IAsyncDisposable
             client.UseMembershipTableGateways(tables);
             client.UseBabelTls(builder.Configuration);
             client.UseConnectionRetryFilter(new BoundedConnectionRetry(ConnectTimeout).ShouldRetryAsync);
-            // Silos come and go (pods replaced, nodes drained): learn the live gateways every few seconds, not every minute.
-            client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
         });
     }
 

@@ -35,22 +35,32 @@ internal static class EngineBenchCommand
                         foreach (var shardCount in Counts(parse.GetValue(shards)!, "--shards"))
                         {
                             if (workerCount < siloCount) throw new UserInputException($"--workers {workerCount} is fewer than --silos {siloCount}; every silo needs a worker.");
-                            var run = await EngineBenchmark.RunAsync(siloCount, workerCount, shardCount, store, parse.GetValue(sleep), Path.GetFullPath(parse.GetValue(work)!), cancellationToken);
+                            EngineRun run;
+                            try
+                            {
+                                run = await EngineBenchmark.RunAsync(siloCount, workerCount, shardCount, store, parse.GetValue(sleep), Path.GetFullPath(parse.GetValue(work)!), cancellationToken);
+                            }
+                            catch (Exception e) when (e is Grains.Engine.JobFailedException or UserInputException or TimeoutException)
+                            {
+                                // One configuration the machine cannot carry does not discard the others' measurements.
+                                run = new EngineRun(siloCount, workerCount, shardCount, store, 0, 0, 0, 0, 0, 0, e.Message);
+                            }
                             runs.Add(run);
-                            if (!json) Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{store} {siloCount} silo(s) × {workerCount} workers, {shardCount} shards: {run.CompletionsPerSecond:F0} completions/s"));
+                            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                                $"{store} {siloCount} silo(s) × {workerCount} workers, {shardCount} shards: {(run.Error is null ? $"{run.CompletionsPerSecond:F0} completions/s" : $"failed: {run.Error}")}"));
                         }
             if (json)
             {
                 Console.WriteLine(JsonSerializer.Serialize(new { runs }, new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
             }
-            var table = new Table().AddColumns("storage", "silos", "workers", "shards", "wall s", "completions/s", "mean event ms", "p99 event ms", "state B/event", "peak RSS MiB");
+            var table = new Table().AddColumns("storage", "silos", "workers", "shards", "wall s", "completions/s", "mean event ms", "p99 event ms", "state B/event", "peak RSS MiB", "error");
             foreach (var r in runs)
             {
                 table.AddRow(r.Storage, Number(r.Silos), Number(r.Workers), Number(r.Shards), r.WallSeconds.ToString("F1", CultureInfo.InvariantCulture),
                     r.CompletionsPerSecond.ToString("F0", CultureInfo.InvariantCulture), r.MeanEventMilliseconds.ToString("F2", CultureInfo.InvariantCulture),
                     r.P99EventMilliseconds.ToString("F2", CultureInfo.InvariantCulture), r.StateBytesPerEvent.ToString("F0", CultureInfo.InvariantCulture),
-                    r.PeakResidentMebibytes.ToString("F0", CultureInfo.InvariantCulture));
+                    r.PeakResidentMebibytes.ToString("F0", CultureInfo.InvariantCulture), Markup.Escape(r.Error ?? ""));
             }
             AnsiConsole.Write(table);
             return 0;

@@ -20,7 +20,8 @@ internal sealed record EngineRun(
     [property: JsonPropertyName("mean_event_ms")] double MeanEventMilliseconds,
     [property: JsonPropertyName("p99_event_ms")] double P99EventMilliseconds,
     [property: JsonPropertyName("state_bytes_per_event")] double StateBytesPerEvent,
-    [property: JsonPropertyName("peak_rss_mib")] double PeakResidentMebibytes);
+    [property: JsonPropertyName("peak_rss_mib")] double PeakResidentMebibytes,
+    [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error = null);
 
 /// <summary>
 /// Runs the synthetic <see cref="EngineBenchmarkJob"/> on S silos with W simulated workers (CPU worker slots, split over

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Babel.Contracts;
 using Babel.Modeling.Checkpoints;
 using Babel.Storage.Artifacts;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -19,6 +20,7 @@ public sealed class DeviceWorkerGrain(
     IArtifactStore store,
     JobKindCatalog kinds,
     IOptions<WorkerOptions> options,
+    IHostApplicationLifetime lifetime,
     ILogger<DeviceWorkerGrain> logger) : Grain, IDeviceWorkerGrain
 {
     private readonly WorkerOptions _options = options.Value;
@@ -52,6 +54,8 @@ public sealed class DeviceWorkerGrain(
     {
         if (_thread is null)
         {
+            // Stop asking for work as soon as the host begins to stop, not once the silo has half shut down under the loop.
+            lifetime.ApplicationStopping.Register(_stop.Cancel);
             _threads = Math.Max(1, threads);
             _thread = new Thread(Run) { IsBackground = true, Name = $"babel-worker {SiloPinnedPlacementDirector.DeviceOf(WorkerId)}" };
             _thread.Start();

@@ -51,10 +51,12 @@ public static class MembershipTableGatewaysExtensions
     /// <summary>
     /// Finds the cluster's gateways in the Azure Table membership through <paramref name="tables"/>, which needs only read
     /// permission on table <see cref="MembershipTableGateways.TableName"/> (the account key works too). The cluster id is
-    /// <see cref="ClusterOptions.ClusterId"/>.
+    /// <see cref="ClusterOptions.ClusterId"/>. The list is read again every 5 s.
     /// </summary>
     public static IClientBuilder UseMembershipTableGateways(this IClientBuilder client, StorageConnectionString tables)
     {
+        // Silos come and go (pods replaced, nodes drained): learn the live gateways every few seconds, not every minute.
+        client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
         client.Services.AddSingleton<IGatewayListProvider>(services => new MembershipTableGateways(
             new TableClient(tables.Value, MembershipTableGateways.TableName),
             services.GetRequiredService<IOptions<ClusterOptions>>(),
