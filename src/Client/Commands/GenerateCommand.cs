@@ -24,7 +24,7 @@ internal static class GenerateCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face layout).", Required = true };
+        var model = ModelOption.Create("Model folder (Hugging Face layout).");
         var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs tokenizer.json in the model folder); BOS is prepended." };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, used as given." };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 64 };
@@ -48,7 +48,7 @@ internal static class GenerateCommand
                 Seed = parse.GetValue(seed),
             }.Validate();
             TorchRuntime.Initialize();
-            var directory = parse.GetValue(model)!;
+            var directory = ModelOption.Folder(parse, model);
             using var loaded = CausalLanguageModel.Load(directory);
             using var tokenizer = File.Exists(Path.Combine(directory, "tokenizer.json")) ? HuggingFaceTokenizer.Load(directory) : null;
             int[] promptTokens;

@@ -13,7 +13,7 @@ internal static class ProfileCommand
     {
         var defaults = new ProfileJobParameters("", "", [], "topk:4");
         var job = new JobCommandOptions();
-        var model = new Option<string>("--model") { Description = "Model folder with tokenizer.json and experts.json (see 'babel moefy').", Required = true };
+        var model = ModelOption.Create("Model folder with tokenizer.json and experts.json (see 'babel moefy').");
         var corpus = new Option<string>("--corpus") { Description = "Corpus folder (corpus.json + LANG.jsonl).", Required = true };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the corpus)." };
         var experts = new Option<int?>("--experts") { Description = "Experts per layer; must match the model's experts.json." };
@@ -44,7 +44,7 @@ internal static class ProfileCommand
                 CountBos = parse.GetValue(countBos),
             };
             return job.RunAsync(parse, kinds => kinds.Get<ProfileJob>(),
-                (jobs, ct) => ExpertsWorkflows.ProfileParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, parse.GetValue(experts), ct),
+                (jobs, ct) => ExpertsWorkflows.ProfileParametersAsync(jobs, ModelOption.Folder(parse, model), opened.Directory, request, parse.GetValue(experts), ct),
                 run =>
                 {
                     var runDirectory = parse.GetValue(output)!;

@@ -22,9 +22,9 @@ internal static class ServeCommand
     public static Command Create()
     {
         var defaults = new ServingOptions();
-        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face layout with tokenizer.json).", Required = true };
+        var model = ModelOption.Create("Model folder (Hugging Face layout with tokenizer.json).");
         var urls = new Option<string>("--urls") { Description = "Listen URLs; loopback only unless told otherwise.", DefaultValueFactory = _ => DefaultUrls };
-        var name = new Option<string?>("--name") { Description = "Model name the API answers to (default: the folder's name)." };
+        var name = new Option<string?>("--name") { Description = "Model name the API answers to (default: the folder's name, or the org/name given to --model)." };
         // Nullable so that an unset flag leaves Babel:Serving's configured value (or the default) alone.
         var maxBatch = new Option<int?>("--max-batch") { Description = $"Rows generated together at most; concurrent requests are batched up to this (default {defaults.MaxBatch})." };
         var maxQueue = new Option<int?>("--max-queue") { Description = $"Requests waiting to be generated at most; beyond it 429 with Retry-After (default {defaults.MaxQueuedRequests})." };
@@ -47,10 +47,12 @@ internal static class ServeCommand
                 if (parse.GetValue(maxCompletionTokens) is { } completionTokens) options.MaxCompletionTokens = completionTokens;
                 if (parse.GetValue(maxBodyBytes) is { } bodyBytes) options.MaxRequestBodyBytes = bodyBytes;
             }
-            await using var app = await StartAsync(parse.GetValue(model)!, parse.GetValue(urls)!, parse.GetValue(name), parse.GetValue(maxBatch), parse.GetValue(store)!, cancellationToken,
+            var folder = ModelOption.Folder(parse, model);
+            // A model from the hub cache answers to its id, as vLLM's does; a folder to its name.
+            var served = parse.GetValue(name) ?? (folder == parse.GetValue(model) ? null : parse.GetValue(model));
+            await using var app = await StartAsync(folder, parse.GetValue(urls)!, served, parse.GetValue(maxBatch), parse.GetValue(store)!, cancellationToken,
                 configure: Limits);
-            var served = app.Services.GetRequiredService<ServedModel>();
-            parse.InvocationConfiguration.Output.WriteLine($"serving {served.Name} on {string.Join(", ", app.Urls)}/v1 (Ctrl+C stops)");
+            parse.InvocationConfiguration.Output.WriteLine($"serving {app.Services.GetRequiredService<ServedModel>().Name} on {string.Join(", ", app.Urls)}/v1 (Ctrl+C stops)");
             await app.WaitForShutdownAsync(cancellationToken);
             return 0;
         });
