@@ -51,7 +51,7 @@ public static class TextGenerator
         var steps = 0;
         if (useCache)
         {
-            using var cache = new KeyValueCache(config.NumHiddenLayers, batch, config.NumKeyValueHeads, config.HeadDim, longest + options.MaxNewTokens);
+            using var cache = new KeyValueCache(config.NumHiddenLayers, batch, config.NumKeyValueHeads, config.HeadDim, longest + options.MaxNewTokens, dtype: model.Dtype);
             using var decoder = new CachedDecoder(model);
             var next = sampler.Next(model.Forward(ids, mask, cache, hook).select(1, -1));
             while (true)
