@@ -29,6 +29,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(DistillBenchmark.Create());
         bench.Subcommands.Add(Text2TreeBench.Create());
         bench.Subcommands.Add(StudentBench.Create());
+        foreach (var command in DtypeBench.Create()) bench.Subcommands.Add(command);
         return bench;
     }
 

@@ -101,7 +101,7 @@ public static class SafeTensors
     /// <summary>The bytes <paramref name="shape"/> takes in the data buffer when stored as <paramref name="dtype"/>.</summary>
     public static long ByteSize(long[] shape, SafeTensorsDtype dtype) => shape.Aggregate(1L, (a, b) => a * b) * ElementSize(dtype);
 
-    private static byte[] HeaderBytes(IReadOnlyList<(string Name, long[] Shape)> tensors, SafeTensorsDtype dtype, IReadOnlyDictionary<string, string>? metadata)
+    internal static byte[] HeaderBytes(IReadOnlyList<(string Name, long[] Shape)> tensors, SafeTensorsDtype dtype, IReadOnlyDictionary<string, string>? metadata)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
