@@ -32,8 +32,9 @@ internal static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Sample within the smallest set of tokens whose probability reaches p (1 = off).", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 0 };
+        var dtype = ModelOption.CreateDtype();
         var format = FormatOption.Create("text", FormatOption.Json);
-        var command = new Command("generate", "Generate a continuation of a prompt.") { model, prompt, promptIds, maxNew, temperature, topK, topP, seed, format };
+        var command = new Command("generate", "Generate a continuation of a prompt.") { model, prompt, promptIds, maxNew, temperature, topK, topP, seed, dtype, format };
         command.SetAction(parse =>
         {
             var text = parse.GetValue(prompt);
@@ -49,7 +50,7 @@ internal static class GenerateCommand
             }.Validate();
             TorchRuntime.Initialize();
             var directory = ModelOption.Folder(parse, model);
-            using var loaded = CausalLanguageModel.Load(directory);
+            using var loaded = CausalLanguageModel.Load(directory, ModelOption.Dtype(parse, dtype));
             using var tokenizer = File.Exists(Path.Combine(directory, "tokenizer.json")) ? HuggingFaceTokenizer.Load(directory) : null;
             int[] promptTokens;
             if (ids is not null)

@@ -17,6 +17,20 @@ internal static class ModelOption
     /// <summary>An optional <c>--model</c> (a command with a default model).</summary>
     public static Option<string?> CreateOptional(string description) => new("--model") { Description = description + HubHelp };
 
+    /// <summary>The <c>--dtype</c> option of a command that loads a model for inference.</summary>
+    public static Option<string> CreateDtype()
+    {
+        var option = new Option<string>("--dtype")
+        {
+            Description = "Element type of the weights and computation: auto (the stored type on CUDA; on CPU float32, which decodes fastest there), float32, bfloat16 (kept as stored: half the memory) or float16.",
+            DefaultValueFactory = _ => "auto",
+        };
+        option.AcceptOnlyFromAmong([.. ModelDtypes.Names]);
+        return option;
+    }
+
+    public static ModelDtype Dtype(ParseResult parse, Option<string> option) => ModelDtypes.Parse(parse.GetValue(option)!);
+
     /// <summary>The model folder the option names (a missing hub model is a <see cref="Storage.UserInputException"/> naming the path looked for).</summary>
     public static string Folder(ParseResult parse, Option<string> option) => HuggingFaceCache.ResolveModel(parse.GetValue(option)!);
 

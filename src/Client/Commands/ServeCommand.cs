@@ -32,15 +32,17 @@ internal static class ServeCommand
         var maxPromptTokens = new Option<int?>("--max-prompt-tokens") { Description = $"Tokens of one prompt at most, else 400 (default {defaults.MaxPromptTokens}); prompt + max_tokens must also fit the model's context." };
         var maxCompletionTokens = new Option<int?>("--max-completion-tokens") { Description = $"Largest max_tokens a request may ask for, else 400 (default {defaults.MaxCompletionTokens})." };
         var maxBodyBytes = new Option<long?>("--max-body-bytes") { Description = $"Bytes of one request body at most, else 413 (default {defaults.MaxRequestBodyBytes})." };
+        var dtype = ModelOption.CreateDtype();
         var store = new Option<string>("--store") { Description = "Folder for the embedded silo's state and artifacts.", DefaultValueFactory = _ => ".babel" };
         var command = new Command("serve", "Serve a model on OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models (streaming with \"stream\": true; bearer token required when BABEL_SERVE_API_KEY is set), with /health and /metrics.")
         {
-            model, urls, name, maxBatch, maxQueue, maxChoices, maxPromptTokens, maxCompletionTokens, maxBodyBytes, store,
+            model, urls, name, maxBatch, maxQueue, maxChoices, maxPromptTokens, maxCompletionTokens, maxBodyBytes, dtype, store,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             void Limits(ServingOptions options)
             {
+                options.Dtype = ModelOption.Dtype(parse, dtype);
                 if (parse.GetValue(maxQueue) is { } queue) options.MaxQueuedRequests = queue;
                 if (parse.GetValue(maxChoices) is { } choices) options.MaxChoicesPerRequest = choices;
                 if (parse.GetValue(maxPromptTokens) is { } promptTokens) options.MaxPromptTokens = promptTokens;

@@ -63,7 +63,7 @@ public sealed class ServedModel : IDisposable
             // Read first: a broken template or generation config is refused before the weights load.
             _format = PromptFormat.Load(_options.ModelFolder, ModelConfig.Load(_options.ModelFolder), _tokenizer);
             TorchRuntime.Initialize();
-            _model = CausalLanguageModel.Load(_options.ModelFolder);
+            _model = CausalLanguageModel.Load(_options.ModelFolder, _options.Dtype);
         }
         catch
         {

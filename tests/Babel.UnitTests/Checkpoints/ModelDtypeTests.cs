@@ -129,4 +129,25 @@ public class ModelDtypeTests
         using var all16 = bf16.Forward(prompt);
         Assert.InRange((all16 - all32).abs().max().item<float>(), 0f, 0.1f * all32.abs().max().item<float>());
     }
+
+    [Fact]
+    public void Generate_takes_dtype_and_refuses_an_unknown_one()
+    {
+        TorchRuntime.Initialize();
+        using var scratch = new ScratchFolder();
+        var folder = Bf16Stories(scratch);
+        string[] Args(string dtype) => ["generate", "--model", folder, "--prompt-ids", "1,403,407", "--max-new-tokens", "8", "--dtype", dtype, "--format", "json"];
+        foreach (var (name, dtype) in new[] { ("bfloat16", ModelDtype.BFloat16), ("float32", ModelDtype.Float32), ("auto", ModelDtype.Auto) })
+        {
+            var (code, output, error) = CliRun.Run(Args(name));
+            Assert.True(code == 0, error);
+            using var model = CausalLanguageModel.Load(folder, dtype);
+            var expected = TextGenerator.Generate(model, [[1, 403, 407]], new SamplingOptions { MaxNewTokens = 8 })[0];
+            Assert.Equal(expected, System.Text.Json.Nodes.JsonNode.Parse(output)!["output_ids"]!.AsArray().Select(n => (int)n!));
+        }
+        var refused = CliRun.Run(Args("fp8"));
+        Assert.Equal(2, refused.Code);
+        Assert.StartsWith("error: ", refused.Error, StringComparison.Ordinal);
+        Assert.Contains("fp8", refused.Error, StringComparison.Ordinal);
+    }
 }
