@@ -13,16 +13,16 @@ internal static class DtypeBench
 
     private static Command Speed()
     {
-        var seconds = new Option<double>("--seconds") { Description = "Time budget per matmul and forward measurement.", DefaultValueFactory = _ => 5 };
+        var seconds = new Option<double>("--seconds") { Description = "Time budget per matmul and forward measurement (at least one repetition).", DefaultValueFactory = _ => 3 };
         var newTokens = new Option<int>("--new-tokens") { Description = "Tokens decoded per measurement.", DefaultValueFactory = _ => 64 };
+        var rounds = new Option<int>("--rounds") { Description = "Rounds in which the types take turns; each keeps its best.", DefaultValueFactory = _ => 3 };
         var threads = new Option<int>("--threads") { Description = "Torch threads of the matmul and forward measurements (decoding uses one).", DefaultValueFactory = _ => 2 };
-        var command = new Command("dtype", "Matmul GFLOP/s, d=512 forward tokens/s (batch 8×256) and stories110M-shaped batch-1 decoding tokens/s in float32, bfloat16 and float16.") { seconds, newTokens, threads };
+        var command = new Command("dtype", "Matmul GFLOP/s, d=512 forward tokens/s (batch 8×256) and stories110M-shaped batch-1 decoding tokens/s in float32, bfloat16 and float16.") { seconds, newTokens, rounds, threads };
         command.SetAction(parse =>
         {
             var budget = TimeSpan.FromSeconds(parse.GetValue(seconds));
-            var results = new[] { ModelDtype.Float32, ModelDtype.BFloat16, ModelDtype.Float16 }
-                .Select(dtype => DtypeBenchmark.Speed(dtype, parse.GetValue(threads), budget, parse.GetValue(newTokens)))
-                .ToList();
+            var results = DtypeBenchmark.Compare([ModelDtype.Float32, ModelDtype.BFloat16, ModelDtype.Float16], parse.GetValue(threads), budget,
+                parse.GetValue(newTokens), parse.GetValue(rounds));
             var table = new Table().AddColumns("dtype", "matmul GFLOP/s", "forward tokens/s", "decode tokens/s", "forward vs float32", "decode vs float32");
             foreach (var r in results)
             {

@@ -45,41 +45,62 @@ public static class DtypeBenchmark
     /// <summary>
     /// Matmul GFLOP/s (2048³, <paramref name="threads"/> threads), forward tokens/s of the d=512 model at batch 8 × 256
     /// (<paramref name="threads"/> threads) and greedy batch-1 decoding tokens/s of <see cref="DecodeConfig"/> (one thread,
-    /// as workers decode), all in <paramref name="requested"/>.
+    /// as workers decode), for each of <paramref name="dtypes"/>. The types take turns in each of <paramref name="rounds"/>
+    /// rounds and each keeps its best round, so a neighbour's load that comes and goes does not favour one type.
     /// </summary>
-    public static DtypeSpeed Speed(ModelDtype requested, int threads, TimeSpan budget, int newTokens)
+    public static IReadOnlyList<DtypeSpeed> Compare(IReadOnlyList<ModelDtype> dtypes, int threads, TimeSpan budget, int newTokens, int rounds)
     {
-        var dtype = ModelDtypes.Resolve(requested, SafeTensorsDtype.F32);
         TorchRuntime.Initialize(threads);
-        double matmul;
-        using (var scope = NewDisposeScope())
+        var types = dtypes.Select(d => ModelDtypes.Resolve(d, SafeTensorsDtype.F32)).ToList();
+        var forwardModels = types.Select(t => Prepared(ModelBenchmark.ForwardConfig, t)).ToList();
+        var decodeModels = types.Select(t => Prepared(DecodeConfig, t)).ToList();
+        var best = types.Select(_ => (Matmul: 0.0, Forward: 0.0, Decode: 0.0)).ToList();
+        try
         {
-            var a = randn(2048, 2048).to_type(dtype);
-            var b = randn(2048, 2048).to_type(dtype);
-            for (var i = 0; i < 2; i++) mm(a, b).Dispose();
-            var seconds = Repeat(() => mm(a, b).Dispose(), budget, out var repetitions);
-            matmul = 2.0 * 2048 * 2048 * 2048 * repetitions / seconds / 1e9;
+            for (var round = 0; round < rounds; round++)
+            {
+                for (var i = 0; i < types.Count; i++)
+                {
+                    TorchRuntime.Initialize(threads);
+                    var matmul = Matmul(types[i], budget);
+                    var forward = Forward(forwardModels[i], budget);
+                    var decode = ModelBenchmark.Generation(decodeModels[i], 1, 8, newTokens, useCache: true, threads: 1);
+                    best[i] = (Math.Max(best[i].Matmul, matmul), Math.Max(best[i].Forward, forward), Math.Max(best[i].Decode, decode));
+                }
+            }
         }
-        double forward;
-        var config = ModelBenchmark.ForwardConfig;
-        using (var model = new CausalLanguageModel(config, dtype))
+        finally
         {
-            model.InitializeWeights(0);
-            model.eval();
-            using var guard = no_grad();
-            using var ids = randint(config.VocabSize, [8, 256]);
-            model.Forward(ids).Dispose();
-            var seconds = Repeat(() => model.Forward(ids).Dispose(), budget, out var repetitions);
-            forward = 8.0 * 256 * repetitions / seconds;
+            foreach (var model in forwardModels.Concat(decodeModels)) model.Dispose();
         }
-        double decode;
-        using (var model = new CausalLanguageModel(DecodeConfig, dtype))
-        {
-            model.InitializeWeights(0);
-            model.eval();
-            decode = ModelBenchmark.Generation(model, 1, 8, newTokens, useCache: true, threads: 1);
-        }
-        return new DtypeSpeed(dtype.ToString(), matmul, forward, decode);
+        return [.. types.Select((t, i) => new DtypeSpeed(t.ToString(), best[i].Matmul, best[i].Forward, best[i].Decode))];
+    }
+
+    private static CausalLanguageModel Prepared(ModelConfig config, ScalarType dtype)
+    {
+        var model = new CausalLanguageModel(config, dtype);
+        model.InitializeWeights(0);
+        model.eval();
+        return model;
+    }
+
+    private static double Matmul(ScalarType dtype, TimeSpan budget)
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(2048, 2048).to_type(dtype);
+        var b = randn(2048, 2048).to_type(dtype);
+        mm(a, b).Dispose();
+        var seconds = Repeat(() => mm(a, b).Dispose(), budget, out var repetitions);
+        return 2.0 * 2048 * 2048 * 2048 * repetitions / seconds / 1e9;
+    }
+
+    private static double Forward(CausalLanguageModel model, TimeSpan budget)
+    {
+        using var guard = no_grad();
+        using var ids = randint(model.Config.VocabSize, [8, 256]);
+        model.Forward(ids).Dispose();
+        var seconds = Repeat(() => model.Forward(ids).Dispose(), budget, out var repetitions);
+        return 8.0 * 256 * repetitions / seconds;
     }
 
     /// <summary>
@@ -173,7 +194,7 @@ public static class DtypeBenchmark
         {
             action();
             repetitions++;
-        } while (stopwatch.Elapsed < budget || repetitions < 3);
+        } while (stopwatch.Elapsed < budget);
         return stopwatch.Elapsed.TotalSeconds;
     }
 }
