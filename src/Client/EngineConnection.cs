@@ -50,7 +50,7 @@ internal sealed class EngineConnection : IAsyncDisposable
     /// <param name="cancellationToken">Stops waiting for the engine to start.</param>
     public static async Task<EngineConnection> OpenAsync(bool cluster, string storeRoot, int workers, CancellationToken cancellationToken = default)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = false, Args = [] });
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = false, Args = [HostArguments.NoConfigurationReload] });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         // Logs go to stderr: stdout carries the command's result (e.g. --output json).
@@ -115,6 +115,8 @@ internal sealed class EngineConnection : IAsyncDisposable
             client.UseMembershipTableGateways(tables);
             client.UseBabelTls(builder.Configuration);
             client.UseConnectionRetryFilter(new BoundedConnectionRetry(ConnectTimeout).ShouldRetryAsync);
+            // Silos come and go (pods replaced, nodes drained): learn the live gateways every few seconds, not every minute.
+            client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
         });
     }
 

@@ -23,10 +23,11 @@ public interface IJobGrain : IGrainWithStringKey
     Task<bool> CompleteAsync(ShardOutcome outcome);
 
     /// <summary>
-    /// <see cref="CompleteAsync"/> then <see cref="LeaseAsync"/> in one turn and one state write: a worker's usual call
-    /// between two shards.
+    /// A worker's usual call between shards: records <paramref name="completed"/> (as <see cref="CompleteAsync"/>) and leases
+    /// up to <paramref name="want"/> shards ahead (as <see cref="LeaseAsync"/>), in one turn and one journal append. A device
+    /// worker asking while it still holds leases it did not complete gets those back first (it dropped them).
     /// </summary>
-    Task<ShardLease?> CompleteAndLeaseAsync(ShardOutcome outcome, string worker);
+    Task<IReadOnlyList<ShardLease>> ExchangeAsync(IReadOnlyList<ShardOutcome> completed, string worker, int want);
 
     /// <summary>Records a failed attempt; the shard is retried until the job's attempt bound, then the job fails with <paramref name="error"/>.</summary>
     Task FailAsync(string shardId, Guid leaseId, string error);

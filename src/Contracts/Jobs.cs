@@ -6,7 +6,10 @@ namespace Babel.Contracts;
 /// What a job computes. <see cref="Kind"/> names the job type (e.g. <c>perplexity</c>); <see cref="Parameters"/> is that
 /// type's JSON, validated by it before submission. Shards are retried at most <see cref="MaxAttempts"/> times; a lease
 /// not renewed within <see cref="LeaseDuration"/> is re-issued to another worker. <see cref="Origin"/> says where the
-/// inputs came from; it is not part of what the job computes, so it takes no part in <see cref="SameWork"/>.
+/// inputs came from; it is not part of what the job computes, so it takes no part in <see cref="SameWork"/>. Parameters
+/// over <see cref="InlineParametersLimit"/> bytes (a pruning mask, say) are stored once in the artifact store under
+/// <see cref="ParametersArtifact"/>, a key that names their SHA-256, and <see cref="Parameters"/> is then empty: the spec
+/// stays small in every lease, status and state write.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record JobSpec(
@@ -14,11 +17,15 @@ public sealed record JobSpec(
     [property: Id(1)] string Parameters,
     [property: Id(2)] int MaxAttempts,
     [property: Id(3)] TimeSpan LeaseDuration,
-    [property: Id(4)] JobOrigin? Origin = null)
+    [property: Id(4)] JobOrigin? Origin = null,
+    [property: Id(5)] string? ParametersArtifact = null)
 {
+    /// <summary>Parameters longer than this (UTF-8 bytes) travel by reference: <see cref="ParametersArtifact"/>, not inline.</summary>
+    public const int InlineParametersLimit = 16 * 1024;
+
     /// <summary>True when <paramref name="other"/> asks for the same computation (kind, parameters, attempts and lease).</summary>
     public bool SameWork(JobSpec other) =>
-        Kind == other.Kind && Parameters == other.Parameters && MaxAttempts == other.MaxAttempts && LeaseDuration == other.LeaseDuration;
+        Kind == other.Kind && Parameters == other.Parameters && ParametersArtifact == other.ParametersArtifact && MaxAttempts == other.MaxAttempts && LeaseDuration == other.LeaseDuration;
 }
 
 /// <summary>

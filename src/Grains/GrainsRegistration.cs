@@ -31,6 +31,7 @@ public static class GrainsRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, SparseActivationJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.DistillJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.StudentGridJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Benchmarks.EngineBenchmarkJob>());
         services.TryAddSingleton<JobKindCatalog>();
         return services;
     }

@@ -23,13 +23,8 @@ internal static class BenchCommand
         model.Options.Add(seconds);
         model.Options.Add(newTokens);
         model.SetAction(parse => Run(ModelOption.OptionalFolder(parse, generationModel), TimeSpan.FromSeconds(parse.GetValue(seconds)), parse.GetValue(newTokens)));
-        bench.Subcommands.Add(model);
-        bench.Subcommands.Add(CreateCluster());
-        bench.Subcommands.Add(CreateProfile());
-        bench.Subcommands.Add(DistillBenchmark.Create());
-        bench.Subcommands.Add(Text2TreeBench.Create());
-        bench.Subcommands.Add(StudentBench.Create());
-        foreach (var command in DtypeBench.Create()) bench.Subcommands.Add(command);
+        Command[] commands = [model, CreateCluster(), CreateProfile(), DistillBenchmark.Create(), Text2TreeBench.Create(), StudentBench.Create(), EngineBenchCommand.Create(), .. DtypeBench.Create()];
+        foreach (var command in commands) bench.Subcommands.Add(command);
         return bench;
     }
 

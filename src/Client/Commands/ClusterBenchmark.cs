@@ -8,7 +8,6 @@ using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Training;
 using Babel.Modeling.Transformer;
-using Babel.Storage;
 using Babel.Storage.Corpora;
 
 namespace Babel.Client.Commands;
@@ -65,7 +64,7 @@ internal static class ClusterBenchmark
         try
         {
             for (var i = 1; i < silos; i++) children.Add(StartSilo(store, engine.EmbeddedSiloPort!.Value));
-            await WaitForSilosAsync(engine, silos, children, cancellationToken);
+            await BenchmarkSilos.WaitForHostsAsync(engine.Grains, silos, children, cancellationToken);
 
             var opened = Corpus.Open(corpus);
             var modelKey = await engine.Jobs.UploadFolderAsync(model, "models", cancellationToken);
@@ -84,53 +83,18 @@ internal static class ClusterBenchmark
         }
         finally
         {
-            foreach (var child in children)
-            {
-                child.Kill(entireProcessTree: true);
-                await child.WaitForExitAsync(CancellationToken.None);
-                child.Dispose();
-            }
+            await BenchmarkSilos.StopAsync(children);
         }
     }
 
-    private static Process StartSilo(string store, int primarySiloPort)
+    private static Process StartSilo(string store, int primarySiloPort) => BenchmarkSilos.Start(new Dictionary<string, string>
     {
-        var self = Environment.GetCommandLineArgs()[0];
-        var host = Environment.ProcessPath!;
-        var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        // Under 'dotnet babel.dll' the host is dotnet and the CLI is its first argument.
-        if (!string.Equals(Path.GetFileNameWithoutExtension(host), "babel", StringComparison.Ordinal)) start.ArgumentList.Add(self);
-        start.ArgumentList.Add("silo");
-        var environment = start.Environment;
-        environment["Babel__Cluster__Mode"] = "Embedded";
-        environment["Babel__Cluster__SiloPort"] = EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture);
-        environment["Babel__Cluster__GatewayPort"] = EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture);
-        environment["Babel__Cluster__PrimarySiloPort"] = primarySiloPort.ToString(CultureInfo.InvariantCulture);
-        environment["Babel__Cluster__StateFolder"] = Path.Combine(store, "state");
-        environment["Babel__Cluster__ArtifactFolder"] = Path.Combine(store, "artifacts");
-        environment["Babel__Worker__CpuSlots"] = "1";
-        environment["Babel__Worker__ThreadsPerSlot"] = "1";
-        environment["Babel__Worker__CacheFolder"] = Path.Combine(store, "cache");
-        environment["Babel__Http__Urls"] = $"http://127.0.0.1:{EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture)}";
-        var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start a silo process.");
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static async Task WaitForSilosAsync(EngineConnection engine, int silos, IReadOnlyList<Process> children, CancellationToken cancellationToken)
-    {
-        var management = engine.Grains.GetGrain<IManagementGrain>(0);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while ((await management.GetHosts(onlyActive: true)).Count < silos)
-        {
-            if (children.Any(c => c.HasExited)) throw new UserInputException("A benchmark silo process exited during start-up.");
-            if (DateTime.UtcNow > deadline) throw new UserInputException($"Only some of the {silos} benchmark silos joined within 60 s.");
-            await Task.Delay(200, cancellationToken);
-        }
-        // Give each new silo's worker a moment to start pulling.
-        await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
-    }
+        ["Babel__Cluster__Mode"] = "Embedded",
+        ["Babel__Cluster__PrimarySiloPort"] = primarySiloPort.ToString(CultureInfo.InvariantCulture),
+        ["Babel__Cluster__StateFolder"] = Path.Combine(store, "state"),
+        ["Babel__Cluster__ArtifactFolder"] = Path.Combine(store, "artifacts"),
+        ["Babel__Worker__CpuSlots"] = "1",
+        ["Babel__Worker__ThreadsPerSlot"] = "1",
+        ["Babel__Worker__CacheFolder"] = Path.Combine(store, "cache"),
+    });
 }

@@ -71,7 +71,7 @@ internal static class ServeCommand
         ModelCheckpoint.Validate(modelFolder);
         if (!File.Exists(Path.Combine(modelFolder, "tokenizer.json"))) throw new UserInputException($"{modelFolder} has no tokenizer.json; serving text needs one.");
         var root = Path.GetFullPath(storeRoot);
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [HostArguments.NoConfigurationReload] });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);

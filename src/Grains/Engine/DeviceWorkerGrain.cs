@@ -24,11 +24,18 @@ public sealed class DeviceWorkerGrain(
     private readonly WorkerOptions _options = options.Value;
     private readonly CancellationTokenSource _stop = new();
     private readonly ModelReplicas _models = new();
+    private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);
+    // Leases granted and not yet run, all of one job, in order; the outcomes of those run and not yet reported.
+    private readonly Queue<ShardLease> _leases = new();
+    private readonly List<(string JobId, ShardOutcome Outcome)> _completed = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, bool> _lost = new();
+    // This worker's recent time per shard (compute and result write) of its current job, which sizes its batches.
+    private double? _shardSeconds;
     private Thread? _thread;
     private int _threads = 1;
     private volatile string? _currentJob;
     private volatile string? _currentShard;
-    private long _completed;
+    private long _shardsCompleted;
     // When the worker last stopped computing (or started asking for work): the start of the engine time the next shard reports.
     private long _coordinationStart;
 
@@ -54,7 +61,7 @@ public sealed class DeviceWorkerGrain(
     }
 
     public Task<WorkerStatus> GetStatusAsync() => Task.FromResult(new WorkerStatus(
-        WorkerId, SiloPinnedPlacementDirector.DeviceOf(WorkerId), _threads, _currentJob, _currentShard, Interlocked.Read(ref _completed), _models.Keys));
+        WorkerId, SiloPinnedPlacementDirector.DeviceOf(WorkerId), _threads, _currentJob, _currentShard, Interlocked.Read(ref _shardsCompleted), _models.Keys));
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
@@ -69,25 +76,25 @@ public sealed class DeviceWorkerGrain(
         var resolver = new StoreArtifactResolver(store, _options.CacheFolder);
         var context = new ShardContext(WorkerId, SiloPinnedPlacementDirector.DeviceOf(WorkerId), _threads, resolver, _models, store);
         var idle = TimeSpan.FromMilliseconds(50);
-        ShardLease? lease = null;
         while (!_stop.IsCancellationRequested)
         {
             try
             {
-                if (lease is null)
+                if (_leases.Count == 0)
                 {
                     _coordinationStart = Stopwatch.GetTimestamp();
-                    lease = NextLease();
+                    // Completing the shards run also leases the job's next ones: one call and one journal append between batches.
+                    if (_completed.Count > 0) Exchange(_completed[0].JobId);
+                    if (_leases.Count == 0) LeaseFromRunningJobs();
                 }
-                if (lease is null)
+                if (_leases.Count == 0)
                 {
                     _stop.Token.WaitHandle.WaitOne(idle);
                     idle = TimeSpan.FromTicks(Math.Min(idle.Ticks * 2, _options.MaxIdleDelay.Ticks));
                     continue;
                 }
                 idle = TimeSpan.FromMilliseconds(50);
-                // Completing a shard also leases the job's next one: one call and one state write between shards.
-                lease = RunShard(lease, context);
+                RunNext(context);
             }
             catch (Exception) when (_stop.IsCancellationRequested)
             {
@@ -103,20 +110,59 @@ public sealed class DeviceWorkerGrain(
         }
     }
 
-    private ShardLease? NextLease()
+    /// <summary>Reports the completed shards of <paramref name="jobId"/> and leases that job's next batch.</summary>
+    private void Exchange(string jobId)
+    {
+        var outcomes = _completed.Select(c => c.Outcome).ToList();
+        var leases = Call(() => grains.GetGrain<IJobGrain>(jobId).ExchangeAsync(outcomes, WorkerId, LeasesAhead()));
+        _completed.Clear();
+        foreach (var lease in leases) _leases.Enqueue(lease);
+    }
+
+    private void LeaseFromRunningJobs()
     {
         var running = Call(() => grains.GetGrain<IJobRegistryGrain>(0).ListRunningAsync());
         foreach (var job in running)
         {
-            var lease = Call(() => grains.GetGrain<IJobGrain>(job).LeaseAsync(WorkerId));
-            if (lease is not null) return lease;
+            // A job new to this worker starts with one shard: how long its shards take is not known yet.
+            _shardSeconds = null;
+            foreach (var lease in Call(() => grains.GetGrain<IJobGrain>(job).ExchangeAsync([], WorkerId, 1))) _leases.Enqueue(lease);
+            if (_leases.Count > 0) return;
         }
-        return null;
     }
 
-    /// <returns>The next lease of the same job, when completing this shard brought one.</returns>
-    private ShardLease? RunShard(ShardLease lease, ShardContext context)
+    /// <summary>
+    /// How many shards to lease at once: as many as take about <see cref="BatchSeconds"/> at this worker's recent pace, so
+    /// short shards cost one engine call per batch, while shards of a second or more still go one at a time to whichever
+    /// worker is free.
+    /// </summary>
+    private int LeasesAhead() => _shardSeconds is { } seconds ? (int)Math.Clamp(BatchSeconds / Math.Max(seconds, 1e-4), 1, JobGrain.MaxLeasesAhead) : 1;
+
+    private const double BatchSeconds = 0.25;
+
+    /// <summary>Runs the first queued lease; it leaves the queue unless storage was out (then it runs again, same lease).</summary>
+    private void RunNext(ShardContext context)
     {
+        var lease = _leases.Peek();
+        if (_lost.TryRemove(lease.LeaseId, out _))
+        {
+            _leases.Dequeue();
+            return;
+        }
+        var started = Stopwatch.GetTimestamp();
+        var outcome = RunShard(lease, context, out var retry);
+        if (retry) return;
+        _leases.Dequeue();
+        if (outcome is null) return;
+        var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        _shardSeconds = _shardSeconds is { } mean ? 0.8 * mean + 0.2 * seconds : seconds;
+        _completed.Add((lease.JobId, outcome));
+    }
+
+    /// <returns>The outcome to report, or null when the attempt failed or its lease was lost; <paramref name="retry"/> when storage was out.</returns>
+    private ShardOutcome? RunShard(ShardLease lease, ShardContext context, out bool retry)
+    {
+        retry = false;
         var job = grains.GetGrain<IJobGrain>(lease.JobId);
         _currentJob = lease.JobId;
         _currentShard = lease.Shard.ShardId;
@@ -126,16 +172,14 @@ public sealed class DeviceWorkerGrain(
         var stopwatch = Stopwatch.StartNew();
         try
         {
-            var result = kinds.Get(lease.Job.Kind).RunShard(context, lease.Job.Parameters, lease.Shard, lost.Token);
+            var result = kinds.Get(lease.Job.Kind).RunShard(context, ParametersOf(lease.Job), lease.Shard, lost.Token);
             var compute = stopwatch.Elapsed.TotalSeconds;
             _coordinationStart = Stopwatch.GetTimestamp();
             // One document per attempt: a late duplicate attempt cannot overwrite the document of the attempt whose totals counted.
             var key = ShardArtifacts.AttemptKey(lease.JobId, lease.Shard.ShardId, lease.LeaseId);
             Call(() => store.PutBytesAsync(key, result.Content, _stop.Token));
-            var outcome = new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, compute, coordination);
-            renewal.Dispose();
-            Interlocked.Increment(ref _completed);
-            return Call(() => job.CompleteAndLeaseAsync(outcome, WorkerId));
+            Interlocked.Increment(ref _shardsCompleted);
+            return new ShardOutcome(lease.Shard.ShardId, lease.LeaseId, key, result.Totals, WorkerId, compute, coordination);
         }
         catch (Exception e) when (!_stop.IsCancellationRequested && Storage.StorageUnavailableException.IsOutage(e))
         {
@@ -143,7 +187,8 @@ public sealed class DeviceWorkerGrain(
             // meanwhile and another worker finished the shard, this completion is simply ignored.
             logger.LogWarning("Worker {Worker}: storage unavailable while running {Job}/{Shard} ({Message}); retrying the shard", WorkerId, lease.JobId, lease.Shard.ShardId, e.Message);
             _stop.Token.WaitHandle.WaitOne(_options.MaxIdleDelay);
-            return lease;
+            retry = true;
+            return null;
         }
         catch (OperationCanceledException) when (lost.IsCancellationRequested && !_stop.IsCancellationRequested)
         {
@@ -163,15 +208,37 @@ public sealed class DeviceWorkerGrain(
         }
     }
 
-    /// <summary>Renews the lease every third of its duration; cancels <paramref name="lost"/> when the job says it is no longer ours.</summary>
+    /// <summary>The job's parameters JSON, read once per job from the artifact store when they travel by reference.</summary>
+    private string ParametersOf(JobSpec spec)
+    {
+        if (spec.ParametersArtifact is not { } key) return spec.Parameters;
+        if (_parameters.TryGetValue(key, out var json)) return json;
+        json = Call(() => JobParameters.InlineAsync(spec, store, _stop.Token)).Parameters;
+        // A worker runs few jobs at a time; the cache only spares re-reading the same job's parameters for every shard.
+        if (_parameters.Count >= 8) _parameters.Clear();
+        _parameters[key] = json;
+        return json;
+    }
+
+    /// <summary>
+    /// Renews the running lease, and the leases queued behind it, every third of the lease duration; cancels
+    /// <paramref name="lost"/> when the job says the running one is no longer ours, and marks lost queued ones so they are skipped.
+    /// </summary>
     private IDisposable RenewWhileRunning(IJobGrain job, ShardLease lease, CancellationTokenSource lost)
     {
         var period = lease.Job.LeaseDuration / 3;
+        var queued = _leases.Where(l => l.LeaseId != lease.LeaseId).ToList();
         var timer = new Timer(_ =>
         {
             try
             {
                 if (!job.RenewAsync(lease.Shard.ShardId, lease.LeaseId).WaitAsync(_options.CallTimeout).GetAwaiter().GetResult()) lost.Cancel();
+                foreach (var next in queued)
+                {
+                    if (_lost.ContainsKey(next.LeaseId)) continue;
+                    if (!grains.GetGrain<IJobGrain>(next.JobId).RenewAsync(next.Shard.ShardId, next.LeaseId).WaitAsync(_options.CallTimeout).GetAwaiter().GetResult())
+                        _lost[next.LeaseId] = true;
+                }
             }
             catch (Exception e)
             {

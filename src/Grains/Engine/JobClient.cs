@@ -60,10 +60,11 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
         // The parameters travel as JSON: validate what the workers will parse, not the object in hand.
         var json = kind.Serialize(kind.Parse(kind.Serialize(parameters)));
         var origin = new JobOrigin(_uploaded.Where(u => json.Contains(u.Key, StringComparison.Ordinal)).ToDictionary(StringComparer.Ordinal));
-        var spec = new JobSpec(kind.Name, json, options.MaxAttempts, options.LeaseDuration ?? JobOptions.DefaultLeaseDuration, origin);
-        var jobId = JobIds.Require(options.JobId ?? DefaultJobId(spec.Kind, spec.Parameters));
-        var plan = await ((IJobKind)kind).PlanAsync(spec.Parameters, new UploadedFolders(_uploaded), cancellationToken);
-        return await grains.GetGrain<IJobGrain>(jobId).SubmitAsync(spec, plan);
+        var jobId = JobIds.Require(options.JobId ?? DefaultJobId(kind.Name, json));
+        var plan = await ((IJobKind)kind).PlanAsync(json, new UploadedFolders(_uploaded), cancellationToken);
+        var spec = await JobParameters.SpecAsync(kind.Name, json, options.MaxAttempts, options.LeaseDuration ?? JobOptions.DefaultLeaseDuration, origin, store, cancellationToken);
+        // Submitting is idempotent: a call lost with a silo that died is simply made again.
+        return await RetryAsync(jobId, () => grains.GetGrain<IJobGrain>(jobId).SubmitAsync(spec, plan), cancellationToken);
     }
 
     /// <summary>Submits, waits for the end and assembles the result: what a waiting command does.</summary>
@@ -104,14 +105,39 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
     {
         var grain = grains.GetGrain<IJobGrain>(JobIds.Require(jobId));
         // With the shards: each one's counted document is where its result is read from.
-        var status = await grain.GetStatusAsync(includeShards: true).WaitAsync(cancellationToken);
+        var status = await RetryAsync(jobId, () => grain.GetStatusAsync(includeShards: true), cancellationToken);
         if (status.Phase != JobPhase.Succeeded)
         {
             throw status.Phase == JobPhase.Running
                 ? new JobRequestException($"Job {jobId} is still running ({status.Done}/{status.Shards} shards done); 'babel watch {jobId}' follows it to the end.")
                 : new JobFailedException(jobId, status.Phase, status.Error);
         }
-        return new FinishedJob(jobId, await grain.GetSpecAsync(), status, store);
+        return new FinishedJob(jobId, await JobParameters.InlineAsync(await RetryAsync(jobId, grain.GetSpecAsync, cancellationToken), store, cancellationToken), status, store);
+    }
+
+    /// <summary>
+    /// Makes an idempotent call to the cluster again while no silo answers it (a silo that died with the call in flight,
+    /// the cluster replacing it) for at most <see cref="UnreachableLimit"/>; then the job is reported unreachable.
+    /// </summary>
+    private static async Task<T> RetryAsync<T>(string jobId, Func<Task<T>> call, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return await call().WaitAsync(cancellationToken);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException && started.Elapsed < UnreachableLimit)
+            {
+                await Task.Delay(PollInterval, cancellationToken);
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException)
+            {
+                throw new JobFailedException(jobId,
+                    $"no silo answered for job {jobId} within {UnreachableLimit.TotalSeconds:F0} s ({e.Message}); check the cluster, then 'babel watch {jobId}' or rerun the same command to resume the job.");
+            }
+        }
     }
 
     /// <summary>

@@ -77,7 +77,18 @@ public abstract class JobKind<TParameters, TShard, TResult> : IJobKind
     }
 
     ShardResult IJobKind.RunShard(ShardContext context, string parameters, ShardSpec shard, CancellationToken cancellationToken) =>
-        RunShard(context, Parse(parameters), new Shard<TShard>(shard.ShardId, JobParameters.Deserialize<TShard>(shard.Parameters, Name), shard.Items), cancellationToken);
+        RunShard(context, ParseCached(parameters), new Shard<TShard>(shard.ShardId, JobParameters.Deserialize<TShard>(shard.Parameters, Name), shard.Items), cancellationToken);
+
+    // The parameters last parsed for a shard: a job's shards share them, and large ones (masks of MBs) are not re-parsed per shard.
+    private volatile Tuple<string, TParameters>? _lastParsed;
+
+    private TParameters ParseCached(string json)
+    {
+        if (_lastParsed is { } last && string.Equals(last.Item1, json, StringComparison.Ordinal)) return last.Item2;
+        var parsed = Parse(json);
+        _lastParsed = Tuple.Create(json, parsed);
+        return parsed;
+    }
 
     async Task IJobKind.AssembleAsync(FinishedJob job, CancellationToken cancellationToken) => await AssembleAsync(Finished(job), cancellationToken);
 

@@ -1,5 +1,9 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
+using Babel.Contracts;
 using Babel.Storage;
+using Babel.Storage.Artifacts;
 using Babel.Storage.Corpora;
 
 namespace Babel.Grains.Engine;
@@ -27,6 +31,33 @@ public static class JobParameters
     }
 
     public static T Deserialize<T>(ReadOnlySpan<byte> json) => JsonSerializer.Deserialize<T>(json, _json)!;
+
+    /// <summary>
+    /// A spec for <paramref name="json"/>: inline up to <see cref="JobSpec.InlineParametersLimit"/> bytes, otherwise stored
+    /// once (content-addressed) in <paramref name="store"/> and named by reference.
+    /// </summary>
+    public static async Task<JobSpec> SpecAsync(string kind, string json, int maxAttempts, TimeSpan leaseDuration, JobOrigin origin, IArtifactStore store, CancellationToken cancellationToken)
+    {
+        var bytes = Encoding.UTF8.GetBytes(json);
+        if (bytes.Length <= JobSpec.InlineParametersLimit) return new JobSpec(kind, json, maxAttempts, leaseDuration, origin);
+        var key = $"jobs/parameters/{Convert.ToHexStringLower(SHA256.HashData(bytes))}.json";
+        if (!await store.ExistsAsync(key, cancellationToken)) await store.PutBytesAsync(key, bytes, cancellationToken);
+        return new JobSpec(kind, "", maxAttempts, leaseDuration, origin, key);
+    }
+
+    /// <summary>
+    /// <paramref name="spec"/> with its parameters inline, read from the artifact store when they travel by reference; a
+    /// missing or altered parameters object (its SHA-256 is in its key) is one sentence.
+    /// </summary>
+    public static async Task<JobSpec> InlineAsync(JobSpec spec, IArtifactStore store, CancellationToken cancellationToken)
+    {
+        if (spec.ParametersArtifact is not { } key) return spec;
+        var bytes = await store.GetBytesAsync(key, cancellationToken)
+            ?? throw new UserInputException($"The {spec.Kind} job's parameters ({key}) are missing from the artifact store.");
+        if (!key.EndsWith($"/{Convert.ToHexStringLower(SHA256.HashData(bytes))}.json", StringComparison.Ordinal))
+            throw new UserInputException($"The {spec.Kind} job's parameters ({key}) in the artifact store do not match their SHA-256; they were altered after submission.");
+        return spec with { Parameters = Encoding.UTF8.GetString(bytes), ParametersArtifact = null };
+    }
 
     /// <summary>
     /// The job's languages: at least one, each a plain code (it names shards and result files), none twice; otherwise one

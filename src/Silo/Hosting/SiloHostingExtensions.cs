@@ -5,6 +5,7 @@ using Azure.Storage.Blobs;
 using Babel.Contracts;
 using Babel.Grains;
 using Babel.Storage.Artifacts;
+using Babel.Storage.Journals;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Orleans.Configuration;
 using Orleans.Serialization;
@@ -95,5 +96,8 @@ public static class SiloHostingExtensions
         // Folders are validated in embedded mode only, so resolve this one only there.
         var artifactFolder = cluster.Mode == ClusterMode.Embedded ? Path.GetFullPath(cluster.ArtifactFolder) : null;
         services.AddSingleton<IArtifactStore>(_ => artifactFolder is not null ? new LocalFolderArtifactStore(artifactFolder) : AzureBlobArtifactStore.Create(blobs!.Value, cluster.ArtifactContainer));
+        // Job journals sit beside the grain state: the state folder in embedded mode, their own container in cluster mode.
+        var journalFolder = cluster.Mode == ClusterMode.Embedded ? Path.Combine(Path.GetFullPath(cluster.StateFolder), "journals") : null;
+        services.AddSingleton<IJobJournal>(_ => journalFolder is not null ? new LocalFolderJobJournal(journalFolder) : AzureBlobJobJournal.Create(blobs!.Value, cluster.JournalContainer));
     }
 }

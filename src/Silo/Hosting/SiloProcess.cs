@@ -23,7 +23,7 @@ public static class SiloProcess
                 return 0;
             }
 
-            var builder = WebApplication.CreateBuilder(args);
+            var builder = WebApplication.CreateBuilder(HostArguments.With(args));
             builder.AddBabelHttp();
             builder.AddBabelSilo();
             builder.AddBabelTelemetry();

@@ -64,6 +64,12 @@ public sealed class BabelClusterOptions
     public string ArtifactContainer { get; set; } = "babel-artifacts";
 
     /// <summary>
+    /// Cluster mode: blob container of the job journals (each job's plan and its append-only shard events). Only silos use
+    /// it; clients' SAS credentials need no access. Default <c>babel-jobs</c>.
+    /// </summary>
+    public string JournalContainer { get; set; } = "babel-jobs";
+
+    /// <summary>
     /// How long a membership probe may take before it counts as missed; null keeps Orleans' default. Tests use 1 s with
     /// <see cref="NumMissedProbesLimit"/> 2 to evict a killed silo in about a second instead of about 12.
     /// </summary>

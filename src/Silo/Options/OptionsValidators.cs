@@ -53,6 +53,9 @@ internal sealed class BabelClusterOptionsValidator(IConfiguration configuration)
                 if (!IsContainerName(options.ArtifactContainer))
                     failures.Add($"Babel:Cluster:ArtifactContainer '{options.ArtifactContainer}' is not a blob container name; " +
                         "use 3-63 lowercase letters, digits and single hyphens, e.g. babel-artifacts.");
+                if (!IsContainerName(options.JournalContainer))
+                    failures.Add($"Babel:Cluster:JournalContainer '{options.JournalContainer}' is not a blob container name; " +
+                        "use 3-63 lowercase letters, digits and single hyphens, e.g. babel-jobs.");
                 break;
             default:
                 failures.Add($"Babel:Cluster:Mode '{options.Mode}' is unknown; set Embedded or Cluster.");

@@ -222,36 +222,9 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
         }
     }
 
-    /// <summary>Runs one SDK call, turning "retries exhausted on network failures" and bad credentials into a user error.</summary>
-    private async Task<T> CallAsync<T>(Func<Task<T>> call, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await call().ConfigureAwait(false);
-        }
-        catch (Exception e) when (!cancellationToken.IsCancellationRequested && IsUnreachable(e))
-        {
-            throw new StorageUnavailableException(
-                $"Could not reach Azure Storage at {Endpoint} (account '{_container.AccountName}'); check the connection string and that the storage service is running.", e);
-        }
-        // Azure answers a wrong key with AuthenticationFailed, Azurite with AuthorizationFailure (which Azure also uses for a SAS without the permission).
-        catch (RequestFailedException e) when (e.Status == 403 && e.ErrorCode is "AuthenticationFailed" or "AuthorizationFailure")
-        {
-            throw new UserInputException(
-                $"Azure Storage at {Endpoint} rejected the credentials of account '{_container.AccountName}'; check the account key or SAS (and its permissions) in the connection string.", e);
-        }
-    }
+    private Task<T> CallAsync<T>(Func<Task<T>> call, CancellationToken cancellationToken) => AzureStorageCalls.CallAsync(_container, call, cancellationToken);
 
-    private string Endpoint => _container.Uri.GetLeftPart(UriPartial.Authority);
-
-    private static bool IsUnreachable(Exception e) => e switch
-    {
-        AggregateException aggregate => aggregate.InnerExceptions.Count > 0 && aggregate.InnerExceptions.All(IsUnreachable),
-        RequestFailedException failed => failed.Status == 0,
-        HttpRequestException or IOException or TimeoutException => true,
-        OperationCanceledException => true, // a network timeout surfaces as a cancellation the caller did not ask for
-        _ => false,
-    };
+    private string Endpoint => AzureStorageCalls.Endpoint(_container);
 
     [GeneratedRegex("^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")]
     private static partial Regex ContainerNamePattern();

@@ -98,6 +98,13 @@ public sealed class SiloProcess : IDisposable
             .Where(line => line.StartsWith(name, StringComparison.Ordinal) && line.Length > name.Length && (line[name.Length] == '{' || line[name.Length] == ' '))
             .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
 
+    /// <summary>The process's resident memory now (<c>VmRSS</c> of <c>/proc/PID/status</c>), in bytes.</summary>
+    public long ResidentBytes()
+    {
+        var line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+    }
+
     /// <summary>SIGKILL: the silo gets no chance to leave the cluster or flush anything.</summary>
     public void Kill() => _process.Kill();
 

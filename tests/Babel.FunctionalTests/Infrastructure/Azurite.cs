@@ -31,6 +31,8 @@ public sealed class Azurite : IAsyncDisposable
     private static readonly TimeSpan _installTimeout = TimeSpan.FromMinutes(5);
     private const int OutputTailLength = 4000;
     private const int SigTerm = 15;
+    private const int SigStop = 19;
+    private const int SigCont = 18;
 
     private readonly string _script;
     private readonly string _location;
@@ -188,6 +190,24 @@ public sealed class Azurite : IAsyncDisposable
             }
         }
         process.Dispose();
+    }
+
+    /// <summary>
+    /// Freezes Azurite for <paramref name="duration"/> (SIGSTOP, then SIGCONT): connections stay open and requests hang
+    /// instead of being refused, the harder kind of storage outage.
+    /// </summary>
+    public async Task PauseAsync(TimeSpan duration)
+    {
+        if (_process is not { HasExited: false } process) return;
+        _ = Kill(process.Id, SigStop);
+        try
+        {
+            await Task.Delay(duration).ConfigureAwait(false);
+        }
+        finally
+        {
+            _ = Kill(process.Id, SigCont);
+        }
     }
 
     /// <summary>The last few thousand characters Azurite wrote to stdout and stderr since it was last started.</summary>

@@ -39,6 +39,7 @@ public sealed class JobClusterFixture : IAsyncLifetime
         {
             siloBuilder.Services.AddSingleton<TimeProvider>(Clock);
             siloBuilder.AddLocalFolderGrainStorage(JobGrain.StorageName, StateFolder);
+            siloBuilder.Services.AddSingleton<Storage.Journals.IJobJournal>(new Storage.Journals.LocalFolderJobJournal(Path.Combine(StateFolder, "journals")));
             siloBuilder.Services.AddSingleton<Storage.Artifacts.IArtifactStore>(new Storage.Artifacts.LocalFolderArtifactStore(Path.Combine(StateFolder, "artifacts")));
             siloBuilder.AddBabelGrains();
             // Evict a killed silo in about a second instead of Orleans' production default.
@@ -96,21 +97,37 @@ public class JobGrainTests(JobClusterFixture fixture)
     }
 
     [Fact]
-    public async Task Completing_and_leasing_in_one_call_sums_the_shard_and_hands_out_the_next()
+    public async Task Completing_and_leasing_in_one_call_sums_the_shards_and_hands_out_the_next()
     {
         var job = NewJob();
         await job.SubmitAsync(_spec, _plan);
         var first = (await job.LeaseAsync("w"))!;
-        var second = (await job.CompleteAndLeaseAsync(Outcome(first, 2), "w"))!;
+        var second = Assert.Single(await job.ExchangeAsync([Outcome(first, 2)], "w", 1));
         Assert.Equal("b", second.Shard.ShardId);
         // A retried call after the first got through completes nothing twice but still leases.
-        var third = (await job.CompleteAndLeaseAsync(Outcome(first, 2), "w"))!;
+        var third = Assert.Single(await job.ExchangeAsync([Outcome(first, 2)], "w", 1));
         Assert.Equal("c", third.Shard.ShardId);
-        await job.CompleteAndLeaseAsync(Outcome(second, 30), "w");
-        Assert.Null(await job.CompleteAndLeaseAsync(Outcome(third, 400), "w"));
+        Assert.Empty(await job.ExchangeAsync([Outcome(second, 30), Outcome(third, 400)], "w", 4));
         var status = await job.GetStatusAsync(false);
         Assert.Equal(JobPhase.Succeeded, status.Phase);
         Assert.Equal(432, status.Totals["x"]);
+    }
+
+    [Fact]
+    public async Task A_worker_leases_shards_ahead_in_one_call_and_gets_them_back_if_it_asks_again_holding_them()
+    {
+        var job = NewJob();
+        await job.SubmitAsync(_spec, _plan);
+        var worker = $"{fixture.Cluster.Primary!.SiloAddress.ToParsableString()}/cpu:0";
+        var batch = await job.ExchangeAsync([], worker, 2);
+        Assert.Equal(["a", "b"], batch.Select(l => l.Shard.ShardId));
+        // It completed the first and dropped the second (its activation restarted): the second comes back, same attempt, then a new one.
+        var again = await job.ExchangeAsync([Outcome(batch[0], 1)], worker, 2);
+        Assert.Equal(["b", "c"], again.Select(l => l.Shard.ShardId));
+        Assert.Equal([1, 1], again.Select(l => l.Attempt));
+        Assert.NotEqual(batch[1].LeaseId, again[0].LeaseId);
+        Assert.Empty(await job.ExchangeAsync([Outcome(again[0], 2), Outcome(again[1], 3)], worker, 2));
+        Assert.Equal(6, (await job.GetStatusAsync(false)).Totals["x"]);
     }
 
     [Fact]
