@@ -22,7 +22,7 @@ internal static class ModelOption
     {
         var option = new Option<string>("--dtype")
         {
-            Description = "Element type of the weights and computation: auto (the stored type on CUDA; on CPU float32, which decodes fastest there), float32, bfloat16 (kept as stored: half the memory) or float16.",
+            Description = "Element type of the weights and computation: auto (the stored type on CUDA; on CPU a bf16 checkpoint stays bf16 where the CPU has bf16 instructions, else float32), float32, bfloat16 (half the memory of float32) or float16.",
             DefaultValueFactory = _ => "auto",
         };
         option.AcceptOnlyFromAmong([.. ModelDtypes.Names]);

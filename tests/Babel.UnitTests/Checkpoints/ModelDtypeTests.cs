@@ -72,13 +72,17 @@ public class ModelDtypeTests
     }
 
     [Fact]
-    public void Auto_keeps_half_precision_on_cuda_and_computes_float32_on_cpu()
+    public void Auto_keeps_half_precision_on_cuda_and_bf16_on_a_cpu_with_bf16_instructions()
     {
-        Assert.Equal(ScalarType.BFloat16, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.BF16, cuda: true));
+        Assert.Equal(ScalarType.BFloat16, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.BF16, cuda: true, cpuBf16: false));
         Assert.Equal(ScalarType.Float16, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.F16, cuda: true));
         Assert.Equal(ScalarType.Float32, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.F32, cuda: true));
-        Assert.Equal(ScalarType.Float32, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.BF16));
-        Assert.Equal(ScalarType.BFloat16, ModelDtypes.Resolve(ModelDtype.BFloat16, SafeTensorsDtype.F32));
+        Assert.Equal(ScalarType.BFloat16, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.BF16, cpuBf16: true));
+        Assert.Equal(ScalarType.Float32, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.BF16, cpuBf16: false));
+        Assert.Equal(ScalarType.Float32, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.F16, cpuBf16: true));
+        Assert.Equal(ScalarType.Float32, ModelDtypes.Resolve(ModelDtype.Auto, SafeTensorsDtype.F32, cpuBf16: true));
+        Assert.Equal(ScalarType.BFloat16, ModelDtypes.Resolve(ModelDtype.BFloat16, SafeTensorsDtype.F32, cpuBf16: false));
+        Assert.Equal(ScalarType.Float32, ModelDtypes.Resolve(ModelDtype.Float32, SafeTensorsDtype.BF16, cpuBf16: true));
         Assert.Equal(ModelDtype.Float16, ModelDtypes.Parse("float16"));
         Assert.Equal("--dtype 'fp8' is not known; use auto, float32, bfloat16, float16.", Assert.Throws<UserInputException>(() => ModelDtypes.Parse("fp8")).Message);
     }
