@@ -33,7 +33,7 @@ public static class ModelDtypes
     /// The element type to load a checkpoint whose weights are stored as <paramref name="stored"/> in. An explicit type is
     /// used as asked. <see cref="ModelDtype.Auto"/> keeps a bfloat16 or float16 checkpoint as stored on CUDA. On CPU it
     /// keeps bfloat16 when the CPU has bfloat16 instructions (AVX-512 BF16 or AMX), where libtorch runs it faster than
-    /// float32 (measured: 1.5× the batched forward, 1.25× batch-1 decoding; <c>docs/benchmarks.md</c>, "Dtypes"), and
+    /// float32 (measured: 1.5–2.6× the batched forward, 1.25–1.85× batch-1 decoding; <c>docs/benchmarks.md</c>, "Dtypes"), and
     /// computes in float32 otherwise; float16 computes in float32 on CPU (libtorch's CPU float16 ran at a third of float32
     /// or less); float64 checkpoints load as float32.
     /// </summary>
