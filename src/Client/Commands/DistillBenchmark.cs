@@ -19,7 +19,7 @@ internal static class DistillBenchmark
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model") { Description = "Teacher model folder with tokenizer.json; default: the --preset model with random weights and a tokenizer trained on UDHR." };
+        var model = ModelOption.CreateOptional("Teacher model folder with tokenizer.json; default: the --preset model with random weights and a tokenizer trained on UDHR.");
         var preset = new Option<string>("--preset") { Description = "Size of the default model: tiny or small.", DefaultValueFactory = _ => "small" };
         var questions = new Option<int>("--questions") { Description = "Synthetic math questions.", DefaultValueFactory = _ => 16 };
         var cots = new Option<int>("--cots") { Description = "Chains of thought per question.", DefaultValueFactory = _ => 4 };
@@ -36,7 +36,7 @@ internal static class DistillBenchmark
         command.SetAction(async (parse, cancellationToken) =>
         {
             var root = Path.GetFullPath(parse.GetValue(work)!);
-            var modelDirectory = parse.GetValue(model) ?? ClusterBenchmark.PrepareInputs(root, null, null, parse.GetValue(preset)!).Model;
+            var modelDirectory = ModelOption.OptionalFolder(parse, model) ?? ClusterBenchmark.PrepareInputs(root, null, null, parse.GetValue(preset)!).Model;
             var dataset = Path.Combine(root, "math.jsonl");
             File.WriteAllLines(dataset, Enumerable.Range(1, parse.GetValue(questions)).Select(i =>
                 $$"""{"id": "b{{i:D4}}", "question": "A shop sells {{i}} boxes of {{i + 3}} pencils each. How many pencils does it sell?", "answer": "{{i * (i + 3)}}"}"""));

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Babel.Grains.Distillation;
+using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Distillation;
 using Babel.Storage;
 
@@ -10,7 +11,7 @@ internal sealed class DistillGenerateOptions
 {
     private static readonly DistillJobParameters _defaults = new("local", "", "", "jsonl", "train", "math");
 
-    public Option<string> Teacher { get; } = new("--teacher") { Description = "local:MODEL_DIR (generation on the device workers) or openai:BASE_URL (e.g. openai:http://127.0.0.1:8000/v1).", Required = true };
+    public Option<string> Teacher { get; } = new("--teacher") { Description = "local:MODEL_DIR or local:org/name[@revision] from the Hugging Face cache (generation on the device workers) or openai:BASE_URL (e.g. openai:http://127.0.0.1:8000/v1).", Required = true };
     public Option<string?> TeacherModel { get; } = new("--teacher-model") { Description = "Model name sent to an openai teacher." };
     public Option<string> ApiKeyVariable { get; } = new("--api-key-env") { Description = $"Environment variable holding an openai teacher's API key, read on the workers (never logged); the silo allows names starting with {TeacherAccess.KeyVariablePrefix} and those it lists.", DefaultValueFactory = _ => DistillJob.DefaultApiKeyVariable };
     public Option<string> Api { get; } = new("--teacher-api") { Description = "chat (/chat/completions) or completions (/completions).", DefaultValueFactory = _ => _defaults.Api };
@@ -67,7 +68,7 @@ internal sealed class DistillGenerateOptions
             TokensPerMinute = parse.GetValue(TokensPerMinute), MaxAttempts = parse.GetValue(MaxAttempts), TimeoutSeconds = parse.GetValue(Timeout),
             BaseDelaySeconds = parse.GetValue(RetryDelay), MaxFailureRate = parse.GetValue(MaxFailureRate), Parquet = parse.GetValue(Parquet),
         };
-        return (parameters, file, teacher == "local" ? target : null);
+        return (parameters, file, teacher == "local" ? HuggingFaceCache.ResolveModel(target) : null);
     }
 
     /// <summary>The lease of the job's shards.</summary>

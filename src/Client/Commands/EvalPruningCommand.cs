@@ -13,7 +13,7 @@ internal static class EvalPruningCommand
     public static Command Create()
     {
         var job = new JobCommandOptions();
-        var model = new Option<string>("--model") { Description = "Model folder the run profiled.", Required = true };
+        var model = ModelOption.Create("Model folder the run profiled.");
         var run = new Option<string>("--run") { Description = "Profiling run folder (activations.json) of this model.", Required = true };
         var corpus = new Option<string?>("--corpus") { Description = "Corpus folder to evaluate on (default: the one the run profiled)." };
         var rates = new Option<string>("--rates") { Description = "Comma-separated pruning rates in (0, 1).", DefaultValueFactory = _ => "0.1,0.2,0.3,0.4,0.5" };
@@ -39,7 +39,7 @@ internal static class EvalPruningCommand
                 parse.GetValue(split)!);
             var error = parse.InvocationConfiguration.Error;
             return job.RunAsync(parse, kinds => kinds.Get<PruningEvaluationJob>(),
-                (jobs, planHere, ct) => ExpertsWorkflows.PruningParametersAsync(jobs, parse.GetValue(model)!, runDirectory, parse.GetValue(corpus), request, error, ct, planHere,
+                (jobs, planHere, ct) => ExpertsWorkflows.PruningParametersAsync(jobs, ModelOption.Folder(parse, model), runDirectory, parse.GetValue(corpus), request, error, ct, planHere,
                     JobProgressView.Lines(CommandConsole.For(error))),
                 curves =>
                 {

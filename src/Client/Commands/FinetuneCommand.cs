@@ -13,7 +13,7 @@ internal static class FinetuneCommand
     public static Command Create()
     {
         var defaults = InstructionTuning.DefaultOptions;
-        var model = new Option<string>("--model") { Description = "Model folder to start from (Hugging Face layout with tokenizer.json).", Required = true };
+        var model = ModelOption.Create("Model folder to start from (Hugging Face layout with tokenizer.json).");
         var instructions = new Option<string>("--instructions") { Description = "JSONL file of {\"instruction\": ..., \"response\": ...} (see 'babel data instructions').", Required = true };
         var output = new Option<string>("--out") { Description = $"Folder for the tuned model (Hugging Face layout + {TrainingManifest.FileName}, {TrainingHistory.FileName}, {TrainingHistory.PlotFileName}); a rerun resumes from its checkpoint.", Required = true };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => defaults.Steps };
@@ -37,7 +37,7 @@ internal static class FinetuneCommand
                 SequenceLength = parse.GetValue(length),
                 Threads = parse.GetValue(threads),
             };
-            Tune(CommandConsole.For(parse.InvocationConfiguration.Output), parse.GetValue(model)!, parse.GetValue(instructions)!, parse.GetValue(output)!, options, cancellationToken);
+            Tune(CommandConsole.For(parse.InvocationConfiguration.Output), ModelOption.Folder(parse, model), parse.GetValue(instructions)!, parse.GetValue(output)!, options, cancellationToken);
             return Task.FromResult(0);
         });
         return command;

@@ -24,7 +24,7 @@ internal static class GenerateCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face layout).", Required = true };
+        var model = ModelOption.Create("Model folder (Hugging Face layout).");
         var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs tokenizer.json in the model folder); BOS is prepended." };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, used as given." };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 64 };
@@ -32,8 +32,9 @@ internal static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "Sample within the smallest set of tokens whose probability reaches p (1 = off).", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 0 };
+        var dtype = ModelOption.CreateDtype();
         var format = FormatOption.Create("text", FormatOption.Json);
-        var command = new Command("generate", "Generate a continuation of a prompt.") { model, prompt, promptIds, maxNew, temperature, topK, topP, seed, format };
+        var command = new Command("generate", "Generate a continuation of a prompt.") { model, prompt, promptIds, maxNew, temperature, topK, topP, seed, dtype, format };
         command.SetAction(parse =>
         {
             var text = parse.GetValue(prompt);
@@ -48,8 +49,8 @@ internal static class GenerateCommand
                 Seed = parse.GetValue(seed),
             }.Validate();
             TorchRuntime.Initialize();
-            var directory = parse.GetValue(model)!;
-            using var loaded = CausalLanguageModel.Load(directory);
+            var directory = ModelOption.Folder(parse, model);
+            using var loaded = CausalLanguageModel.Load(directory, ModelOption.Dtype(parse, dtype));
             using var tokenizer = File.Exists(Path.Combine(directory, "tokenizer.json")) ? HuggingFaceTokenizer.Load(directory) : null;
             int[] promptTokens;
             if (ids is not null)

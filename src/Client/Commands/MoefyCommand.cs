@@ -12,7 +12,7 @@ internal static class MoefyCommand
     public static Command Create()
     {
         var job = new JobCommandOptions();
-        var model = new Option<string>("--model") { Description = "Model folder (config.json + safetensors); experts.json is written into it.", Required = true };
+        var model = ModelOption.Create("Model folder (config.json + safetensors); experts.json is written into it.");
         var experts = new Option<int>("--experts") { Description = "Experts per layer; must divide intermediate_size.", Required = true };
         var method = new Option<string>("--method") { Description = $"Partition method: {string.Join(" or ", MoEfication.Methods)}.", DefaultValueFactory = _ => MoEfication.BalancedKMeans };
         var seed = new Option<long>("--seed") { Description = "Seed of the k-means++ initialisation or of the random permutation.", DefaultValueFactory = _ => 0 };
@@ -23,7 +23,7 @@ internal static class MoefyCommand
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
-            var directory = parse.GetValue(model)!;
+            var directory = ModelOption.Folder(parse, model);
             return job.RunAsync(parse, kinds => kinds.Get<MoefyJob>(),
                 (jobs, ct) => ExpertsWorkflows.MoefyParametersAsync(jobs, directory, parse.GetValue(experts), parse.GetValue(method)!, parse.GetValue(seed), ct),
                 partition =>

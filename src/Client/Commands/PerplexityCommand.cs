@@ -16,7 +16,7 @@ internal static class PerplexityCommand
     {
         var defaults = new PerplexityJobParameters("", "", []);
         var job = new JobCommandOptions();
-        var model = new Option<string>("--model") { Description = "Model folder with tokenizer.json.", Required = true };
+        var model = ModelOption.Create("Model folder with tokenizer.json.");
         var corpus = new Option<string>("--corpus") { Description = "Corpus folder (corpus.json + LANG.jsonl).", Required = true };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the corpus)." };
         var split = new Option<string>("--split") { Description = "heldout, train or all.", DefaultValueFactory = _ => defaults.Split };
@@ -31,7 +31,7 @@ internal static class PerplexityCommand
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
-            var modelDirectory = parse.GetValue(model)!;
+            var modelDirectory = ModelOption.Folder(parse, model);
             var opened = Corpus.Open(parse.GetValue(corpus)!);
             var codes = CorpusLanguages.Select(opened, parse.GetValue(languages));
             ModelCheckpoint.ValidateWithTokenizer(modelDirectory);

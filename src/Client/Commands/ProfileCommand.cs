@@ -13,7 +13,7 @@ internal static class ProfileCommand
     {
         var defaults = new ProfileJobParameters("", "", [], "topk:4");
         var job = new JobCommandOptions();
-        var model = new Option<string>("--model") { Description = "Model folder with tokenizer.json and experts.json (see 'babel moefy').", Required = true };
+        var model = ModelOption.Create("Model folder with tokenizer.json and experts.json (see 'babel moefy').");
         var corpus = new Option<string>("--corpus") { Description = "Corpus folder (corpus.json + LANG.jsonl).", Required = true };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the corpus)." };
         var experts = new Option<int?>("--experts") { Description = "Experts per layer; must match the model's experts.json." };
@@ -45,7 +45,7 @@ internal static class ProfileCommand
             };
             return job.RunAsync(parse, kinds => kinds.Get<ProfileJob>(),
                 // The tokenize job it waits for first shows its progress as plain lines on stderr.
-                (jobs, planHere, ct) => ExpertsWorkflows.ProfileParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, parse.GetValue(experts), ct, planHere,
+                (jobs, planHere, ct) => ExpertsWorkflows.ProfileParametersAsync(jobs, ModelOption.Folder(parse, model), opened.Directory, request, parse.GetValue(experts), ct, planHere,
                     JobProgressView.Lines(CommandConsole.For(parse.InvocationConfiguration.Error))),
                 run =>
                 {

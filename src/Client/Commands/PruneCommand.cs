@@ -10,7 +10,7 @@ internal static class PruneCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Model folder the run profiled (config.json, safetensors, tokenizer.json, experts.json).", Required = true };
+        var model = ModelOption.Create("Model folder the run profiled (config.json, safetensors, tokenizer.json, experts.json).");
         var run = new Option<string>("--run") { Description = "Profiling run folder (activations.json) of this model.", Required = true };
         var language = new Option<string>("--language") { Description = "Language whose least active experts are pruned, or 'all' (every language of the run pooled).", Required = true };
         var rate = new Option<double>("--rate") { Description = "Fraction of experts to prune in (0, 1); round(rate × experts) per layer.", Required = true };
@@ -25,7 +25,7 @@ internal static class PruneCommand
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var modelDirectory = parse.GetValue(model)!;
+            var modelDirectory = ModelOption.Folder(parse, model);
             var (profiled, partition) = await ExpertsWorkflows.OpenRunOfModelAsync(modelDirectory, parse.GetValue(run)!, cancellationToken);
             var plan = ExpertPruning.Plan(profiled.Profile, parse.GetValue(language)!, parse.GetValue(rate), parse.GetValue(strategy)!, parse.GetValue(seed));
             var outDirectory = parse.GetValue(output)!;

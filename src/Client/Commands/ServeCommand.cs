@@ -22,9 +22,9 @@ internal static class ServeCommand
     public static Command Create()
     {
         var defaults = new ServingOptions();
-        var model = new Option<string>("--model") { Description = "Model folder (Hugging Face layout with tokenizer.json).", Required = true };
+        var model = ModelOption.Create("Model folder (Hugging Face layout with tokenizer.json).");
         var urls = new Option<string>("--urls") { Description = "Listen URLs; loopback only unless told otherwise.", DefaultValueFactory = _ => DefaultUrls };
-        var name = new Option<string?>("--name") { Description = "Model name the API answers to (default: the folder's name)." };
+        var name = new Option<string?>("--name") { Description = "Model name the API answers to (default: the folder's name, or the org/name given to --model)." };
         // Nullable so that an unset flag leaves Babel:Serving's configured value (or the default) alone.
         var maxBatch = new Option<int?>("--max-batch") { Description = $"Rows generated together at most; concurrent requests are batched up to this (default {defaults.MaxBatch})." };
         var maxQueue = new Option<int?>("--max-queue") { Description = $"Requests waiting to be generated at most; beyond it 429 with Retry-After (default {defaults.MaxQueuedRequests})." };
@@ -32,25 +32,29 @@ internal static class ServeCommand
         var maxPromptTokens = new Option<int?>("--max-prompt-tokens") { Description = $"Tokens of one prompt at most, else 400 (default {defaults.MaxPromptTokens}); prompt + max_tokens must also fit the model's context." };
         var maxCompletionTokens = new Option<int?>("--max-completion-tokens") { Description = $"Largest max_tokens a request may ask for, else 400 (default {defaults.MaxCompletionTokens})." };
         var maxBodyBytes = new Option<long?>("--max-body-bytes") { Description = $"Bytes of one request body at most, else 413 (default {defaults.MaxRequestBodyBytes})." };
+        var dtype = ModelOption.CreateDtype();
         var store = new Option<string>("--store") { Description = "Folder for the embedded silo's state and artifacts.", DefaultValueFactory = _ => ".babel" };
         var command = new Command("serve", "Serve a model on OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models (streaming with \"stream\": true; bearer token required when BABEL_SERVE_API_KEY is set), with /health and /metrics.")
         {
-            model, urls, name, maxBatch, maxQueue, maxChoices, maxPromptTokens, maxCompletionTokens, maxBodyBytes, store,
+            model, urls, name, maxBatch, maxQueue, maxChoices, maxPromptTokens, maxCompletionTokens, maxBodyBytes, dtype, store,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
             void Limits(ServingOptions options)
             {
+                options.Dtype = ModelOption.Dtype(parse, dtype);
                 if (parse.GetValue(maxQueue) is { } queue) options.MaxQueuedRequests = queue;
                 if (parse.GetValue(maxChoices) is { } choices) options.MaxChoicesPerRequest = choices;
                 if (parse.GetValue(maxPromptTokens) is { } promptTokens) options.MaxPromptTokens = promptTokens;
                 if (parse.GetValue(maxCompletionTokens) is { } completionTokens) options.MaxCompletionTokens = completionTokens;
                 if (parse.GetValue(maxBodyBytes) is { } bodyBytes) options.MaxRequestBodyBytes = bodyBytes;
             }
-            await using var app = await StartAsync(parse.GetValue(model)!, parse.GetValue(urls)!, parse.GetValue(name), parse.GetValue(maxBatch), parse.GetValue(store)!, cancellationToken,
+            var folder = ModelOption.Folder(parse, model);
+            // A model from the hub cache answers to its id, as vLLM's does; a folder to its name.
+            var served = parse.GetValue(name) ?? (folder == parse.GetValue(model) ? null : parse.GetValue(model));
+            await using var app = await StartAsync(folder, parse.GetValue(urls)!, served, parse.GetValue(maxBatch), parse.GetValue(store)!, cancellationToken,
                 configure: Limits);
-            var served = app.Services.GetRequiredService<ServedModel>();
-            parse.InvocationConfiguration.Output.WriteLine($"serving {served.Name} on {string.Join(", ", app.Urls)}/v1 (Ctrl+C stops)");
+            parse.InvocationConfiguration.Output.WriteLine($"serving {app.Services.GetRequiredService<ServedModel>().Name} on {string.Join(", ", app.Urls)}/v1 (Ctrl+C stops)");
             await app.WaitForShutdownAsync(cancellationToken);
             return 0;
         });

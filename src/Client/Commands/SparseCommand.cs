@@ -17,7 +17,7 @@ internal static class SparseCommand
     public static Command Create()
     {
         var job = new JobCommandOptions();
-        var model = new Option<string>("--model") { Description = "Model folder with tokenizer.json and experts.json (see 'babel moefy').", Required = true };
+        var model = ModelOption.Create("Model folder with tokenizer.json and experts.json (see 'babel moefy').");
         var corpus = new Option<string>("--corpus") { Description = "Corpus folder to evaluate on.", Required = true };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the corpus)." };
         var topK = new Option<string>("--top-k") { Description = "Comma-separated K: experts each token runs per layer.", DefaultValueFactory = _ => "1,2,4,8" };
@@ -39,7 +39,7 @@ internal static class SparseCommand
                 Modeling.Training.CorpusLanguages.Select(opened, parse.GetValue(languages)),
                 parse.GetValue(split)!);
             return job.RunAsync(parse, kinds => kinds.Get<SparseActivationJob>(),
-                (jobs, planHere, ct) => ExpertsWorkflows.SparseParametersAsync(jobs, parse.GetValue(model)!, opened.Directory, request, ct, planHere,
+                (jobs, planHere, ct) => ExpertsWorkflows.SparseParametersAsync(jobs, ModelOption.Folder(parse, model), opened.Directory, request, ct, planHere,
                     JobProgressView.Lines(CommandConsole.For(parse.InvocationConfiguration.Error))),
                 curves =>
                 {

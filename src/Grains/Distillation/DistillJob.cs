@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
 using Babel.Grains.Engine;
+using Babel.Modeling.Chat;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Runtime;
@@ -146,9 +147,10 @@ public sealed class DistillJob(IServiceProvider services) : JobKind<DistillJobPa
         if (p.Teacher == "local")
         {
             TorchRuntime.Initialize(context.Threads);
-            var (model, tokenizer) = context.Models.Get(p.Model!, context.LocalFolder(p.Model!, cancellationToken));
+            var folder = context.LocalFolder(p.Model!, cancellationToken);
+            var (model, tokenizer) = context.Models.Get(p.Model!, folder);
             if (tokenizer is null) throw new UserInputException($"The teacher model {p.Model} has no tokenizer.json; a local teacher needs one.");
-            return new LocalTeacher(model, tokenizer, p.Model!, p.BatchSize);
+            return new LocalTeacher(model, tokenizer, PromptFormat.Load(folder, model.Config, tokenizer), p.Model!, p.BatchSize);
         }
         // Whoever submitted the job named the URL and the variable: this silo decides whether they may be used.
         var access = Access();

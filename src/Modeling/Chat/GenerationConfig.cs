@@ -25,16 +25,22 @@ public sealed record GenerationConfig(IReadOnlyList<int> EosTokenIds, int? BosTo
     /// <summary>The fields of a parsed <c>generation_config.json</c>; <paramref name="source"/> names it in errors.</summary>
     public static GenerationConfig FromJson(JsonObject json, string source)
     {
-        int Id(JsonNode? node, string key) => node is JsonValue value && value.TryGetValue<int>(out var id) && id >= 0
-            ? id
-            : throw new UserInputException($"{source}: \"{key}\" must be a non-negative integer id or a list of them; fix the file.");
-        IReadOnlyList<int> eos = json["eos_token_id"] switch
-        {
-            null => [],
-            JsonArray list => [.. list.Select(item => Id(item, "eos_token_id")).Distinct()],
-            var single => [Id(single, "eos_token_id")],
-        };
-        int? Optional(string key) => json[key] is null ? null : Id(json[key], key);
-        return new GenerationConfig(eos, Optional("bos_token_id"), Optional("pad_token_id"));
+        int? Optional(string key) => json[key] is null ? null : Id(json[key], key, source);
+        return new GenerationConfig(EosTokenIdsOf(json, source), Optional("bos_token_id"), Optional("pad_token_id"));
     }
+
+    /// <summary>
+    /// The <c>eos_token_id</c> of a parsed <c>generation_config.json</c> or <c>config.json</c> (both use the key): a single
+    /// id or a list; empty when absent. <paramref name="source"/> names the file in errors.
+    /// </summary>
+    public static IReadOnlyList<int> EosTokenIdsOf(JsonObject json, string source) => json["eos_token_id"] switch
+    {
+        null => [],
+        JsonArray list => [.. list.Select(item => Id(item, "eos_token_id", source)).Distinct()],
+        var single => [Id(single, "eos_token_id", source)],
+    };
+
+    private static int Id(JsonNode? node, string key, string source) => node is JsonValue value && value.TryGetValue<int>(out var id) && id >= 0
+        ? id
+        : throw new UserInputException($"{source}: \"{key}\" must be a non-negative integer id or a list of them; fix the file.");
 }

@@ -91,7 +91,16 @@ public static class Llama2cCheckpoint
             long offset = Llama2cHeader.ByteLength;
             Tensor Next(params long[] shape)
             {
-                var tensor = TensorBytes.ReadFloat32(file, offset, shape, SafeTensorsDtype.F32, path);
+                var tensor = empty(shape, ScalarType.Float32);
+                try
+                {
+                    TensorBytes.ReadInto(file, offset, tensor, SafeTensorsDtype.F32, path);
+                }
+                catch
+                {
+                    tensor.Dispose();
+                    throw;
+                }
                 offset += shape.Aggregate(1L, (a, b) => a * b) * sizeof(float);
                 return tensor;
             }

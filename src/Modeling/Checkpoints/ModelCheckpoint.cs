@@ -44,7 +44,17 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
         return config;
     }
 
-    private static (ModelConfig Config, Dictionary<string, (string File, SafeTensorsEntry Entry)> Located) Inspect(string directory)
+    /// <summary>
+    /// Checks <c>config.json</c> and every safetensors header of <paramref name="directory"/> against each other and returns
+    /// where each tensor is, without reading tensor data (<see cref="CheckpointWeights.ReadInto"/> reads it).
+    /// </summary>
+    public static CheckpointWeights Open(string directory)
+    {
+        var (config, located) = Inspect(directory);
+        return new CheckpointWeights(directory, config, located);
+    }
+
+    private static (ModelConfig Config, Dictionary<string, TensorLocation> Located) Inspect(string directory)
     {
         if (!Directory.Exists(directory))
         {
@@ -64,26 +74,17 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
     /// </summary>
     public static ModelCheckpoint Load(string directory)
     {
-        var (config, located) = Inspect(directory);
-
-        var expected = config.ExpectedTensors();
-        var wanted = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
-        var read = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var weights = Open(directory);
+        // State-dict order, whatever the files' order.
+        var tensors = weights.Config.ExpectedTensors().ToDictionary(e => e.Name, e => empty(e.Shape, ScalarType.Float32), StringComparer.Ordinal);
         try
         {
-            foreach (var file in located.Values.Select(v => v.File).Distinct().Order(StringComparer.Ordinal))
-            {
-                foreach (var (name, tensor) in SafeTensors.Read(file, n => wanted.Contains(n) && located[n].File == file))
-                {
-                    read.Add(name, tensor);
-                }
-            }
-            // State-dict order, whatever the files' order.
-            return new ModelCheckpoint(config, expected.ToDictionary(e => e.Name, e => read[e.Name], StringComparer.Ordinal));
+            weights.ReadInto(tensors);
+            return new ModelCheckpoint(weights.Config, tensors);
         }
         catch
         {
-            foreach (var tensor in read.Values) tensor.Dispose();
+            foreach (var tensor in tensors.Values) tensor.Dispose();
             throw;
         }
     }
@@ -184,14 +185,15 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
         }
     }
 
-    private static Dictionary<string, (string File, SafeTensorsEntry Entry)> LocateTensors(string directory)
+    private static Dictionary<string, TensorLocation> LocateTensors(string directory)
     {
         var single = Path.Combine(directory, SingleFileName);
         var indexPath = Path.Combine(directory, IndexFileName);
-        var located = new Dictionary<string, (string, SafeTensorsEntry)>(StringComparer.Ordinal);
+        var located = new Dictionary<string, TensorLocation>(StringComparer.Ordinal);
         if (File.Exists(single))
         {
-            foreach (var entry in SafeTensors.ReadHeader(single).Entries) located[entry.Name] = (single, entry);
+            var header = SafeTensors.ReadHeader(single);
+            foreach (var entry in header.Entries) located[entry.Name] = new(single, entry, header.DataStart);
             return located;
         }
         if (!File.Exists(indexPath))
@@ -206,17 +208,18 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
             {
                 throw new UserInputException($"{indexPath} lists shard {fileName}, which is missing; copy the complete model folder.");
             }
-            foreach (var entry in SafeTensors.ReadHeader(shard).Entries)
+            var header = SafeTensors.ReadHeader(shard);
+            foreach (var entry in header.Entries)
             {
                 if (located.TryGetValue(entry.Name, out var other))
                 {
-                    throw new UserInputException($"{directory}: tensor {entry.Name} is stored in both {Path.GetFileName(other.Item1)} and {fileName}; keep one copy.");
+                    throw new UserInputException($"{directory}: tensor {entry.Name} is stored in both {Path.GetFileName(other.File)} and {fileName}; keep one copy.");
                 }
                 if (!weightMap.TryGetValue(entry.Name, out var mapped) || mapped != fileName)
                 {
                     throw new UserInputException($"{indexPath} does not map tensor {entry.Name} to {fileName}, which holds it; regenerate the index.");
                 }
-                located[entry.Name] = (shard, entry);
+                located[entry.Name] = new(shard, entry, header.DataStart);
             }
         }
         var absent = weightMap.Keys.FirstOrDefault(n => !located.ContainsKey(n));
@@ -295,4 +298,57 @@ public sealed partial class ModelCheckpoint(ModelConfig config, Dictionary<strin
 
     [GeneratedRegex(@"^model-\d+-of-\d+\.safetensors$")]
     private static partial Regex ShardFileName();
+}
+
+/// <summary>Where one tensor of a checkpoint is: its file, its header entry, and the file offset of that file's data buffer.</summary>
+internal sealed record TensorLocation(string File, SafeTensorsEntry Entry, long DataStart);
+
+/// <summary>
+/// A checkpoint whose config and headers were checked against each other (<see cref="ModelCheckpoint.Open"/>) and whose
+/// tensor data is still on disk: <see cref="ReadInto"/> reads each tensor straight into memory the caller allocated.
+/// </summary>
+public sealed class CheckpointWeights
+{
+    private readonly string _directory;
+    private readonly Dictionary<string, TensorLocation> _located;
+
+    internal CheckpointWeights(string directory, ModelConfig config, Dictionary<string, TensorLocation> located)
+    {
+        _directory = directory;
+        Config = config;
+        _located = located;
+    }
+
+    public ModelConfig Config { get; }
+
+    /// <summary>The type the checkpoint stores its weights in: that of the token embedding (norms are sometimes kept wider).</summary>
+    public SafeTensorsDtype StoredDtype => _located["model.embed_tokens.weight"].Entry.Dtype;
+
+    /// <summary>
+    /// Reads every tensor named in <paramref name="destinations"/> (contiguous CPU tensors of the checkpoint's shapes, any
+    /// floating type) from the files into the destinations' own memory: a tensor stored in the destination's type lands
+    /// there with no copy in between, another type is converted through a small staging block. Each file is opened once.
+    /// </summary>
+    /// <exception cref="UserInputException">A destination names a tensor the checkpoint lacks or has another shape, or a file is truncated.</exception>
+    public void ReadInto(IReadOnlyDictionary<string, Tensor> destinations)
+    {
+        foreach (var (name, destination) in destinations)
+        {
+            if (!_located.TryGetValue(name, out var location))
+                throw new UserInputException($"{_directory} lacks {name}, which the model's config requires.");
+            if (!location.Entry.Shape.SequenceEqual(destination.shape))
+                throw new UserInputException($"{_directory}: {name} has shape [{string.Join(", ", location.Entry.Shape)}] but the model expects [{string.Join(", ", destination.shape)}].");
+        }
+        using var guard = no_grad();
+        foreach (var file in destinations.Keys.GroupBy(name => _located[name].File).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            using var handle = SafeTensors.OpenRead(file.Key);
+            // In file order, so the disk reads sequentially.
+            foreach (var name in file.OrderBy(name => _located[name].Entry.Begin))
+            {
+                var location = _located[name];
+                TensorBytes.ReadInto(handle, location.DataStart + location.Entry.Begin, destinations[name], location.Entry.Dtype, file.Key);
+            }
+        }
+    }
 }

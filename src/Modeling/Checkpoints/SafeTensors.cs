@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Babel.Modeling.Checkpoints;
 
-/// <summary>Element types of the safetensors format that Babel reads (each becomes float32) and writes.</summary>
+/// <summary>Element types of the safetensors format that Babel reads (into float32, or kept as stored) and writes.</summary>
 public enum SafeTensorsDtype
 {
     F32,
@@ -60,7 +60,9 @@ public static class SafeTensors
         {
             foreach (var entry in header.Entries.Where(e => include(e.Name)))
             {
-                tensors.Add(entry.Name, TensorBytes.ReadFloat32(file, header.DataStart + entry.Begin, entry.Shape, entry.Dtype, path));
+                var tensor = empty(entry.Shape, ScalarType.Float32);
+                tensors.Add(entry.Name, tensor);
+                TensorBytes.ReadInto(file, header.DataStart + entry.Begin, tensor, entry.Dtype, path);
             }
             return tensors;
         }
@@ -99,7 +101,7 @@ public static class SafeTensors
     /// <summary>The bytes <paramref name="shape"/> takes in the data buffer when stored as <paramref name="dtype"/>.</summary>
     public static long ByteSize(long[] shape, SafeTensorsDtype dtype) => shape.Aggregate(1L, (a, b) => a * b) * ElementSize(dtype);
 
-    private static byte[] HeaderBytes(IReadOnlyList<(string Name, long[] Shape)> tensors, SafeTensorsDtype dtype, IReadOnlyDictionary<string, string>? metadata)
+    internal static byte[] HeaderBytes(IReadOnlyList<(string Name, long[] Shape)> tensors, SafeTensorsDtype dtype, IReadOnlyDictionary<string, string>? metadata)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -142,6 +144,9 @@ public static class SafeTensors
         SafeTensorsDtype.F64 => ScalarType.Float64,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
+
+    /// <summary>Opens <paramref name="path"/> for reading tensor data; a missing or unreadable file is one sentence.</summary>
+    internal static Microsoft.Win32.SafeHandles.SafeFileHandle OpenRead(string path) => Open(path);
 
     private static Microsoft.Win32.SafeHandles.SafeFileHandle Open(string path)
     {

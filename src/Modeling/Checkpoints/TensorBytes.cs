@@ -12,27 +12,23 @@ internal static class TensorBytes
     // Elements converted per staging round trip (2–8 MB).
     private const int ConversionBlockElements = 1 << 20;
 
-    /// <summary>Reads a float32 tensor of <paramref name="shape"/> stored as <paramref name="dtype"/> at <paramref name="offset"/>.</summary>
-    public static Tensor ReadFloat32(SafeFileHandle file, long offset, long[] shape, SafeTensorsDtype dtype, string path)
+    /// <summary>
+    /// Reads the tensor stored as <paramref name="dtype"/> at <paramref name="offset"/> into <paramref name="destination"/>
+    /// (a contiguous CPU tensor of its shape, any floating type): straight into its memory when the types agree, else
+    /// converted block by block.
+    /// </summary>
+    public static void ReadInto(SafeFileHandle file, long offset, Tensor destination, SafeTensorsDtype dtype, string path)
     {
-        var tensor = empty(shape, ScalarType.Float32);
-        try
+        if (!destination.is_contiguous() || destination.device_type != TorchSharp.DeviceType.CPU)
+            throw new ArgumentException("Tensor data is read into contiguous CPU tensors.", nameof(destination));
+        using var flat = destination.view(-1);
+        if (destination.dtype == SafeTensors.ScalarTypeOf(dtype))
         {
-            using var flat = tensor.view(-1);
-            if (dtype == SafeTensorsDtype.F32)
-            {
-                ReadDirect(file, offset, flat, path);
-            }
-            else
-            {
-                ReadWidened(file, offset, flat, dtype, path);
-            }
-            return tensor;
+            ReadDirect(file, offset, flat, path);
         }
-        catch
+        else
         {
-            tensor.Dispose();
-            throw;
+            ReadConverted(file, offset, flat, dtype, path);
         }
     }
 
@@ -48,8 +44,8 @@ internal static class TensorBytes
         }
     }
 
-    // Narrower or wider element types go through a small staging tensor; libtorch's vectorised copy_ converts.
-    private static void ReadWidened(SafeFileHandle file, long offset, Tensor flat, SafeTensorsDtype dtype, string path)
+    // Another element type goes through a small staging tensor; libtorch's vectorised copy_ converts.
+    private static void ReadConverted(SafeFileHandle file, long offset, Tensor flat, SafeTensorsDtype dtype, string path)
     {
         var count = flat.shape[0];
         if (count == 0) return;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Babel.Modeling.Chat;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Training;
@@ -68,7 +69,7 @@ public static class DistillationBenchmarks
         TorchRuntime.Initialize(1);
         using var model = CausalLanguageModel.Load(modelDirectory);
         using var tokenizer = HuggingFaceTokenizer.Load(modelDirectory);
-        using var teacher = new LocalTeacher(model, tokenizer, "bench", batchSize);
+        using var teacher = new LocalTeacher(model, tokenizer, PromptFormat.Load(modelDirectory, model.Config, tokenizer), "bench", batchSize);
         var chunks = new List<List<TeacherRequest>>();
         foreach (var exchanges in DistillationFolder.ReadRaw(folder))
         {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Babel.Modeling.Chat;
 using Babel.Modeling.Generation;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Transformer;
@@ -8,11 +9,13 @@ namespace Babel.Modeling.Distillation;
 /// <summary>
 /// A model folder as teacher: requests with the same sampling parameters are generated together in batches of
 /// <paramref name="batchSize"/> with the KV cache, each row from its own generator seeded with the request's seed, so a
-/// sample depends on (prompt, parameters, seed) and not on which other requests shared its batch. A prompt longer than the
-/// context leaves room for the completion by keeping its last tokens (BOS first). Stop strings cut the decoded text.
-/// Runs on the calling thread; the model and tokenizer belong to the caller.
+/// sample depends on (prompt, parameters, seed) and not on which other requests shared its batch. A request's prompt is
+/// one user message, prompted as <c>babel serve</c> prompts a chat completion (<paramref name="format"/>: the folder's chat
+/// template with the generation prompt, else BOS and the text); a row ends at any of the format's EOS ids, which is not
+/// part of the text. A prompt longer than the context leaves room for the completion by keeping its last tokens (and its
+/// BOS). Stop strings cut the decoded text. Runs on the calling thread; the model and tokenizer belong to the caller.
 /// </summary>
-public sealed class LocalTeacher(CausalLanguageModel model, ITokenizer tokenizer, string modelIdentity, int batchSize = 8) : ITeacher
+public sealed class LocalTeacher(CausalLanguageModel model, ITokenizer tokenizer, PromptFormat format, string modelIdentity, int batchSize = 8) : ITeacher
 {
     public string Identity => $"local:{modelIdentity}";
 
@@ -38,19 +41,14 @@ public sealed class LocalTeacher(CausalLanguageModel model, ITokenizer tokenizer
         var first = batch[0];
         var maxNew = Math.Min(first.MaxTokens, model.Config.MaxPositionEmbeddings - 1);
         var room = model.Config.MaxPositionEmbeddings - maxNew;
-        var prompts = batch.Select(r =>
-        {
-            var ids = tokenizer.Encode(r.Prompt);
-            // Keep BOS and the end of the prompt (where the question is) when the whole does not fit.
-            var keep = Math.Min(ids.Length, room - 1);
-            return (int[])[model.Config.BosTokenId, .. ids.AsSpan(ids.Length - keep)];
-        }).ToList();
+        var prompts = batch.Select(r => Fit(Prompt(r), room)).ToList();
         var options = new SamplingOptions
         {
             MaxNewTokens = maxNew,
             Temperature = first.Temperature,
             TopP = first.TopP,
             RowSeeds = [.. batch.Select(r => r.Seed)],
+            EosTokenIds = format.StopTokenIds,
         };
         var stopwatch = Stopwatch.StartNew();
         var generated = TextGenerator.Generate(model, prompts, options, padId: model.Config.PadTokenId ?? tokenizer.PadId);
@@ -59,8 +57,9 @@ public sealed class LocalTeacher(CausalLanguageModel model, ITokenizer tokenizer
         for (var row = 0; row < batch.Count; row++)
         {
             var ids = generated[row];
-            var ended = ids.Length > 0 && ids[^1] == model.Config.EosTokenId;
-            var text = tokenizer.Decode(ids);
+            var ended = ids.Length > 0 && format.StopTokenIds.Contains(ids[^1]);
+            // The id that ended the row is not part of the text (an instruction model's second EOS may be an ordinary token).
+            var text = tokenizer.Decode(ended ? ids.AsSpan(0, ids.Length - 1) : ids);
             var stopped = false;
             foreach (var stop in batch[row].Stop)
             {
@@ -77,6 +76,17 @@ public sealed class LocalTeacher(CausalLanguageModel model, ITokenizer tokenizer
         }
         DistillationMetrics.TeacherRequests.Add(batch.Count, [new("teacher", "local"), new("outcome", "ok")]);
         return completions;
+    }
+
+    /// <summary>The ids the model is prompted with for <paramref name="request"/> before any cut to the context: its prompt as one user message.</summary>
+    public int[] Prompt(TeacherRequest request) => format.UserMessage(request.Prompt);
+
+    /// <summary>The end of <paramref name="ids"/> (where the question and the generation prompt are) in <paramref name="room"/> tokens, BOS kept.</summary>
+    private int[] Fit(int[] ids, int room)
+    {
+        if (ids.Length <= room) return ids;
+        var bos = ids[0] == model.Config.BosTokenId ? 1 : 0;
+        return [.. ids.AsSpan(0, bos), .. ids.AsSpan(ids.Length - (room - bos))];
     }
 
     public void Dispose()

@@ -10,7 +10,8 @@ namespace Babel.Modeling.Generation;
 /// RMSNorm gains folded into the following projections, q/k/v fused into one matrix that also yields the
 /// rotate-half of q and k (so rotary embedding is one multiply-add), gate/up fused, all pre-transposed for
 /// <c>addmm</c> with the residual, and each query-head group attends to its shared key/value head without copies.
-/// Valid only while the model's weights do not change.
+/// Valid only while the model's weights do not change. A bfloat16 or float16 model decodes in its own type, with each
+/// RMSNorm computed in float32 (as the full forward does) and float32 logits.
 /// </summary>
 public sealed class CachedDecoder : IDisposable
 {
@@ -29,6 +30,7 @@ public sealed class CachedDecoder : IDisposable
     private readonly Tensor _epsilon;
     // Scalars are native objects in TorchSharp: made once here, not per call in the decoding loop.
     private readonly Scalar _one = 1.ToScalar();
+    private readonly ScalarType _dtype;
 
     public CachedDecoder(CausalLanguageModel model)
     {
@@ -38,6 +40,7 @@ public sealed class CachedDecoder : IDisposable
         _intermediate = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(config.IntermediateSizeOf)];
         _window = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(config.SlidingWindowOf)];
         _rotary = model.Rotary;
+        _dtype = model.Dtype;
         _meanColumn = full(config.HiddenSize, 1, 1.0 / config.HiddenSize);
         _epsilon = full(1, 1, config.RmsNormEps);
         using var guard = no_grad();
@@ -48,7 +51,7 @@ public sealed class CachedDecoder : IDisposable
         // Per position: cos and sin tiled over the q heads then the k heads, side by side.
         int qHeads = _heads, kHeads = _keyValueHeads;
         _rotaryTable = cat([model.Rotary.Cos.repeat(1, qHeads + kHeads), model.Rotary.Sin.repeat(1, qHeads + kHeads)], dim: 1)
-            .contiguous().MoveToOuterDisposeScope();
+            .to_type(_dtype).contiguous().MoveToOuterDisposeScope();
         _slot = zeros(1, ScalarType.Int64).MoveToOuterDisposeScope();
     }
 
@@ -130,6 +133,7 @@ public sealed class CachedDecoder : IDisposable
             if (w.DownBias is not null) x = x.add_(w.DownBias);
         }
         var logits = Normalize(x).mm(_head);
+        if (_dtype != ScalarType.Float32) logits = logits.to_type(ScalarType.Float32);
         cache.NextPosition.add_(_one);
         cache.Extend();
         return logits.MoveToOuterDisposeScope();
@@ -146,14 +150,19 @@ public sealed class CachedDecoder : IDisposable
             {
                 var (c, s) = _rotary.Gather(positions.unsqueeze(1), length);
                 var heads = _heads + _keyValueHeads;
-                return (c.view(-1, _headDim).repeat(1, heads), s.view(-1, _headDim).repeat(1, heads));
+                return (c.view(-1, _headDim).repeat(1, heads).to_type(_dtype), s.view(-1, _headDim).repeat(1, heads).to_type(_dtype));
             }
         }
         var rotary = _rotaryTable.index_select(0, positions);
         return (rotary.narrow(1, 0, rotaryWidth), rotary.narrow(1, rotaryWidth, rotaryWidth));
     }
 
-    private Tensor Normalize(Tensor x) => x * _epsilon.addmm(x.square(), _meanColumn).rsqrt_();
+    private Tensor Normalize(Tensor x)
+    {
+        if (_dtype == ScalarType.Float32) return x * _epsilon.addmm(x.square(), _meanColumn).rsqrt_();
+        var wide = x.to_type(ScalarType.Float32);
+        return (wide * _epsilon.addmm(wide.square(), _meanColumn).rsqrt_()).to_type(_dtype);
+    }
 
     public void Dispose()
     {

@@ -14,6 +14,11 @@ public sealed record SamplingOptions
     public IReadOnlyList<long>? RowSeeds { get; init; }
     /// <summary>Stop a row at its first end-of-sequence token (which is kept in the output).</summary>
     public bool StopAtEos { get; init; } = true;
+    /// <summary>
+    /// The ids that end a row when <see cref="StopAtEos"/> (e.g. <see cref="Chat.PromptFormat.StopTokenIds"/>: every EOS id of
+    /// an instruction-tuned checkpoint); null means the model config's <c>eos_token_id</c> alone.
+    /// </summary>
+    public IReadOnlyCollection<int>? EosTokenIds { get; init; }
 
     public bool IsGreedy => Temperature <= 0;
 

@@ -15,7 +15,8 @@ public static class TextGenerator
     private const int EosCheckInterval = 8;
 
     /// <summary>
-    /// The generated ids of each prompt (without the prompt), ending at the first EOS when <see cref="SamplingOptions.StopAtEos"/>.
+    /// The generated ids of each prompt (without the prompt), ending at the first EOS (any of <see cref="SamplingOptions.EosTokenIds"/>)
+    /// when <see cref="SamplingOptions.StopAtEos"/>.
     /// <c>onStep</c>, when given, gets the token every row chose at each step (rows that ended included); it costs a device
     /// sync per step, so only a caller that needs the tokens as they come (a server) passes it. <c>cancellationToken</c> is checked between steps, so a
     /// server stops within one step of its client leaving (<see cref="OperationCanceledException"/>).
@@ -42,6 +43,7 @@ public static class TextGenerator
         using var guard = no_grad();
         using var scope = NewDisposeScope();
         var batch = prompts.Count;
+        int[] eos = options.StopAtEos ? [.. (options.EosTokenIds ?? [config.EosTokenId]).Distinct()] : [];
         var (ids, mask) = LeftPad(prompts, padId);
         var generated = zeros([batch, options.MaxNewTokens], ScalarType.Int64);
         var finished = zeros(batch, ScalarType.Bool);
@@ -49,7 +51,7 @@ public static class TextGenerator
         var steps = 0;
         if (useCache)
         {
-            using var cache = new KeyValueCache(config.NumHiddenLayers, batch, config.NumKeyValueHeads, config.HeadDim, longest + options.MaxNewTokens);
+            using var cache = new KeyValueCache(config.NumHiddenLayers, batch, config.NumKeyValueHeads, config.HeadDim, longest + options.MaxNewTokens, dtype: model.Dtype);
             using var decoder = new CachedDecoder(model);
             var next = sampler.Next(model.Forward(ids, mask, cache, hook).select(1, -1));
             while (true)
@@ -58,7 +60,7 @@ public static class TextGenerator
                 steps++;
                 onStep?.Invoke(next.data<long>().ToArray());
                 cancellationToken.ThrowIfCancellationRequested();
-                if (steps == options.MaxNewTokens || ShouldStop(options, config.EosTokenId, next, finished, steps)) break;
+                if (steps == options.MaxNewTokens || ShouldStop(eos, next, finished, steps)) break;
                 using var stepScope = NewDisposeScope();
                 next = sampler.Next(decoder.Step(next, cache, hook)).MoveToOuterDisposeScope();
             }
@@ -75,18 +77,22 @@ public static class TextGenerator
                 steps++;
                 onStep?.Invoke(next.data<long>().ToArray());
                 cancellationToken.ThrowIfCancellationRequested();
-                if (steps == options.MaxNewTokens || ShouldStop(options, config.EosTokenId, next, finished, steps)) break;
+                if (steps == options.MaxNewTokens || ShouldStop(eos, next, finished, steps)) break;
                 sequence = cat([sequence, next.unsqueeze(1)], dim: 1).MoveToOuterDisposeScope();
                 sequenceMask = cat([sequenceMask, ones([batch, 1], ScalarType.Int64)], dim: 1).MoveToOuterDisposeScope();
             }
         }
-        return Trim(generated.narrow(1, 0, steps), options.StopAtEos ? config.EosTokenId : -1);
+        return Trim(generated.narrow(1, 0, steps), eos);
     }
 
-    private static bool ShouldStop(SamplingOptions options, int eos, Tensor next, Tensor finished, int steps)
+    private static bool ShouldStop(int[] eos, Tensor next, Tensor finished, int steps)
     {
-        if (!options.StopAtEos) return false;
-        finished.logical_or_(next.eq(eos));
+        if (eos.Length == 0) return false;
+        foreach (var id in eos)
+        {
+            using var ended = next.eq(id);
+            finished.logical_or_(ended);
+        }
         return steps % EosCheckInterval == 0 && finished.all().item<bool>();
     }
 
@@ -110,7 +116,7 @@ public static class TextGenerator
         return (tensor(ids, [prompts.Count, longest]), tensor(mask, [prompts.Count, longest]));
     }
 
-    private static int[][] Trim(Tensor generated, int eos)
+    private static int[][] Trim(Tensor generated, int[] eos)
     {
         var rows = (int)generated.shape[0];
         var width = (int)generated.shape[1];
@@ -123,7 +129,7 @@ public static class TextGenerator
             {
                 var token = (int)flat[row * width + i];
                 tokens.Add(token);
-                if (token == eos) break;
+                if (Array.IndexOf(eos, token) >= 0) break;
             }
             result[row] = [.. tokens];
         }

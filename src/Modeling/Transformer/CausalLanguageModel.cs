@@ -9,27 +9,36 @@ namespace Babel.Modeling.Transformer;
 /// <summary>
 /// A decoder-only transformer of the Llama family (Llama, Qwen2): token embedding, pre-norm blocks with
 /// grouped-query attention and SwiGLU FFNs, final RMSNorm and a language-model head (optionally tied).
-/// Parameter names are Hugging Face's state-dict keys, so checkpoints load by name.
+/// Parameter names are Hugging Face's state-dict keys, so checkpoints load by name. The parameters and activations have
+/// one element type (<see cref="Dtype"/>: float32, or bfloat16/float16 as a checkpoint stores them); norms are computed in
+/// float32 and logits are always float32, as transformers computes a half-precision Llama.
 /// </summary>
 public sealed class CausalLanguageModel : nn.Module
 {
     private readonly DecoderStack _model;
     private readonly Linear? _lmHead;
 
-    public CausalLanguageModel(ModelConfig config) : base(nameof(CausalLanguageModel))
+    /// <param name="config">The architecture.</param>
+    /// <param name="dtype">The element type of every parameter and activation; float32 by default.</param>
+    public CausalLanguageModel(ModelConfig config, ScalarType? dtype = null) : base(nameof(CausalLanguageModel))
     {
         Config = config.Validate("model config");
-        _model = new DecoderStack(config);
+        Dtype = dtype ?? ScalarType.Float32;
+        if (Dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+            throw new ArgumentOutOfRangeException(nameof(dtype), Dtype, "A model computes in float32, bfloat16 or float16.");
+        _model = new DecoderStack(config, Dtype);
         register_module("model", _model);
         if (!config.TieWordEmbeddings)
         {
-            _lmHead = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+            _lmHead = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, dtype: Dtype);
             register_module("lm_head", _lmHead);
         }
         Rotary = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta, config.RopeScaling);
     }
 
     public ModelConfig Config { get; }
+    /// <summary>The element type of the parameters and activations (logits are float32 whatever it is).</summary>
+    public ScalarType Dtype { get; }
     public RotaryEmbedding Rotary { get; }
     public IReadOnlyList<DecoderLayer> Layers => _model.Layers;
     public Tensor EmbedTokens => _model.EmbedTokens.weight!;
@@ -46,7 +55,8 @@ public sealed class CausalLanguageModel : nn.Module
     {
         using var scope = NewDisposeScope();
         var hidden = Hidden(inputIds, attentionMask, cache, hook);
-        return F.linear(hidden, LmHead).MoveToOuterDisposeScope();
+        var logits = F.linear(hidden, LmHead);
+        return (Dtype == ScalarType.Float32 ? logits : logits.to_type(ScalarType.Float32)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Final normalised hidden states [batch, tokens, hidden] (before the language-model head).</summary>
@@ -67,6 +77,8 @@ public sealed class CausalLanguageModel : nn.Module
         // Dynamic scaling reads the sequence length as transformers does: the largest position + 1.
         var sequenceLength = Rotary.IsDynamic && positions.numel() > 0 ? positions.max().item<long>() + 1 : 0;
         var (cos, sin) = Rotary.Gather(positions, sequenceLength);
+        // The tables are float32; a half-precision model rotates in its own type, as transformers does.
+        if (Dtype != ScalarType.Float32) (cos, sin) = (cos.to_type(Dtype), sin.to_type(Dtype));
 
         Tensor? mask = null, windowMask = null;
         var sliding = Enumerable.Range(0, Config.NumHiddenLayers).Any(l => Config.SlidingWindowOf(l) is not null);
@@ -90,14 +102,27 @@ public sealed class CausalLanguageModel : nn.Module
         return _model.Norm.forward(x).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Loads a Hugging Face model folder (config.json + safetensors), checked against the config, in evaluation mode.</summary>
-    public static CausalLanguageModel Load(string directory)
+    /// <summary>
+    /// Loads a Hugging Face model folder (config.json + safetensors), checked against the config, in evaluation mode, with
+    /// the element type <paramref name="dtype"/> asks for (<see cref="ModelDtypes.Resolve"/>; float32 by default). Each
+    /// tensor is read from its file straight into its parameter (converted on the way when the types differ, in small
+    /// blocks), so loading holds the model's parameters once and no second copy of any weight.
+    /// </summary>
+    public static CausalLanguageModel Load(string directory, ModelDtype dtype = ModelDtype.Float32)
     {
-        using var checkpoint = ModelCheckpoint.Load(directory);
-        var model = new CausalLanguageModel(checkpoint.Config);
-        model.LoadStateDict(checkpoint.Tensors, directory);
-        model.eval();
-        return model;
+        var weights = ModelCheckpoint.Open(directory);
+        var model = new CausalLanguageModel(weights.Config, ModelDtypes.Resolve(dtype, weights.StoredDtype));
+        try
+        {
+            weights.ReadInto(model.StateDict());
+            model.eval();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Initialises weights for training from scratch: N(0, 0.02), residual projections scaled by 1/sqrt(2·layers), norms at 1.</summary>
@@ -146,11 +171,11 @@ public sealed class CausalLanguageModel : nn.Module
     /// <summary>The <c>model.</c> part of the state dict: embeddings, blocks, final norm.</summary>
     private sealed class DecoderStack : nn.Module
     {
-        public DecoderStack(ModelConfig config) : base(nameof(DecoderStack))
+        public DecoderStack(ModelConfig config, ScalarType dtype) : base(nameof(DecoderStack))
         {
-            EmbedTokens = nn.Embedding(config.VocabSize, config.HiddenSize);
-            Layers = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(i => new DecoderLayer(config, i))];
-            Norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+            EmbedTokens = nn.Embedding(config.VocabSize, config.HiddenSize, dtype: dtype);
+            Layers = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(i => new DecoderLayer(config, i, dtype))];
+            Norm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype);
             register_module("embed_tokens", EmbedTokens);
             register_module("layers", nn.ModuleList([.. Layers]));
             register_module("norm", Norm);

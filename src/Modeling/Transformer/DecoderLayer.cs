@@ -5,13 +5,13 @@ namespace Babel.Modeling.Transformer;
 /// <summary>One pre-norm decoder block: x + attention(norm(x)), then + FFN(norm(x)).</summary>
 public sealed class DecoderLayer : nn.Module
 {
-    public DecoderLayer(Checkpoints.ModelConfig config, int index) : base(nameof(DecoderLayer))
+    public DecoderLayer(Checkpoints.ModelConfig config, int index, ScalarType? dtype = null) : base(nameof(DecoderLayer))
     {
         Index = index;
-        SelfAttn = new SelfAttention(config.HiddenSize, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim, config.AttentionBias);
-        Mlp = new FeedForward(config.HiddenSize, config.IntermediateSizeOf(index), config.MlpBias);
-        InputLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
-        PostAttentionLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+        SelfAttn = new SelfAttention(config.HiddenSize, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim, config.AttentionBias, dtype);
+        Mlp = new FeedForward(config.HiddenSize, config.IntermediateSizeOf(index), config.MlpBias, dtype);
+        InputLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype);
+        PostAttentionLayernorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, dtype);
         register_module("self_attn", SelfAttn);
         register_module("mlp", Mlp);
         register_module("input_layernorm", InputLayernorm);

@@ -7,12 +7,12 @@ namespace Babel.Modeling.Transformer;
 /// <summary>SwiGLU feed-forward network: down_proj(SiLU(gate_proj(x)) ⊙ up_proj(x)), with biases when <c>mlp_bias</c> is set.</summary>
 public sealed class FeedForward : nn.Module
 {
-    public FeedForward(int hiddenSize, int intermediateSize, bool bias = false) : base(nameof(FeedForward))
+    public FeedForward(int hiddenSize, int intermediateSize, bool bias = false, ScalarType? dtype = null) : base(nameof(FeedForward))
     {
         IntermediateSize = intermediateSize;
-        GateProj = nn.Linear(hiddenSize, intermediateSize, hasBias: bias);
-        UpProj = nn.Linear(hiddenSize, intermediateSize, hasBias: bias);
-        DownProj = nn.Linear(intermediateSize, hiddenSize, hasBias: bias);
+        GateProj = nn.Linear(hiddenSize, intermediateSize, hasBias: bias, dtype: dtype);
+        UpProj = nn.Linear(hiddenSize, intermediateSize, hasBias: bias, dtype: dtype);
+        DownProj = nn.Linear(intermediateSize, hiddenSize, hasBias: bias, dtype: dtype);
         register_module("gate_proj", GateProj);
         register_module("up_proj", UpProj);
         register_module("down_proj", DownProj);

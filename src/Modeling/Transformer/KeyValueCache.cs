@@ -9,15 +9,16 @@ namespace Babel.Modeling.Transformer;
 /// </summary>
 public sealed class KeyValueCache : IDisposable
 {
-    public KeyValueCache(int layers, long batch, int keyValueHeads, int headDim, int capacity, Device? device = null)
+    /// <summary>An empty cache of <paramref name="capacity"/> slots in the model's element type <paramref name="dtype"/> (<see cref="CausalLanguageModel.Dtype"/>; float32 by default).</summary>
+    public KeyValueCache(int layers, long batch, int keyValueHeads, int headDim, int capacity, Device? device = null, ScalarType? dtype = null)
     {
         Capacity = capacity;
         Keys = new Tensor[layers];
         Values = new Tensor[layers];
         for (var layer = 0; layer < layers; layer++)
         {
-            Keys[layer] = zeros([batch, keyValueHeads, capacity, headDim], device: device);
-            Values[layer] = zeros([batch, keyValueHeads, capacity, headDim], device: device);
+            Keys[layer] = zeros([batch, keyValueHeads, capacity, headDim], dtype, device: device);
+            Values[layer] = zeros([batch, keyValueHeads, capacity, headDim], dtype, device: device);
         }
         // Slots are valid unless a prefill writes a pad there, so decoding needs no per-step write.
         KeyValid = ones([batch, capacity], ScalarType.Bool, device: device);

@@ -3,22 +3,31 @@ using static TorchSharp.torch;
 
 namespace Babel.Modeling.Transformer;
 
-/// <summary>Root-mean-square layer normalisation with a learned gain (<c>weight</c>).</summary>
+/// <summary>
+/// Root-mean-square layer normalisation with a learned gain (<c>weight</c>). A bfloat16 or float16 input is normalised in
+/// float32 and rounded back before the gain, as transformers' LlamaRMSNorm does.
+/// </summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter _weight;
 
-    public RmsNorm(long size, double epsilon) : base(nameof(RmsNorm))
+    public RmsNorm(long size, double epsilon, ScalarType? dtype = null) : base(nameof(RmsNorm))
     {
         Epsilon = epsilon;
-        _weight = new Parameter(ones(size));
+        _weight = new Parameter(ones(size, dtype ?? ScalarType.Float32));
         register_parameter("weight", _weight);
     }
 
     public double Epsilon { get; }
     public Parameter Weight => _weight;
 
-    public override Tensor forward(Tensor input) => Normalize(input, Epsilon).mul_(_weight);
+    public override Tensor forward(Tensor input)
+    {
+        if (input.dtype == ScalarType.Float32) return Normalize(input, Epsilon).mul_(_weight);
+        using var wide = input.to_type(ScalarType.Float32);
+        using var normalized = Normalize(wide, Epsilon);
+        return normalized.to_type(input.dtype).mul_(_weight);
+    }
 
     /// <summary>x / sqrt(mean(x²) + ε) over the last dimension, without the gain.</summary>
     public static Tensor Normalize(Tensor input, double epsilon)

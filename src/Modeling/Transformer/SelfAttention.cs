@@ -11,15 +11,15 @@ public sealed class SelfAttention : nn.Module
     private readonly int _keyValueHeads;
     private readonly int _headDim;
 
-    public SelfAttention(int hiddenSize, int heads, int keyValueHeads, int headDim, bool qkvBias) : base(nameof(SelfAttention))
+    public SelfAttention(int hiddenSize, int heads, int keyValueHeads, int headDim, bool qkvBias, ScalarType? dtype = null) : base(nameof(SelfAttention))
     {
         _heads = heads;
         _keyValueHeads = keyValueHeads;
         _headDim = headDim;
-        QProj = nn.Linear(hiddenSize, heads * headDim, hasBias: qkvBias);
-        KProj = nn.Linear(hiddenSize, keyValueHeads * headDim, hasBias: qkvBias);
-        VProj = nn.Linear(hiddenSize, keyValueHeads * headDim, hasBias: qkvBias);
-        OProj = nn.Linear(heads * headDim, hiddenSize, hasBias: false);
+        QProj = nn.Linear(hiddenSize, heads * headDim, hasBias: qkvBias, dtype: dtype);
+        KProj = nn.Linear(hiddenSize, keyValueHeads * headDim, hasBias: qkvBias, dtype: dtype);
+        VProj = nn.Linear(hiddenSize, keyValueHeads * headDim, hasBias: qkvBias, dtype: dtype);
+        OProj = nn.Linear(heads * headDim, hiddenSize, hasBias: false, dtype: dtype);
         register_module("q_proj", QProj);
         register_module("k_proj", KProj);
         register_module("v_proj", VProj);

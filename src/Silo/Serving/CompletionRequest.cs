@@ -64,7 +64,7 @@ internal sealed record CompletionRequest(
         // The requested name is not repeated: an error echoes nothing the client sent.
         if (name is not null && name != model.Name)
             throw new OpenAiError(StatusCodes.Status404NotFound, $"The requested model is not served here; this server serves '{model.Name}'.", code: "model_not_found", param: "model");
-        List<PromptText> texts = chat ? [ChatPrompt(body, model)] : [.. PromptTexts(body).Select(text => new PromptText(text, Rendered: false))];
+        List<PromptInput> texts = chat ? [ChatPrompt(body, model)] : [.. PromptTexts(body).Select(text => new PromptInput(text, null, null))];
         var n = Integer(body, "n") ?? 1;
         if (n < 1) throw Invalid(Invariant($"'n' must be 1 or more (got {n})."), "n");
         var choices = (long)texts.Count * n;
@@ -104,7 +104,7 @@ internal sealed record CompletionRequest(
             try
             {
                 // A chat template writes the special tokens itself (BOS included), as transformers' apply_chat_template does.
-                ids = text.Rendered ? model.TokenizeRendered(text.Text) : model.Tokenize(text.Text);
+                ids = text.Messages is { } messages ? ChatIds(model, messages, text.Tools) : model.Tokenize(text.Text!);
             }
             catch (ArgumentException)
             {
@@ -130,18 +130,19 @@ internal sealed record CompletionRequest(
         return new CompletionRequest(prompts, n, maxTokens, temperature, topP, seed, stop, stream, includeUsage);
     }
 
-    /// <summary>A prompt's text, and whether a chat template rendered it (then it holds its special tokens already).</summary>
-    private sealed record PromptText(string Text, bool Rendered);
+    /// <summary>A prompt as the request gives it: a completion's text, or a chat's checked messages and tools.</summary>
+    private sealed record PromptInput(string? Text, JsonArray? Messages, JsonArray? Tools);
 
-    private static PromptText ChatPrompt(JsonObject body, ServedModel model)
+    private static PromptInput ChatPrompt(JsonObject body, ServedModel model)
     {
         if (body["messages"] is not JsonArray { Count: > 0 } messages)
             throw Invalid($"'messages' must be a non-empty array of messages (got {Kind(body["messages"])}).", "messages");
-        if (model.ChatTemplate is not { } template)
+        if (model.ChatTemplate is null)
         {
-            return new PromptText(string.Join("\n\n", messages.Select(m => m is JsonObject message && message["content"] is JsonValue content && content.TryGetValue<string>(out var text)
-                ? text
-                : throw Invalid("Every message must be an object with a string 'content'.", "messages"))), Rendered: false);
+            // Joined by the model's prompt format: only the contents count, and each must be a string.
+            if (!messages.All(m => m is JsonObject message && message["content"] is JsonValue content && content.TryGetValue<string>(out _)))
+                throw Invalid("Every message must be an object with a string 'content'.", "messages");
+            return new PromptInput(null, messages, null);
         }
         var conversation = new JsonArray();
         foreach (var item in messages)
@@ -168,9 +169,14 @@ internal sealed record CompletionRequest(
             JsonArray array => array,
             var other => throw Invalid($"'tools' must be an array of tool definitions (got {Kind(other)}).", "tools"),
         };
+        return new PromptInput(null, conversation, tools);
+    }
+
+    private static int[] ChatIds(ServedModel model, JsonArray messages, JsonArray? tools)
+    {
         try
         {
-            return new PromptText(template.Render(conversation, addGenerationPrompt: true, tools), Rendered: true);
+            return model.TokenizeChat(messages, tools);
         }
         catch (UserInputException e) when (e.InnerException is ChatTemplateException details)
         {

@@ -1,10 +1,13 @@
 using System.Diagnostics;
+using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using Babel.Modeling.Chat;
+using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Generation;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Transformer;
+using Babel.Storage;
 using Microsoft.Extensions.Options;
 
 namespace Babel.Silo.Serving;
@@ -42,8 +45,7 @@ public sealed class ServedModel : IDisposable
     private readonly ServingOptions _options;
     private readonly CausalLanguageModel _model;
     private readonly HuggingFaceTokenizer _tokenizer;
-    // Every id that ends a row: config.json's EOS and each of generation_config.json's.
-    private readonly IReadOnlySet<int> _stopIds;
+    private readonly PromptFormat _format;
     private long _batches;
     private long _rows;
     private long _generatedTokens;
@@ -55,22 +57,28 @@ public sealed class ServedModel : IDisposable
     public ServedModel(IOptions<ServingOptions> options)
     {
         _options = options.Value;
-        // Read first: a broken template or generation config is refused before the weights load.
-        ChatTemplate = Modeling.Chat.ChatTemplate.Load(_options.ModelFolder);
-        var generation = GenerationConfig.Load(_options.ModelFolder);
-        TorchRuntime.Initialize();
-        _model = CausalLanguageModel.Load(_options.ModelFolder);
         _tokenizer = HuggingFaceTokenizer.Load(_options.ModelFolder);
-        _stopIds = new HashSet<int>([_model.Config.EosTokenId, .. generation?.EosTokenIds ?? []]);
+        try
+        {
+            // Read first: a broken template or generation config is refused before the weights load.
+            _format = PromptFormat.Load(_options.ModelFolder, ModelConfig.Load(_options.ModelFolder), _tokenizer);
+            TorchRuntime.Initialize();
+            _model = CausalLanguageModel.Load(_options.ModelFolder, _options.Dtype);
+        }
+        catch
+        {
+            _tokenizer.Dispose();
+            throw;
+        }
         _thread = new Thread(Run) { IsBackground = true, Name = "babel-serve " + _options.Name };
         _thread.Start();
     }
 
     public string Name => _options.Name;
     /// <summary>The model folder's chat template, which chat completions render; null when it has none (messages are then joined).</summary>
-    public ChatTemplate? ChatTemplate { get; }
-    /// <summary>The ids that end a generated row (config.json's EOS and every EOS id of generation_config.json).</summary>
-    public IReadOnlySet<int> StopIds => _stopIds;
+    public ChatTemplate? ChatTemplate => _format.ChatTemplate;
+    /// <summary>The ids that end a generated row (<see cref="PromptFormat.StopTokenIds"/>: every EOS id of the model folder).</summary>
+    public IReadOnlySet<int> StopIds => _format.StopTokenIds;
     public int ContextLength => _model.Config.MaxPositionEmbeddings;
     /// <summary>Batches generated (one per turn of the generation thread).</summary>
     public long Batches => Interlocked.Read(ref _batches);
@@ -105,13 +113,14 @@ public sealed class ServedModel : IDisposable
         }
     }
 
-    /// <summary>The prompt's token ids as the model sees them: BOS, then the text's tokens.</summary>
+    /// <summary>A completion prompt's token ids as the model sees them: BOS, then the text's tokens.</summary>
     /// <exception cref="ArgumentException">The text cannot be tokenized (e.g. it holds a lone surrogate).</exception>
-    internal int[] Tokenize(string text) => [_model.Config.BosTokenId, .. _tokenizer.Encode(text)];
+    internal int[] Tokenize(string text) => _format.Completion(text);
 
-    /// <summary>A chat template's rendering as the model sees it: its own special tokens (BOS included) and nothing added.</summary>
+    /// <summary>A conversation's token ids as the model sees them (<see cref="PromptFormat.Chat"/>: the chat template's rendering, else the joined contents).</summary>
     /// <exception cref="ArgumentException">The text cannot be tokenized (e.g. it holds a lone surrogate).</exception>
-    internal int[] TokenizeRendered(string text) => _tokenizer.Encode(text);
+    /// <exception cref="UserInputException">The chat template refused the conversation or failed.</exception>
+    internal int[] TokenizeChat(JsonArray messages, JsonArray? tools) => _format.Chat(messages, tools);
 
     /// <summary>
     /// Queues <paramref name="rows"/>; the task ends with one completion per row, in order, or is cancelled when
@@ -251,6 +260,7 @@ public sealed class ServedModel : IDisposable
             Temperature = first.Temperature,
             TopP = first.TopP,
             RowSeeds = [.. chunk.Select(r => r.Row.Seed)],
+            EosTokenIds = _format.StopTokenIds,
         };
         ServingMetrics.PromptTokens.Add(chunk.Sum(r => (long)r.Row.Prompt.Length));
         using var ended = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
@@ -263,7 +273,7 @@ public sealed class ServedModel : IDisposable
             {
                 var row = chunk[i];
                 if (row.FinishReason is not null || EndIfAbandoned(row)) continue;
-                row.Accept((int)tokens[i], _stopIds, _tokenizer);
+                row.Accept((int)tokens[i], _format.StopTokenIds, _tokenizer);
                 running |= row.FinishReason is null;
             }
             // Nothing more anyone will read: stop at this step instead of decoding up to the longest row's max_tokens.

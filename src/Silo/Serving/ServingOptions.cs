@@ -1,4 +1,5 @@
 using System.Globalization;
+using Babel.Modeling.Checkpoints;
 using Microsoft.Extensions.Options;
 
 namespace Babel.Silo.Serving;
@@ -14,6 +15,9 @@ public sealed class ServingOptions
 
     /// <summary>The model folder (Hugging Face layout with <c>tokenizer.json</c>); set by <c>--model</c>.</summary>
     public string ModelFolder { get; set; } = "";
+
+    /// <summary>The element type the model is loaded and computed in; set by <c>--dtype</c>. Default auto (<see cref="ModelDtypes.Resolve"/>).</summary>
+    public ModelDtype Dtype { get; set; } = ModelDtype.Auto;
 
     /// <summary>The model name the API answers to; set by <c>--name</c> (default: the folder's name).</summary>
     public string Name { get; set; } = "";

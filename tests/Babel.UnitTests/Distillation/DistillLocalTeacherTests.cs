@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Babel.Modeling.Chat;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Transformer;
@@ -26,7 +27,7 @@ public class DistillLocalTeacherTests
         using var model = CausalLanguageModel.Load(modelFolder);
         using var tokenizer = HuggingFaceTokenizer.Load(modelFolder);
         TeacherRequest Request(string prompt, long seed) => new(prompt, 1.0, 1.0, 12, seed, []);
-        using var teacher = new LocalTeacher(model, tokenizer, "m", batchSize: 8);
+        using var teacher = new LocalTeacher(model, tokenizer, PromptFormat.Load(modelFolder, model.Config, tokenizer), "m", batchSize: 8);
         var alone = await teacher.CompleteAsync([Request("the cat", 5)], CancellationToken.None);
         var together = await teacher.CompleteAsync([Request("le chat numéro", 9), Request("the cat", 5), Request("the cat", 6)], CancellationToken.None);
         Assert.Equal(alone[0].Completion!.Text, together[1].Completion!.Text);

@@ -68,6 +68,27 @@ public class GenerationTests
         Assert.True(batched.Select(r => string.Join(",", r)).Distinct().Count() > 1, "different prompts should not all give the same continuation");
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Each_row_stops_at_the_first_of_several_eos_ids(bool useCache)
+    {
+        using var model = TinyModels.Create(TinyModels.Config());
+        int[][] prompts = [[1, 5, 6], [1, 9, 10, 11, 12, 13]];
+        var all = TextGenerator.Generate(model, prompts, new SamplingOptions { MaxNewTokens = 12, StopAtEos = false }, useCache);
+        // One stop id from each row's continuation, first reached after a few steps; neither is the config's EOS.
+        int[] stops = [.. all.Select(row => row.Skip(2).First(t => Array.IndexOf(row, t) >= 2))];
+        Assert.DoesNotContain(model.Config.EosTokenId, stops);
+        var stopped = TextGenerator.Generate(model, prompts, new SamplingOptions { MaxNewTokens = 12, EosTokenIds = stops }, useCache);
+        for (var row = 0; row < prompts.Length; row++)
+        {
+            // The reference: the unstopped row cut after its first token that is any stop id (kept, as EOS is).
+            var end = Array.FindIndex(all[row], t => stops.Contains(t));
+            Assert.InRange(end, 2, 11);
+            Assert.Equal(all[row][..(end + 1)], stopped[row]);
+        }
+    }
+
     [Fact]
     public void Sampling_is_reproducible_from_the_seed_and_changes_with_it()
     {
