@@ -356,8 +356,9 @@ public sealed class JobGrain(
             // Reading a job's status does not depend on the registry; the next call tries again.
             logger.LogWarning(e, "Job {JobId}: could not mark it finished in the registry", JobId);
         }
-        // What is reported has landed in the journal.
-        if (_writer is not null) await _writer.FlushedAsync();
+        // An ended job is reported once its journal has landed (what a result is assembled from); a running job's progress
+        // is reported at once, even while thousands of workers keep the journal busy: it may run a batch ahead of the disk.
+        if (_writer is not null && (_ledger!.Phase != JobPhase.Running || includeShards)) await _writer.FlushedAsync();
         return Status(includeShards);
     }
 
