@@ -110,6 +110,8 @@ public static class BabelCli
         StorageUnavailableException e => (InputErrorExitCode, e.Message),
         // The job engine's user errors, thrown by a grain, possibly on another process.
         Contracts.JobRequestException e => (InputErrorExitCode, e.Message),
+        // A worker found an input corrupt or invalid: exit 2 like the same input found on the client.
+        JobFailedException { InputError: true } e => (InputErrorExitCode, e.Message),
         JobFailedException e => (JobFailedExitCode, e.Message),
         // A bad Babel:* setting of the embedded silo: the validators' sentences say what to change.
         Microsoft.Extensions.Options.OptionsValidationException e => (InputErrorExitCode, string.Join(" ", e.Failures)),

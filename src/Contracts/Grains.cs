@@ -29,8 +29,12 @@ public interface IJobGrain : IGrainWithStringKey
     /// </summary>
     Task<IReadOnlyList<ShardLease>> ExchangeAsync(IReadOnlyList<ShardOutcome> completed, string worker, int want);
 
-    /// <summary>Records a failed attempt; the shard is retried until the job's attempt bound, then the job fails with <paramref name="error"/>.</summary>
-    Task FailAsync(string shardId, Guid leaseId, string error);
+    /// <summary>
+    /// Records a failed attempt; the shard is retried until the job's attempt bound, then the job fails with
+    /// <paramref name="error"/>. An <paramref name="inputError"/> (a corrupt or invalid input, which no retry mends) fails
+    /// the job at once, and the job reports it as such.
+    /// </summary>
+    Task FailAsync(string shardId, Guid leaseId, string error, bool inputError = false);
 
     Task<JobStatus> GetStatusAsync(bool includeShards);
 

@@ -146,7 +146,8 @@ public sealed record JobStatus(
     [property: Id(13)] ImmutableSortedDictionary<string, long> Totals,
     [property: Id(14)] ImmutableArray<ShardProgress> ShardDetails,
     [property: Id(15)] double ComputeSeconds,
-    [property: Id(16)] double CoordinationSeconds)
+    [property: Id(16)] double CoordinationSeconds,
+    [property: Id(17)] bool InputError = false)
 {
     public bool IsFinished => Phase != JobPhase.Running;
 }

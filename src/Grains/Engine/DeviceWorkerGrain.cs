@@ -219,7 +219,7 @@ public sealed class DeviceWorkerGrain(
         catch (Exception e) when (!_stop.IsCancellationRequested)
         {
             logger.LogWarning(e, "Worker {Worker}: shard {Job}/{Shard} failed", WorkerId, lease.JobId, lease.Shard.ShardId);
-            Call(() => job.FailAsync(lease.Shard.ShardId, lease.LeaseId, e.Message));
+            Call(() => job.FailAsync(lease.Shard.ShardId, lease.LeaseId, e.Message, inputError: e is Storage.UserInputException));
             return null;
         }
         finally

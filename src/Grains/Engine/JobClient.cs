@@ -110,7 +110,7 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
         {
             throw status.Phase == JobPhase.Running
                 ? new JobRequestException($"Job {jobId} is still running ({status.Done}/{status.Shards} shards done); 'babel watch {jobId}' follows it to the end.")
-                : new JobFailedException(jobId, status.Phase, status.Error);
+                : new JobFailedException(jobId, status.Phase, status.Error, status.InputError);
         }
         return new FinishedJob(jobId, await JobParameters.InlineAsync(await RetryAsync(jobId, grain.GetSpecAsync, cancellationToken), store, cancellationToken), status, store);
     }
@@ -169,7 +169,7 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
             sinceLastAnswer.Restart();
             progress?.Report(status);
             if (status.Phase == JobPhase.Succeeded) return status;
-            if (status.IsFinished) throw new JobFailedException(jobId, status.Phase, status.Error);
+            if (status.IsFinished) throw new JobFailedException(jobId, status.Phase, status.Error, status.InputError);
             await Task.Delay(PollInterval, cancellationToken);
         }
     }
@@ -185,12 +185,15 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
 }
 
 /// <summary>A job ended without success (failed, cancelled, or unreachable); the message says why and how to go on.</summary>
-public sealed class JobFailedException(string jobId, string message) : Exception(message)
+public sealed class JobFailedException(string jobId, string message, bool inputError = false) : Exception(message)
 {
-    public JobFailedException(string jobId, JobPhase phase, string? error)
-        : this(jobId, phase == JobPhase.Cancelled ? $"job {jobId} was cancelled." : $"job {jobId} failed: {error}")
+    public JobFailedException(string jobId, JobPhase phase, string? error, bool inputError = false)
+        : this(jobId, phase == JobPhase.Cancelled ? $"job {jobId} was cancelled." : $"job {jobId} failed: {error}", inputError)
     {
     }
 
     public string JobId { get; } = jobId;
+
+    /// <summary>The job failed because a worker found one of its inputs corrupt or invalid: the user's to fix, like any bad input.</summary>
+    public bool InputError { get; } = inputError;
 }

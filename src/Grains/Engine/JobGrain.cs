@@ -294,13 +294,13 @@ public sealed class JobGrain(
         return Task.FromResult(true);
     }
 
-    public async Task FailAsync(string shardId, Guid leaseId, string error)
+    public async Task FailAsync(string shardId, Guid leaseId, string error, bool inputError = false)
     {
         if (_ledger is null || !_ledger.TryIndex(shardId, out var shard)) return;
         ThrowIfBroken();
         var entries = new List<JournalEntry>();
         var (worker, attempt) = _ledger.Holder(shard);
-        ApplyLive(new JournalEntry(ShardEventKind.Failed, shard, leaseId, time.GetUtcNow(), worker, attempt, Error: error), entries);
+        ApplyLive(new JournalEntry(ShardEventKind.Failed, shard, leaseId, time.GetUtcNow(), worker, attempt, Error: error, InputError: inputError ? true : null), entries);
         await RecordAsync(entries);
     }
 
@@ -397,6 +397,6 @@ public sealed class JobGrain(
             ledger.Count(ShardPhase.Done), ledger.Count(ShardPhase.Leased), ledger.Count(ShardPhase.Failed),
             ledger.Items, ledger.ItemsDone, elapsed > 0 ? ledger.ItemsDone / elapsed : 0,
             Job.Submitted, ledger.Finished, ledger.Error, ledger.Totals.ToImmutableSortedDictionary(StringComparer.Ordinal),
-            includeShards ? ledger.Progress() : [], ledger.ComputeSeconds, ledger.CoordinationSeconds);
+            includeShards ? ledger.Progress() : [], ledger.ComputeSeconds, ledger.CoordinationSeconds, ledger.InputError);
     }
 }

@@ -21,6 +21,7 @@ namespace Babel.Grains.Engine;
 /// <param name="Seconds">A completion's compute time.</param>
 /// <param name="CoordinationSeconds">A completion's engine time before it (see <see cref="ShardOutcome.CoordinationSeconds"/>).</param>
 /// <param name="Error">A failure's message.</param>
+/// <param name="InputError">A failure caused by a bad input, which ends the job at once.</param>
 public sealed record JournalEntry(
     [property: JsonPropertyName("k")] ShardEventKind Kind,
     [property: JsonPropertyName("s")] int Shard,
@@ -32,7 +33,8 @@ public sealed record JournalEntry(
     [property: JsonPropertyName("x")] ImmutableSortedDictionary<string, long>? Totals = null,
     [property: JsonPropertyName("c")] double? Seconds = null,
     [property: JsonPropertyName("o")] double? CoordinationSeconds = null,
-    [property: JsonPropertyName("e")] string? Error = null)
+    [property: JsonPropertyName("e")] string? Error = null,
+    [property: JsonPropertyName("i")] bool? InputError = null)
 {
     private static readonly JsonSerializerOptions _json = new()
     {

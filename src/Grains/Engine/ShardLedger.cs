@@ -46,6 +46,9 @@ public sealed class ShardLedger
     public IReadOnlyList<ShardSpec> Plan => _plan;
     public JobPhase Phase { get; private set; }
     public string? Error { get; private set; }
+
+    /// <summary>True when the job failed on a bad input (a worker found it corrupt or invalid), not on a fault.</summary>
+    public bool InputError { get; private set; }
     public DateTimeOffset? Finished { get; private set; }
     public SortedDictionary<string, long> Totals { get; } = new(StringComparer.Ordinal);
     public long Items { get; }
@@ -179,7 +182,13 @@ public sealed class ShardLedger
                 if (state.Phase != ShardPhase.Leased || state.LeaseId != entry.Lease) return false;
                 Release(entry.Shard, state);
                 if (entry.Kind == ShardEventKind.Failed) state.Error = entry.Error;
-                if (state.Attempts >= _spec.MaxAttempts)
+                if (entry.InputError == true)
+                {
+                    // Running it again reads the same bad input: the job fails now, with the input's own sentence.
+                    FailJob(entry, state, entry.Error ?? "a bad input");
+                    InputError = true;
+                }
+                else if (state.Attempts >= _spec.MaxAttempts)
                 {
                     FailJob(entry, state, entry.Kind switch
                     {

@@ -87,25 +87,26 @@ public class JobWorkflowTests
     }
 
     [Fact]
-    public void A_job_that_fails_exits_3_with_its_reason_and_watch_says_the_same()
+    public void A_job_whose_input_is_damaged_after_submission_fails_at_once_and_watch_and_result_exit_2_with_its_reason()
     {
         using var scratch = new ScratchFolder();
         var (model, corpus) = JobTestInputs.Write(scratch);
         var store = scratch.Combine("store");
         var submitted = Run(Perplexity(model, corpus, store, "--no-wait", "--workers", "0"));
         Assert.True(submitted.Code == 0, submitted.Error);
-        // The uploaded model is damaged in the store after submission: every attempt of every shard fails on the worker.
+        // The uploaded model is damaged in the store after submission: the first shard that reads it fails the job, without
+        // retries (the same bytes would fail again), as an input error.
         foreach (var weights in Directory.EnumerateFiles(Path.Combine(store, "artifacts"), "model.safetensors", SearchOption.AllDirectories))
         {
             File.WriteAllBytes(weights, [1, 2, 3]);
         }
         var watched = Run("watch", submitted.Output.Trim(), "--store", store);
-        Assert.Equal(BabelCli.JobFailedExitCode, watched.Code);
+        Assert.Equal(BabelCli.InputErrorExitCode, watched.Code);
         Assert.StartsWith($"error: job {submitted.Output.Trim()} failed: shard ", LastLine(watched.Error), StringComparison.Ordinal);
         Assert.Equal("", watched.Output);
 
         var result = Run("result", submitted.Output.Trim(), "--store", store, "--out", scratch.Combine("out"));
-        Assert.Equal(BabelCli.JobFailedExitCode, result.Code);
+        Assert.Equal(BabelCli.InputErrorExitCode, result.Code);
         Assert.False(Directory.Exists(scratch.Combine("out")));
     }
 

@@ -149,6 +149,28 @@ public class ShardLedgerTests
     }
 
     [Fact]
+    public void A_failure_on_a_bad_input_ends_the_job_at_once_as_an_input_error()
+    {
+        var plan = Plan(3);
+        var ledger = new ShardLedger(_spec, plan);
+        var lease = ledger.ChooseLease("w", _start).Single();
+        ledger.Apply(lease);
+        var failure = new JournalEntry(ShardEventKind.Failed, lease.Shard, lease.Lease, _start, "w", 1, Error: "eng.jsonl line 3 is not UTF-8.", InputError: true);
+        ledger.Apply(failure);
+        // Attempt 1 of 3, yet no retry: the same input would fail the same way.
+        Assert.Equal(JobPhase.Failed, ledger.Phase);
+        Assert.True(ledger.InputError);
+        Assert.Contains("eng.jsonl line 3 is not UTF-8.", ledger.Error, StringComparison.Ordinal);
+        Assert.Empty(ledger.ChooseLease("w", _start));
+
+        var replayed = new ShardLedger(_spec, plan);
+        replayed.Apply(lease);
+        replayed.Apply(failure);
+        Assert.True(replayed.InputError);
+        Assert.Equal(ledger.Error, replayed.Error);
+    }
+
+    [Fact]
     public void A_journal_line_cut_short_by_a_crash_is_skipped_and_a_corrupt_line_is_named()
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
