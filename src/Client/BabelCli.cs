@@ -115,6 +115,8 @@ public static class BabelCli
         JobFailedException e => (JobFailedExitCode, e.Message),
         // A bad Babel:* setting of the embedded silo: the validators' sentences say what to change.
         Microsoft.Extensions.Options.OptionsValidationException e => (InputErrorExitCode, string.Join(" ", e.Failures)),
+        // A silo that died with the call in flight, or a gateway not yet known to be dead: like an unreachable storage service.
+        OrleansException e => (InputErrorExitCode, $"the cluster did not answer ({e.Message.Split('\n')[0]}); run the command again in a few seconds, or check the silos."),
         JobInterruptedException e => (InterruptedExitCode, e.Message),
         OperationCanceledException => (InterruptedExitCode, "interrupted."),
         AggregateException { InnerExceptions.Count: 1 } e => Classify(e.InnerExceptions[0]),
