@@ -244,31 +244,59 @@ public sealed class DeviceWorkerGrain(
     /// <summary>
     /// Renews the running lease, and the leases queued behind it, every third of the lease duration; cancels
     /// <paramref name="lost"/> when the job says the running one is no longer ours, and marks lost queued ones so they are skipped.
+    /// The renewals await their calls: hundreds of workers renewing at once never hold thread-pool threads the silo needs to
+    /// answer them. Disposing stops the renewals.
     /// </summary>
     private IDisposable RenewWhileRunning(IJobGrain job, ShardLease lease, CancellationTokenSource lost)
     {
-        var period = lease.Job.LeaseDuration / 3;
         var queued = _leases.Where(l => l.LeaseId != lease.LeaseId).ToList();
-        var timer = new Timer(_ =>
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        _ = Task.Run(() => RenewAsync(job, lease, queued, lost, stop.Token));
+        return new Stopper(stop);
+    }
+
+    private async Task RenewAsync(IJobGrain job, ShardLease lease, List<ShardLease> queued, CancellationTokenSource lost, CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(lease.Job.LeaseDuration / 3);
+        try
         {
-            try
+            while (await timer.WaitForNextTickAsync(stop))
             {
-                if (!job.RenewAsync(lease.Shard.ShardId, lease.LeaseId).WaitAsync(_options.CallTimeout).GetAwaiter().GetResult()) lost.Cancel();
-                foreach (var next in queued)
+                try
                 {
-                    if (_lost.ContainsKey(next.LeaseId)) continue;
-                    if (!grains.GetGrain<IJobGrain>(next.JobId).RenewAsync(next.Shard.ShardId, next.LeaseId).WaitAsync(_options.CallTimeout).GetAwaiter().GetResult())
-                        _lost[next.LeaseId] = true;
+                    if (!await job.RenewAsync(lease.Shard.ShardId, lease.LeaseId).WaitAsync(_options.CallTimeout, stop)) lost.Cancel();
+                    foreach (var next in queued)
+                    {
+                        if (_lost.ContainsKey(next.LeaseId)) continue;
+                        if (!await grains.GetGrain<IJobGrain>(next.JobId).RenewAsync(next.Shard.ShardId, next.LeaseId).WaitAsync(_options.CallTimeout, stop))
+                            _lost[next.LeaseId] = true;
+                    }
+                }
+                catch (Exception e) when (!stop.IsCancellationRequested)
+                {
+                    // A missed renewal is not a lost lease: the next one may get through before it expires. Nothing may escape
+                    // the renewals (a storage 403 behind the job grain, say): the shard runs on and reports as usual.
+                    logger.LogWarning(e, "Worker {Worker}: renewing the lease of {Job}/{Shard} failed; retrying at the next period", WorkerId, lease.JobId, lease.Shard.ShardId);
                 }
             }
-            catch (Exception e)
-            {
-                // A missed renewal is not a lost lease: the next one may get through before it expires. Nothing may escape a
-                // timer callback: an exception there (a storage 403 behind the job grain, say) would take the silo down.
-                logger.LogWarning(e, "Worker {Worker}: renewing the lease of {Job}/{Shard} failed; retrying at the next period", WorkerId, lease.JobId, lease.Shard.ShardId);
-            }
-        }, null, period, period);
-        return timer;
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+            // The shard ended and disposed its lease token while a renewal was answering.
+        }
+    }
+
+    /// <summary>Stops a renewal loop.</summary>
+    private sealed class Stopper(CancellationTokenSource stop) : IDisposable
+    {
+        public void Dispose()
+        {
+            stop.Cancel();
+            stop.Dispose();
+        }
     }
 
     /// <summary>Calls the engine with a timeout, retrying until it answers or the worker stops.</summary>
