@@ -5,6 +5,7 @@ using Babel.Grains.Engine;
 using Babel.Silo;
 using Babel.Storage;
 using Babel.Storage.Artifacts;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -48,9 +49,12 @@ internal sealed class EngineConnection : IAsyncDisposable
     /// <param name="storeRoot">Embedded mode's folder for job state, artifacts and the worker cache.</param>
     /// <param name="workers">CPU workers of the embedded silo; 0 for commands that only read state.</param>
     /// <param name="cancellationToken">Stops waiting for the engine to start.</param>
-    public static async Task<EngineConnection> OpenAsync(bool cluster, string storeRoot, int workers, CancellationToken cancellationToken = default)
+    /// <param name="settings">Configuration that wins over the environment's (e.g. a benchmark's own <c>Babel:Cluster:ClusterId</c>).</param>
+    public static async Task<EngineConnection> OpenAsync(bool cluster, string storeRoot, int workers, CancellationToken cancellationToken = default,
+        IReadOnlyDictionary<string, string?>? settings = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = false, Args = [HostArguments.NoConfigurationReload] });
+        if (settings is not null) builder.Configuration.AddInMemoryCollection(settings);
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         // Logs go to stderr: stdout carries the command's result (e.g. --output json).

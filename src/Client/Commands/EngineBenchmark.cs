@@ -53,13 +53,12 @@ internal static class EngineBenchmark
             var connection = Environment.GetEnvironmentVariable(StorageConnectionString.Key)
                 ?? throw new UserInputException($"--storage azurite needs {StorageConnectionString.Key} set to the emulator's connection string (e.g. UseDevelopmentStorage=true).");
             // A cluster and a service of their own per run (the service id scopes the job registry, so no earlier run's
-            // unfinished job draws this run's workers), which this process's client joins through the same configuration keys.
+            // unfinished job draws this run's workers), which this process's client joins too.
             var clusterId = $"bench-{Guid.NewGuid():N}"[..20];
             for (var i = 0; i < silos; i++)
                 children.Add(BenchmarkSilos.Start(Settings(store, perSilo[i], new() { ["Babel__Cluster__Mode"] = "Cluster", ["Babel__Cluster__ClusterId"] = clusterId, ["Babel__Cluster__ServiceId"] = clusterId })));
-            Environment.SetEnvironmentVariable("Babel__Cluster__ClusterId", clusterId);
-            Environment.SetEnvironmentVariable("Babel__Cluster__ServiceId", clusterId);
-            await using (var engine = await EngineConnection.OpenAsync(cluster: true, store, 0, cancellationToken))
+            var own = new Dictionary<string, string?> { ["Babel:Cluster:ClusterId"] = clusterId, ["Babel:Cluster:ServiceId"] = clusterId };
+            await using (var engine = await EngineConnection.OpenAsync(cluster: true, store, 0, cancellationToken, own))
             {
                 await BenchmarkSilos.WaitForHostsAsync(engine.Grains, silos, children, cancellationToken);
                 return await MeasureAsync(engine.Jobs, AzureBlobJobJournal.Create(connection, new BabelClusterOptions().JournalContainer), silos, workers, shards, storage, sleepMilliseconds, cancellationToken);

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Babel.Storage;
 using System.Globalization;
 using Babel.Client.Jobs;
 using Babel.Grains.LanguageModels;
@@ -36,8 +35,6 @@ internal static class PerplexityCommand
             var opened = Corpus.Open(parse.GetValue(corpus)!);
             var codes = CorpusLanguages.Select(opened, parse.GetValue(languages));
             ModelCheckpoint.ValidateWithTokenizer(modelDirectory);
-            // Checked before the tokenize job runs: a typo costs one sentence, not a job.
-            if (parse.GetValue(documentsPerShard) < 1) throw new UserInputException($"--documents-per-shard must be at least 1 (got {parse.GetValue(documentsPerShard)}).");
             return job.RunAsync(parse, kinds => kinds.Get<PerplexityJob>(), async (jobs, planHere, ct) =>
             {
                 var p = defaults with
@@ -48,6 +45,8 @@ internal static class PerplexityCommand
                     Split = parse.GetValue(split)!,
                     DocumentsPerShard = parse.GetValue(documentsPerShard),
                 };
+                // Checked before the tokenize job runs: a typo costs one sentence, not a job.
+                jobs.Kinds.Get<PerplexityJob>().CheckOptions(p);
                 // The plan slices each language's documents, which the tokenize job counts on a worker.
                 return p with
                 {

@@ -148,25 +148,9 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
     public async Task<JobStatus> WaitAsync(string jobId, IProgress<JobStatus>? progress, CancellationToken cancellationToken = default)
     {
         var job = grains.GetGrain<IJobGrain>(JobIds.Require(jobId));
-        var sinceLastAnswer = Stopwatch.StartNew();
         while (true)
         {
-            JobStatus status;
-            try
-            {
-                status = await job.GetStatusAsync(includeShards: false).WaitAsync(StatusCallTimeout, cancellationToken);
-            }
-            catch (Exception e) when (e is OrleansException or TimeoutException)
-            {
-                if (sinceLastAnswer.Elapsed > UnreachableLimit)
-                {
-                    throw new JobFailedException(jobId,
-                        $"no silo answered for job {jobId} within {UnreachableLimit.TotalSeconds:F0} s ({e.Message}); check the cluster, then 'babel watch {jobId}' or rerun the same command to resume the job.");
-                }
-                await Task.Delay(PollInterval, cancellationToken);
-                continue;
-            }
-            sinceLastAnswer.Restart();
+            var status = await RetryAsync(jobId, () => job.GetStatusAsync(includeShards: false).WaitAsync(StatusCallTimeout, cancellationToken), cancellationToken);
             progress?.Report(status);
             if (status.Phase == JobPhase.Succeeded) return status;
             if (status.IsFinished) throw new JobFailedException(jobId, status.Phase, status.Error, status.InputError);

@@ -45,6 +45,18 @@ public abstract class JobKind<TParameters, TShard, TResult> : IJobKind
     {
     }
 
+    /// <summary>
+    /// Checks what a planning job produced for these parameters (e.g. the token streams of a tokenize job), after
+    /// <see cref="Validate"/>: a kind planned from another job's output checks the user's options first (<see cref="CheckOptions"/>),
+    /// so a typo costs one sentence before that job runs, not after.
+    /// </summary>
+    protected virtual void ValidatePlanningInputs(TParameters parameters)
+    {
+    }
+
+    /// <summary>The checks of the user's options alone (<see cref="Validate"/>), for a command to run before the planning jobs that fill in the rest.</summary>
+    public void CheckOptions(TParameters parameters) => Validate(parameters);
+
     /// <summary>The deterministic plan; <paramref name="artifacts"/> opens the inputs the parameters name.</summary>
     protected abstract Task<IReadOnlyList<Shard<TShard>>> PlanAsync(TParameters parameters, IArtifactResolver artifacts, CancellationToken cancellationToken);
 
@@ -65,6 +77,7 @@ public abstract class JobKind<TParameters, TShard, TResult> : IJobKind
     {
         var parameters = JobParameters.Deserialize<TParameters>(json, Name);
         Validate(parameters);
+        ValidatePlanningInputs(parameters);
         return parameters;
     }
 

@@ -64,6 +64,7 @@ public static class ExpertsWorkflows
             Corpus = await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken),
             Rule = rule.ToString(),
         };
+        jobs.Kinds.Get<ProfileJob>().CheckOptions(uploaded);
         var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, uploaded.TokenizeParameters(), modelDirectory, opened.Directory, tokenizeHere, progress, cancellationToken);
         return uploaded with { Streams = streams };
     }
@@ -109,9 +110,11 @@ public static class ExpertsWorkflows
         }
         var resolved = request with { Languages = codes };
         var corpusKey = await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken);
+        var parameters = new PruningEvaluationParameters(modelKey, corpusKey, resolved, PruningStudy.Masks(run.Profile, codes, resolved));
+        jobs.Kinds.Get<PruningEvaluationJob>().CheckOptions(parameters);
         var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, new TokenizeJobParameters(modelKey, corpusKey, codes, request.Split), modelDirectory, opened.Directory,
             tokenizeHere, progress, cancellationToken);
-        return new PruningEvaluationParameters(modelKey, corpusKey, resolved, PruningStudy.Masks(run.Profile, codes, resolved), Streams: streams);
+        return parameters with { Streams = streams };
     }
 
     /// <summary>Runs the pruning evaluation to its end and writes the curves, table and plots into <paramref name="outDirectory"/>.</summary>
@@ -138,9 +141,11 @@ public static class ExpertsWorkflows
         SparseActivationStudy.Validate(request, partition.Experts, modelDirectory);
         var modelKey = await jobs.UploadFolderAsync(modelDirectory, ModelsPrefix, cancellationToken);
         var corpusKey = await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken);
+        var parameters = new SparseActivationParameters(modelKey, corpusKey, request);
+        jobs.Kinds.Get<SparseActivationJob>().CheckOptions(parameters);
         var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, new TokenizeJobParameters(modelKey, corpusKey, request.Languages, request.Split), modelDirectory,
             opened.Directory, tokenizeHere, progress, cancellationToken);
-        return new SparseActivationParameters(modelKey, corpusKey, request, Streams: streams);
+        return parameters with { Streams = streams };
     }
 
     /// <summary>Runs the sparse-activation study to its end and writes sparse.json, sparse.md and sparse.png into <paramref name="outDirectory"/>.</summary>

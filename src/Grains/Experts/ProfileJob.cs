@@ -56,6 +56,10 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         if (p.ShardTokens < 1 || p.SequenceLength < 1 || p.BatchSize < 1) throw new UserInputException("--shard-tokens, the sequence length and the batch size must be positive.");
         if (p.MaxTokensPerLanguage is < 1) throw new UserInputException("--max-tokens-per-language must be positive.");
         JobParameters.Split(p.Split);
+    }
+
+    protected override void ValidatePlanningInputs(ProfileJobParameters p)
+    {
         TokenizeJob.RequireStreams(p.Streams, p.Languages, KindName);
     }
 

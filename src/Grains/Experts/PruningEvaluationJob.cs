@@ -42,7 +42,11 @@ public sealed class PruningEvaluationJob : JobKind<PruningEvaluationParameters, 
         }
         if (p.WindowLength < 2 || p.BatchSize < 1) throw new UserInputException("Window length must be at least 2 and batch size at least 1.");
         JobParameters.Split(p.Request.Split);
-        TokenizeJob.RequireStreams(p.Streams, languages, KindName);
+    }
+
+    protected override void ValidatePlanningInputs(PruningEvaluationParameters p)
+    {
+        TokenizeJob.RequireStreams(p.Streams, p.Request.Languages!, KindName);
     }
 
     protected override async Task<IReadOnlyList<Shard<string>>> PlanAsync(PruningEvaluationParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)

@@ -45,6 +45,10 @@ public sealed class SparseActivationJob : JobKind<SparseActivationParameters, st
         SparseActivationStudy.Validate(p.Request, experts: null, p.Model);
         if (p.WindowLength < 2 || p.BatchSize < 1) throw new UserInputException("Window length must be at least 2 and batch size at least 1.");
         JobParameters.Split(p.Request.Split);
+    }
+
+    protected override void ValidatePlanningInputs(SparseActivationParameters p)
+    {
         TokenizeJob.RequireStreams(p.Streams, p.Request.Languages, KindName);
     }
 

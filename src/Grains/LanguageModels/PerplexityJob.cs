@@ -50,6 +50,10 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
         if (parameters.DocumentsPerShard < 1) throw new UserInputException($"--documents-per-shard must be at least 1 (got {parameters.DocumentsPerShard}).");
         if (parameters.WindowLength < 2 || parameters.BatchSize < 1) throw new UserInputException("The window length must be at least 2 and the batch size at least 1.");
         JobParameters.Split(parameters.Split);
+    }
+
+    protected override void ValidatePlanningInputs(PerplexityJobParameters parameters)
+    {
         TokenizeJob.RequireStreams(parameters.Streams, parameters.Languages, KindName);
     }
 

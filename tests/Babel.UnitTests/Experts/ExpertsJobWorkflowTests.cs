@@ -56,6 +56,21 @@ public class ExpertsJobWorkflowTests
     }
 
     [Fact]
+    public void A_bad_option_of_a_kind_planned_by_a_tokenize_job_is_one_sentence_before_any_job_runs()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus, store) = Inputs(scratch);
+
+        var run = Run("profile", "--model", model, "--corpus", corpus, "--rule", "topk:2", "--shard-tokens", "0", "--out", scratch.Combine("run"), "--store", store);
+        Assert.Equal(2, run.Code);
+        Assert.Contains("--shard-tokens", run.Error, StringComparison.Ordinal);
+        // Neither the tokenize job nor the profile job was submitted.
+        var list = Run("status", "--store", store, "--format", "json");
+        Assert.True(list.Code == 0, list.Error);
+        Assert.Empty(JsonNode.Parse(list.Output)!["jobs"]!.AsArray());
+    }
+
+    [Fact]
     public void Profile_result_is_byte_identical_to_the_waiting_run_with_the_jobs_wall_time_and_origin()
     {
         using var scratch = new ScratchFolder();
