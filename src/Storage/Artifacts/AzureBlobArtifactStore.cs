@@ -33,13 +33,13 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
     };
 
     private readonly BlobContainerClient _container;
-    private readonly SemaphoreSlim _containerCreation = new(1, 1);
-    private volatile bool _containerExists;
+    private readonly AzureBlobContainer _store;
 
     public AzureBlobArtifactStore(BlobContainerClient container)
     {
         ArgumentNullException.ThrowIfNull(container);
         _container = container;
+        _store = new AzureBlobContainer(container);
     }
 
     /// <summary>The container that holds the artifacts.</summary>
@@ -166,27 +166,7 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
 
     public async IAsyncEnumerable<string> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        ArtifactKey.ValidatePrefix(prefix);
-        var keys = await CallAsync(async () =>
-        {
-            var found = new List<string>();
-            try
-            {
-                var options = new GetBlobsOptions { Prefix = prefix.Length == 0 ? null : prefix };
-                await foreach (var item in _container.GetBlobsAsync(options, cancellationToken).ConfigureAwait(false))
-                {
-                    found.Add(item.Name);
-                }
-            }
-            catch (RequestFailedException e) when (e.Status == 404)
-            {
-                // No container yet: nothing was ever written.
-            }
-            return found;
-        }, cancellationToken).ConfigureAwait(false);
-        // The service lists in UTF-8 byte order; the contract is ordinal (UTF-16) order.
-        keys.Sort(StringComparer.Ordinal);
-        foreach (var key in keys)
+        foreach (var key in await _store.ListAsync(prefix, cancellationToken).ConfigureAwait(false))
         {
             yield return key;
         }
@@ -207,7 +187,7 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
     /// <summary>Creates the container if needed (and allowed), then runs the upload <paramref name="write"/>.</summary>
     private async Task WriteAsync<T>(Func<Task<T>> write, CancellationToken cancellationToken)
     {
-        await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
+        await _store.EnsureExistsAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             await CallAsync(write, cancellationToken).ConfigureAwait(false);
@@ -220,31 +200,7 @@ public sealed partial class AzureBlobArtifactStore : IArtifactStore
         }
     }
 
-    private async Task EnsureContainerAsync(CancellationToken cancellationToken)
-    {
-        if (_containerExists) return;
-        await _containerCreation.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            if (_containerExists) return;
-            try
-            {
-                await CallAsync(() => _container.CreateIfNotExistsAsync(cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
-            }
-            catch (RequestFailedException e) when (e.Status == 403 && e.ErrorCode is "AuthorizationPermissionMismatch" or "AuthorizationResourceTypeMismatch")
-            {
-                // A SAS scoped to this container (a client's) may write in it but not create it; if it is missing, the write
-                // says so (WriteAsync).
-            }
-            _containerExists = true;
-        }
-        finally
-        {
-            _containerCreation.Release();
-        }
-    }
-
-    private Task<T> CallAsync<T>(Func<Task<T>> call, CancellationToken cancellationToken) => AzureStorageCalls.CallAsync(_container, call, cancellationToken);
+    private Task<T> CallAsync<T>(Func<Task<T>> call, CancellationToken cancellationToken) => _store.CallAsync(call, cancellationToken);
 
     private string Endpoint => AzureStorageCalls.Endpoint(_container);
 

@@ -22,11 +22,14 @@ public sealed class AzureBlobJobJournal : IJobJournal
     /// <summary>Largest block the service accepts from every API version Babel runs against.</summary>
     private const int MaxBlockBytes = 4 << 20;
 
+    private readonly AzureBlobContainer _store;
     private readonly BlobContainerClient _container;
-    private readonly SemaphoreSlim _containerCreation = new(1, 1);
-    private volatile bool _containerExists;
 
-    public AzureBlobJobJournal(BlobContainerClient container) => _container = container;
+    public AzureBlobJobJournal(BlobContainerClient container)
+    {
+        _store = new AzureBlobContainer(container);
+        _container = container;
+    }
 
     /// <summary>A journal on container <paramref name="containerName"/> of the account in <paramref name="connectionString"/>.</summary>
     public static AzureBlobJobJournal Create(string connectionString, string containerName) =>
@@ -35,7 +38,7 @@ public sealed class AzureBlobJobJournal : IJobJournal
     public async Task AppendAsync(string log, ReadOnlyMemory<byte> records, CancellationToken cancellationToken = default)
     {
         var blob = _container.GetAppendBlobClient(ArtifactKey.Validate(log));
-        await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
+        await _store.EnsureExistsAsync(cancellationToken).ConfigureAwait(false);
         foreach (var block in Blocks(records))
         {
             try
@@ -87,46 +90,12 @@ public sealed class AzureBlobJobJournal : IJobJournal
     public async Task WriteAsync(string name, ReadOnlyMemory<byte> content, CancellationToken cancellationToken = default)
     {
         var blob = _container.GetBlobClient(ArtifactKey.Validate(name));
-        await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
+        await _store.EnsureExistsAsync(cancellationToken).ConfigureAwait(false);
         await CallAsync(() => blob.UploadAsync(new BinaryData(content), overwrite: true, cancellationToken), cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
-    {
-        ArtifactKey.ValidatePrefix(prefix);
-        var names = await CallAsync(async () =>
-        {
-            var found = new List<string>();
-            try
-            {
-                await foreach (var item in _container.GetBlobsAsync(new Azure.Storage.Blobs.Models.GetBlobsOptions { Prefix = prefix.Length == 0 ? null : prefix }, cancellationToken).ConfigureAwait(false))
-                    found.Add(item.Name);
-            }
-            catch (RequestFailedException e) when (e.Status == 404)
-            {
-                // No container yet: nothing was ever written.
-            }
-            return found;
-        }, cancellationToken).ConfigureAwait(false);
-        names.Sort(StringComparer.Ordinal);
-        return names;
-    }
+    public async Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) =>
+        await _store.ListAsync(prefix, cancellationToken).ConfigureAwait(false);
 
-    private async Task EnsureContainerAsync(CancellationToken cancellationToken)
-    {
-        if (_containerExists) return;
-        await _containerCreation.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            if (_containerExists) return;
-            await CallAsync(() => _container.CreateIfNotExistsAsync(cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
-            _containerExists = true;
-        }
-        finally
-        {
-            _containerCreation.Release();
-        }
-    }
-
-    private Task<T> CallAsync<T>(Func<Task<T>> call, CancellationToken cancellationToken) => AzureStorageCalls.CallAsync(_container, call, cancellationToken);
+    private Task<T> CallAsync<T>(Func<Task<T>> call, CancellationToken cancellationToken) => _store.CallAsync(call, cancellationToken);
 }
