@@ -34,6 +34,7 @@ internal sealed class DistillGenerateOptions
     public Option<double> Timeout { get; } = new("--request-timeout") { Description = "Seconds an openai request may take.", DefaultValueFactory = _ => _defaults.TimeoutSeconds };
     public Option<double> RetryDelay { get; } = new("--retry-delay") { Description = "Seconds of the first backoff (doubled per attempt, with jitter).", DefaultValueFactory = _ => _defaults.BaseDelaySeconds };
     public Option<double> MaxFailureRate { get; } = new("--max-failure-rate") { Description = "Share of teacher calls that may fail for good; past it the job ends as failed (exit code 3).", DefaultValueFactory = _ => _defaults.MaxFailureRate };
+    public Option<string> Dtype { get; } = ModelOption.CreateJobDtype();
     public Option<bool> Parquet { get; } = new("--parquet") { Description = "Also write cots.parquet and evaluations.parquet." };
     public Option<string> Output { get; } = new("--out") { Description = "Output folder: cots.jsonl, evaluations.jsonl, failures.jsonl, raw/, manifest.json.", Required = true };
     public Option<double> Lease { get; } = new("--lease-seconds") { Description = "A shard's lease, renewed every third of it; a shard of a killed worker is re-run after it expires.", DefaultValueFactory = _ => DistillJob.DefaultLease.TotalSeconds };
@@ -44,7 +45,7 @@ internal sealed class DistillGenerateOptions
         foreach (var option in new Option[]
         {
             Teacher, TeacherModel, ApiKeyVariable, Api, Dataset, Task, Split, Limit, Cots, Evaluations, Temperature, TopP, MaxNewTokens, Seed,
-            QuestionsPerShard, BatchSize, Concurrency, RequestsPerMinute, TokensPerMinute, MaxAttempts, Timeout, RetryDelay, MaxFailureRate, Parquet, Output, Lease,
+            QuestionsPerShard, BatchSize, Dtype, Concurrency, RequestsPerMinute, TokensPerMinute, MaxAttempts, Timeout, RetryDelay, MaxFailureRate, Parquet, Output, Lease,
         })
         {
             command.Options.Add(option);
@@ -67,6 +68,7 @@ internal sealed class DistillGenerateOptions
             BatchSize = parse.GetValue(BatchSize), Concurrency = parse.GetValue(Concurrency), RequestsPerMinute = parse.GetValue(RequestsPerMinute),
             TokensPerMinute = parse.GetValue(TokensPerMinute), MaxAttempts = parse.GetValue(MaxAttempts), TimeoutSeconds = parse.GetValue(Timeout),
             BaseDelaySeconds = parse.GetValue(RetryDelay), MaxFailureRate = parse.GetValue(MaxFailureRate), Parquet = parse.GetValue(Parquet),
+            Dtype = parse.GetValue(Dtype)!,
         };
         return (parameters, file, teacher == "local" ? HuggingFaceCache.ResolveModel(target) : null);
     }

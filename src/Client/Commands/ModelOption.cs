@@ -29,6 +29,21 @@ internal static class ModelOption
         return option;
     }
 
+    /// <summary>
+    /// The <c>--dtype</c> option of a job command: an explicit type (auto resolves per machine, and a job's results must not
+    /// depend on which worker ran a shard); float32 by default, the type every result of earlier versions was computed in.
+    /// </summary>
+    public static Option<string> CreateJobDtype()
+    {
+        var option = new Option<string>("--dtype")
+        {
+            Description = "Element type the workers load the model and compute in: float32, bfloat16 (half the memory; faster on CPUs with bf16 instructions) or float16.",
+            DefaultValueFactory = _ => "float32",
+        };
+        option.AcceptOnlyFromAmong([.. ModelDtypes.Names.Where(n => n != "auto")]);
+        return option;
+    }
+
     public static ModelDtype Dtype(ParseResult parse, Option<string> option) => ModelDtypes.Parse(parse.GetValue(option)!);
 
     /// <summary>The model folder the option names (a missing hub model is a <see cref="Storage.UserInputException"/> naming the path looked for).</summary>

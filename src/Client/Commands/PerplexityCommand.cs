@@ -24,9 +24,10 @@ internal static class PerplexityCommand
         var documentsPerShard = new Option<int>("--documents-per-shard") { Description = "Documents per shard (the unit of work and of retry).", DefaultValueFactory = _ => defaults.DocumentsPerShard };
         var format = FormatOption.Create("table", FormatOption.Json);
         var output = new Option<string?>("--out") { Description = $"Folder to write {PerplexityReport.FileName} into." };
+        var dtype = ModelOption.CreateJobDtype();
         var command = new Command("perplexity", "Per-language mean negative log-likelihood and perplexity of a model on a corpus, as a distributed job.")
         {
-            model, corpus, languages, split, documentsPerShard, format, output,
+            model, corpus, languages, split, documentsPerShard, dtype, format, output,
         };
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
@@ -44,6 +45,7 @@ internal static class PerplexityCommand
                     Languages = codes,
                     Split = parse.GetValue(split)!,
                     DocumentsPerShard = parse.GetValue(documentsPerShard),
+                    Dtype = parse.GetValue(dtype)!,
                 };
                 // Checked before the tokenize job runs: a typo costs one sentence, not a job.
                 jobs.Kinds.Get<PerplexityJob>().CheckOptions(p);

@@ -25,9 +25,10 @@ internal static class ProfileCommand
         var sequenceLength = new Option<int>("--sequence-length") { Description = "Tokens per window fed to the model.", DefaultValueFactory = _ => defaults.SequenceLength };
         var countBos = new Option<bool>("--count-bos") { Description = "Count the BOS token that starts every document (not counted by default)." };
         var output = new Option<string>("--out") { Description = "Run folder: activations.json, manifest.json, heatmaps, report.html.", Required = true };
+        var dtype = ModelOption.CreateJobDtype();
         var command = new Command("profile", "Count, per language, layer and expert, how often each expert activates (a distributed job); writes activations.json, manifest.json, heatmaps and report.html.")
         {
-            model, corpus, languages, experts, rule, split, maxTokens, shardTokens, sequenceLength, countBos, output,
+            model, corpus, languages, experts, rule, split, maxTokens, shardTokens, sequenceLength, countBos, dtype, output,
         };
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
@@ -42,6 +43,7 @@ internal static class ProfileCommand
                 ShardTokens = parse.GetValue(shardTokens),
                 SequenceLength = parse.GetValue(sequenceLength),
                 CountBos = parse.GetValue(countBos),
+                Dtype = parse.GetValue(dtype)!,
             };
             return job.RunAsync(parse, kinds => kinds.Get<ProfileJob>(),
                 // The tokenize job it waits for first shows its progress as plain lines on stderr.

@@ -49,7 +49,8 @@ public sealed record DistillJobParameters(
     double BaseDelaySeconds = 1,
     double MaxDelaySeconds = 60,
     double MaxFailureRate = DistillJob.DefaultMaxFailureRate,
-    bool Parquet = false);
+    bool Parquet = false,
+    string Dtype = "float32");
 
 /// <summary>One shard: a contiguous slice of the dataset's questions.</summary>
 public sealed record DistillShardParameters(int Start, int Count);
@@ -74,6 +75,7 @@ public sealed class DistillJob(IServiceProvider services) : JobKind<DistillJobPa
     protected override void Validate(DistillJobParameters p)
     {
         DistillationTasks.Parse(p.Task ?? "");
+        ModelDtypes.ParseForJob(p.Dtype ?? "");
         switch (p.Teacher)
         {
             case "local" when string.IsNullOrEmpty(p.Model):
@@ -148,9 +150,12 @@ public sealed class DistillJob(IServiceProvider services) : JobKind<DistillJobPa
         {
             TorchRuntime.Initialize(context.Threads);
             var folder = context.LocalFolder(p.Model!, cancellationToken);
-            var (model, tokenizer) = context.Models.Get(p.Model!, folder);
+            var dtype = ModelDtypes.ParseForJob(p.Dtype);
+            var (model, tokenizer) = context.Models.Get(p.Model!, folder, dtype);
             if (tokenizer is null) throw new UserInputException($"The teacher model {p.Model} has no tokenizer.json; a local teacher needs one.");
-            return new LocalTeacher(model, tokenizer, PromptFormat.Load(folder, model.Config, tokenizer), p.Model!, p.BatchSize);
+            // The teacher cache is keyed by the teacher's identity: the same weights in another element type answer otherwise.
+            var identity = dtype == ModelDtype.Float32 ? p.Model! : $"{p.Model}@{ModelDtypes.Name(dtype)}";
+            return new LocalTeacher(model, tokenizer, PromptFormat.Load(folder, model.Config, tokenizer), identity, p.BatchSize);
         }
         // Whoever submitted the job named the URL and the variable: this silo decides whether they may be used.
         var access = Access();

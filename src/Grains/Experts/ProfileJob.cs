@@ -1,6 +1,7 @@
 using System.Globalization;
 using Babel.Grains.Engine;
 using Babel.Grains.LanguageModels;
+using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Storage;
@@ -23,7 +24,8 @@ public sealed record ProfileJobParameters(
     int SequenceLength = 256,
     int BatchSize = 8,
     bool CountBos = false,
-    IReadOnlyList<LanguageTokens>? Streams = null)
+    IReadOnlyList<LanguageTokens>? Streams = null,
+    string Dtype = "float32")
 {
     /// <summary>What the tokenize job must produce for this profile: the languages' streams of the split, cut at the cap.</summary>
     public TokenizeJobParameters TokenizeParameters() => new(Model, Corpus, Languages, Split, MaxTokensPerLanguage);
@@ -56,6 +58,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         if (p.ShardTokens < 1 || p.SequenceLength < 1 || p.BatchSize < 1) throw new UserInputException("--shard-tokens, the sequence length and the batch size must be positive.");
         if (p.MaxTokensPerLanguage is < 1) throw new UserInputException("--max-tokens-per-language must be positive.");
         JobParameters.Split(p.Split);
+        ModelDtypes.ParseForJob(p.Dtype);
     }
 
     protected override void ValidatePlanningInputs(ProfileJobParameters p)
@@ -104,7 +107,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         var slice = shard.Slice;
         TorchRuntime.Initialize(context.Threads);
         var modelFolder = context.LocalFolder(p.Model, cancellationToken);
-        var (model, loadedTokenizer) = context.Models.Get(p.Model, modelFolder);
+        var (model, loadedTokenizer) = context.Models.Get(p.Model, modelFolder, ModelDtypes.ParseForJob(p.Dtype));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
         var partition = ExpertPartition.Load(modelFolder).CheckFits(model.Config, Path.Combine(modelFolder, ExpertPartition.FileName));
         // Only the corpus's name, from its manifest: the worker reads no document, so it never downloads the corpus.

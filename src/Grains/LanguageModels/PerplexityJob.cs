@@ -1,4 +1,5 @@
 using System.Globalization;
+using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Training;
 using Babel.Grains.Engine;
@@ -19,7 +20,8 @@ public sealed record PerplexityJobParameters(
     int WindowLength = 256,
     int BatchSize = 8,
     int DocumentsPerShard = 16,
-    IReadOnlyList<LanguageTokens>? Streams = null)
+    IReadOnlyList<LanguageTokens>? Streams = null,
+    string Dtype = "float32")
 {
     /// <summary>What the tokenize job must produce for this job: the languages' streams of the split.</summary>
     public TokenizeJobParameters TokenizeParameters() => new(Model, Corpus, Languages, Split);
@@ -50,6 +52,7 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
         if (parameters.DocumentsPerShard < 1) throw new UserInputException($"--documents-per-shard must be at least 1 (got {parameters.DocumentsPerShard}).");
         if (parameters.WindowLength < 2 || parameters.BatchSize < 1) throw new UserInputException("The window length must be at least 2 and the batch size at least 1.");
         JobParameters.Split(parameters.Split);
+        ModelDtypes.ParseForJob(parameters.Dtype);
     }
 
     protected override void ValidatePlanningInputs(PerplexityJobParameters parameters)
@@ -77,7 +80,7 @@ public sealed class PerplexityJob : JobKind<PerplexityJobParameters, PerplexityS
     {
         var slice = shard.Slice;
         TorchRuntime.Initialize(context.Threads);
-        var (model, loadedTokenizer) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken));
+        var (model, loadedTokenizer) = context.Models.Get(p.Model, context.LocalFolder(p.Model, cancellationToken), ModelDtypes.ParseForJob(p.Dtype));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
         var texts = Texts(context, p.Corpus, slice.Language, p.Split, cancellationToken).Skip(slice.Start).Take(slice.Count).ToList();
         if (texts.Count != slice.Count)

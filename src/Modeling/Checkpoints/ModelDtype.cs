@@ -29,6 +29,18 @@ public static class ModelDtypes
         _ => throw new UserInputException($"--dtype '{name}' is not known; use {string.Join(", ", Names)}."),
     };
 
+    /// <summary>The name <c>--dtype</c> gives <paramref name="dtype"/>.</summary>
+    public static string Name(ModelDtype dtype) => Names[(int)dtype];
+
+    /// <summary>
+    /// The element type of a job's model: an explicit one, never <see cref="ModelDtype.Auto"/>, which resolves per machine,
+    /// while a job's results must not depend on which worker ran a shard.
+    /// </summary>
+    /// <exception cref="UserInputException">Not an explicit type of <see cref="Names"/>.</exception>
+    public static ModelDtype ParseForJob(string name) => Parse(name) is var dtype && dtype != ModelDtype.Auto
+        ? dtype
+        : throw new UserInputException("--dtype auto is not accepted by a job: it resolves per machine, and a job's results must not depend on which worker ran a shard; use float32, bfloat16 or float16.");
+
     /// <summary>
     /// The element type to load a checkpoint whose weights are stored as <paramref name="stored"/> in. An explicit type is
     /// used as asked. <see cref="ModelDtype.Auto"/> keeps a bfloat16 or float16 checkpoint as stored on CUDA. On CPU it

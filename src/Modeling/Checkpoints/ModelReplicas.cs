@@ -13,9 +13,11 @@ public sealed class ModelReplicas(int capacity = 2) : IDisposable
 
     public IReadOnlyList<string> Keys => [.. _loaded.Select(e => e.Key)];
 
-    /// <summary>The model of <paramref name="key"/>, and its tokenizer when the folder has one (llama2.c imports have none).</summary>
-    public (CausalLanguageModel Model, HuggingFaceTokenizer? Tokenizer) Get(string key, string localFolder)
+    /// <summary>The model of <paramref name="key"/> in <paramref name="dtype"/>, and its tokenizer when the folder has one (llama2.c imports have none).</summary>
+    public (CausalLanguageModel Model, HuggingFaceTokenizer? Tokenizer) Get(string key, string localFolder, ModelDtype dtype = ModelDtype.Float32)
     {
+        // The same weights in another element type are another replica.
+        key = dtype == ModelDtype.Float32 ? key : $"{key} ({ModelDtypes.Name(dtype)})";
         var node = _loaded.First;
         while (node is not null && node.Value.Key != key) node = node.Next;
         if (node is not null)
@@ -24,7 +26,7 @@ public sealed class ModelReplicas(int capacity = 2) : IDisposable
             _loaded.AddFirst(node);
             return (node.Value.Model, node.Value.Tokenizer);
         }
-        var model = CausalLanguageModel.Load(localFolder);
+        var model = CausalLanguageModel.Load(localFolder, dtype);
         var tokenizer = File.Exists(Path.Combine(localFolder, "tokenizer.json")) ? HuggingFaceTokenizer.Load(localFolder) : null;
         _loaded.AddFirst((key, model, tokenizer));
         while (_loaded.Count > capacity)

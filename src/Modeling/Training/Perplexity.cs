@@ -63,7 +63,8 @@ public static class Perplexity
                 tokens += chunk[row].Length - 1;
             }
             var logits = model.Forward(tensor(inputs, [chunk.Length, width]), hook: hook);
-            var nll = F.cross_entropy(logits.view(-1, logits.shape[^1]), tensor(targets), ignore_index: -100, reduction: nn.Reduction.Sum);
+            // Summed in float32 whatever the model computes in: a bfloat16 sum over thousands of tokens would lose the digits reported.
+            var nll = F.cross_entropy(logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), tensor(targets), ignore_index: -100, reduction: nn.Reduction.Sum);
             totalNll += nll.item<float>();
         }
         return new PerplexitySum(totalNll, tokens, documentCount, bytes);
