@@ -31,10 +31,15 @@ internal static class Text2TreeCommand
         public Option<string> LabelInit { get; } = new("--label-init") { Description = "Label embeddings from the mean token embedding of each description ('description') or 'random'.", DefaultValueFactory = _ => "description" };
         public Option<int> EvalInterval { get; } = new("--eval-interval") { Description = "Steps between validation evaluations (checkpoint selection on macro-F1).", DefaultValueFactory = _ => new Text2TreeOptions().EvalInterval };
         public Option<int> Threads { get; } = new("--threads") { Description = "Torch threads.", DefaultValueFactory = _ => 1 };
+        public Option<string> Objective { get; } = new("--objective")
+        {
+            Description = "Form of the text2tree objective: 'paper' (the paper's and its authors' code: label softmax without τ with the sample itself, SSL on a projector scaled by τ/0.07, dissimilar partners mixed in more, linear-head logits) or 'babel' (Babel's earlier variant).",
+            DefaultValueFactory = _ => Text2TreeObjectives.Paper,
+        };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Data, Steps, Epochs, BatchSize, LearningRate, MaxTrain, MaxEval, Encoder, EncoderLayers, LabelInit, EvalInterval, Threads })
+            foreach (var option in new Option[] { Data, Steps, Epochs, BatchSize, LearningRate, MaxTrain, MaxEval, Encoder, EncoderLayers, LabelInit, EvalInterval, Threads, Objective })
             {
                 command.Options.Add(option);
             }
@@ -55,6 +60,7 @@ internal static class Text2TreeCommand
                 LabelInit = parse.GetValue(LabelInit)!,
                 EvalInterval = parse.GetValue(EvalInterval),
                 Threads = parse.GetValue(Threads),
+                Objective = parse.GetValue(Objective)!,
             };
             if (parse.GetValue(Epochs) is { } epochs)
             {

@@ -7,8 +7,11 @@ namespace Babel.Modeling.Text2Tree;
 
 /// <summary>
 /// A text classifier over a label tree: Babel's decoder (<see cref="CausalLanguageModel"/>: token embedding and decoder
-/// layers with final norm) mean-pooled over the non-pad tokens, then a linear head (baselines) plus, with a
-/// <see cref="CascadeAttention"/>, each label's match with its cascaded label embedding (Text2Tree).
+/// layers with final norm) mean-pooled over the non-pad tokens, then a linear head. With a <see cref="CascadeAttention"/>
+/// (Text2Tree) it also has a projector [hidden → hidden]: in the paper's objective the projector feeds the SSL term and
+/// the logits are the linear head's alone, as in plain fine-tuning, so the tree shapes training only through the label
+/// embeddings; with <c>labelLogits</c> (Babel's earlier variant) each logit also adds the label's match with its
+/// cascaded embedding, proj(z)·Lᵀ/√h.
 /// </summary>
 public sealed class Text2TreeClassifier : nn.Module
 {
@@ -17,11 +20,13 @@ public sealed class Text2TreeClassifier : nn.Module
     private readonly Linear _head;
     private readonly Linear? _projection;
     private readonly double _scale;
+    private readonly bool _labelLogits;
 
-    public Text2TreeClassifier(CausalLanguageModel encoder, int labels, CascadeAttention? cascade) : base(nameof(Text2TreeClassifier))
+    public Text2TreeClassifier(CausalLanguageModel encoder, int labels, CascadeAttention? cascade, bool labelLogits = false) : base(nameof(Text2TreeClassifier))
     {
         _encoder = encoder;
         _cascade = cascade;
+        _labelLogits = labelLogits && cascade is not null;
         var hidden = encoder.Config.HiddenSize;
         _scale = 1.0 / Math.Sqrt(hidden);
         register_module("encoder", encoder);
@@ -53,13 +58,17 @@ public sealed class Text2TreeClassifier : nn.Module
     /// <summary>Logits [rows, labels] of <paramref name="representations"/>; pass <see cref="LabelEmbeddings"/> once per batch for a cascade head.</summary>
     public Tensor Classify(Tensor representations, Tensor? labelEmbeddings)
     {
-        if (_cascade is null) return _head.forward(representations);
+        if (!_labelLogits) return _head.forward(representations);
         using var scope = NewDisposeScope();
-        var labels = labelEmbeddings ?? _cascade.Labels();
+        var labels = labelEmbeddings ?? _cascade!.Labels();
         // A linear head at the full learning rate plus the match with the cascaded label embeddings (at a tenth):
         // the tree shapes every logit without slowing the classifier down.
         return (_head.forward(representations) + _projection!.forward(representations).matmul(labels.t()) * _scale).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The SSL projector's output for <paramref name="representations"/> (a Text2Tree classifier only).</summary>
+    public Tensor Project(Tensor representations) =>
+        (_projection ?? throw new InvalidOperationException("Only a Text2Tree classifier has a projector.")).forward(representations);
 
     /// <summary>Parameters of the label tree (embeddings, cascade attention, gates), trained at a tenth of the learning rate.</summary>
     public IReadOnlyList<Parameter> LabelParameters() => _cascade is null ? [] : [.. _cascade.parameters()];

@@ -9,8 +9,72 @@ namespace Babel.Modeling.Text2Tree;
 /// </summary>
 public static class Text2TreeLosses
 {
+    /// <summary>The temperature the SSL loss is scaled against, τ/0.07 (as in the authors' code, after SupCon).</summary>
+    public const double BaseTemperature = 0.07;
+
     /// <summary>
-    /// Similarity weights w [b, b]: row-softmax over j ≠ i of cos(e_i, e_j) / τ, where e_i is the mean label embedding of
+    /// The paper's label-similarity weights M [b, b] (the authors' <c>SimSurLoss</c>): row-softmax over every j, the sample
+    /// itself included, of cos(e_i, e_j) with no temperature, where e_i is sample i's (L2-normalised) summed label
+    /// embedding. A sample without labels is similar to itself alone; a similarity of exactly 0 is masked out (−10⁴), as
+    /// there. Not detached: the SSL term trains the label embeddings.
+    /// </summary>
+    public static Tensor PaperSimilarityWeights(Tensor labelEmbeddings, Tensor targets)
+    {
+        using var scope = NewDisposeScope();
+        var states = F.normalize(targets.matmul(labelEmbeddings), p: 2, dim: 1);
+        var empty = targets.sum(1).eq(0).to_type(states.dtype);
+        var similarity = states.matmul(states.t()) + diag(empty);
+        similarity = similarity - 10000 * similarity.eq(0).to_type(states.dtype);
+        return similarity.softmax(1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The paper's Similarity Surrogate Learning: −(τ/0.07)·(1/b) Σ_i Σ_j M_ij log p_ij / Σ_j M_ij, with
+    /// p_ij = exp(ẑ_i·ẑ_j/τ) / Σ_{k≠i} exp(ẑ_i·ẑ_k/τ) over L2-normalised projected representations ẑ (self left out of
+    /// the denominator only, so M_ii's term counts).
+    /// </summary>
+    public static Tensor PaperSimilaritySurrogate(Tensor features, Tensor weights, double tau)
+    {
+        using var scope = NewDisposeScope();
+        var z = F.normalize(features, p: 2, dim: 1);
+        var logits = z.matmul(z.t()) / tau;
+        logits = logits - logits.amax([1], keepdim: true).detach();
+        var diagonal = eye(z.shape[0], dtype: ScalarType.Bool, device: z.device);
+        var logDenominator = logits.masked_fill(diagonal, double.NegativeInfinity).logsumexp(1, keepdim: true);
+        var logProbabilities = logits - logDenominator;
+        var mean = (weights * logProbabilities).sum(1) / weights.sum(1);
+        return (-(tau / BaseTemperature) * mean.mean()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The paper's mixing: l_ij = stop-grad(M_ij / max_k M_ik) weighs the sample itself, z_i·l + z_j·(1 − l), so a
+    /// dissimilar partner (small M_ij) is mixed in more. Returned as the share of the partner, 1 − l, the ratio
+    /// <see cref="DissimilarityMixup"/> takes.
+    /// </summary>
+    public static Tensor PaperMixupRatios(Tensor weights)
+    {
+        using var scope = NewDisposeScope();
+        var w = weights.detach();
+        return (1 - w / w.amax([1], keepdim: true).clamp_min(1e-12)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The Text2Tree objective as the paper and its authors' code define it: (1 − λ)·L_DML + λ·L_SSL, with SSL on
+    /// <paramref name="projected"/> (the projector's output) and DML on the pooled <paramref name="representations"/>.
+    /// </summary>
+    public static (Tensor Total, Tensor Dml, Tensor Ssl) PaperText2Tree(Tensor representations, Tensor projected, Tensor targets, Tensor labelEmbeddings,
+        Func<Tensor, Tensor> classify, bool multilabel, double lambda, double tau)
+    {
+        using var scope = NewDisposeScope();
+        var weights = PaperSimilarityWeights(labelEmbeddings, targets);
+        var ssl = PaperSimilaritySurrogate(projected, weights, tau);
+        var dml = DissimilarityMixup(representations, targets, PaperMixupRatios(weights), classify, multilabel);
+        var total = (1 - lambda) * dml + lambda * ssl;
+        return (total.MoveToOuterDisposeScope(), dml.MoveToOuterDisposeScope(), ssl.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Babel's earlier variant (objective <c>babel</c>). Similarity weights w [b, b]: row-softmax over j ≠ i of cos(e_i, e_j) / τ, where e_i is the mean label embedding of
     /// sample i's labels. Not detached, so the similarity surrogate trains the label embeddings. w_ii = 0.
     /// </summary>
     public static Tensor SimilarityWeights(Tensor labelEmbeddings, Tensor targets, double tau)
@@ -38,7 +102,7 @@ public static class Text2TreeLosses
         return (-(weights * logProbabilities).sum(1).mean()).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Mixing ratios of Dissimilarity Mixup: λ_ij = stop-grad(w_ij / max_k w_ik) [b, b].</summary>
+    /// <summary>Babel's earlier mixing ratios (objective <c>babel</c>): the partner's share λ_ij = stop-grad(w_ij / max_k w_ik) [b, b], so similar partners mix in more.</summary>
     public static Tensor MixupRatios(Tensor weights)
     {
         using var scope = NewDisposeScope();
@@ -62,7 +126,7 @@ public static class Text2TreeLosses
         return SoftLabelLoss(logits, soft.reshape(b * b, c), multilabel).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The Text2Tree objective (1 − λ)·L_DML + λ·L_SSL, with both terms returned for logging and tests.</summary>
+    /// <summary>Babel's earlier Text2Tree objective (objective <c>babel</c>): (1 − λ)·L_DML + λ·L_SSL, with both terms returned for logging and tests.</summary>
     public static (Tensor Total, Tensor Dml, Tensor Ssl) Text2Tree(Tensor representations, Tensor targets, Tensor labelEmbeddings, Func<Tensor, Tensor> classify, bool multilabel, double lambda, double tau)
     {
         using var scope = NewDisposeScope();

@@ -19,14 +19,35 @@ public static class Text2TreeMethods
         : throw new UserInputException($"unknown method '{method}'; use one of: {string.Join(", ", All)}.");
 }
 
+/// <summary>The forms of the Text2Tree objective (<c>--objective</c>).</summary>
+public static class Text2TreeObjectives
+{
+    /// <summary>
+    /// As the paper and its authors' code define it: label similarity softmax(cos) over the batch with the sample itself
+    /// included and no temperature; SSL on a projector's output scaled by τ/0.07; DML keeps the share l = M_ij / max_k M_ik
+    /// of the sample itself, so dissimilar partners mix in more; logits from the linear head alone.
+    /// </summary>
+    public const string Paper = "paper";
+
+    /// <summary>
+    /// Babel's earlier variant: τ inside the label softmax, the sample itself left out, SSL on the pooled representation
+    /// unscaled, DML giving the similar partner the larger share, and a label-match logit proj(z)·Lᵀ/√h added to the head.
+    /// </summary>
+    public const string Babel = "babel";
+
+    public static IReadOnlyList<string> All { get; } = [Paper, Babel];
+}
+
 /// <summary>Hyper-parameters of one classification run; every value is recorded in <c>manifest.json</c>.</summary>
 public sealed record Text2TreeOptions
 {
     [JsonPropertyName("method")] public string Method { get; init; } = Text2TreeMethods.Text2Tree;
-    /// <summary>Weight of L_SSL in (1 − λ)·L_DML + λ·L_SSL; 0.1 beat 0.5 on ICPC-2 chapters K,R (docs/benchmarks.md).</summary>
-    [JsonPropertyName("lambda")] public double Lambda { get; init; } = 0.1;
-    /// <summary>Temperature of the contrastive term and of the label-similarity softmax.</summary>
-    [JsonPropertyName("tau")] public double Tau { get; init; } = 0.1;
+    /// <summary>The form of the Text2Tree objective (<see cref="Text2TreeObjectives"/>): the paper's by default.</summary>
+    [JsonPropertyName("objective")] public string Objective { get; init; } = Text2TreeObjectives.Paper;
+    /// <summary>Weight of L_SSL in (1 − λ)·L_DML + λ·L_SSL; the authors' grid is 0.001, 0.005, 0.01, 0.05.</summary>
+    [JsonPropertyName("lambda")] public double Lambda { get; init; } = 0.01;
+    /// <summary>Temperature of the contrastive term (and, in Babel's variant, of the label-similarity softmax); the authors' grid is 0.5, 1, 2, 3.</summary>
+    [JsonPropertyName("tau")] public double Tau { get; init; } = 1.0;
     [JsonPropertyName("seed")] public long Seed { get; init; } = 1;
     [JsonPropertyName("steps")] public int Steps { get; init; } = 300;
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 64;
@@ -56,6 +77,7 @@ public sealed record Text2TreeOptions
     public Text2TreeOptions Validate()
     {
         Text2TreeMethods.Require(Method);
+        if (!Text2TreeObjectives.All.Contains(Objective)) throw new UserInputException($"--objective must be one of {string.Join(", ", Text2TreeObjectives.All)} (got '{Objective}').");
         if (!(Lambda >= 0 && Lambda <= 1)) throw new UserInputException($"--lambda must be in [0, 1] (got {Lambda}); it weighs L_SSL against L_DML.");
         if (!(Tau > 0) || double.IsInfinity(Tau)) throw new UserInputException($"--tau must be a positive temperature (got {Tau}).");
         if (Steps <= 0) throw new UserInputException($"--steps must be positive (got {Steps}).");

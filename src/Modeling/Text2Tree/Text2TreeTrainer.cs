@@ -187,7 +187,9 @@ public static class Text2TreeTrainer
         {
             case Text2TreeMethods.Text2Tree:
                 var labels = model.LabelEmbeddings()!;
-                loss = Text2TreeLosses.Text2Tree(z, targets, labels, x => model.Classify(x, labels), multilabel, options.Lambda, options.Tau).Total;
+                loss = options.Objective == Text2TreeObjectives.Paper
+                    ? Text2TreeLosses.PaperText2Tree(z, model.Project(z), targets, labels, x => model.Classify(x, labels), multilabel, options.Lambda, options.Tau).Total
+                    : Text2TreeLosses.Text2Tree(z, targets, labels, x => model.Classify(x, labels), multilabel, options.Lambda, options.Tau).Total;
                 break;
             case Text2TreeMethods.Finetune:
                 loss = Text2TreeLosses.SoftLabelLoss(model.Classify(z, null), targets, multilabel);
@@ -279,7 +281,7 @@ public static class Text2TreeTrainer
                     : null;
                 cascade = new CascadeAttention(tree, encoder.Config.HiddenSize, initial);
             }
-            return (new Text2TreeClassifier(encoder, tree.LabelCount, cascade), source);
+            return (new Text2TreeClassifier(encoder, tree.LabelCount, cascade, labelLogits: options.Objective == Text2TreeObjectives.Babel), source);
         }
     }
 

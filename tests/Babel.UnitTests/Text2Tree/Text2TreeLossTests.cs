@@ -153,6 +153,79 @@ public class Text2TreeLossTests
         Assert.False(ratios.requires_grad);
     }
 
+    /// <summary>The paper's M by loops: summed label embedding per sample, cosine without τ, softmax over every j (self included).</summary>
+    private static double[,] NaivePaperWeights(double[,] labels, double[,] targets)
+    {
+        int b = targets.GetLength(0), c = targets.GetLength(1), h = labels.GetLength(1);
+        var e = new double[b, h];
+        for (var i = 0; i < b; i++) for (var l = 0; l < c; l++) for (var k = 0; k < h; k++) e[i, k] += targets[i, l] * labels[l, k];
+        var m = new double[b, b];
+        for (var i = 0; i < b; i++)
+        {
+            double sum = 0;
+            for (var j = 0; j < b; j++) sum += Math.Exp(Cos(e, i, e, j));
+            for (var j = 0; j < b; j++) m[i, j] = Math.Exp(Cos(e, i, e, j)) / sum;
+        }
+        return m;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_papers_similarity_surrogate_matches_a_naive_loop_of_the_authors_formula(bool multilabel)
+    {
+        var (z, labels, targets, _, _) = Batch(multilabel);
+        var weights = Text2TreeLosses.PaperSimilarityWeights(labels, targets);
+        var actual = Text2TreeLosses.PaperSimilaritySurrogate(z, weights, Tau).item<double>();
+
+        var m = NaivePaperWeights(Matrix(labels), Matrix(targets));
+        var zs = Matrix(z);
+        var b = zs.GetLength(0);
+        for (var i = 0; i < b; i++) for (var j = 0; j < b; j++) Assert.Equal(m[i, j], Matrix(weights)[i, j], 10);
+        double loss = 0;
+        for (var i = 0; i < b; i++)
+        {
+            // Self left out of the denominator only; every j, self included, weighs in with M_ij (whose row sums to 1).
+            double denominator = 0;
+            for (var k = 0; k < b; k++) if (k != i) denominator += Math.Exp(Cos(zs, i, zs, k) / Tau);
+            double row = 0;
+            for (var j = 0; j < b; j++) row += m[i, j] * (Cos(zs, i, zs, j) / Tau - Math.Log(denominator));
+            loss -= Tau / 0.07 * row;
+        }
+        Assert.Equal(loss / b, actual, 9);
+    }
+
+    [Fact]
+    public void The_papers_mixing_keeps_the_sample_itself_and_mixes_dissimilar_partners_in_more()
+    {
+        var (_, labels, targets, _, _) = Batch(multilabel: false);
+        var weights = Text2TreeLosses.PaperSimilarityWeights(labels, targets);
+        var ratios = Matrix(Text2TreeLosses.PaperMixupRatios(weights));
+        var m = NaivePaperWeights(Matrix(labels), Matrix(targets));
+        var b = m.GetLength(0);
+        for (var i = 0; i < b; i++)
+        {
+            var max = Enumerable.Range(0, b).Max(j => m[i, j]);
+            // The partner's share is 1 − M_ij / max_k M_ik: 0 for the sample itself (its own cosine, 1, is the row's largest).
+            for (var j = 0; j < b; j++) Assert.Equal(1 - m[i, j] / max, ratios[i, j], 10);
+            Assert.Equal(0, ratios[i, i], 12);
+            var partners = Enumerable.Range(0, b).Where(j => j != i).ToList();
+            var leastSimilar = partners.MinBy(j => m[i, j]);
+            var mostSimilar = partners.MaxBy(j => m[i, j]);
+            Assert.True(ratios[i, leastSimilar] >= ratios[i, mostSimilar]);
+        }
+    }
+
+    [Fact]
+    public void A_sample_without_labels_is_similar_to_itself_alone()
+    {
+        var (_, labels, _, _, _) = Batch(multilabel: true);
+        var targets = tensor(new double[] { 1, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0 }, [5, 3]);
+        var weights = Matrix(Text2TreeLosses.PaperSimilarityWeights(labels, targets));
+        Assert.Equal(1, weights[1, 1], 6);
+        for (var j = 0; j < 5; j++) if (j != 1) Assert.Equal(0, weights[1, j], 6);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -246,7 +319,8 @@ public class Text2TreeLossTests
         var tree = Text2TreeTestData.HandTree();
         manual_seed(2);
         using var encoder = Text2TreeTestData.Encoder();
-        using var model = new Text2TreeClassifier(encoder, tree.LabelCount, new CascadeAttention(tree, encoder.Config.HiddenSize));
+        // Babel's variant: its label-match logits carry DML's gradient to the label tree.
+        using var model = new Text2TreeClassifier(encoder, tree.LabelCount, new CascadeAttention(tree, encoder.Config.HiddenSize), labelLogits: true);
         var (ids, mask) = Text2TreeTrainer.Pad([[1, 5, 6, 7], [1, 8, 9], [1, 5, 9, 10, 11], [1, 12], [1, 13, 14]], padId: 0);
         using var targets = tree.MultiHot([[0], [1], [0], [3], [4]]);
 
@@ -265,6 +339,32 @@ public class Text2TreeLossTests
             Assert.True(labelGrad.abs().sum().item<float>() > 0, $"{term} gives the label embeddings no gradient");
             var cascadeGrads = model.LabelParameters().Where(p => p.grad is not null).Sum(p => p.grad!.abs().sum().item<float>());
             Assert.True(cascadeGrads > 0, $"{term} gives the cascade no gradient");
+        }
+    }
+
+    [Fact]
+    public void In_the_papers_form_SSL_trains_encoder_projector_and_label_tree_while_DML_trains_the_encoder_alone()
+    {
+        var tree = Text2TreeTestData.HandTree();
+        manual_seed(2);
+        using var encoder = Text2TreeTestData.Encoder();
+        using var model = new Text2TreeClassifier(encoder, tree.LabelCount, new CascadeAttention(tree, encoder.Config.HiddenSize));
+        var (ids, mask) = Text2TreeTrainer.Pad([[1, 5, 6, 7], [1, 8, 9], [1, 5, 9, 10, 11], [1, 12], [1, 13, 14]], padId: 0);
+        using var targets = tree.MultiHot([[0], [1], [0], [3], [4]]);
+        static float Sum(IEnumerable<TorchSharp.Modules.Parameter> parameters) => parameters.Where(p => p.grad is not null).Sum(p => p.grad!.abs().sum().item<float>());
+
+        foreach (var term in new[] { "dml", "ssl" })
+        {
+            model.zero_grad();
+            var z = model.Encode(ids, mask);
+            var labels = model.LabelEmbeddings()!;
+            var (_, dml, ssl) = Text2TreeLosses.PaperText2Tree(z, model.Project(z), targets, labels, x => model.Classify(x, labels), multilabel: false, lambda: 0.01, tau: 1.0);
+            (term == "dml" ? dml : ssl).backward();
+            Assert.True(Sum(encoder.parameters()) > 0, $"{term} gives the encoder no gradient");
+            var labelGradient = Sum(model.LabelParameters());
+            // The authors detach DML's mixing ratios and classify with the linear head alone: only SSL reaches the tree.
+            if (term == "ssl") Assert.True(labelGradient > 0, "SSL gives the label tree no gradient");
+            else Assert.Equal(0f, labelGradient);
         }
     }
 
