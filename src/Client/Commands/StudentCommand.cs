@@ -24,10 +24,15 @@ internal static class StudentCommand
         public Option<double> ValidationFraction { get; } = new("--validation-fraction") { Description = "Share of training questions held out for checkpoint selection.", DefaultValueFactory = _ => _defaults.ValidationFraction };
         public Option<int> TokenizerVocab { get; } = new("--tokenizer-vocab") { Description = "Vocabulary of the tokenizer learnt for a preset student.", DefaultValueFactory = _ => _defaults.TokenizerVocab };
         public Option<int> Threads { get; } = new("--threads") { Description = "CPU threads of a run.", DefaultValueFactory = _ => _defaults.Threads };
+        public Option<string> Rationales { get; } = new("--rationales")
+        {
+            Description = "With --labels gt: all (the paper's: every chain of thought is a rationale for the gold answer, every self-evaluation kept) or consistent (only chains that reach the gold answer and evaluations whose verdict agrees with it).",
+            DefaultValueFactory = _ => _defaults.Rationales,
+        };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Data, Test, Alpha, Steps, SelfEvaluationSteps, BatchSize, LearningRate, SequenceLength, EvalInterval, ValidationFraction, TokenizerVocab, Threads })
+            foreach (var option in new Option[] { Data, Test, Alpha, Steps, SelfEvaluationSteps, BatchSize, LearningRate, SequenceLength, EvalInterval, ValidationFraction, TokenizerVocab, Threads, Rationales })
             {
                 command.Options.Add(option);
             }
@@ -45,6 +50,7 @@ internal static class StudentCommand
             ValidationFraction = parse.GetValue(ValidationFraction),
             TokenizerVocab = parse.GetValue(TokenizerVocab),
             Threads = parse.GetValue(Threads),
+            Rationales = parse.GetValue(Rationales)!,
         };
     }
 

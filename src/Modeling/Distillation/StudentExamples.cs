@@ -16,23 +16,26 @@ public sealed record StudentExamples(
     int QuestionsWithoutLabel, int QuestionsWithoutRationale)
 {
     /// <summary>
-    /// Builds the examples of <paramref name="setting"/>. A rationale and its label must agree: with gold labels (gt) only a
-    /// chain of thought that reaches the gold answer is a rationale (a question without one is trained on its answer
-    /// alone); with the teacher's labels (llm) every chain with a readable answer is a rationale, labelled with that answer
-    /// (a question without one has no label and is left out). One-CoT settings take the first such chain; multi-CoT
-    /// settings take all, repeating the question once per chain. Self-evaluation sees the first chain (one-CoT) or all of
-    /// them, right and wrong, since learning to spot a wrong answer needs wrong answers; with gt, an evaluation whose
-    /// verdict contradicts the gold answer is left out.
+    /// Builds the examples of <paramref name="setting"/>. With gold labels (gt) and <paramref name="rationales"/>
+    /// <see cref="StudentRationales.All"/> (the paper's), every chain of thought is a rationale for the gold label and every
+    /// self-evaluation is kept; with <see cref="StudentRationales.Consistent"/> (Babel's filter) only a chain that reaches
+    /// the gold answer is a rationale (a question without one is trained on its answer alone) and an evaluation whose
+    /// verdict contradicts the gold answer, or has none, is left out. With the teacher's labels (llm) every chain with a
+    /// readable answer is a rationale, labelled with that answer (a question without one has no label and is left out),
+    /// and evaluations with a readable verdict are kept. One-CoT settings take the first such chain; multi-CoT settings
+    /// take all, repeating the question once per chain. Self-evaluation sees the first chain (one-CoT) or all of them,
+    /// right and wrong, since learning to spot a wrong answer needs wrong answers.
     /// </summary>
-    public static StudentExamples Build(IReadOnlyList<DistilledQuestion> questions, string setting, string labels)
+    public static StudentExamples Build(IReadOnlyList<DistilledQuestion> questions, string setting, string labels, string rationales = StudentRationales.All)
     {
         var gold = labels == StudentLabels.Gold;
+        var consistent = rationales == StudentRationales.Consistent;
         var distillation = new List<DistillationExample>();
         var selfEvaluation = new List<SelfEvaluationExample>();
         int withoutLabel = 0, withoutRationale = 0, evaluationsSeen = 0;
         foreach (var (question, cots) in questions)
         {
-            var usable = cots.Where(c => gold ? c.Correct : c.Answer is not null).ToList();
+            var usable = cots.Where(c => gold ? c.Correct || !consistent : c.Answer is not null).ToList();
             if (!StudentSettings.UsesRationales(setting))
             {
                 var label = gold ? question.Gold : usable.FirstOrDefault()?.Answer;
@@ -60,8 +63,11 @@ public sealed record StudentExamples(
                     foreach (var evaluation in cot.Evaluations)
                     {
                         evaluationsSeen++;
-                        if (evaluation.Label is null) continue;
-                        if (gold && evaluation.Label != (cot.Correct ? "correct" : "wrong")) continue;
+                        if (gold && !consistent)
+                        {
+                            if (string.IsNullOrWhiteSpace(evaluation.Evaluation)) continue;
+                        }
+                        else if (evaluation.Label is null || (gold && evaluation.Label != (cot.Correct ? "correct" : "wrong"))) continue;
                         selfEvaluation.Add(new SelfEvaluationExample(question.Id, question.Question, cot.Cot, evaluation.Evaluation));
                     }
                 }
@@ -75,7 +81,7 @@ public sealed record StudentExamples(
         {
             throw new UserInputException(evaluationsSeen == 0
                 ? $"The data holds no self-evaluation for setting {setting}; generate them with 'babel distill generate --evals 1' or more, or choose a setting without -se."
-                : $"None of the {evaluationsSeen} self-evaluations of setting {setting} has a readable verdict{(gold ? " that agrees with the gold answer" : "")}; use a stronger teacher, or a setting without -se.");
+                : $"None of the {evaluationsSeen} self-evaluations of setting {setting} has {(gold && !consistent ? "any text" : "a readable verdict")}{(gold && consistent ? " that agrees with the gold answer" : "")}; use a stronger teacher, or a setting without -se.");
         }
         return new StudentExamples(distillation, selfEvaluation, withoutLabel, withoutRationale);
     }

@@ -44,11 +44,27 @@ public static class StudentLabels
         ?? throw new UserInputException($"Unknown label source '{name}'; use gt (gold answers) or llm (the teacher's answers).");
 }
 
+/// <summary>Which of the teacher's chains and self-evaluations a student with gold labels (gt) learns from.</summary>
+public static class StudentRationales
+{
+    /// <summary>The paper's: every chain of thought is a rationale for the gold label, and every self-evaluation is kept.</summary>
+    public const string All = "all";
+    /// <summary>Babel's filter: only chains that reach the gold answer, and only self-evaluations whose verdict agrees with it.</summary>
+    public const string Consistent = "consistent";
+
+    public static IReadOnlyList<string> Names { get; } = [All, Consistent];
+
+    public static string Require(string name) => Names.FirstOrDefault(s => s == name.Trim().ToLowerInvariant())
+        ?? throw new UserInputException($"Unknown rationale filter '{name}'; use all (the paper's: every chain and evaluation) or consistent (only those that agree with the gold answer).");
+}
+
 /// <summary>Hyper-parameters of one student run; every value is recorded in its <c>metrics.json</c>.</summary>
 public sealed record StudentOptions
 {
     [JsonPropertyName("setting")] public string Setting { get; init; } = StudentSettings.MultiCotSelfEvaluation;
     [JsonPropertyName("labels")] public string Labels { get; init; } = StudentLabels.Gold;
+    /// <summary>With gold labels: every chain and evaluation (the paper's, <see cref="StudentRationales.All"/>) or only those that agree with the gold answer.</summary>
+    [JsonPropertyName("rationales")] public string Rationales { get; init; } = StudentRationales.All;
     /// <summary>A model preset (trained from scratch with a tokenizer learnt on the data) or a Babel model folder to start from.</summary>
     [JsonPropertyName("student")] public string Student { get; init; } = "micro";
     /// <summary>Weight of the answer loss: L = α·L_label + (1 − α)·L_rationale.</summary>
@@ -79,6 +95,7 @@ public sealed record StudentOptions
     {
         StudentSettings.Require(Setting);
         StudentLabels.Require(Labels);
+        StudentRationales.Require(Rationales);
         if (string.IsNullOrWhiteSpace(Student)) throw new UserInputException("--student needs a preset name or a model folder.");
         if (!(Alpha >= 0 && Alpha <= 1)) throw new UserInputException($"--alpha must lie in [0, 1] (got {Alpha}).");
         if (Steps <= 0) throw new UserInputException($"--steps must be positive (got {Steps}).");
@@ -90,7 +107,7 @@ public sealed record StudentOptions
         if (!(ValidationFraction > 0 && ValidationFraction < 1)) throw new UserInputException($"--validation-fraction must lie in (0, 1) (got {ValidationFraction}).");
         if (MaxAnswerTokens <= 0 || MaxRationaleTokens < 0) throw new UserInputException("--max-answer-tokens must be positive and --max-rationale-tokens zero or more.");
         if (Threads <= 0) throw new UserInputException($"--threads must be positive (got {Threads}).");
-        return this with { Setting = StudentSettings.Require(Setting), Labels = StudentLabels.Require(Labels) };
+        return this with { Setting = StudentSettings.Require(Setting), Labels = StudentLabels.Require(Labels), Rationales = StudentRationales.Require(Rationales) };
     }
 
     /// <summary>The optimizer settings of a stage of <paramref name="steps"/> steps.</summary>

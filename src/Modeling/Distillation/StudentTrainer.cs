@@ -101,7 +101,7 @@ public static class StudentTrainer
         var work = Path.GetFullPath(workDirectory);
         Directory.CreateDirectory(work);
         var (train, validation) = corpus.Split(options.ValidationFraction);
-        var examples = StudentExamples.Build(train, options.Setting, options.Labels);
+        var examples = StudentExamples.Build(train, options.Setting, options.Labels, options.Rationales);
         using var tokenizer = LoadTokenizer(options, corpus, work);
         var (model, source) = CreateStudent(options, tokenizer);
         using var disposeModel = model;

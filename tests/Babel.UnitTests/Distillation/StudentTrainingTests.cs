@@ -112,17 +112,27 @@ public partial class StudentTrainingTests
         Assert.Equal(["5", "4"], standardTeacher.Distillation.Select(e => e.Label));
         Assert.Equal(1, standardTeacher.QuestionsWithoutLabel);
 
-        var cotGold = StudentExamples.Build(questions, StudentSettings.Cot, StudentLabels.Gold);
+        var cotGold = StudentExamples.Build(questions, StudentSettings.Cot, StudentLabels.Gold, StudentRationales.Consistent);
         Assert.Equal(["cot q1/1. The answer is 7.", null, null], cotGold.Distillation.Select(e => e.Rationale));
         Assert.Equal(2, cotGold.QuestionsWithoutRationale);
 
         var cotTeacher = StudentExamples.Build(questions, StudentSettings.Cot, StudentLabels.Teacher);
         Assert.Equal([("5", "cot q1/0. The answer is 5."), ("4", "cot q2/0. The answer is 4.")], cotTeacher.Distillation.Select(e => (e.Label, e.Rationale!)));
 
-        var multiGold = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Gold);
+        var multiGold = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Gold, StudentRationales.Consistent);
         Assert.Equal(["q1", "q1", "q2", "q3"], multiGold.Distillation.Select(e => e.QuestionId));
         // gt keeps verdicts that match the gold answer: q1/0 is wrong, q1/1 right; q2/0's "correct" contradicts gold; q3's uncertain goes.
         Assert.Equal(["evaluation q1/0/0", "evaluation q1/1/0"], multiGold.SelfEvaluation.Select(e => e.Evaluation));
+
+        // The paper's (the default): with gold labels every chain is a rationale for the gold answer, every evaluation kept.
+        var cotGoldAll = StudentExamples.Build(questions, StudentSettings.Cot, StudentLabels.Gold);
+        Assert.Equal([("7", "cot q1/0. The answer is 5."), ("3", "cot q2/0. The answer is 4."), ("9", "cot q3/0. The answer is .")], cotGoldAll.Distillation.Select(e => (e.Label, e.Rationale!)));
+        Assert.Equal(0, cotGoldAll.QuestionsWithoutRationale);
+        var multiGoldAll = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Gold);
+        Assert.Equal(["q1", "q1", "q1", "q2", "q3"], multiGoldAll.Distillation.Select(e => e.QuestionId));
+        Assert.All(multiGoldAll.Distillation, e => Assert.Equal(questions.Single(q => q.Question.Id == e.QuestionId).Question.Gold, e.Label));
+        Assert.Equal(["evaluation q1/0/0", "evaluation q1/0/1", "evaluation q1/1/0", "evaluation q1/2/0", "evaluation q2/0/0", "evaluation q3/0/0"],
+            multiGoldAll.SelfEvaluation.Select(e => e.Evaluation));
 
         var multiTeacher = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Teacher);
         Assert.Equal(["5", "7", "7", "4"], multiTeacher.Distillation.Select(e => e.Label));
