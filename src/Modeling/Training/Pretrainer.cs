@@ -55,9 +55,9 @@ public static class Pretrainer
 
     /// <summary>
     /// One rank of a data-parallel run of the same loop: every rank draws the whole global batch of a step from
-    /// <paramref name="batches"/>, computes its block of rows (<see cref="DataParallelRank.Rows"/>) in micro-batches, each
+    /// <paramref name="batches"/> and computes its micro-batches of rows (<see cref="DataParallelRank.Blocks"/>), each
     /// micro-batch's summed loss divided by the global batch's target tokens, so the ranks' gradients add up to the gradient
-    /// of the one-rank mean loss. The sum comes through <see cref="DataParallelRank.Exchange"/>; then every rank clips and
+    /// of the global mean loss (token-weighted where targets are ignored). The sum comes through <see cref="DataParallelRank.Exchange"/>; then every rank clips and
     /// steps identically, so every replica holds the same weights. Only the leader writes checkpoints (with their
     /// <paramref name="hooks"/>) and the history; every rank resumes from <paramref name="checkpointDirectory"/> when it
     /// holds one.
@@ -71,12 +71,13 @@ public static class Pretrainer
         {
             var (inputs, targets) = batches(step);
             var globalTokens = Math.Max(1, targets.ne(IgnoreIndex).sum().item<long>());
-            var (start, count) = rank.Rows((int)targets.shape[0]);
+            var (first, blocks) = rank.Blocks;
             double loss = 0;
             long tokens = 0;
-            for (var row = start; row < start + count; row += rank.MicroBatchRows)
+            for (var block = first; block < first + blocks; block++)
             {
-                var rows = Math.Min(rank.MicroBatchRows, start + count - row);
+                var (row, rows) = rank.RowsOf(block, (int)targets.shape[0]);
+                if (rows == 0) continue;
                 using var micro = NewDisposeScope();
                 var microTargets = targets.narrow(0, row, rows);
                 var logits = model.Forward(inputs.narrow(0, row, rows));
@@ -124,6 +125,7 @@ public static class Pretrainer
         model.train();
         var parameters = model.named_parameters().ToList();
         var tensors = parameters.Select(p => p.parameter).ToList();
+        var buffer = rank is null ? null : new GradientBuffer(tensors, extra: 2);
         var decayed = parameters.Where(p => p.parameter.dim() >= 2 && p.name != "model.embed_tokens.weight").Select(p => p.parameter).ToList();
         var undecayed = parameters.Select(p => p.parameter).Except(decayed).ToList();
         using var optimizer = optim.AdamW(
@@ -149,7 +151,7 @@ public static class Pretrainer
             {
                 optimizer.zero_grad();
                 (loss, var trained) = gradients(step);
-                if (rank is not null) (loss, trained) = SumOverRanks(rank, step, tensors, loss, trained, stepStarted, cancellationToken);
+                if (rank is not null) (loss, trained) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
                 nn.utils.clip_grad_norm_(tensors, options.GradientClip);
                 optimizer.step();
                 tokens += trained;
@@ -179,15 +181,15 @@ public static class Pretrainer
     /// Replaces the step's gradients by their sum over the ranks (the loss share and token count travel at the end of the
     /// same buffer) and returns the group's loss and tokens; tells the rank how long compute and exchange took.
     /// </summary>
-    private static (double Loss, long Tokens) SumOverRanks(DataParallelRank rank, int step, IReadOnlyList<Tensor> parameters, double loss, long tokens,
+    private static (double Loss, long Tokens) SumOverRanks(DataParallelRank rank, int step, GradientBuffer buffer, double loss, long tokens,
         long stepStarted, CancellationToken cancellationToken)
     {
         var computed = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
-        var values = GradientBuffer.Flatten(parameters, [(float)loss, tokens]);
+        var values = buffer.Flatten([(float)loss, tokens]);
         var exchangeStarted = Stopwatch.GetTimestamp();
         rank.Exchange.SumInPlace(step, values, cancellationToken);
         var exchanged = Stopwatch.GetElapsedTime(exchangeStarted).TotalSeconds;
-        var sums = GradientBuffer.Unflatten(values, parameters);
+        var sums = buffer.Unflatten();
         rank.Timed?.Invoke(new DataParallelStepTiming(step, computed, exchanged, Stopwatch.GetElapsedTime(stepStarted).TotalSeconds, tokens, values.Length));
         return (sums[0], (long)Math.Round(sums[1]));
     }

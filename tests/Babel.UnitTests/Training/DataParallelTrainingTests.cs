@@ -1,27 +1,31 @@
 using Babel.Modeling.Training;
 using Babel.Modeling.Training.DataParallel;
 using Babel.Modeling.Transformer;
+using Babel.UnitTests.Checkpoints;
 using Xunit;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace Babel.UnitTests.Training;
 
 /// <summary>
-/// Data-parallel training checked against its independent computation, the one-rank run: with the same seed and global
-/// batch, N ranks (threads of this process, summing through <see cref="InProcessGradientExchange"/>) end with the weights
-/// and losses of one rank.
+/// Data-parallel training checked against its independent computation, the one-rank run of the same global batch: N
+/// ranks (threads of this process, summing through <see cref="InProcessGradientExchange"/>) end with the weights and
+/// losses of one rank that accumulates the same micro-batches.
 /// </summary>
-public class DataParallelTrainingTests
+public class DataParallelTrainingTests(ITestOutputHelper output)
 {
     private static readonly PretrainingOptions _options = new()
     {
-        Steps = 50, BatchSize = 8, SequenceLength = 32, LearningRate = 3e-3, CheckpointInterval = 1000, Threads = 1, Seed = 11,
+        Steps = 50, BatchSize = 16, SequenceLength = 64, CheckpointInterval = 1000, Threads = 1, Seed = 11,
     };
 
-    private static TokenStream PatternedStream()
+    /// <summary>Real English text (GSM8K's test questions) as byte tokens.</summary>
+    private static TokenStream Text()
     {
-        var random = new Random(3);
-        return new TokenStream([.. Enumerable.Range(0, 6000).Select(i => (long)(i % 7 == 0 ? random.Next(3, 200) : 3 + i % 13))]);
+        var shared = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(CheckpointTestFiles.Stories260K)))!;
+        var bytes = File.ReadAllBytes(Path.Combine(shared, "data", "gsm8k", "test.jsonl"));
+        return new TokenStream([.. bytes.Take(200_000).Select(b => (long)b)]);
     }
 
     private static CausalLanguageModel TinyPreset()
@@ -44,24 +48,26 @@ public class DataParallelTrainingTests
         return (inputs, masked);
     }
 
-    private static (IReadOnlyList<double> Losses, Dictionary<string, float[]> Weights) OneRank(Func<int, (Tensor, Tensor)> batches, string directory)
+    private sealed record Run(IReadOnlyList<double> Losses, Dictionary<string, float[]> Weights);
+
+    private static Run OnePass(Func<int, (Tensor, Tensor)> batches, string directory)
     {
         using var model = TinyPreset();
         var losses = Pretrainer.Train(model, batches, _options, directory);
-        return (losses, Weights(model));
+        return new Run(losses, Weights(model));
     }
 
-    private static List<(IReadOnlyList<double> Losses, Dictionary<string, float[]> Weights)> Ranks(int ranks, int microBatchRows,
-        Func<int, (Tensor, Tensor)> batches, string directory)
+    /// <summary><paramref name="ranks"/> ranks on threads of this process, the global batch cut into <paramref name="microBatches"/>.</summary>
+    private static List<Run> Ranks(int ranks, int microBatches, Func<int, (Tensor, Tensor)> batches, string directory)
     {
         var exchange = new InProcessGradientExchange(ranks);
-        var results = new (IReadOnlyList<double>, Dictionary<string, float[]>)[ranks];
+        var results = new Run[ranks];
         var threads = Enumerable.Range(0, ranks).Select(r => new Thread(() =>
         {
             using var model = TinyPreset();
-            var rank = new DataParallelRank(r, ranks, microBatchRows, exchange.ForRank(r));
+            var rank = new DataParallelRank(r, ranks, microBatches, exchange.ForRank(r));
             var losses = Pretrainer.Train(model, batches, _options, Path.Combine(directory, $"rank{r}"), rank, new CheckpointHooks());
-            results[r] = (losses, Weights(model));
+            results[r] = new Run(losses, Weights(model));
         })).ToList();
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
@@ -87,55 +93,67 @@ public class DataParallelTrainingTests
     public void Two_ranks_end_with_the_weights_of_one_rank_after_50_steps_of_the_tiny_preset()
     {
         Modeling.Runtime.TorchRuntime.Initialize(1);
-        var stream = PatternedStream();
+        var stream = Text();
         using var scratch = new ScratchFolder();
-        var (losses, weights) = OneRank(step => Pretrainer.Batch(stream, _options, step), scratch.Combine("one"));
-        var ranks = Ranks(2, DataParallelRank.RowsPerRank(_options.BatchSize, 2), step => Pretrainer.Batch(stream, _options, step), scratch.Combine("two"));
+        Func<int, (Tensor, Tensor)> batches = step => Pretrainer.Batch(stream, _options, step);
+        var one = Ranks(1, 2, batches, scratch.Combine("one"))[0];
+        var two = Ranks(2, 2, batches, scratch.Combine("two"));
 
         // Training moved the weights far more than the tolerance, so agreement is not trivial.
-        Assert.True(MaxChange(weights) > 0.05, $"training changed the weights by at most {MaxChange(weights)}");
-        Assert.True(losses[^1] < losses[0] - 1, $"loss went from {losses[0]:F3} to {losses[^1]:F3}");
-        foreach (var (rankLosses, rankWeights) in ranks)
+        Assert.True(MaxChange(one.Weights) > 0.05, $"training changed the weights by at most {MaxChange(one.Weights)}");
+        Assert.True(one.Losses[^1] < one.Losses[0] - 1, $"loss went from {one.Losses[0]:F3} to {one.Losses[^1]:F3}");
+        foreach (var rank in two)
         {
-            var difference = MaxDifference(weights, rankWeights);
+            var difference = MaxDifference(one.Weights, rank.Weights);
             Assert.True(difference <= 1e-4, $"max |Δw| = {difference:E2} between one rank and a rank of two");
-            Assert.Equal(losses.Count, rankLosses.Count);
-            for (var i = 0; i < losses.Count; i++) Assert.True(Math.Abs(losses[i] - rankLosses[i]) <= 1e-4, $"step {i + 1}: loss {losses[i]} vs {rankLosses[i]}");
+            // The sum in rank order of two blocks is the autograd accumulation of the same two blocks: the same bits.
+            Assert.Equal(0, difference);
+            Assert.Equal(one.Losses, rank.Losses);
         }
-        // Every replica holds the same bits: the same sum, clipped and stepped the same way.
-        Assert.Equal(0, MaxDifference(ranks[0].Weights, ranks[1].Weights));
+
+        // Against one forward of all 16 rows (a different float summation, amplified by 50 steps of AdamW): the same
+        // training, not the same bits. The difference is measured, and the losses agree closely.
+        var onePass = OnePass(batches, scratch.Combine("one-pass"));
+        output.WriteLine($"max |Δw| against one forward of the whole batch: {MaxDifference(onePass.Weights, one.Weights):E2}; " +
+            $"final loss {onePass.Losses[^1]:F5} vs {one.Losses[^1]:F5}");
+        Assert.Equal(onePass.Losses[0], one.Losses[0], 5);
+        Assert.True(Math.Abs(onePass.Losses[^1] - one.Losses[^1]) < 0.02, $"final loss {onePass.Losses[^1]} vs {one.Losses[^1]}");
     }
 
     [Fact]
-    public void Three_ranks_on_uneven_rows_with_ignored_targets_and_one_rank_of_micro_batches_match_one_rank()
+    public void Ranks_on_uneven_rows_with_ignored_targets_match_one_rank_and_a_shrunken_group_keeps_the_global_batch()
     {
         Modeling.Runtime.TorchRuntime.Initialize(1);
-        var stream = PatternedStream();
+        var stream = Text();
         using var scratch = new ScratchFolder();
         Func<int, (Tensor, Tensor)> batches = step => MaskedBatch(stream, step);
-        var (losses, weights) = OneRank(batches, scratch.Combine("one"));
-        // 8 rows on 3 ranks: blocks of 2, 3 and 3 rows, each weighted by the global count of its unmasked targets.
-        var three = Ranks(3, DataParallelRank.RowsPerRank(_options.BatchSize, 3), batches, scratch.Combine("three"));
-        // What a group of 3 that lost two ranks runs: one rank, all 8 rows, in micro-batches of 3 rows accumulated.
-        var accumulated = Ranks(1, DataParallelRank.RowsPerRank(_options.BatchSize, 3), batches, scratch.Combine("accumulated"));
-        foreach (var (rankLosses, rankWeights) in three.Append(accumulated[0]))
+        // 16 rows in 3 blocks of 5, 5 and 6 rows, each weighted by the global count of unmasked targets.
+        var one = Ranks(1, 3, batches, scratch.Combine("one"))[0];
+        var three = Ranks(3, 3, batches, scratch.Combine("three"));
+        Assert.True(MaxChange(one.Weights) > 0.05);
+        foreach (var rank in three) Assert.Equal(0, MaxDifference(one.Weights, rank.Weights));
+
+        // A run of 4 blocks that lost a rank: 3 ranks take 1, 1 and 2 blocks. ((g0 + g1) + (g2 + g3)) is not
+        // (((g0 + g1) + g2) + g3) bit for bit, but within float tolerance.
+        var fourBlocks = Ranks(1, 4, batches, scratch.Combine("four-one"))[0];
+        var shrunk = Ranks(3, 4, batches, scratch.Combine("four-three"));
+        foreach (var rank in shrunk)
         {
-            var difference = MaxDifference(weights, rankWeights);
+            var difference = MaxDifference(fourBlocks.Weights, rank.Weights);
+            output.WriteLine($"4 blocks on 3 ranks against 1 rank: max |Δw| = {difference:E2}");
             Assert.True(difference <= 1e-4, $"max |Δw| = {difference:E2}");
-            Assert.True(Math.Abs(losses[^1] - rankLosses[^1]) <= 1e-4, $"final loss {losses[^1]} vs {rankLosses[^1]}");
         }
-        // Masking matters: a mean per rank instead of the global token weighting would not match (the control).
-        Assert.True(MaxChange(weights) > 0.05);
     }
 
     [Fact]
-    public void Rows_split_a_global_batch_into_contiguous_blocks_in_rank_order()
+    public void Micro_batches_split_a_global_batch_into_contiguous_blocks_and_ranks_take_contiguous_runs_of_them()
     {
         var exchange = new InProcessGradientExchange(3).ForRank(0);
-        var blocks = Enumerable.Range(0, 3).Select(r => new DataParallelRank(r, 3, 3, exchange).Rows(8)).ToList();
-        Assert.Equal([(0, 2), (2, 3), (5, 3)], blocks);
-        Assert.Equal(3, DataParallelRank.RowsPerRank(8, 3));
-        Assert.Equal((0, 16), new DataParallelRank(0, 1, 8, exchange).Rows(16));
+        Assert.Equal([(0, 5), (5, 5), (10, 6)], Enumerable.Range(0, 3).Select(b => new DataParallelRank(0, 3, 3, exchange).RowsOf(b, 16)));
+        // 4 blocks on 3 ranks (one lost): 1, 1 and 2 blocks.
+        Assert.Equal([(0, 1), (1, 1), (2, 2)], Enumerable.Range(0, 3).Select(r => new DataParallelRank(r, 3, 4, exchange).Blocks));
+        Assert.Equal((0, 2), new DataParallelRank(0, 1, 2, exchange).Blocks);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DataParallelRank(0, 3, 2, exchange).Validate());
     }
 
     [Fact]

@@ -1,11 +1,13 @@
 namespace Babel.Modeling.Training.DataParallel;
 
 /// <summary>
-/// One rank of a data-parallel run: its index in a group of <paramref name="WorldSize"/>, the exchange it sums gradients
-/// through, and at most how many rows it puts through the model at once (<paramref name="MicroBatchRows"/>: a group that
-/// lost ranks keeps the global batch by accumulating micro-batches of the original size).
+/// One rank of a data-parallel run: its index in a group of <paramref name="WorldSize"/> ranks, the exchange it sums
+/// gradients through, and the run's <paramref name="MicroBatches"/>: the global batch is always cut into that many
+/// blocks of rows, each a forward and backward of its own, and every rank takes a contiguous run of blocks. A full group
+/// (one block per rank) and a group that lost ranks (several blocks per rank, accumulated) compute the same global
+/// gradient; with two blocks it is the same bits.
 /// </summary>
-public sealed record DataParallelRank(int Rank, int WorldSize, int MicroBatchRows, IGradientExchange Exchange)
+public sealed record DataParallelRank(int Rank, int WorldSize, int MicroBatches, IGradientExchange Exchange)
 {
     /// <summary>Told after every step how long its parts took on this rank.</summary>
     public Action<DataParallelStepTiming>? Timed { get; init; }
@@ -13,21 +15,24 @@ public sealed record DataParallelRank(int Rank, int WorldSize, int MicroBatchRow
     /// <summary>Rank 0 writes checkpoints, history and the final model; every rank holds the same weights.</summary>
     public bool IsLeader => Rank == 0;
 
-    /// <summary>The rows [start, start + count) of a global batch of <paramref name="batchSize"/> rows this rank computes: contiguous blocks in rank order.</summary>
-    public (int Start, int Count) Rows(int batchSize)
+    /// <summary>The micro-batches [first, first + count) this rank computes.</summary>
+    public (int First, int Count) Blocks => Split(MicroBatches, WorldSize, Rank);
+
+    /// <summary>Rows [start, start + count) of micro-batch <paramref name="block"/> of a global batch of <paramref name="batchSize"/> rows.</summary>
+    public (int Start, int Count) RowsOf(int block, int batchSize) => Split(batchSize, MicroBatches, block);
+
+    /// <summary>Part <paramref name="index"/> of <paramref name="total"/> items cut into <paramref name="parts"/> contiguous parts in order.</summary>
+    public static (int Start, int Count) Split(int total, int parts, int index)
     {
-        var start = (int)((long)Rank * batchSize / WorldSize);
-        var end = (int)((long)(Rank + 1) * batchSize / WorldSize);
+        var start = (int)((long)index * total / parts);
+        var end = (int)((long)(index + 1) * total / parts);
         return (start, end - start);
     }
-
-    /// <summary>Rows per rank of <paramref name="ranks"/> ranks on a batch of <paramref name="batchSize"/> rows, rounded up: the micro-batch of a full group.</summary>
-    public static int RowsPerRank(int batchSize, int ranks) => (batchSize + ranks - 1) / ranks;
 
     public DataParallelRank Validate()
     {
         if (WorldSize < 1 || Rank < 0 || Rank >= WorldSize) throw new ArgumentOutOfRangeException(nameof(Rank), $"Rank {Rank} is not in a group of {WorldSize}.");
-        if (MicroBatchRows < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatchRows), "A micro-batch holds at least one row.");
+        if (MicroBatches < WorldSize) throw new ArgumentOutOfRangeException(nameof(MicroBatches), $"{MicroBatches} micro-batches cannot feed {WorldSize} ranks.");
         return this;
     }
 }

@@ -9,6 +9,7 @@ public sealed class InProcessGradientExchange(int worldSize)
     private readonly object _gate = new();
     private readonly float[]?[] _parts = new float[]?[worldSize];
     private float[]? _sum;
+    private float[]? _buffer;
     private int _step = -1;
     private int _arrived;
     private int _collected;
@@ -27,7 +28,8 @@ public sealed class InProcessGradientExchange(int worldSize)
             _parts[rank] = values;
             if (++_arrived == worldSize)
             {
-                var sum = new float[values.Length];
+                var sum = _buffer is { } reused && reused.Length == values.Length ? reused : new float[values.Length];
+                _buffer = sum;
                 RankOrderedSum.Sum([.. _parts.Select(p => (ReadOnlyMemory<float>)p!)], sum);
                 _sum = sum;
                 Monitor.PulseAll(_gate);
