@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.InteropServices;
 
 namespace Babel.Modeling.Training.DataParallel;
 
@@ -18,6 +19,19 @@ public static class RankOrderedSum
         }
         parts[0].Span.CopyTo(total);
         for (var rank = 1; rank < parts.Count; rank++) AddInto(total, parts[rank].Span);
+    }
+
+    /// <summary>The sum in rank order of float32 arrays sent as bytes (index = rank), as bytes.</summary>
+    public static byte[] SumFloat32Bytes(IReadOnlyList<byte[]> parts)
+    {
+        if (parts.Count == 0) throw new ArgumentException("At least one rank's values are needed.", nameof(parts));
+        var total = (byte[])parts[0].Clone();
+        for (var rank = 1; rank < parts.Count; rank++)
+        {
+            if (parts[rank].Length != total.Length) throw new ArgumentException($"Rank {rank} sent {parts[rank].Length} bytes where {total.Length} were expected.", nameof(parts));
+            AddInto(MemoryMarshal.Cast<byte, float>(total.AsSpan()), MemoryMarshal.Cast<byte, float>(parts[rank].AsSpan()));
+        }
+        return total;
     }
 
     /// <summary><paramref name="total"/>[i] += <paramref name="part"/>[i], element by element (each element's additions keep their order).</summary>

@@ -1,0 +1,132 @@
+using System.Text.Json;
+using Babel.Grains.Engine;
+using Babel.Modeling.Training;
+using Babel.Modeling.Training.DataParallel;
+using Babel.Storage;
+using Babel.Storage.Artifacts;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Babel.Grains.Training;
+
+/// <summary>
+/// Parameters of <c>babel pretrain --data-parallel N</c>: the artifact keys of the corpus and of a folder holding the
+/// tokenizer files, the preset, the languages (null: all), the options of the run, the ranks (one shard each), the
+/// micro-batches the global batch is cut into (at least the ranks; a group that lost ranks accumulates them), and how
+/// long a step may wait for a rank before the group goes on without it.
+/// </summary>
+public sealed record PretrainJobParameters(string Corpus, string Tokenizer, string Preset, string? Languages, PretrainingOptions Options, int Ranks,
+    int MicroBatches, double StepTimeoutSeconds);
+
+/// <summary>One rank's shard: its index in the full group.</summary>
+public sealed record TrainingRankSlice(int Rank);
+
+/// <summary>A rank's shard document: whether it trained (or was not needed: its group had gone on without it), as leader, to which step.</summary>
+public sealed record TrainingRankResult(string Member, bool Trained, bool Leader, int Steps, string? Model);
+
+/// <summary>The trained model folder as the leader stored it (a sealed zip) and its <c>training.json</c>, with the corpus named by the folder it was uploaded from.</summary>
+public sealed record PretrainJobResult(byte[] ModelZip, PretrainingManifest Manifest);
+
+/// <summary>
+/// Data-parallel pretraining on the job engine. Each rank is a shard; the ranks run at once on different device workers,
+/// form a group in their job's <see cref="Contracts.IGradientReduceGrain"/>, and each step sum their gradients there
+/// (<see cref="GrainGradientExchange"/>), so every replica steps identically. The leader (rank 0 of the group) zips the
+/// model folder being trained to the artifact store every checkpoint; when a rank stops answering, the others rejoin and
+/// resume from that checkpoint with the same global batch (fewer ranks accumulate more micro-batches), and the leader
+/// stores the finished folder — the layout of a one-rank <c>babel pretrain</c> — for <see cref="AssembleAsync"/>.
+/// </summary>
+public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJobParameters, TrainingRankSlice, PretrainJobResult>
+{
+    public const string KindName = "pretrain";
+
+    /// <summary>The shard id of rank <paramref name="rank"/>: names sort in rank order.</summary>
+    public static string Member(int rank) => $"rank-{rank:D3}";
+
+    public override string Name => KindName;
+
+    protected override void Validate(PretrainJobParameters p)
+    {
+        if (string.IsNullOrEmpty(p.Corpus) || string.IsNullOrEmpty(p.Tokenizer)) throw new UserInputException("A pretraining job needs a corpus and a tokenizer.");
+        if (!ModelPresets.Names.Contains(p.Preset, StringComparer.Ordinal)) throw new UserInputException($"Unknown model preset '{p.Preset}'; use one of: {string.Join(", ", ModelPresets.Names)}.");
+        if (p.Options is null) throw new UserInputException("A pretraining job needs its options.");
+        p.Options.Validate();
+        if (p.Ranks < 1 || p.Ranks > 999) throw new UserInputException($"--data-parallel must be between 1 and 999 (got {p.Ranks}).");
+        if (p.MicroBatches < p.Ranks || p.MicroBatches > p.Options.BatchSize)
+        {
+            throw new UserInputException($"The global batch of {p.Options.BatchSize} rows cannot be cut into {p.MicroBatches} micro-batches for {p.Ranks} ranks; use a --batch-size of at least {p.Ranks}.");
+        }
+        if (!(p.StepTimeoutSeconds > 0)) throw new UserInputException($"The step timeout must be positive (got {p.StepTimeoutSeconds}).");
+    }
+
+    protected override Task<IReadOnlyList<Shard<TrainingRankSlice>>> PlanAsync(PretrainJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<Shard<TrainingRankSlice>> shards = [.. Enumerable.Range(0, p.Ranks).Select(r => new Shard<TrainingRankSlice>(Member(r), new TrainingRankSlice(r), p.Options.Steps))];
+        return Task.FromResult(shards);
+    }
+
+    protected override ShardResult RunShard(ShardContext context, PretrainJobParameters p, Shard<TrainingRankSlice> shard, CancellationToken cancellationToken)
+    {
+        var corpus = context.LocalFolder(p.Corpus, cancellationToken);
+        var tokenizer = context.LocalFolder(p.Tokenizer, cancellationToken);
+        // Read and tokenised once per worker process: a rank that rejoins, or the next job on the same corpus, reuses it.
+        var run = context.Cache.GetOrAdd($"pretraining-run|{p.Corpus}|{p.Tokenizer}|{p.Preset}|{p.Languages}",
+            () => PretrainingRun.Open(corpus, tokenizer, p.Preset, p.Languages), r => r.Train.Length * sizeof(long));
+        var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
+        var rank = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,
+            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
+        var options = p.Options with { Threads = context.Threads };
+        var result = rank.Run(p.Ranks, p.MicroBatches, options.Steps, work =>
+            {
+                if (!File.Exists(Path.Combine(work, "tokenizer.json"))) PretrainingWorkflow.CopyTokenizer(tokenizer, work);
+            },
+            (work, dataParallel, hooks) =>
+            {
+                var (model, losses) = DataParallelPretraining.TrainRank(run, options, work, dataParallel, hooks, cancellationToken: cancellationToken);
+                using (model)
+                {
+                    if (dataParallel.IsLeader) PretrainingWorkflow.Finish(run, model, p.Options, losses, work);
+                }
+            }, cancellationToken);
+        return ShardResult.Of(result, [KeyValuePair.Create("ranks_trained", result.Trained ? 1L : 0L), KeyValuePair.Create("steps", (long)result.Steps)]);
+    }
+
+    public override async Task<PretrainJobResult> AssembleAsync(FinishedJob<PretrainJobParameters> job, CancellationToken cancellationToken)
+    {
+        var sealedZip = await job.Store.GetBytesAsync(DataParallelRankRunner.ModelKey(job.JobId), cancellationToken)
+            ?? throw new InvalidOperationException($"The model of training job {job.JobId} is missing from the artifact store.");
+        var zip = ZipArchives.Unseal(sealedZip) ?? throw new InvalidOperationException($"The model of training job {job.JobId} is damaged in the artifact store.");
+        using var archive = new System.IO.Compression.ZipArchive(new MemoryStream(zip), System.IO.Compression.ZipArchiveMode.Read);
+        var entry = archive.GetEntry(TrainingManifest.FileName) ?? throw new InvalidOperationException($"The model of training job {job.JobId} has no {TrainingManifest.FileName}.");
+        PretrainingManifest manifest;
+        using (var stream = entry.Open()) manifest = JsonSerializer.Deserialize<PretrainingManifest>(stream)!;
+        // The worker read the corpus from its artifact cache; the manifest names the folder it was uploaded from, as a one-rank run does.
+        manifest = manifest with { Data = manifest.Data with { Corpus = job.Origin.FolderOf(job.Parameters.Corpus) ?? job.Parameters.Corpus } };
+        return new PretrainJobResult(zip, manifest);
+    }
+
+    public override void Save(PretrainJobResult result, string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var staging = Path.Combine(directory, $".model-{Guid.NewGuid():N}");
+        try
+        {
+            using (var zip = new MemoryStream(result.ModelZip, writable: false)) ZipArchives.ExtractToNewDirectory(zip, staging, "the trained model");
+            foreach (var file in Directory.GetFiles(staging, "*", SearchOption.AllDirectories))
+            {
+                var relative = Path.GetRelativePath(staging, file);
+                if (relative == TrainingManifest.FileName) continue;
+                var target = Path.Combine(directory, relative);
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                AtomicFile.WriteAllBytes(target, File.ReadAllBytes(file));
+            }
+            // Written last: its presence marks a finished model folder.
+            TrainingManifest.Save(directory, result.Manifest);
+        }
+        finally
+        {
+            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        }
+    }
+
+    public override string Summary(PretrainJobResult result) => result.Manifest.Summary();
+}
