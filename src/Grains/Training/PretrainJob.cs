@@ -90,6 +90,27 @@ public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJob
         return ShardResult.Of(result, [KeyValuePair.Create("ranks_trained", result.Trained ? 1L : 0L), KeyValuePair.Create("steps", (long)result.Steps)]);
     }
 
+    /// <summary>
+    /// Uploads the corpus and the tokenizer files of <paramref name="tokenizerDirectory"/> (staged alone, so nothing else
+    /// of that folder travels) and returns the job's parameters.
+    /// </summary>
+    public static async Task<PretrainJobParameters> UploadInputsAsync(JobClient jobs, string corpusDirectory, string tokenizerDirectory, string preset,
+        string? languages, PretrainingOptions options, int ranks, int microBatches, TimeSpan stepTimeout, CancellationToken cancellationToken)
+    {
+        var staging = Directory.CreateTempSubdirectory("babel-tokenizer-").FullName;
+        try
+        {
+            PretrainingWorkflow.CopyTokenizer(tokenizerDirectory, staging);
+            var tokenizer = await jobs.UploadFolderAsync(staging, "tokenizers", cancellationToken, uploadedFrom: tokenizerDirectory);
+            var corpus = await jobs.UploadFolderAsync(corpusDirectory, "corpora", cancellationToken);
+            return new PretrainJobParameters(corpus, tokenizer, preset, languages, options, ranks, microBatches, stepTimeout.TotalSeconds);
+        }
+        finally
+        {
+            Directory.Delete(staging, recursive: true);
+        }
+    }
+
     public override async Task<PretrainJobResult> AssembleAsync(FinishedJob<PretrainJobParameters> job, CancellationToken cancellationToken)
     {
         var sealedZip = await job.Store.GetBytesAsync(DataParallelRankRunner.ModelKey(job.JobId), cancellationToken)
