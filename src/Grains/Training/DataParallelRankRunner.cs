@@ -51,13 +51,16 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
             if (group.Phase == TrainingGroupPhase.Finished || index < 0) return new TrainingRankResult(member, Trained: false, Leader: false, steps, null);
 
             Restore(group.ResumeStep, prepareFresh, cancellationToken);
+            var timing = new List<DataParallelStepTiming>();
             var rank = new DataParallelRank(index, group.Members.Count, microBatches, new GrainGradientExchange(reduce, group.Generation, index, stepTimeout))
             {
                 Timed = t =>
                 {
+                    timing.Add(t);
                     metrics?.Tokens.Add(t.RankTokens, tag);
-                    metrics?.StepDuration.Record(t.StepSeconds, tag);
-                    metrics?.ExchangeDuration.Record(t.ExchangeSeconds, tag);
+                    metrics?.Steps.Add(1, tag);
+                    metrics?.StepSeconds.Add(t.StepSeconds, tag);
+                    metrics?.ExchangeSeconds.Add(t.ExchangeSeconds, tag);
                 },
             };
             var hooks = rank.IsLeader ? new CheckpointHooks(Written: step => Checkpointed(reduce, group.Generation, step, cancellationToken)) : new CheckpointHooks();
@@ -73,7 +76,10 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
             if (rank.IsLeader) StudentGridJob.Upload(store, ModelKey(jobId), workDirectory, cancellationToken);
             Notice(() => reduce.DoneAsync(group.Generation, member, rank.IsLeader));
             Directory.Delete(workDirectory, recursive: true);
-            return new TrainingRankResult(member, Trained: true, rank.IsLeader, steps, rank.IsLeader ? ModelKey(jobId) : null);
+            // The first step of a group pays for warming up (and the leader's checkpoints for themselves): the means skip it.
+            var timed = timing.Skip(1).DefaultIfEmpty(timing.LastOrDefault()).ToList();
+            return new TrainingRankResult(member, Trained: true, rank.IsLeader, steps, rank.IsLeader ? ModelKey(jobId) : null, worker, timed.Count,
+                timed.Average(t => t.StepSeconds), timed.Average(t => t.ExchangeSeconds), timed[0].GradientValues);
         }
     }
 

@@ -21,11 +21,23 @@ public sealed record PretrainJobParameters(string Corpus, string Tokenizer, stri
 /// <summary>One rank's shard: its index in the full group.</summary>
 public sealed record TrainingRankSlice(int Rank);
 
-/// <summary>A rank's shard document: whether it trained (or was not needed: its group had gone on without it), as leader, to which step.</summary>
-public sealed record TrainingRankResult(string Member, bool Trained, bool Leader, int Steps, string? Model);
+/// <summary>
+/// A rank's shard document: whether it trained (or was not needed: its group had gone on without it), as leader, to which
+/// step, on which worker, and its timing in its last group: steps timed, mean step and gradient-exchange seconds, and the
+/// floats exchanged per step.
+/// </summary>
+public sealed record TrainingRankResult(string Member, bool Trained, bool Leader, int Steps, string? Model, string? Worker = null, int TimedSteps = 0,
+    double MeanStepSeconds = 0, double MeanExchangeSeconds = 0, int GradientValues = 0);
 
-/// <summary>The trained model folder as the leader stored it (a sealed zip) and its <c>training.json</c>, with the corpus named by the folder it was uploaded from.</summary>
-public sealed record PretrainJobResult(byte[] ModelZip, PretrainingManifest Manifest);
+/// <summary>
+/// The trained model folder as the leader stored it (a zip) and its <c>training.json</c>, with the corpus named by the
+/// folder it was uploaded from; and every rank's document, in rank order.
+/// </summary>
+public sealed record PretrainJobResult(byte[] ModelZip, PretrainingManifest Manifest, IReadOnlyList<TrainingRankResult> Ranks)
+{
+    /// <summary>The ranks that trained to the end.</summary>
+    public IReadOnlyList<TrainingRankResult> Trained => [.. Ranks.Where(r => r.Trained)];
+}
 
 /// <summary>
 /// Data-parallel pretraining on the job engine. Each rank is a shard; the ranks run at once on different device workers,
@@ -122,7 +134,8 @@ public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJob
         using (var stream = entry.Open()) manifest = JsonSerializer.Deserialize<PretrainingManifest>(stream)!;
         // The worker read the corpus from its artifact cache; the manifest names the folder it was uploaded from, as a one-rank run does.
         manifest = manifest with { Data = manifest.Data with { Corpus = job.Origin.FolderOf(job.Parameters.Corpus) ?? job.Parameters.Corpus } };
-        return new PretrainJobResult(zip, manifest);
+        var ranks = await job.ReadShardsAsync<TrainingRankResult>(Enumerable.Range(0, job.Parameters.Ranks).Select(Member), cancellationToken);
+        return new PretrainJobResult(zip, manifest, ranks);
     }
 
     public override void Save(PretrainJobResult result, string directory)
