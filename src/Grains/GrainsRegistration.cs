@@ -35,6 +35,7 @@ public static class GrainsRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.StudentGridJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Benchmarks.EngineBenchmarkJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Training.PretrainJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Training.FinetuneJob>());
         services.TryAddSingleton<JobKindCatalog>();
         return services;
     }

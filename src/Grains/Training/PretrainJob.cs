@@ -1,9 +1,7 @@
-using System.Text.Json;
 using Babel.Grains.Engine;
 using Babel.Modeling.Training;
 using Babel.Modeling.Training.DataParallel;
 using Babel.Storage;
-using Babel.Storage.Artifacts;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
@@ -125,42 +123,15 @@ public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJob
 
     public override async Task<PretrainJobResult> AssembleAsync(FinishedJob<PretrainJobParameters> job, CancellationToken cancellationToken)
     {
-        var sealedZip = await job.Store.GetBytesAsync(DataParallelRankRunner.ModelKey(job.JobId), cancellationToken)
-            ?? throw new InvalidOperationException($"The model of training job {job.JobId} is missing from the artifact store.");
-        var zip = ZipArchives.Unseal(sealedZip) ?? throw new InvalidOperationException($"The model of training job {job.JobId} is damaged in the artifact store.");
-        using var archive = new System.IO.Compression.ZipArchive(new MemoryStream(zip), System.IO.Compression.ZipArchiveMode.Read);
-        var entry = archive.GetEntry(TrainingManifest.FileName) ?? throw new InvalidOperationException($"The model of training job {job.JobId} has no {TrainingManifest.FileName}.");
-        PretrainingManifest manifest;
-        using (var stream = entry.Open()) manifest = JsonSerializer.Deserialize<PretrainingManifest>(stream)!;
+        var zip = await TrainedModelFolder.ReadAsync(job.Store, job.JobId, cancellationToken);
+        var manifest = TrainedModelFolder.Manifest<PretrainingManifest>(zip);
         // The worker read the corpus from its artifact cache; the manifest names the folder it was uploaded from, as a one-rank run does.
         manifest = manifest with { Data = manifest.Data with { Corpus = job.Origin.FolderOf(job.Parameters.Corpus) ?? job.Parameters.Corpus } };
         var ranks = await job.ReadShardsAsync<TrainingRankResult>(Enumerable.Range(0, job.Parameters.Ranks).Select(Member), cancellationToken);
         return new PretrainJobResult(zip, manifest, ranks);
     }
 
-    public override void Save(PretrainJobResult result, string directory)
-    {
-        Directory.CreateDirectory(directory);
-        var staging = Path.Combine(directory, $".model-{Guid.NewGuid():N}");
-        try
-        {
-            using (var zip = new MemoryStream(result.ModelZip, writable: false)) ZipArchives.ExtractToNewDirectory(zip, staging, "the trained model");
-            foreach (var file in Directory.GetFiles(staging, "*", SearchOption.AllDirectories))
-            {
-                var relative = Path.GetRelativePath(staging, file);
-                if (relative == TrainingManifest.FileName) continue;
-                var target = Path.Combine(directory, relative);
-                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                AtomicFile.WriteAllBytes(target, File.ReadAllBytes(file));
-            }
-            // Written last: its presence marks a finished model folder.
-            TrainingManifest.Save(directory, result.Manifest);
-        }
-        finally
-        {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
-        }
-    }
+    public override void Save(PretrainJobResult result, string directory) => TrainedModelFolder.Save(result.ModelZip, result.Manifest, directory);
 
     public override string Summary(PretrainJobResult result) => result.Manifest.Summary();
 }

@@ -65,6 +65,38 @@ public class DataParallelPretrainCommandTests
     }
 
     [Fact]
+    public void Finetune_on_two_ranks_writes_the_bytes_of_one_worker_and_names_its_inputs_as_a_one_rank_run()
+    {
+        using var scratch = new ScratchFolder();
+        var corpus = Corpus(scratch);
+        var pretrained = Run(Pretrain(corpus, scratch.Combine("base")));
+        Assert.True(pretrained.Code == 0, pretrained.Error);
+        var instructions = scratch.Combine("instructions.jsonl");
+        File.WriteAllLines(instructions, Enumerable.Range(0, 20).Select(i =>
+            System.Text.Json.JsonSerializer.Serialize(new { instruction = $"Translate into French: the cat number {i}", response = $"le chat numéro {i}" })));
+        string[] Finetune(string output, params string[] more) =>
+            ["finetune", "--model", scratch.Combine("base"), "--instructions", instructions, "--out", output, "--steps", "8", "--batch-size", "8",
+                "--sequence-length", "64", "--threads", "1", "--checkpoint-interval", "4", .. more];
+        var two = Run(Finetune(scratch.Combine("two"), "--data-parallel", "2", "--store", scratch.Combine("store-two"), "--lease-seconds", "6"));
+        Assert.True(two.Code == 0, two.Error);
+        var one = Run(Finetune(scratch.Combine("one-worker"), "--data-parallel", "2", "--workers", "1", "--store", scratch.Combine("store-one"), "--lease-seconds", "6"));
+        Assert.True(one.Code == 0, one.Error);
+        var plain = Run(Finetune(scratch.Combine("plain")));
+        Assert.True(plain.Code == 0, plain.Error);
+
+        Assert.Equal(File.ReadAllBytes(scratch.Combine("one-worker/model.safetensors")), File.ReadAllBytes(scratch.Combine("two/model.safetensors")));
+        static string[] Files(string folder) => [.. Directory.GetFiles(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal)!];
+        Assert.Equal(Files(scratch.Combine("plain")), Files(scratch.Combine("two")));
+        var manifest = JsonNode.Parse(File.ReadAllText(scratch.Combine("two/training.json")))!;
+        var plainManifest = JsonNode.Parse(File.ReadAllText(scratch.Combine("plain/training.json")))!;
+        Assert.Equal((string?)plainManifest["baseModel"], (string?)manifest["baseModel"]);
+        Assert.Equal(plainManifest["data"]!.ToJsonString(), manifest["data"]!.ToJsonString());
+        // The response loss of the base model is measured alike; after tuning the two runs agree to float noise.
+        Assert.Equal((double)plainManifest["responseLoss"]!["before"]!, (double)manifest["responseLoss"]!["before"]!, 6);
+        Assert.True(Math.Abs((double)plainManifest["responseLoss"]!["after"]! - (double)manifest["responseLoss"]!["after"]!) < 0.02);
+    }
+
+    [Fact]
     public void A_global_batch_smaller_than_the_ranks_is_one_sentence()
     {
         using var scratch = new ScratchFolder();

@@ -13,6 +13,7 @@ namespace Babel.UnitTests.Training;
 /// ranks (threads of this process, summing through <see cref="InProcessGradientExchange"/>) end with the weights and
 /// losses of one rank that accumulates the same micro-batches.
 /// </summary>
+[Collection(TorchThreadsCollection.Name)]
 public class DataParallelTrainingTests(ITestOutputHelper output)
 {
     private static readonly PretrainingOptions _options = new()
@@ -180,4 +181,14 @@ public class DataParallelTrainingTests(ITestOutputHelper output)
         threads.ForEach(t => t.Join());
         Assert.All(results, r => Assert.Equal(sum, r));
     }
+}
+
+/// <summary>
+/// Tests that train on several threads of the test process at once run alone: TorchSharp 0.107 has crashed twice here
+/// with a freed Scalar in a native call ("Unknown scalar type") while other test classes allocated heavily beside them.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TorchThreadsCollection
+{
+    public const string Name = "torch threads";
 }

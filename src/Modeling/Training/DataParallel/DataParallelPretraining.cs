@@ -33,3 +33,36 @@ public static class DataParallelPretraining
         }
     }
 }
+
+/// <summary>
+/// One rank of <c>babel finetune --data-parallel N</c>: the tuned model folder is <c>workDirectory</c> (the resumable
+/// <c>checkpoint/</c> and, on the leader, <c>history.jsonl</c>); the leader completes it with <see cref="InstructionTuning.Finish"/>.
+/// </summary>
+public static class DataParallelInstructionTuning
+{
+    /// <summary>
+    /// Trains (or resumes) this rank's replica of the base model to the end; returns it, the losses and the response loss
+    /// of the base model (measured on the leader only; NaN elsewhere). Throws <see cref="GroupChangedException"/> when the group changes.
+    /// </summary>
+    public static (CausalLanguageModel Model, IReadOnlyList<double> Losses, double Before) TrainRank(InstructionTuningRun run, PretrainingOptions options, string workDirectory,
+        string dataFingerprint, DataParallelRank rank, CheckpointHooks hooks, CancellationToken cancellationToken = default)
+    {
+        TorchRuntime.Initialize(options.Threads);
+        var model = run.NewModel(options.Seed);
+        try
+        {
+            var before = rank.IsLeader ? InstructionTuning.ResponseLoss(model, run.Evaluation, run.Tokenizer.PadId) : double.NaN;
+            var examples = run.Fitting;
+            var checkpoint = Path.Combine(workDirectory, TrainingManifest.CheckpointFolderName);
+            var losses = Pretrainer.Train(model,
+                step => InstructionTuning.Batch([.. InstructionTuning.BatchIndices(examples.Count, options.Seed, step, options.BatchSize).Select(i => examples[i])], run.Tokenizer.PadId),
+                options, checkpoint, rank, hooks, progress: null, cancellationToken, dataFingerprint, historyDirectory: workDirectory);
+            return (model, losses, before);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+}
