@@ -28,6 +28,17 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
 
     public static string ModelKey(string jobId) => $"{Prefix(jobId)}model.zip";
 
+    /// <summary>
+    /// Deletes a finished job's checkpoints and pointer (the model stays, so the result can be written again): they are
+    /// kept until the result is read, so a rank re-run after the end still finds the final checkpoint.
+    /// </summary>
+    public static async Task DeleteCheckpointsAsync(IArtifactStore store, string jobId, PretrainingOptions options, CancellationToken cancellationToken)
+    {
+        for (var step = options.CheckpointInterval; step < options.Steps; step += options.CheckpointInterval) await store.DeleteAsync(CheckpointKey(jobId, step), cancellationToken);
+        await store.DeleteAsync(CheckpointKey(jobId, options.Steps), cancellationToken);
+        await store.DeleteAsync(LatestKey(jobId), cancellationToken);
+    }
+
     /// <summary>How long a small call to the reduce grain (a checkpoint or end notice) may take; it is best effort.</summary>
     private static readonly TimeSpan NoticeTimeout = TimeSpan.FromSeconds(5);
 

@@ -101,6 +101,7 @@ public sealed class FinetuneJob(IServiceProvider services) : JobKind<FinetuneJob
         var instructions = job.Origin.FolderOf(p.Instructions) is { } folder ? Path.Combine(folder, p.InstructionsFile) : p.Instructions;
         manifest = manifest with { BaseModel = job.Origin.FolderOf(p.Model) ?? p.Model, Data = manifest.Data with { Instructions = instructions } };
         var ranks = await job.ReadShardsAsync<TrainingRankResult>(Enumerable.Range(0, p.Ranks).Select(PretrainJob.Member), cancellationToken);
+        await DataParallelRankRunner.DeleteCheckpointsAsync(job.Store, job.JobId, job.Parameters.Options, cancellationToken);
         return new FinetuneJobResult(zip, manifest, ranks);
     }
 

@@ -128,6 +128,7 @@ public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJob
         // The worker read the corpus from its artifact cache; the manifest names the folder it was uploaded from, as a one-rank run does.
         manifest = manifest with { Data = manifest.Data with { Corpus = job.Origin.FolderOf(job.Parameters.Corpus) ?? job.Parameters.Corpus } };
         var ranks = await job.ReadShardsAsync<TrainingRankResult>(Enumerable.Range(0, job.Parameters.Ranks).Select(Member), cancellationToken);
+        await DataParallelRankRunner.DeleteCheckpointsAsync(job.Store, job.JobId, job.Parameters.Options, cancellationToken);
         return new PretrainJobResult(zip, manifest, ranks);
     }
 
