@@ -15,6 +15,7 @@ public static class GrainsRegistration
         silo.Services.AddBabelJobKinds();
         silo.Services.AddMetrics();
         silo.Services.TryAddSingleton<JobMetrics>();
+        silo.Services.TryAddSingleton<Training.TrainingMetrics>();
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddOptions<WorkerOptions>();
         return silo;
@@ -33,6 +34,8 @@ public static class GrainsRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.DistillJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.StudentGridJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Benchmarks.EngineBenchmarkJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Training.PretrainJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Training.FinetuneJob>());
         services.TryAddSingleton<JobKindCatalog>();
         return services;
     }

@@ -96,7 +96,8 @@ internal static class ClusterBenchmark
         }
     }
 
-    private static Process StartSilo(string store, int primarySiloPort) => BenchmarkSilos.Start(new Dictionary<string, string>
+    /// <summary>A silo process of one worker with one torch thread, joined to the embedded silo at <paramref name="primarySiloPort"/> and sharing its store.</summary>
+    internal static Process StartSilo(string store, int primarySiloPort) => BenchmarkSilos.Start(new Dictionary<string, string>
     {
         ["Babel__Cluster__Mode"] = "Embedded",
         ["Babel__Cluster__PrimarySiloPort"] = primarySiloPort.ToString(CultureInfo.InvariantCulture),

@@ -1,5 +1,9 @@
 using System.CommandLine;
+using Babel.Client.Jobs;
+using Babel.Grains.Engine;
+using Babel.Grains.Training;
 using Babel.Modeling.Training;
+using Babel.Storage;
 using Spectre.Console;
 
 namespace Babel.Client.Commands;
@@ -22,10 +26,16 @@ internal static class FinetuneCommand
         var batch = new Option<int>("--batch-size") { Description = "Instructions per step.", DefaultValueFactory = _ => defaults.BatchSize };
         var length = new Option<int>("--sequence-length") { Description = "Longest example in tokens (BOS + prompt + response); longer ones are left out.", DefaultValueFactory = _ => defaults.SequenceLength };
         var threads = new Option<int>("--threads") { Description = "Torch threads.", DefaultValueFactory = _ => defaults.Threads };
-        var command = new Command("finetune", "Instruction-tune a copy of a model: loss on response tokens only, AdamW, resumable; keeps tokenizer.json and experts.json.")
+        var dataParallel = new Option<int>("--data-parallel") { Description = "Ranks of a data-parallel job (one device worker each, gradients summed every step); 1 tunes in this process.", DefaultValueFactory = _ => 1 };
+        var microBatches = new Option<int?>("--micro-batches") { Description = "Micro-batches each global batch is cut into (default: the ranks)." };
+        var checkpointInterval = new Option<int>("--checkpoint-interval") { Description = "Steps between checkpoints (with --data-parallel: stored in the artifact store by rank 0).", DefaultValueFactory = _ => defaults.CheckpointInterval };
+        var lease = new Option<double>("--lease-seconds") { Description = "With --data-parallel: a rank's lease; a step waits at most half of it for a silent rank.", DefaultValueFactory = _ => PretrainCommand.DefaultLeaseSeconds };
+        var job = new JobCommandOptions { DefaultWorkers = parse => parse.GetValue(dataParallel) };
+        var command = new Command("finetune", "Instruction-tune a copy of a model: loss on response tokens only, AdamW, resumable; keeps tokenizer.json and experts.json; in this process or data-parallel on the job engine.")
         {
-            model, instructions, output, steps, seed, learningRate, batch, length, threads,
+            model, instructions, output, steps, seed, learningRate, batch, length, threads, dataParallel, microBatches, checkpointInterval, lease,
         };
+        job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             var options = defaults with
@@ -36,7 +46,32 @@ internal static class FinetuneCommand
                 BatchSize = parse.GetValue(batch),
                 SequenceLength = parse.GetValue(length),
                 Threads = parse.GetValue(threads),
+                CheckpointInterval = parse.GetValue(checkpointInterval),
             };
+            var ranks = parse.GetValue(dataParallel);
+            if (ranks < 1) throw new UserInputException($"--data-parallel must be at least 1 (got {ranks}).");
+            if (ranks > 1)
+            {
+                var leaseSeconds = parse.GetValue(lease);
+                if (!(leaseSeconds >= 2)) throw new UserInputException($"--lease-seconds must be at least 2 (got {leaseSeconds}).");
+                options.Validate();
+                var directory = parse.GetValue(output)!;
+                var modelDirectory = ModelOption.Folder(parse, model);
+                if (Path.GetFullPath(modelDirectory).TrimEnd('/') == Path.GetFullPath(directory).TrimEnd('/'))
+                {
+                    throw new UserInputException("--out is the model folder itself; give another folder so the base model stays as it is.");
+                }
+                FinetuneJob? kind = null;
+                return job.RunAsync(parse, kinds => kind = kinds.Get<FinetuneJob>(),
+                    (jobs, ct) => FinetuneJob.UploadInputsAsync(jobs, modelDirectory, parse.GetValue(instructions)!, options, ranks, parse.GetValue(microBatches) ?? ranks,
+                        TimeSpan.FromSeconds(leaseSeconds / 2), ct),
+                    result =>
+                    {
+                        kind!.Save(result, directory);
+                        parse.InvocationConfiguration.Output.WriteLine($"{result.Manifest.Summary()}; tuned model written to {Path.GetFullPath(directory)} ({ranks} data-parallel ranks)");
+                        return 0;
+                    }, cancellationToken, new JobOptions(LeaseDuration: TimeSpan.FromSeconds(leaseSeconds)));
+            }
             Tune(CommandConsole.For(parse.InvocationConfiguration.Output), ModelOption.Folder(parse, model), parse.GetValue(instructions)!, parse.GetValue(output)!, options, cancellationToken);
             return Task.FromResult(0);
         });

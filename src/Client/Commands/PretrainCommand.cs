@@ -1,12 +1,23 @@
 using System.CommandLine;
+using Babel.Client.Jobs;
+using Babel.Grains.Engine;
+using Babel.Grains.Training;
 using Babel.Modeling.Training;
+using Babel.Storage;
 using Spectre.Console;
 
 namespace Babel.Client.Commands;
 
-/// <summary><c>babel pretrain</c>: trains a tokenizer (unless given) and a small multilingual Llama on a corpus.</summary>
+/// <summary>
+/// <c>babel pretrain</c>: trains a tokenizer (unless given) and a small multilingual Llama on a corpus; with
+/// <c>--data-parallel N</c> (N &gt; 1) the training is a job whose N ranks run on N device workers and sum their gradients
+/// every step, and the output folder is the same as a one-rank run's.
+/// </summary>
 internal static class PretrainCommand
 {
+    /// <summary>Default lease of a data-parallel rank: a silent rank is dropped after half of it.</summary>
+    public const double DefaultLeaseSeconds = 60;
+
     public static Command Create()
     {
         var defaults = new PretrainingOptions();
@@ -21,10 +32,16 @@ internal static class PretrainCommand
         var threads = new Option<int>("--threads") { Description = "Torch threads.", DefaultValueFactory = _ => defaults.Threads };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Folder holding a tokenizer.json to use instead of training one." };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the corpus)." };
-        var command = new Command("pretrain", "Pretrain a small multilingual Llama (AdamW, warmup + cosine, gradient clipping, resumable checkpoints).")
+        var dataParallel = new Option<int>("--data-parallel") { Description = "Ranks of a data-parallel job (one device worker each, gradients summed every step); 1 trains in this process.", DefaultValueFactory = _ => 1 };
+        var microBatches = new Option<int?>("--micro-batches") { Description = "Micro-batches each global batch is cut into (default: the ranks); a group that lost ranks accumulates them, so the global batch never changes." };
+        var checkpointInterval = new Option<int>("--checkpoint-interval") { Description = "Steps between checkpoints (with --data-parallel: stored in the artifact store by rank 0, what the ranks resume from after a loss).", DefaultValueFactory = _ => defaults.CheckpointInterval };
+        var lease = new Option<double>("--lease-seconds") { Description = "With --data-parallel: a rank's lease; a step waits at most half of it for a silent rank before the group goes on without it.", DefaultValueFactory = _ => DefaultLeaseSeconds };
+        var job = new JobCommandOptions { DefaultWorkers = parse => parse.GetValue(dataParallel) };
+        var command = new Command("pretrain", "Pretrain a small multilingual Llama (AdamW, warmup + cosine, gradient clipping, resumable checkpoints), in this process or data-parallel on the job engine.")
         {
-            corpus, output, preset, steps, seed, batch, length, learningRate, threads, tokenizer, languages,
+            corpus, output, preset, steps, seed, batch, length, learningRate, threads, tokenizer, languages, dataParallel, microBatches, checkpointInterval, lease,
         };
+        job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
             var options = defaults with
@@ -35,9 +52,31 @@ internal static class PretrainCommand
                 SequenceLength = parse.GetValue(length),
                 LearningRate = parse.GetValue(learningRate),
                 Threads = parse.GetValue(threads),
+                CheckpointInterval = parse.GetValue(checkpointInterval),
             };
             var console = CommandConsole.For(parse.InvocationConfiguration.Output);
             var directory = parse.GetValue(output)!;
+            var ranks = parse.GetValue(dataParallel);
+            if (ranks < 1) throw new UserInputException($"--data-parallel must be at least 1 (got {ranks}).");
+            if (ranks > 1)
+            {
+                var leaseSeconds = parse.GetValue(lease);
+                if (!(leaseSeconds >= 2)) throw new UserInputException($"--lease-seconds must be at least 2 (got {leaseSeconds}).");
+                options.Validate();
+                // The tokenizer is trained (or copied) here, as a one-rank run does; the ranks tokenise the corpus with it.
+                PretrainingWorkflow.PrepareTokenizer(parse.GetValue(corpus)!, directory, parse.GetValue(preset)!, parse.GetValue(tokenizer), parse.GetValue(languages),
+                    parse.InvocationConfiguration.Error.WriteLine);
+                PretrainJob? kind = null;
+                return job.RunAsync(parse, kinds => kind = kinds.Get<PretrainJob>(),
+                    (jobs, ct) => PretrainJob.UploadInputsAsync(jobs, parse.GetValue(corpus)!, directory, parse.GetValue(preset)!, parse.GetValue(languages), options, ranks,
+                        parse.GetValue(microBatches) ?? ranks, TimeSpan.FromSeconds(leaseSeconds / 2), ct),
+                    result =>
+                    {
+                        kind!.Save(result, directory);
+                        console.WriteLine($"{result.Manifest.Summary()}; model written to {Path.GetFullPath(directory)} ({ranks} data-parallel ranks)");
+                        return 0;
+                    }, cancellationToken, new JobOptions(LeaseDuration: TimeSpan.FromSeconds(leaseSeconds)));
+            }
             var manifest = TrainingProgressBar.Run(console, "pretraining", options.Steps, (progress, log) => PretrainingWorkflow.Pretrain(parse.GetValue(corpus)!, directory,
                 parse.GetValue(preset)!, options, parse.GetValue(tokenizer), parse.GetValue(languages), progress, log, cancellationToken));
             console.WriteLine($"{manifest.Summary()}; model written to {Path.GetFullPath(directory)}");

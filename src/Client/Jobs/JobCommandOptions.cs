@@ -19,6 +19,13 @@ internal sealed class JobCommandOptions
 
     public Option<bool> NoWait { get; } = new("--no-wait") { Description = "Submit, print the job id on stdout and exit; 'babel watch JOB' follows it, 'babel result JOB' writes its outputs." };
 
+    /// <summary>The embedded silo's workers when <c>--workers</c> is not given (default 1); a data-parallel command wants one per rank.</summary>
+    public Func<ParseResult, int>? DefaultWorkers { get; init; }
+
+    /// <summary>The embedded silo's CPU workers: <c>--workers</c>, else <see cref="DefaultWorkers"/>, else 1.</summary>
+    public int WorkersOf(ParseResult parse) =>
+        parse.GetResult(Workers) is { Implicit: false } || DefaultWorkers is null ? parse.GetValue(Workers) : DefaultWorkers(parse);
+
     public void AddTo(Command command)
     {
         Engine.AddTo(command);
@@ -28,7 +35,7 @@ internal sealed class JobCommandOptions
     }
 
     public Task<EngineConnection> OpenAsync(ParseResult parse, CancellationToken cancellationToken) =>
-        Engine.OpenAsync(parse, parse.GetValue(Workers), cancellationToken);
+        Engine.OpenAsync(parse, WorkersOf(parse), cancellationToken);
 
     /// <summary>
     /// Opens the engine, builds the parameters (uploading inputs), and submits the job. With <c>--no-wait</c> it prints the
@@ -53,7 +60,7 @@ internal sealed class JobCommandOptions
         // A bad --job-id is one sentence before any upload or planning job.
         if (parse.GetValue(JobId) is { } jobId) JobIds.Require(jobId);
         // A command that does not wait runs no shard: its worker would lease one and leave with the process, holding it until the lease expires.
-        var workers = parse.GetValue(NoWait) ? 0 : parse.GetValue(Workers);
+        var workers = parse.GetValue(NoWait) ? 0 : WorkersOf(parse);
         await using var connection = await Engine.OpenAsync(parse, workers, cancellationToken);
         var kind = kindOf(connection.Jobs.Kinds);
         var planHere = !connection.IsCluster && workers == 0 ? connection.Store : null;

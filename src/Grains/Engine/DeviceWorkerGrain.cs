@@ -195,7 +195,7 @@ public sealed class DeviceWorkerGrain(
         var stopwatch = Stopwatch.StartNew();
         try
         {
-            var result = kinds.Get(lease.Job.Kind).RunShard(context, ParametersOf(lease.Job), lease.Shard, lost.Token);
+            var result = kinds.Get(lease.Job.Kind).RunShard(context.ForJob(lease.JobId), ParametersOf(lease.Job), lease.Shard, lost.Token);
             var compute = stopwatch.Elapsed.TotalSeconds;
             _coordinationStart = Stopwatch.GetTimestamp();
             Interlocked.Increment(ref _shardsCompleted);

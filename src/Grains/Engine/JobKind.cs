@@ -148,6 +148,12 @@ public sealed class ShardContext(string worker, string device, int threads, IArt
     public Storage.Artifacts.IArtifactStore Store { get; } = store;
     public WorkerCache Cache { get; } = cache ?? WorkerCache.Shared;
 
+    /// <summary>The job whose shard runs (empty outside a worker): what a shard that coordinates with its job's other shards names its group by.</summary>
+    public string JobId { get; private init; } = "";
+
+    /// <summary>This context for a shard of <paramref name="jobId"/>.</summary>
+    public ShardContext ForJob(string jobId) => new(Worker, Device, Threads, Artifacts, Models, Store, Cache) { JobId = jobId };
+
     public string LocalFolder(string key, CancellationToken cancellationToken) =>
         Artifacts.LocalFolderAsync(key, cancellationToken).GetAwaiter().GetResult();
 }

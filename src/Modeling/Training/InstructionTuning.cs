@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Babel.Modeling.Checkpoints;
@@ -156,36 +154,35 @@ public static class InstructionTuning
         {
             throw new UserInputException("--out is the model folder itself; give another folder so the base model stays as it is.");
         }
-        var config = ModelCheckpoint.Validate(modelDirectory);
-        var examples = Read(instructionsPath);
-        using var tokenizer = HuggingFaceTokenizer.Load(modelDirectory);
-        var maximum = Math.Min(options.SequenceLength, config.MaxPositionEmbeddings) + 1;
-        var fitting = examples.Select(e => Tokenize(tokenizer, e)).Where(t => t.Tokens.Length <= maximum).ToList();
-        if (fitting.Count == 0)
-        {
-            throw new UserInputException($"none of the {examples.Count} instructions fits in {maximum - 1} tokens; raise --sequence-length (the model allows {config.MaxPositionEmbeddings}) or use shorter instructions.");
-        }
-        var evaluation = fitting.Take(EvaluationExamples).ToList();
-        var sha256 = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(instructionsPath)));
-        log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-            $"instruction-tuning {PretrainingWorkflow.Describe(config)} on {fitting.Count} of {examples.Count} instructions ({examples.Count - fitting.Count} longer than {maximum - 1} tokens left out), {options.Steps} steps of {options.BatchSize}, seed {options.Seed}"));
+        using var run = InstructionTuningRun.Open(modelDirectory, instructionsPath, options);
+        log?.Invoke(run.Describe(options));
 
         TorchRuntime.Initialize(options.Threads);
-        random.manual_seed(options.Seed);
-        using var network = CausalLanguageModel.Load(modelDirectory);
-        var before = ResponseLoss(network, evaluation, tokenizer.PadId);
+        using var network = run.NewModel(options.Seed);
+        var before = ResponseLoss(network, run.Evaluation, run.Tokenizer.PadId);
         Directory.CreateDirectory(outputDirectory);
         var checkpoint = Path.Combine(outputDirectory, TrainingManifest.CheckpointFolderName);
-        var losses = Train(network, fitting, tokenizer.PadId, options, checkpoint, sha256 + "|" + Path.GetFullPath(modelDirectory), progress, cancellationToken, outputDirectory);
-        var after = ResponseLoss(network, evaluation, tokenizer.PadId);
+        var losses = Train(network, run.Fitting, run.Tokenizer.PadId, options, checkpoint, run.Sha256 + "|" + Path.GetFullPath(modelDirectory), progress, cancellationToken, outputDirectory);
+        return Finish(run, network, options, losses, before, outputDirectory, Path.GetFullPath(modelDirectory), Path.GetFullPath(instructionsPath));
+    }
 
-        ModelCheckpoint.Save(outputDirectory, config, network.StateDict());
-        PretrainingWorkflow.CopyFiles(modelDirectory, outputDirectory, _copiedFiles);
-        var manifest = new InstructionTuningManifest(InstructionTuningManifest.KindName, Path.GetFullPath(modelDirectory), config, options.Seed, options,
-            new InstructionData(Path.GetFullPath(instructionsPath), sha256, examples.Count, fitting.Count, examples.Count - fitting.Count, ExampleFormat),
+    /// <summary>
+    /// Completes a tuned model folder: the response loss after tuning, the weights, the base model's tokenizer and
+    /// <c>experts.json</c>, <c>training.json</c> last (naming <paramref name="baseModel"/> and <paramref name="instructions"/>),
+    /// and the resumable checkpoint removed.
+    /// </summary>
+    public static InstructionTuningManifest Finish(InstructionTuningRun run, CausalLanguageModel network, PretrainingOptions options, IReadOnlyList<double> losses,
+        double before, string outputDirectory, string baseModel, string instructions)
+    {
+        var after = ResponseLoss(network, run.Evaluation, run.Tokenizer.PadId);
+        ModelCheckpoint.Save(outputDirectory, run.Config, network.StateDict());
+        PretrainingWorkflow.CopyFiles(run.ModelDirectory, outputDirectory, _copiedFiles);
+        var manifest = new InstructionTuningManifest(InstructionTuningManifest.KindName, baseModel, run.Config, options.Seed, options,
+            new InstructionData(instructions, run.Sha256, run.Examples, run.Fitting.Count, run.Examples - run.Fitting.Count, ExampleFormat),
             losses.Count, TrainingManifest.FinalLoss(losses),
-            new ResponseLossComparison(evaluation.Count, $"mean loss per response token on the first {evaluation.Count} usable instructions, before and after tuning", before, after));
+            new ResponseLossComparison(run.Evaluation.Count, $"mean loss per response token on the first {run.Evaluation.Count} usable instructions, before and after tuning", before, after));
         TrainingManifest.Save(outputDirectory, manifest);
+        var checkpoint = Path.Combine(outputDirectory, TrainingManifest.CheckpointFolderName);
         if (Directory.Exists(checkpoint)) Directory.Delete(checkpoint, recursive: true);
         return manifest;
     }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Training.DataParallel;
 using Babel.Modeling.Transformer;
 using Babel.Storage;
 using TorchSharp.Modules;
@@ -46,11 +47,48 @@ public static class Pretrainer
     public static IReadOnlyList<double> Train(CausalLanguageModel model, Func<int, (Tensor Inputs, Tensor Targets)> batches, PretrainingOptions options,
         string checkpointDirectory, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "",
         string? historyDirectory = null) =>
-        Run(model, step =>
+        Run(model, Backward(step =>
         {
             var (inputs, targets) = batches(step);
             return (Loss(model.Forward(inputs), targets), targets.ne(IgnoreIndex).sum().item<long>());
-        }, options, checkpointDirectory, new CheckpointHooks(), progress, cancellationToken, dataFingerprint, historyDirectory);
+        }), options, checkpointDirectory, new CheckpointHooks(), progress, cancellationToken, dataFingerprint, historyDirectory, rank: null);
+
+    /// <summary>
+    /// One rank of a data-parallel run of the same loop: every rank draws the whole global batch of a step from
+    /// <paramref name="batches"/> and computes its micro-batches of rows (<see cref="DataParallelRank.Blocks"/>), each
+    /// micro-batch's summed loss divided by the global batch's target tokens, so the ranks' gradients add up to the gradient
+    /// of the global mean loss (token-weighted where targets are ignored). The sum comes through <see cref="DataParallelRank.Exchange"/>; then every rank clips and
+    /// steps identically, so every replica holds the same weights. Only the leader writes checkpoints (with their
+    /// <paramref name="hooks"/>) and the history; every rank resumes from <paramref name="checkpointDirectory"/> when it
+    /// holds one.
+    /// </summary>
+    public static IReadOnlyList<double> Train(CausalLanguageModel model, Func<int, (Tensor Inputs, Tensor Targets)> batches, PretrainingOptions options,
+        string checkpointDirectory, DataParallelRank rank, CheckpointHooks hooks, IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancellationToken = default, string dataFingerprint = "", string? historyDirectory = null)
+    {
+        rank.Validate();
+        return Run(model, step =>
+        {
+            var (inputs, targets) = batches(step);
+            var globalTokens = Math.Max(1, targets.ne(IgnoreIndex).sum().item<long>());
+            var (first, blocks) = rank.Blocks;
+            double loss = 0;
+            long tokens = 0;
+            for (var block = first; block < first + blocks; block++)
+            {
+                var (row, rows) = rank.RowsOf(block, (int)targets.shape[0]);
+                if (rows == 0) continue;
+                using var micro = NewDisposeScope();
+                var microTargets = targets.narrow(0, row, rows);
+                var logits = model.Forward(inputs.narrow(0, row, rows));
+                var share = F.cross_entropy(logits.view(-1, logits.shape[^1]), microTargets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum) / globalTokens;
+                share.backward();
+                loss += share.item<float>();
+                tokens += microTargets.ne(IgnoreIndex).sum().item<long>();
+            }
+            return (loss, tokens);
+        }, options, checkpointDirectory, hooks, progress, cancellationToken, dataFingerprint, rank.IsLeader ? historyDirectory : null, rank);
+    }
 
     /// <summary>
     /// The loop itself, on any scalar <paramref name="objective"/> of a step (computed from the model inside the step's
@@ -60,22 +98,34 @@ public static class Pretrainer
     public static IReadOnlyList<double> Train(CausalLanguageModel model, Func<int, Tensor> objective, PretrainingOptions options, string checkpointDirectory,
         CheckpointHooks hooks, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default, string dataFingerprint = "",
         string? historyDirectory = null) =>
-        Run(model, step => (objective(step), (long)options.BatchSize * options.SequenceLength), options, checkpointDirectory, hooks, progress,
-            cancellationToken, dataFingerprint, historyDirectory);
+        Run(model, Backward(step => (objective(step), (long)options.BatchSize * options.SequenceLength)), options, checkpointDirectory, hooks, progress,
+            cancellationToken, dataFingerprint, historyDirectory, rank: null);
+
+    /// <summary>A step's gradients from an objective: its backward pass, and the loss as a number.</summary>
+    private static Func<int, (double Loss, long Tokens)> Backward(Func<int, (Tensor Loss, long Tokens)> objective) => step =>
+    {
+        var (value, tokens) = objective(step);
+        value.backward();
+        return (value.item<float>(), tokens);
+    };
 
     /// <summary>
-    /// The loop on an objective that also says how many target tokens its step trained. With <paramref name="historyDirectory"/>,
-    /// every step is appended to its <see cref="TrainingHistory"/> (cut back to the checkpoint a run resumes from) and
-    /// <c>loss.png</c> is drawn at the end.
+    /// The loop on a step's gradients (<paramref name="gradients"/> runs forward and backward and returns the loss and how
+    /// many target tokens the step trained). With <paramref name="historyDirectory"/>, every step is appended to its
+    /// <see cref="TrainingHistory"/> (cut back to the checkpoint a run resumes from) and <c>loss.png</c> is drawn at the end.
+    /// With a <paramref name="rank"/>, the gradients, loss and tokens are summed over the group before clipping, and only the
+    /// leader writes checkpoints.
     /// </summary>
-    private static IReadOnlyList<double> Run(CausalLanguageModel model, Func<int, (Tensor Loss, long Tokens)> objective, PretrainingOptions options,
+    private static IReadOnlyList<double> Run(CausalLanguageModel model, Func<int, (double Loss, long Tokens)> gradients, PretrainingOptions options,
         string checkpointDirectory, CheckpointHooks hooks, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, string dataFingerprint,
-        string? historyDirectory)
+        string? historyDirectory, DataParallelRank? rank)
     {
         options.Validate();
         var fingerprint = JsonSerializer.Serialize(options with { Threads = 0, CheckpointInterval = 0 }) + dataFingerprint;
         model.train();
         var parameters = model.named_parameters().ToList();
+        var tensors = parameters.Select(p => p.parameter).ToList();
+        var buffer = rank is null ? null : new GradientBuffer(tensors, extra: 2);
         var decayed = parameters.Where(p => p.parameter.dim() >= 2 && p.name != "model.embed_tokens.weight").Select(p => p.parameter).ToList();
         var undecayed = parameters.Select(p => p.parameter).Except(decayed).ToList();
         using var optimizer = optim.AdamW(
@@ -96,14 +146,14 @@ public static class Pretrainer
             var learningRate = options.LearningRateAt(step);
             foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
             double loss;
+            var stepStarted = Stopwatch.GetTimestamp();
             using (var scope = NewDisposeScope())
             {
                 optimizer.zero_grad();
-                var (value, trained) = objective(step);
-                value.backward();
-                nn.utils.clip_grad_norm_(parameters.Select(p => p.parameter), options.GradientClip);
+                (loss, var trained) = gradients(step);
+                if (rank is not null) (loss, trained) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
+                nn.utils.clip_grad_norm_(tensors, options.GradientClip);
                 optimizer.step();
-                loss = value.item<float>();
                 tokens += trained;
             }
             if (!double.IsFinite(loss))
@@ -115,7 +165,7 @@ public static class Pretrainer
             var tokensPerSecond = tokens / stopwatch.Elapsed.TotalSeconds;
             history?.Append(new TrainingStep(done, loss, learningRate, tokensPerSecond));
             progress?.Report(new TrainingProgress(done, options.Steps, loss, learningRate, tokensPerSecond, resumed));
-            if (done % options.CheckpointInterval == 0 || done == options.Steps)
+            if ((done % options.CheckpointInterval == 0 || done == options.Steps) && rank is not { IsLeader: false })
             {
                 SaveCheckpoint(model, optimizer, checkpointDirectory, state with { Step = done }, temporary => hooks.Writing?.Invoke(done, temporary));
                 hooks.Written?.Invoke(done);
@@ -125,6 +175,23 @@ public static class Pretrainer
             $"{options.Steps} steps of {options.BatchSize} × {options.SequenceLength}, peak learning rate {options.LearningRate:G3}, seed {options.Seed}"));
         model.eval();
         return state.Losses;
+    }
+
+    /// <summary>
+    /// Replaces the step's gradients by their sum over the ranks (the loss share and token count travel at the end of the
+    /// same buffer) and returns the group's loss and tokens; tells the rank how long compute and exchange took.
+    /// </summary>
+    private static (double Loss, long Tokens) SumOverRanks(DataParallelRank rank, int step, GradientBuffer buffer, double loss, long tokens,
+        long stepStarted, CancellationToken cancellationToken)
+    {
+        var computed = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
+        var values = buffer.Flatten([(float)loss, tokens]);
+        var exchangeStarted = Stopwatch.GetTimestamp();
+        rank.Exchange.SumInPlace(step, values, cancellationToken);
+        var exchanged = Stopwatch.GetElapsedTime(exchangeStarted).TotalSeconds;
+        var sums = buffer.Unflatten();
+        rank.Timed?.Invoke(new DataParallelStepTiming(step, computed, exchanged, Stopwatch.GetElapsedTime(stepStarted).TotalSeconds, tokens, values.Length));
+        return (sums[0], (long)Math.Round(sums[1]));
     }
 
     /// <summary>The target id that no loss is computed for (PyTorch's convention).</summary>

@@ -5,7 +5,6 @@ using Babel.Modeling.Tokenization;
 using Babel.Modeling.Transformer;
 using Babel.Storage;
 using Babel.Storage.Corpora;
-using static TorchSharp.torch;
 
 namespace Babel.Modeling.Training;
 
@@ -39,34 +38,51 @@ public static class PretrainingWorkflow
         string? languageList, IProgress<TrainingProgress>? progress = null, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
-        var corpus = Corpus.Open(corpusDirectory);
-        var languages = CorpusLanguages.Select(corpus, languageList);
-        Directory.CreateDirectory(outputDirectory);
-        if (tokenizerDirectory is null && !File.Exists(Path.Combine(outputDirectory, "tokenizer.json")))
-        {
-            TrainTokenizer(corpus, languages, ModelPresets.VocabSize(preset), log).Save(outputDirectory);
-        }
-        using var tokenizer = HuggingFaceTokenizer.Load(tokenizerDirectory ?? outputDirectory);
-        if (tokenizerDirectory is not null) CopyFiles(tokenizerDirectory, outputDirectory, _tokenizerFiles);
-        var config = ModelPresets.Create(preset, tokenizer.VocabSize, tokenizer.BosId, tokenizer.EosId, tokenizer.PadId);
-        var train = TokenStream.FromDocuments(tokenizer, languages.SelectMany(l => corpus.ReadDocuments(l, CorpusSplit.Train).Select(d => d.Text)));
-        log?.Invoke(string.Create(CultureInfo.InvariantCulture,
-            $"pretraining '{preset}' ({Describe(config)}) on {train.Length:N0} training tokens, {options.Steps} steps of {options.BatchSize}×{options.SequenceLength}, seed {options.Seed}"));
+        PrepareTokenizer(corpusDirectory, outputDirectory, preset, tokenizerDirectory, languageList, log);
+        using var run = PretrainingRun.Open(corpusDirectory, outputDirectory, preset, languageList);
+        log?.Invoke(run.Describe(options));
 
         TorchRuntime.Initialize(options.Threads);
-        random.manual_seed(options.Seed);
-        using var model = new CausalLanguageModel(config);
-        model.InitializeWeights(options.Seed);
+        using var model = run.NewModel(options.Seed);
         var checkpoint = Path.Combine(outputDirectory, TrainingManifest.CheckpointFolderName);
-        var losses = Pretrainer.Train(model, train, options, checkpoint, progress, cancellationToken, historyDirectory: outputDirectory);
+        var losses = Pretrainer.Train(model, run.Train, options, checkpoint, progress, cancellationToken, historyDirectory: outputDirectory);
+        return Finish(run, model, options, losses, outputDirectory);
+    }
 
-        var heldout = languages.Select(l => Perplexity.Evaluate(model, tokenizer, l, corpus.ReadDocuments(l, CorpusSplit.Heldout).Select(d => d.Text))).ToList();
-        ModelCheckpoint.Save(outputDirectory, config, model.StateDict());
-        var manifest = new PretrainingManifest(preset, config, options.Seed, options,
-            new PretrainingData(Path.GetFullPath(corpusDirectory), corpus.Manifest.Name, languages, train.Length, corpus.Manifest.Split.Heldout),
+    /// <summary>
+    /// Puts the tokenizer files into <paramref name="outputDirectory"/>: copied from <paramref name="tokenizerDirectory"/>, or
+    /// a tokenizer of the preset's vocabulary trained on the corpus (unless the folder already holds one, as a resumed run's does).
+    /// </summary>
+    public static void PrepareTokenizer(string corpusDirectory, string outputDirectory, string preset, string? tokenizerDirectory, string? languageList, Action<string>? log = null)
+    {
+        Directory.CreateDirectory(outputDirectory);
+        if (tokenizerDirectory is not null)
+        {
+            using (HuggingFaceTokenizer.Load(tokenizerDirectory)) CopyFiles(tokenizerDirectory, outputDirectory, _tokenizerFiles);
+            return;
+        }
+        if (File.Exists(Path.Combine(outputDirectory, "tokenizer.json"))) return;
+        var corpus = Corpus.Open(corpusDirectory);
+        TrainTokenizer(corpus, CorpusLanguages.Select(corpus, languageList), ModelPresets.VocabSize(preset), log).Save(outputDirectory);
+    }
+
+    /// <summary>Copies the tokenizer files of <paramref name="from"/> into <paramref name="to"/>.</summary>
+    public static void CopyTokenizer(string from, string to) => CopyFiles(from, to, _tokenizerFiles);
+
+    /// <summary>
+    /// Completes a trained model folder: held-out scores per language, the weights in Hugging Face layout, <c>training.json</c>
+    /// last, and the resumable checkpoint removed. Returns what <c>training.json</c> holds.
+    /// </summary>
+    public static PretrainingManifest Finish(PretrainingRun run, CausalLanguageModel model, PretrainingOptions options, IReadOnlyList<double> losses, string outputDirectory)
+    {
+        var heldout = run.Languages.Select(l => Perplexity.Evaluate(model, run.Tokenizer, l, run.Corpus.ReadDocuments(l, CorpusSplit.Heldout).Select(d => d.Text))).ToList();
+        ModelCheckpoint.Save(outputDirectory, run.Config, model.StateDict());
+        var manifest = new PretrainingManifest(run.Preset, run.Config, options.Seed, options,
+            new PretrainingData(Path.GetFullPath(run.CorpusDirectory), run.Corpus.Manifest.Name, run.Languages, run.Train.Length, run.Corpus.Manifest.Split.Heldout),
             losses.Count, TrainingManifest.FinalLoss(losses), heldout.ToDictionary(h => h.Language, HeldoutScore.Of, StringComparer.Ordinal));
         TrainingManifest.Save(outputDirectory, manifest);
-        Directory.Delete(checkpoint, recursive: true);
+        var checkpoint = Path.Combine(outputDirectory, TrainingManifest.CheckpointFolderName);
+        if (Directory.Exists(checkpoint)) Directory.Delete(checkpoint, recursive: true);
         return manifest;
     }
 

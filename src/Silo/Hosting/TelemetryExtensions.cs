@@ -21,11 +21,12 @@ public static class TelemetryExtensions
         return builder;
     }
 
-    private sealed class ZeroCounters : IHostedService
+    private sealed class ZeroCounters(IServiceProvider services) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
             Babel.Modeling.Distillation.DistillationMetrics.ExportZeros();
+            services.GetService<Babel.Grains.Training.TrainingMetrics>()?.ExportZeros();
             return Task.CompletedTask;
         }
 

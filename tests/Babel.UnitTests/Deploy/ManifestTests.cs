@@ -402,7 +402,7 @@ public partial class ManifestTests
         var defined = JobMetricNames();
         var distillation = DistillationMetricNames();
         var documented = DocumentedMetrics();
-        Assert.Equal(defined.Union(distillation).Union(ServingMetricNames()).Order(StringComparer.Ordinal), documented.Order(StringComparer.Ordinal));
+        Assert.Equal(defined.Union(distillation).Union(ServingMetricNames()).Union(TrainingMetricNames()).Order(StringComparer.Ordinal), documented.Order(StringComparer.Ordinal));
 
         var rules = File.ReadAllText(Path.Combine(K8s, "monitoring", "prometheus-rules.yaml"));
         var used = BabelSeries().Matches(rules).Select(m => HistogramSeries().Replace(m.Value, "")).ToHashSet();
@@ -415,6 +415,17 @@ public partial class ManifestTests
         }
         foreach (var alert in new[] { "BabelSiloDown", "BabelShardFailures", "BabelJobStalled", "BabelJobFailed", "BabelTeacherFailures", "BabelTeacherThrottled" })
             Assert.Contains($"alert: {alert}", rules, StringComparison.Ordinal);
+    }
+
+    /// <summary>The Prometheus names OpenTelemetry's exporter gives the data-parallel training instruments.</summary>
+    private static HashSet<string> TrainingMetricNames()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        using var metrics = new Grains.Training.TrainingMetrics(services.GetRequiredService<IMeterFactory>());
+        var names = typeof(Grains.Training.TrainingMetrics).GetProperties().Where(p => typeof(Instrument).IsAssignableFrom(p.PropertyType))
+            .Select(p => PrometheusName((Instrument)p.GetValue(metrics)!)).ToHashSet();
+        Assert.Equal(5, names.Count);
+        return names;
     }
 
     /// <summary>The Prometheus names OpenTelemetry's exporter gives JobMetrics' instruments.</summary>

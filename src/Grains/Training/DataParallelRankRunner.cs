@@ -1,0 +1,155 @@
+using System.Text.Json;
+using Babel.Contracts;
+using Babel.Grains.Distillation;
+using Babel.Modeling.Training;
+using Babel.Modeling.Training.DataParallel;
+using Babel.Storage.Artifacts;
+
+namespace Babel.Grains.Training;
+
+/// <summary>The latest checkpoint a data-parallel job's leader stored (<c>latest.json</c>).</summary>
+public sealed record TrainingCheckpointPointer(int Step);
+
+/// <summary>
+/// One rank of a data-parallel training job on a worker: join the job's group, restore the group's checkpoint (or start
+/// fresh), train until the end or until the group changes — then rejoin and resume — and, as leader, store a checkpoint
+/// of the model folder every checkpoint interval and the finished folder at the end. Any training loop fits: it gets the
+/// folder, its <see cref="DataParallelRank"/> and the checkpoint hooks.
+/// </summary>
+public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore store, TrainingMetrics? metrics, string jobId, string member, string worker,
+    string workDirectory, TimeSpan stepTimeout)
+{
+    /// <summary>Where a training job keeps its checkpoints and model in the artifact store; removed once the result is read.</summary>
+    public static string Prefix(string jobId) => $"training/{jobId}/";
+
+    public static string CheckpointKey(string jobId, int step) => $"{Prefix(jobId)}checkpoint-{step:D8}.zip";
+
+    public static string LatestKey(string jobId) => $"{Prefix(jobId)}latest.json";
+
+    public static string ModelKey(string jobId) => $"{Prefix(jobId)}model.zip";
+
+    /// <summary>
+    /// Deletes a finished job's checkpoints and pointer (the model stays, so the result can be written again): they are
+    /// kept until the result is read, so a rank re-run after the end still finds the final checkpoint.
+    /// </summary>
+    public static async Task DeleteCheckpointsAsync(IArtifactStore store, string jobId, PretrainingOptions options, CancellationToken cancellationToken)
+    {
+        for (var step = options.CheckpointInterval; step < options.Steps; step += options.CheckpointInterval) await store.DeleteAsync(CheckpointKey(jobId, step), cancellationToken);
+        await store.DeleteAsync(CheckpointKey(jobId, options.Steps), cancellationToken);
+        await store.DeleteAsync(LatestKey(jobId), cancellationToken);
+    }
+
+    /// <summary>How long a small call to the reduce grain (a checkpoint or end notice) may take; it is best effort.</summary>
+    private static readonly TimeSpan NoticeTimeout = TimeSpan.FromSeconds(5);
+
+    /// <param name="ranks">Ranks of the full group (the shards of the job).</param>
+    /// <param name="microBatches">Micro-batches of every global batch.</param>
+    /// <param name="steps">Steps of the run, reported in the result.</param>
+    /// <param name="prepareFresh">Fills a new, empty work folder for a run from step 0 (e.g. the tokenizer files).</param>
+    /// <param name="train">Trains in the folder to the end (the leader also completes the model folder there); throws <see cref="GroupChangedException"/> when the group changes.</param>
+    /// <param name="cancellationToken">Cancelled when the worker loses the lease or stops.</param>
+    public TrainingRankResult Run(int ranks, int microBatches, int steps, Action<string> prepareFresh, Action<string, DataParallelRank, CheckpointHooks> train,
+        CancellationToken cancellationToken)
+    {
+        var reduce = grains.GetGrain<IGradientReduceGrain>(jobId);
+        var tag = TrainingMetrics.Worker(worker);
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var group = Join(reduce, ranks, cancellationToken);
+            var index = group.Members.ToList().IndexOf(member);
+            // The group finished, or went on without this rank while it was away: nothing is left for it to do.
+            if (group.Phase == TrainingGroupPhase.Finished || index < 0) return new TrainingRankResult(member, Trained: false, Leader: false, steps, null);
+
+            Restore(group.ResumeStep, prepareFresh, cancellationToken);
+            var timing = new List<DataParallelStepTiming>();
+            var rank = new DataParallelRank(index, group.Members.Count, microBatches, new GrainGradientExchange(reduce, group.Generation, index, stepTimeout))
+            {
+                Timed = t =>
+                {
+                    timing.Add(t);
+                    metrics?.Tokens.Add(t.RankTokens, tag);
+                    metrics?.Steps.Add(1, tag);
+                    metrics?.StepSeconds.Add(t.StepSeconds, tag);
+                    metrics?.ExchangeSeconds.Add(t.ExchangeSeconds, tag);
+                },
+            };
+            var hooks = rank.IsLeader ? new CheckpointHooks(Written: step => Checkpointed(reduce, group.Generation, step, cancellationToken)) : new CheckpointHooks();
+            try
+            {
+                train(workDirectory, rank, hooks);
+            }
+            catch (GroupChangedException)
+            {
+                metrics?.Regroups.Add(1, tag);
+                continue;
+            }
+            if (rank.IsLeader) StudentGridJob.Upload(store, ModelKey(jobId), workDirectory, cancellationToken);
+            Notice(() => reduce.DoneAsync(group.Generation, member, rank.IsLeader));
+            Directory.Delete(workDirectory, recursive: true);
+            // The first step of a group pays for warming up (and the leader's checkpoints for themselves): the means skip it.
+            var timed = timing.Skip(1).DefaultIfEmpty(timing.LastOrDefault()).ToList();
+            return new TrainingRankResult(member, Trained: true, rank.IsLeader, steps, rank.IsLeader ? ModelKey(jobId) : null, worker, timed.Count,
+                timed.Average(t => t.StepSeconds), timed.Average(t => t.ExchangeSeconds), timed[0].GradientValues);
+        }
+    }
+
+    /// <summary>Joins the group, retrying while the reduce grain does not answer (its silo died: the grain comes back on another).</summary>
+    private TrainingGroup Join(IGradientReduceGrain reduce, int ranks, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                return reduce.JoinAsync(member, ranks, LatestCheckpoint(cancellationToken), formTimeout: stepTimeout)
+                    .WaitAsync(stepTimeout + GrainGradientExchange.AnswerMargin, cancellationToken).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is OrleansException or TimeoutException && !cancellationToken.IsCancellationRequested)
+            {
+                cancellationToken.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+            }
+        }
+    }
+
+    /// <summary>The step of the latest checkpoint the leader stored; 0 when none.</summary>
+    private int LatestCheckpoint(CancellationToken cancellationToken) =>
+        store.GetBytesAsync(LatestKey(jobId), cancellationToken).GetAwaiter().GetResult() is { } bytes
+            ? JsonSerializer.Deserialize<TrainingCheckpointPointer>(bytes)?.Step ?? 0
+            : 0;
+
+    /// <summary>A fresh work folder: the group's checkpoint unpacked, or prepared for step 0.</summary>
+    private void Restore(int step, Action<string> prepareFresh, CancellationToken cancellationToken)
+    {
+        if (Directory.Exists(workDirectory)) Directory.Delete(workDirectory, recursive: true);
+        if (step > 0)
+        {
+            if (!StudentGridJob.Restore(store, CheckpointKey(jobId, step), workDirectory, cancellationToken))
+            {
+                throw new InvalidOperationException($"The checkpoint of step {step} of training job {jobId} is missing or damaged in the artifact store.");
+            }
+            return;
+        }
+        Directory.CreateDirectory(workDirectory);
+        prepareFresh(workDirectory);
+    }
+
+    /// <summary>The leader's checkpoint: the whole model folder zipped to the store, then the pointer, then the group told.</summary>
+    private void Checkpointed(IGradientReduceGrain reduce, Guid generation, int step, CancellationToken cancellationToken)
+    {
+        StudentGridJob.Upload(store, CheckpointKey(jobId, step), workDirectory, cancellationToken);
+        store.PutBytesAsync(LatestKey(jobId), JsonSerializer.SerializeToUtf8Bytes(new TrainingCheckpointPointer(step)), cancellationToken).GetAwaiter().GetResult();
+        Notice(() => reduce.CheckpointedAsync(generation, step));
+    }
+
+    private static void Notice(Func<Task> call)
+    {
+        try
+        {
+            call().WaitAsync(NoticeTimeout).GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is OrleansException or TimeoutException)
+        {
+            // Best effort: the pointer in the store says the same, and a rank that waits for a finished group is told so.
+        }
+    }
+}

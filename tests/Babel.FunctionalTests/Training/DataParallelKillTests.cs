@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Babel.FunctionalTests.Cluster;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Babel.FunctionalTests.Training;
+
+/// <summary>
+/// <c>babel pretrain --data-parallel 2 --cluster</c> on two silo processes, with the silo of the leader (rank 0) killed
+/// (SIGKILL) after a checkpoint: the other rank is told within the step timeout, resumes alone from the checkpoint in the
+/// artifact store accumulating both micro-batches, and the job ends with the weights of an uninterrupted run — bit for
+/// bit, since one rank adding two micro-batches computes the same float sums as two ranks.
+/// </summary>
+[Collection(ClusterCollection.Name)]
+public sealed class DataParallelKillTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan _timeout = TimeSpan.FromMinutes(4);
+
+    private static string[] Args(string corpus, string outFolder) =>
+    [
+        "pretrain", "--corpus", corpus, "--out", outFolder, "--config", "tiny", "--steps", "160", "--batch-size", "8", "--sequence-length", "64",
+        "--threads", "1", "--checkpoint-interval", "20", "--data-parallel", "2", "--lease-seconds", "8",
+    ];
+
+    /// <summary>The step of the checkpoint in a silo's leader work folder, 0 when none (or while it is being replaced).</summary>
+    private static int LeaderCheckpoint(SiloProcess silo)
+    {
+        var training = Path.Combine(silo.CacheFolder, "training");
+        if (!Directory.Exists(training)) return 0;
+        foreach (var state in Directory.GetFiles(training, "trainer.json", SearchOption.AllDirectories))
+        {
+            try
+            {
+                // Only the leader writes checkpoints.
+                return (int)JsonNode.Parse(File.ReadAllText(state))!["Step"]!;
+            }
+            catch (Exception e) when (e is IOException or System.Text.Json.JsonException)
+            {
+                return 0;
+            }
+        }
+        return 0;
+    }
+
+    [Fact]
+    public async Task Killing_the_leaders_silo_mid_run_ends_with_the_weights_of_an_uninterrupted_run()
+    {
+        var folder = Directory.CreateTempSubdirectory("babel-data-parallel-").FullName;
+        try
+        {
+            var cli = BabelCli.Standalone(folder);
+            var corpus = Path.Combine(folder, "udhr");
+            var data = await cli.RunAsync(_timeout, "data", "udhr", "--out", corpus, "--languages", "eng,fra,deu,spa");
+            Assert.True(data.ExitCode == 0, data.ToString());
+            var reference = await cli.RunAsync(_timeout, [.. Args(corpus, Path.Combine(folder, "reference")), "--store", Path.Combine(folder, "store")]);
+            Assert.True(reference.ExitCode == 0, reference.ToString());
+            output.WriteLine($"uninterrupted embedded run of 2 ranks: {reference.Elapsed.TotalSeconds:F1} s");
+
+            await using var cluster = await LocalCluster.StartAsync(silos: 2);
+            var outFolder = Path.Combine(folder, "cluster");
+            // The same tokenizer as the reference: the comparison is of training, not of two tokenizer trainings.
+            var run = cluster.Cli.RunAsync(_timeout, [.. Args(corpus, outFolder), "--tokenizer", Path.Combine(folder, "reference"), "--cluster"]);
+            SiloProcess? victim = null;
+            var elapsed = Stopwatch.StartNew();
+            while (victim is null)
+            {
+                if (run.IsCompleted) Assert.Fail($"Training ended before a silo could be killed; make it longer.\n{await run}");
+                Assert.True(elapsed.Elapsed < _timeout, "The leader stored no checkpoint in time.");
+                // After the leader's second local checkpoint its first is in the store (uploaded before training goes on).
+                victim = cluster.Silos.FirstOrDefault(s => LeaderCheckpoint(s) >= 40);
+                if (victim is null) await Task.Delay(50);
+            }
+            victim.Kill();
+            var killedAt = elapsed.Elapsed;
+            output.WriteLine($"killed {victim.Name}, the leader's silo, after its checkpoint of step {LeaderCheckpoint(victim)}");
+
+            var result = await run;
+            Assert.True(result.ExitCode == 0, result.ToString());
+            output.WriteLine($"the job ended {(elapsed.Elapsed - killedAt).TotalSeconds:F1} s after the kill");
+            var survivor = cluster.Silos.Single(s => s != victim);
+            var metrics = await survivor.ScrapeMetricsAsync();
+            Assert.True(SiloProcess.Counter(metrics, "babel_training_regroups_total") >= 1, "the surviving rank never rejoined its group");
+            Assert.True(SiloProcess.Counter(metrics, "babel_training_tokens_total") > 0);
+
+            Assert.Equal(File.ReadAllBytes(Path.Combine(folder, "reference", "model.safetensors")), File.ReadAllBytes(Path.Combine(outFolder, "model.safetensors")));
+            var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "reference", "training.json")))!;
+            var actual = JsonNode.Parse(File.ReadAllText(Path.Combine(outFolder, "training.json")))!;
+            Assert.Equal(expected["finalTrainLoss"]!.ToJsonString(), actual["finalTrainLoss"]!.ToJsonString());
+            Assert.Equal(expected["heldout"]!.ToJsonString(), actual["heldout"]!.ToJsonString());
+            Assert.Equal(160, File.ReadAllLines(Path.Combine(outFolder, "history.jsonl")).Length);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+}
