@@ -23,7 +23,7 @@ internal static class BenchCommand
         model.Options.Add(seconds);
         model.Options.Add(newTokens);
         model.SetAction(parse => Run(ModelOption.OptionalFolder(parse, generationModel), TimeSpan.FromSeconds(parse.GetValue(seconds)), parse.GetValue(newTokens)));
-        Command[] commands = [model, CreateCluster(), CreateProfile(), DistillBenchmark.Create(), Text2TreeBench.Create(), StudentBench.Create(), EngineBenchCommand.Create(), TrainBenchCommand.Create(), .. DtypeBench.Create()];
+        Command[] commands = [model, DecodeBench.Create(), CreateCluster(), CreateProfile(), DistillBenchmark.Create(), Text2TreeBench.Create(), StudentBench.Create(), EngineBenchCommand.Create(), TrainBenchCommand.Create(), .. DtypeBench.Create()];
         foreach (var command in commands) bench.Subcommands.Add(command);
         return bench;
     }

@@ -1,4 +1,6 @@
 using Babel.Modeling.Transformer;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -11,9 +13,10 @@ namespace Babel.Modeling.Generation;
 /// rotate-half of q and k (so rotary embedding is one multiply-add), gate/up fused, all pre-transposed for
 /// <c>addmm</c> with the residual, and each query-head group attends to its shared key/value head without copies.
 /// Valid only while the model's weights do not change. A bfloat16 or float16 model decodes in its own type, with each
-/// RMSNorm computed in float32 (as the full forward does) and float32 logits.
+/// RMSNorm computed in float32 (as the full forward does) and float32 logits. A float32 step of a single row without a hook
+/// runs in managed SIMD code (<see cref="SingleRowStep"/>) over the same weights, as [out, in] rows.
 /// </summary>
-public sealed class CachedDecoder : IDisposable
+public sealed unsafe class CachedDecoder : IDisposable
 {
     private readonly LayerWeights[] _layers;
     private readonly Tensor _embedding;
@@ -31,6 +34,11 @@ public sealed class CachedDecoder : IDisposable
     // Scalars are native objects in TorchSharp: made once here, not per call in the decoding loop.
     private readonly Scalar _one = 1.ToScalar();
     private readonly ScalarType _dtype;
+    private readonly int _vocab;
+    // The managed single-row step, for float32 models with static RoPE tables; null otherwise.
+    private readonly SingleRowStep? _row;
+    private readonly SingleRowStep.Layer[] _rowLayers;
+    private KeyValueCache? _rowCache;
 
     public CachedDecoder(CausalLanguageModel model)
     {
@@ -47,13 +55,28 @@ public sealed class CachedDecoder : IDisposable
         using var scope = NewDisposeScope();
         _layers = [.. model.Layers.Select(layer => Fuse(layer).MoveToOuterDisposeScope())];
         _embedding = model.EmbedTokens.detach().MoveToOuterDisposeScope();
-        _head = (model.LmHead * model.Norm.Weight).t().contiguous().MoveToOuterDisposeScope();
+        _head = (model.LmHead * model.Norm.Weight).contiguous().MoveToOuterDisposeScope();
+        _vocab = config.VocabSize;
         // Per position: cos and sin tiled over the q heads then the k heads, side by side.
         int qHeads = _heads, kHeads = _keyValueHeads;
         _rotaryTable = cat([model.Rotary.Cos.repeat(1, qHeads + kHeads), model.Rotary.Sin.repeat(1, qHeads + kHeads)], dim: 1)
             .to_type(_dtype).contiguous().MoveToOuterDisposeScope();
         _slot = zeros(1, ScalarType.Int64).MoveToOuterDisposeScope();
+        // The managed step needs each weight's address, which TorchSharp gives as a span: below 2 GB, on the CPU.
+        var addressable = _dtype == ScalarType.Float32 && !_rotary.IsDynamic && _embedding.device_type == DeviceType.CPU
+            && new[] { _embedding, _head, _rotaryTable }.Concat(_layers.SelectMany(w => w.Tensors)).All(t => t.is_contiguous() && t.NumberOfElements * t.ElementSize < int.MaxValue);
+        _rowLayers = !addressable ? [] : [.. _layers.Select(w => new SingleRowStep.Layer(Pointer(w.Qkv), Pointer(w.QkvBias), Pointer(w.Output), Pointer(w.GateUp), Pointer(w.GateUpBias),
+            Pointer(w.Down), Pointer(w.DownBias)))];
+        if (addressable)
+        {
+            _row = new SingleRowStep(config.HiddenSize, _heads, _keyValueHeads, _headDim, _intermediate, _window, _vocab, config.RmsNormEps, Runtime.TorchRuntime.Threads);
+        }
     }
+
+    /// <summary>The address of a contiguous CPU tensor's first element (TorchSharp exposes its memory as a span).</summary>
+    private static float* Pointer(Tensor? tensor) => tensor is null ? null : (float*)Address(tensor);
+
+    private static void* Address(Tensor tensor) => Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
 
     private LayerWeights Fuse(DecoderLayer layer)
     {
@@ -81,12 +104,12 @@ public sealed class CachedDecoder : IDisposable
         var gateUp = cat([mlp.GateProj.weight!.detach(), mlp.UpProj.weight!.detach()], dim: 0) * layer.PostAttentionLayernorm.Weight;
         var gateUpBias = mlp.GateProj.bias is null ? null : cat([mlp.GateProj.bias.detach(), mlp.UpProj.bias!.detach()], dim: 0);
         return new LayerWeights(
-            (qkv * inputGain).t().contiguous(),
-            qkvBias,
-            attention.OProj.weight!.detach().t().contiguous(),
-            gateUp.t().contiguous(),
-            gateUpBias,
-            mlp.DownProj.weight!.detach().t().contiguous(),
+            (qkv * inputGain).contiguous(),
+            qkvBias?.contiguous(),
+            attention.OProj.weight!.detach().contiguous(),
+            gateUp.contiguous(),
+            gateUpBias?.contiguous(),
+            mlp.DownProj.weight!.detach().contiguous(),
             mlp.DownProj.bias?.detach().clone());
     }
 
@@ -99,6 +122,7 @@ public sealed class CachedDecoder : IDisposable
         var batch = tokens.shape[0];
         var slot = cache.Length;
         if (slot >= cache.Capacity) throw new InvalidOperationException($"The key/value cache holds {cache.Capacity} tokens and is full.");
+        if (_row is not null && batch == 1 && hook is null && !cache.HasPadding) return RowStep(tokens, cache, slot);
         var span = slot + 1;
         var rotaryWidth = _queryWidth + _keyWidth;
         var (cos, sin) = Rotary(cache.NextPosition, rotaryWidth);
@@ -110,7 +134,7 @@ public sealed class CachedDecoder : IDisposable
         for (var i = 0; i < _layers.Length; i++)
         {
             var w = _layers[i];
-            var projected = w.QkvBias is null ? Normalize(x).mm(w.Qkv) : w.QkvBias.addmm(Normalize(x), w.Qkv);
+            var projected = w.QkvBias is null ? Normalize(x).mm(w.Qkv.t()) : w.QkvBias.addmm(Normalize(x), w.Qkv.t());
             var queryKey = projected.narrow(1, 0, rotaryWidth);
             var value = projected.narrow(1, rotaryWidth, _keyWidth);
             var rotated = projected.narrow(1, rotaryWidth + _keyWidth, rotaryWidth);
@@ -122,19 +146,48 @@ public sealed class CachedDecoder : IDisposable
             var start = _window[i] is { } window ? Math.Max(0, span - window) : 0;
             var layerMask = keyMask is null || start == 0 ? keyMask : keyMask.narrow(3, start, span - start);
             var attended = nn.functional.scaled_dot_product_attention(query, keys.narrow(2, start, span - start), values.narrow(2, start, span - start), attn_mask: layerMask);
-            x = x.addmm(attended.view(batch, _queryWidth), w.Output);
+            x = x.addmm(attended.view(batch, _queryWidth), w.Output.t());
 
-            var gateUp = w.GateUpBias is null ? Normalize(x).mm(w.GateUp) : w.GateUpBias.addmm(Normalize(x), w.GateUp);
+            var gateUp = w.GateUpBias is null ? Normalize(x).mm(w.GateUp.t()) : w.GateUpBias.addmm(Normalize(x), w.GateUp.t());
             var width = _intermediate[i];
             var gate = gateUp.narrow(1, 0, width);
             var intermediate = nn.functional.silu(gate).mul_(gateUp.narrow(1, width, width));
             if (hook is not null) intermediate = hook.OnIntermediate(i, gate.unsqueeze(1), intermediate.unsqueeze(1)).squeeze(1);
-            x = x.addmm(intermediate, w.Down);
+            x = x.addmm(intermediate, w.Down.t());
             if (w.DownBias is not null) x = x.add_(w.DownBias);
         }
-        var logits = Normalize(x).mm(_head);
+        var logits = Normalize(x).mm(_head.t());
         if (_dtype != ScalarType.Float32) logits = logits.to_type(ScalarType.Float32);
         cache.NextPosition.add_(_one);
+        cache.Extend();
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The single-row float32 step in managed code: the same computation as the torch path, reading weights and cache in place.</summary>
+    private Tensor RowStep(Tensor tokens, KeyValueCache cache, int slot)
+    {
+        if (!ReferenceEquals(cache, _rowCache))
+        {
+            if (cache.Keys.Concat(cache.Values).Any(t => t.dtype != ScalarType.Float32 || t.device_type != DeviceType.CPU || !t.is_contiguous() || t.shape[0] != 1))
+            {
+                throw new InvalidOperationException("A float32 model decodes into a contiguous float32 CPU cache of one row.");
+            }
+            for (var i = 0; i < _rowLayers.Length; i++)
+            {
+                _rowLayers[i].Keys = Pointer(cache.Keys[i]);
+                _rowLayers[i].Values = Pointer(cache.Values[i]);
+            }
+            _rowCache = cache;
+        }
+        using var ids = tokens.to(ScalarType.Int64).contiguous();
+        var token = *(long*)Address(ids);
+        var positionSlot = (long*)Address(cache.NextPosition);
+        var position = *positionSlot;
+        if (token < 0 || token >= _vocab) throw new ArgumentOutOfRangeException(nameof(tokens), token, $"A token id must lie in [0, {_vocab}).");
+        if (position >= _rotaryTable.shape[0]) throw new InvalidOperationException($"Position {position} is beyond the model's {_rotaryTable.shape[0]} positions.");
+        var logits = empty(1, _vocab);
+        _row!.Run(token, position, slot, cache.Capacity, Pointer(_embedding), _rowLayers, Pointer(_rotaryTable), Pointer(_head), Pointer(logits));
+        *positionSlot = position + 1;
         cache.Extend();
         return logits.MoveToOuterDisposeScope();
     }
@@ -178,6 +231,8 @@ public sealed class CachedDecoder : IDisposable
 
     private sealed record LayerWeights(Tensor Qkv, Tensor? QkvBias, Tensor Output, Tensor GateUp, Tensor? GateUpBias, Tensor Down, Tensor? DownBias) : IDisposable
     {
+        public IEnumerable<Tensor> Tensors => new[] { Qkv, QkvBias, Output, GateUp, GateUpBias, Down, DownBias }.OfType<Tensor>();
+
         public LayerWeights MoveToOuterDisposeScope()
         {
             Qkv.MoveToOuterDisposeScope();

@@ -131,7 +131,8 @@ public sealed class CausalLanguageModel : nn.Module
         using var guard = no_grad();
         var generator = new Generator((ulong)seed);
         var residualStd = 0.02 / Math.Sqrt(2.0 * Config.NumHiddenLayers);
-        foreach (var (name, parameter) in named_parameters())
+        // Over the Hugging Face tensors (fused parameters through their parts), so that a seed gives the same weights as before fusing.
+        foreach (var (name, parameter) in StateDict())
         {
             if (name.EndsWith("layernorm.weight", StringComparison.Ordinal) || name == "model.norm.weight") parameter.fill_(1.0);
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
@@ -140,15 +141,38 @@ public sealed class CausalLanguageModel : nn.Module
         }
     }
 
-    /// <summary>The Hugging Face state dict: every parameter by its checkpoint name.</summary>
-    public Dictionary<string, Tensor> StateDict() =>
-        named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter, StringComparer.Ordinal);
+    /// <summary>
+    /// The Hugging Face state dict: every parameter by its checkpoint name, in checkpoint order. The fused q/k/v and gate/up
+    /// parameters appear as their Hugging Face parts (views of the fused rows: writing into them writes the model).
+    /// </summary>
+    public Dictionary<string, Tensor> StateDict()
+    {
+        using var guard = no_grad();
+        var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, parameter) in named_parameters())
+        {
+            var separator = name.LastIndexOf('.', name.LastIndexOf('.') - 1);
+            var module = name[(separator + 1)..name.LastIndexOf('.')];
+            if (module is SelfAttention.FusedName or FeedForward.FusedName)
+            {
+                // Layer names look like model.layers.{i}.self_attn.qkv_proj.weight; the weight comes first, so expand once.
+                if (!name.EndsWith(".weight", StringComparison.Ordinal)) continue;
+                var layer = Layers[int.Parse(name.Split('.')[2], System.Globalization.CultureInfo.InvariantCulture)];
+                var parts = module == SelfAttention.FusedName ? layer.SelfAttn.SplitParameters() : layer.Mlp.SplitParameters();
+                var prefix = name[..(separator + 1)];
+                foreach (var (part, tensor) in parts) state.Add(prefix + part, tensor);
+                continue;
+            }
+            state.Add(name, parameter);
+        }
+        return state;
+    }
 
     /// <summary>Copies <paramref name="tensors"/> into the parameters by name; names and shapes must match the config.</summary>
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, string source)
     {
         using var guard = no_grad();
-        foreach (var (name, parameter) in named_parameters())
+        foreach (var (name, parameter) in StateDict())
         {
             if (!tensors.TryGetValue(name, out var tensor))
             {

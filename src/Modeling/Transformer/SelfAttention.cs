@@ -4,7 +4,10 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Babel.Modeling.Transformer;
 
-/// <summary>Grouped-query causal self-attention with rotary embeddings; q/k/v bias optional (Qwen2).</summary>
+/// <summary>
+/// Grouped-query causal self-attention with rotary embeddings; q/k/v bias optional (Qwen2). q_proj, k_proj and v_proj are the
+/// row blocks of one fused <c>qkv_proj</c> (one matmul); the state dict splits them again.
+/// </summary>
 public sealed class SelfAttention : nn.Module
 {
     private readonly int _heads;
@@ -16,19 +19,34 @@ public sealed class SelfAttention : nn.Module
         _heads = heads;
         _keyValueHeads = keyValueHeads;
         _headDim = headDim;
-        QProj = nn.Linear(hiddenSize, heads * headDim, hasBias: qkvBias, dtype: dtype);
-        KProj = nn.Linear(hiddenSize, keyValueHeads * headDim, hasBias: qkvBias, dtype: dtype);
-        VProj = nn.Linear(hiddenSize, keyValueHeads * headDim, hasBias: qkvBias, dtype: dtype);
+        long queries = heads * headDim, keyValues = keyValueHeads * headDim;
+        QkvProj = nn.Linear(hiddenSize, queries + 2 * keyValues, hasBias: qkvBias, dtype: dtype);
+        QProj = new FusedProjection(QkvProj, 0, queries);
+        KProj = new FusedProjection(QkvProj, queries, keyValues);
+        VProj = new FusedProjection(QkvProj, queries + keyValues, keyValues);
         OProj = nn.Linear(heads * headDim, hiddenSize, hasBias: false, dtype: dtype);
-        register_module("q_proj", QProj);
-        register_module("k_proj", KProj);
-        register_module("v_proj", VProj);
+        register_module(FusedName, QkvProj);
         register_module("o_proj", OProj);
     }
 
-    public Linear QProj { get; }
-    public Linear KProj { get; }
-    public Linear VProj { get; }
+    /// <summary>The fused module's name in <c>named_parameters</c>; <see cref="CausalLanguageModel.StateDict"/> splits it into q_proj, k_proj and v_proj.</summary>
+    public const string FusedName = "qkv_proj";
+
+    /// <summary>[q_proj; k_proj; v_proj] rows: [(heads + 2 · key/value heads) · head_dim, hidden].</summary>
+    public Linear QkvProj { get; }
+    public FusedProjection QProj { get; }
+    public FusedProjection KProj { get; }
+    public FusedProjection VProj { get; }
+
+    /// <summary>The Hugging Face names and views of the fused module's parameters, in checkpoint order.</summary>
+    public IEnumerable<(string Name, Tensor Tensor)> SplitParameters()
+    {
+        foreach (var (name, projection) in new[] { ("q_proj", QProj), ("k_proj", KProj), ("v_proj", VProj) })
+        {
+            yield return (name + ".weight", projection.weight);
+            if (projection.bias is { } b) yield return (name + ".bias", b);
+        }
+    }
     public Linear OProj { get; }
 
     /// <summary>
@@ -39,9 +57,11 @@ public sealed class SelfAttention : nn.Module
     public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache, int layer)
     {
         long batch = hidden.shape[0], tokens = hidden.shape[1];
-        var q = RotaryEmbedding.Apply(QProj.forward(hidden).view(batch, tokens, _heads, _headDim).transpose(1, 2), cos, sin);
-        var k = RotaryEmbedding.Apply(KProj.forward(hidden).view(batch, tokens, _keyValueHeads, _headDim).transpose(1, 2), cos, sin);
-        var v = VProj.forward(hidden).view(batch, tokens, _keyValueHeads, _headDim).transpose(1, 2);
+        var qkv = QkvProj.forward(hidden);
+        long queries = _heads * _headDim, keyValues = _keyValueHeads * _headDim;
+        var q = RotaryEmbedding.Apply(qkv.narrow(-1, 0, queries).view(batch, tokens, _heads, _headDim).transpose(1, 2), cos, sin);
+        var k = RotaryEmbedding.Apply(qkv.narrow(-1, queries, keyValues).view(batch, tokens, _keyValueHeads, _headDim).transpose(1, 2), cos, sin);
+        var v = qkv.narrow(-1, queries + keyValues, keyValues).view(batch, tokens, _keyValueHeads, _headDim).transpose(1, 2);
         if (cache is not null)
         {
             var end = cache.Length + (int)tokens;
