@@ -14,11 +14,9 @@ using Orleans.Configuration;
 
 namespace Babel.Client;
 
-/// <summary>
-/// The job engine as a command sees it: grains, the artifact store and the job kinds. Embedded (the default) hosts a
+/// <summary>The job engine as a command sees it: grains, the artifact store and the job kinds. Embedded (the default) hosts a
 /// silo in this process with state and artifacts under a local folder; cluster mode connects to running silos through
-/// Azure Table membership and uses Azure Blob artifacts.
-/// </summary>
+/// Azure Table membership and uses Azure Blob artifacts.</summary>
 internal sealed class EngineConnection : IAsyncDisposable
 {
     /// <summary>How long a cluster client tries to reach a gateway before giving up with a clear message.</summary>
@@ -59,8 +57,7 @@ internal sealed class EngineConnection : IAsyncDisposable
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         // Logs go to stderr: stdout carries the command's result (e.g. --output json).
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-        // A cluster client reports an unreachable cluster as one sentence itself; Orleans' and the host's own error logs would
-        // print pages of stack traces for the same cause (and again for every retry while a silo is being replaced).
+        // A cluster client reports an unreachable cluster as one sentence itself; Orleans' and the host's error logs would print pages of stack traces for it.
         builder.Logging.AddFilter("Orleans", cluster ? LogLevel.None : LogLevel.Error);
         if (cluster) builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         int? siloPort = cluster ? null : FreePort();
