@@ -34,18 +34,12 @@ public sealed class FinetuneJob(IServiceProvider services) : JobKind<FinetuneJob
         if (string.IsNullOrEmpty(p.Model) || string.IsNullOrEmpty(p.Instructions) || string.IsNullOrEmpty(p.InstructionsFile) || Path.GetFileName(p.InstructionsFile) != p.InstructionsFile) throw new UserInputException("A finetune job needs a model and instructions.");
         if (p.Options is null) throw new UserInputException("A finetune job needs its options.");
         p.Options.Validate();
-        if (p.Ranks < 1 || p.Ranks > 999) throw new UserInputException($"--data-parallel must be between 1 and 999 (got {p.Ranks}).");
-        if (p.MicroBatches < p.Ranks || p.MicroBatches > p.Options.BatchSize)
-        {
-            throw new UserInputException($"The global batch of {p.Options.BatchSize} rows cannot be cut into {p.MicroBatches} micro-batches for {p.Ranks} ranks; use a --batch-size of at least {p.Ranks}.");
-        }
-        if (!(p.StepTimeoutSeconds > 0)) throw new UserInputException($"The step timeout must be positive (got {p.StepTimeoutSeconds}).");
+        PretrainJob.ValidateRanks(p.Ranks, p.MicroBatches, p.Options.BatchSize, p.StepTimeoutSeconds);
     }
 
     protected override Task<IReadOnlyList<Shard<TrainingRankSlice>>> PlanAsync(FinetuneJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        IReadOnlyList<Shard<TrainingRankSlice>> shards = [.. Enumerable.Range(0, p.Ranks).Select(r => new Shard<TrainingRankSlice>(PretrainJob.Member(r), new TrainingRankSlice(r), p.Options.Steps))];
-        return Task.FromResult(shards);
+        return Task.FromResult(PretrainJob.RankPlan(p.Ranks, p.Options.Steps));
     }
 
     protected override ShardResult RunShard(ShardContext context, FinetuneJobParameters p, Shard<TrainingRankSlice> shard, CancellationToken cancellationToken)

@@ -54,24 +54,33 @@ public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJob
 
     public override string Name => KindName;
 
+    /// <summary>The checks every data-parallel training kind makes of its ranks, micro-batches and step timeout.</summary>
+    public static void ValidateRanks(int ranks, int microBatches, int batchSize, double stepTimeoutSeconds)
+    {
+        if (ranks < 1 || ranks > 999) throw new UserInputException($"--data-parallel must be between 1 and 999 (got {ranks}).");
+        if (microBatches < ranks || microBatches > batchSize)
+        {
+            throw new UserInputException($"The global batch of {batchSize} rows cannot be cut into {microBatches} micro-batches for {ranks} ranks; use a --batch-size of at least {ranks}.");
+        }
+        if (!(stepTimeoutSeconds > 0)) throw new UserInputException($"The step timeout must be positive (got {stepTimeoutSeconds}).");
+    }
+
+    /// <summary>The plan of every data-parallel training kind: one shard per rank, weighed by the steps it runs.</summary>
+    public static IReadOnlyList<Shard<TrainingRankSlice>> RankPlan(int ranks, int steps) =>
+        [.. Enumerable.Range(0, ranks).Select(r => new Shard<TrainingRankSlice>(Member(r), new TrainingRankSlice(r), steps))];
+
     protected override void Validate(PretrainJobParameters p)
     {
         if (string.IsNullOrEmpty(p.Corpus) || string.IsNullOrEmpty(p.Tokenizer)) throw new UserInputException("A pretraining job needs a corpus and a tokenizer.");
         if (!ModelPresets.Names.Contains(p.Preset, StringComparer.Ordinal)) throw new UserInputException($"Unknown model preset '{p.Preset}'; use one of: {string.Join(", ", ModelPresets.Names)}.");
         if (p.Options is null) throw new UserInputException("A pretraining job needs its options.");
         p.Options.Validate();
-        if (p.Ranks < 1 || p.Ranks > 999) throw new UserInputException($"--data-parallel must be between 1 and 999 (got {p.Ranks}).");
-        if (p.MicroBatches < p.Ranks || p.MicroBatches > p.Options.BatchSize)
-        {
-            throw new UserInputException($"The global batch of {p.Options.BatchSize} rows cannot be cut into {p.MicroBatches} micro-batches for {p.Ranks} ranks; use a --batch-size of at least {p.Ranks}.");
-        }
-        if (!(p.StepTimeoutSeconds > 0)) throw new UserInputException($"The step timeout must be positive (got {p.StepTimeoutSeconds}).");
+        ValidateRanks(p.Ranks, p.MicroBatches, p.Options.BatchSize, p.StepTimeoutSeconds);
     }
 
     protected override Task<IReadOnlyList<Shard<TrainingRankSlice>>> PlanAsync(PretrainJobParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        IReadOnlyList<Shard<TrainingRankSlice>> shards = [.. Enumerable.Range(0, p.Ranks).Select(r => new Shard<TrainingRankSlice>(Member(r), new TrainingRankSlice(r), p.Options.Steps))];
-        return Task.FromResult(shards);
+        return Task.FromResult(RankPlan(p.Ranks, p.Options.Steps));
     }
 
     protected override ShardResult RunShard(ShardContext context, PretrainJobParameters p, Shard<TrainingRankSlice> shard, CancellationToken cancellationToken)
