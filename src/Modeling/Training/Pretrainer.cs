@@ -67,22 +67,28 @@ public static class Pretrainer
         CancellationToken cancellationToken = default, string dataFingerprint = "", string? historyDirectory = null)
     {
         rank.Validate();
+        var local = options.SyncEvery > 1;
         return Run(model, step =>
         {
             var (inputs, targets) = batches(step);
             var globalTokens = Math.Max(1, targets.ne(IgnoreIndex).sum().item<long>());
             var (first, blocks) = rank.Blocks;
+            var batchRows = (int)targets.shape[0];
+            // DiLoCo's local steps follow the mean loss of this replica's own rows; the loss share reported is still the global batch's.
+            var rankTokens = local ? Math.Max(1, RankRows(rank, batchRows).Sum(r => targets.narrow(0, r.Start, r.Count).ne(IgnoreIndex).sum().item<long>())) : globalTokens;
             double loss = 0;
             long tokens = 0;
             for (var block = first; block < first + blocks; block++)
             {
-                var (row, rows) = rank.RowsOf(block, (int)targets.shape[0]);
+                var (row, rows) = rank.RowsOf(block, batchRows);
                 if (rows == 0) continue;
                 using var micro = NewDisposeScope();
                 var microTargets = targets.narrow(0, row, rows);
                 var logits = model.Forward(inputs.narrow(0, row, rows));
-                var share = F.cross_entropy(logits.view(-1, logits.shape[^1]), microTargets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum) / globalTokens;
-                share.backward();
+                var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), microTargets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum);
+                var share = summed / globalTokens;
+                if (local) (summed / rankTokens).backward();
+                else share.backward();
                 loss += share.item<float>();
                 tokens += microTargets.ne(IgnoreIndex).sum().item<long>();
             }
@@ -100,6 +106,10 @@ public static class Pretrainer
         string? historyDirectory = null) =>
         Run(model, Backward(step => (objective(step), (long)options.BatchSize * options.SequenceLength)), options, checkpointDirectory, hooks, progress,
             cancellationToken, dataFingerprint, historyDirectory, rank: null);
+
+    /// <summary>The rows of every micro-batch <paramref name="rank"/> computes.</summary>
+    private static IEnumerable<(int Start, int Count)> RankRows(DataParallelRank rank, int batchRows) =>
+        Enumerable.Range(rank.Blocks.First, rank.Blocks.Count).Select(b => rank.RowsOf(b, batchRows)).Where(r => r.Count > 0);
 
     /// <summary>A step's gradients from an objective: its backward pass, and the loss as a number.</summary>
     private static Func<int, (double Loss, long Tokens)> Backward(Func<int, (Tensor Loss, long Tokens)> objective) => step =>
@@ -121,6 +131,7 @@ public static class Pretrainer
         string? historyDirectory, DataParallelRank? rank)
     {
         options.Validate();
+        if (options.SyncEvery > 1 && rank is null) throw new UserInputException("--sync-every needs --data-parallel: local steps between synchronisations are steps of several replicas.");
         var fingerprint = JsonSerializer.Serialize(options with { Threads = 0, CheckpointInterval = 0 }) + dataFingerprint;
         model.train();
         var parameters = model.named_parameters().ToList();
@@ -135,46 +146,89 @@ public static class Pretrainer
             ],
             lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, weight_decay: options.WeightDecay);
 
-        var state = TryResume(model, optimizer, checkpointDirectory, fingerprint) ?? new TrainerState(0, options.Seed, options.Steps, fingerprint, []);
+        var state = TryResume(model, optimizer, checkpointDirectory, fingerprint, rank?.Rank ?? 0) ?? new TrainerState(0, options.Seed, options.Steps, fingerprint, []);
         var resumed = state.Step > 0;
+        // Built after the resume: θ_global is the checkpoint's weights (checkpoints are taken where the replicas agree).
+        var diloco = rank is not null && options.SyncEvery > 1 ? new DiLoCoSynchronization(tensors, rank, options) : null;
+        if (diloco is not null && resumed) diloco.LoadMomentum(checkpointDirectory);
         var history = historyDirectory is null ? null : TrainingHistory.Open(historyDirectory, state.Step);
         long tokens = 0;
         var stopwatch = Stopwatch.StartNew();
+        var local = new List<(double Loss, long Tokens, double LearningRate)>();
         for (var step = state.Step; step < options.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var learningRate = options.LearningRateAt(step);
             foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
             double loss;
+            long trained;
             var stepStarted = Stopwatch.GetTimestamp();
             using (var scope = NewDisposeScope())
             {
                 optimizer.zero_grad();
-                (loss, var trained) = gradients(step);
-                if (rank is not null) (loss, trained) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
+                (loss, trained) = gradients(step);
+                if (rank is not null && diloco is null) (loss, trained) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
                 nn.utils.clip_grad_norm_(tensors, options.GradientClip);
                 optimizer.step();
-                tokens += trained;
             }
-            if (!double.IsFinite(loss))
-            {
-                throw new UserInputException($"Training diverged at step {step + 1} (loss {loss}); lower the learning rate.");
-            }
-            state.Losses.Add(loss);
             var done = step + 1;
-            var tokensPerSecond = tokens / stopwatch.Elapsed.TotalSeconds;
-            history?.Append(new TrainingStep(done, loss, learningRate, tokensPerSecond));
-            progress?.Report(new TrainingProgress(done, options.Steps, loss, learningRate, tokensPerSecond, resumed));
-            if ((done % options.CheckpointInterval == 0 || done == options.Steps) && rank is not { IsLeader: false })
+            var checkpointing = options.IsCheckpointStep(done);
+            if (diloco is not null)
+            {
+                // DiLoCo: the step's loss over the global batch is known at the next synchronisation, when the ranks' shares are summed.
+                local.Add((loss, trained, learningRate));
+                if (!options.IsSyncStep(done))
+                {
+                    var seconds = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
+                    rank!.Timed?.Invoke(new DataParallelStepTiming(step, seconds, 0, seconds, trained, diloco.Values(0)));
+                    continue;
+                }
+                var innerState = checkpointing ? OptimizerBytes(optimizer) : null;
+                var computed = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
+                float[] extra = [.. local.Select(l => (float)l.Loss), .. local.Select(l => (float)l.Tokens)];
+                var (sums, innerStates) = diloco.Synchronize(step, extra, innerState, cancellationToken);
+                var total = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
+                rank!.Timed?.Invoke(new DataParallelStepTiming(step, computed, total - computed, total, trained, diloco.Values(extra.Length)));
+                for (var i = 0; i < local.Count; i++) Record(done - local.Count + i, sums[i], (long)Math.Round(sums[local.Count + i]), local[i].LearningRate);
+                local.Clear();
+                if (checkpointing && rank.IsLeader)
+                {
+                    SaveCheckpoint(model, optimizer, checkpointDirectory, state with { Step = done }, temporary =>
+                    {
+                        hooks.Writing?.Invoke(done, temporary);
+                        diloco.SaveMomentum(temporary);
+                        for (var r = 1; r < innerStates!.Length; r++) File.WriteAllBytes(Path.Combine(temporary, RankOptimizerFileName(r)), innerStates[r]);
+                    });
+                    hooks.Written?.Invoke(done);
+                }
+                continue;
+            }
+            Record(step, loss, trained, learningRate);
+            if (checkpointing && rank is not { IsLeader: false })
             {
                 SaveCheckpoint(model, optimizer, checkpointDirectory, state with { Step = done }, temporary => hooks.Writing?.Invoke(done, temporary));
                 hooks.Written?.Invoke(done);
             }
         }
+
         history?.SavePlot(string.Create(CultureInfo.InvariantCulture,
             $"{options.Steps} steps of {options.BatchSize} × {options.SequenceLength}, peak learning rate {options.LearningRate:G3}, seed {options.Seed}"));
         model.eval();
         return state.Losses;
+
+        // A finished step: its loss (over the global batch) joins the state, the history and the progress.
+        void Record(int step, double loss, long trained, double learningRate)
+        {
+            if (!double.IsFinite(loss))
+            {
+                throw new UserInputException($"Training diverged at step {step + 1} (loss {loss}); lower the learning rate.");
+            }
+            tokens += trained;
+            state.Losses.Add(loss);
+            var tokensPerSecond = tokens / stopwatch.Elapsed.TotalSeconds;
+            history?.Append(new TrainingStep(step + 1, loss, learningRate, tokensPerSecond));
+            progress?.Report(new TrainingProgress(step + 1, options.Steps, loss, learningRate, tokensPerSecond, resumed));
+        }
     }
 
     /// <summary>
@@ -216,7 +270,25 @@ public static class Pretrainer
         return (tensor(inputs, [options.BatchSize, length]), tensor(targets, [options.BatchSize, length]));
     }
 
-    private static TrainerState? TryResume(CausalLanguageModel model, AdamW optimizer, string directory, string fingerprint)
+    /// <summary>The inner AdamW state of DiLoCo rank <paramref name="rank"/> &gt; 0 in the leader's checkpoint (rank 0's is <c>optimizer.bin</c>).</summary>
+    public static string RankOptimizerFileName(int rank) => $"optimizer-rank-{rank:D3}.bin";
+
+    /// <summary>The optimizer's state as TorchSharp saves it.</summary>
+    private static byte[] OptimizerBytes(AdamW optimizer)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"babel-optimizer-{Guid.NewGuid():N}.bin");
+        try
+        {
+            optimizer.save_state_dict(path);
+            return File.ReadAllBytes(path);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static TrainerState? TryResume(CausalLanguageModel model, AdamW optimizer, string directory, string fingerprint, int rank)
     {
         var statePath = Path.Combine(directory, StateFileName);
         if (!File.Exists(statePath)) return null;
@@ -232,7 +304,9 @@ public static class Pretrainer
             throw new UserInputException($"{directory} holds a checkpoint of another model configuration; delete it to start afresh.");
         }
         model.LoadStateDict(checkpoint.Tensors, directory);
-        optimizer.load_state_dict(Path.Combine(directory, OptimizerFileName));
+        // A DiLoCo rank resumes its own inner moments; a rank the checkpoint did not know (or any rank of a synchronous run) the leader's.
+        var own = Path.Combine(directory, RankOptimizerFileName(rank));
+        optimizer.load_state_dict(rank > 0 && File.Exists(own) ? own : Path.Combine(directory, OptimizerFileName));
         return state;
     }
 
