@@ -22,7 +22,7 @@ public class DataParallelTrainingTests(ITestOutputHelper output)
     };
 
     /// <summary>Real English text (GSM8K's test questions) as byte tokens.</summary>
-    private static TokenStream Text()
+    internal static TokenStream Text()
     {
         var shared = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(CheckpointTestFiles.Stories260K)))!;
         var bytes = File.ReadAllBytes(Path.Combine(shared, "data", "gsm8k", "test.jsonl"));
@@ -75,10 +75,10 @@ public class DataParallelTrainingTests(ITestOutputHelper output)
         return [.. results];
     }
 
-    private static Dictionary<string, float[]> Weights(CausalLanguageModel model) =>
+    internal static Dictionary<string, float[]> Weights(CausalLanguageModel model) =>
         model.StateDict().ToDictionary(p => p.Key, p => p.Value.to(float32).data<float>().ToArray(), StringComparer.Ordinal);
 
-    private static double MaxDifference(Dictionary<string, float[]> a, Dictionary<string, float[]> b)
+    internal static double MaxDifference(Dictionary<string, float[]> a, Dictionary<string, float[]> b)
     {
         Assert.Equal(a.Keys.Order(), b.Keys.Order());
         return a.Max(p => p.Value.Zip(b[p.Key], (x, y) => Math.Abs(x - y)).Max());
