@@ -26,15 +26,17 @@ internal static class FinetuneCommand
         var batch = new Option<int>("--batch-size") { Description = "Instructions per step.", DefaultValueFactory = _ => defaults.BatchSize };
         var length = new Option<int>("--sequence-length") { Description = "Longest example in tokens (BOS + prompt + response); longer ones are left out.", DefaultValueFactory = _ => defaults.SequenceLength };
         var threads = new Option<int>("--threads") { Description = "Torch threads.", DefaultValueFactory = _ => defaults.Threads };
-        var dataParallel = new Option<int>("--data-parallel") { Description = "Ranks of a data-parallel job (one device worker each, gradients summed every step); 1 tunes in this process.", DefaultValueFactory = _ => 1 };
+        var dataParallel = new Option<int>("--data-parallel") { Description = "Ranks of a data-parallel job (one device worker each, gradients summed every step, or weights every --sync-every steps); 1 tunes in this process.", DefaultValueFactory = _ => 1 };
         var microBatches = new Option<int?>("--micro-batches") { Description = "Micro-batches each global batch is cut into (default: the ranks)." };
         var checkpointInterval = new Option<int>("--checkpoint-interval") { Description = "Steps between checkpoints (with --data-parallel: stored in the artifact store by rank 0).", DefaultValueFactory = _ => defaults.CheckpointInterval };
         var lease = new Option<double>("--lease-seconds") { Description = "With --data-parallel: a rank's lease; a step waits at most half of it for a silent rank.", DefaultValueFactory = _ => PretrainCommand.DefaultLeaseSeconds };
+        var diloco = new DiLoCoOptions();
         var job = new JobCommandOptions { DefaultWorkers = parse => parse.GetValue(dataParallel) };
         var command = new Command("finetune", "Instruction-tune a copy of a model: loss on response tokens only, AdamW, resumable; keeps tokenizer.json and experts.json; in this process or data-parallel on the job engine.")
         {
             model, instructions, output, steps, seed, learningRate, batch, length, threads, dataParallel, microBatches, checkpointInterval, lease,
         };
+        diloco.AddTo(command);
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
@@ -50,6 +52,7 @@ internal static class FinetuneCommand
             };
             var ranks = parse.GetValue(dataParallel);
             if (ranks < 1) throw new UserInputException($"--data-parallel must be at least 1 (got {ranks}).");
+            options = diloco.Apply(parse, options, ranks);
             if (ranks > 1)
             {
                 var leaseSeconds = parse.GetValue(lease);

@@ -32,15 +32,17 @@ internal static class PretrainCommand
         var threads = new Option<int>("--threads") { Description = "Torch threads.", DefaultValueFactory = _ => defaults.Threads };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Folder holding a tokenizer.json to use instead of training one." };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the corpus)." };
-        var dataParallel = new Option<int>("--data-parallel") { Description = "Ranks of a data-parallel job (one device worker each, gradients summed every step); 1 trains in this process.", DefaultValueFactory = _ => 1 };
+        var dataParallel = new Option<int>("--data-parallel") { Description = "Ranks of a data-parallel job (one device worker each, gradients summed every step, or weights every --sync-every steps); 1 trains in this process.", DefaultValueFactory = _ => 1 };
         var microBatches = new Option<int?>("--micro-batches") { Description = "Micro-batches each global batch is cut into (default: the ranks); a group that lost ranks accumulates them, so the global batch never changes." };
         var checkpointInterval = new Option<int>("--checkpoint-interval") { Description = "Steps between checkpoints (with --data-parallel: stored in the artifact store by rank 0, what the ranks resume from after a loss).", DefaultValueFactory = _ => defaults.CheckpointInterval };
         var lease = new Option<double>("--lease-seconds") { Description = "With --data-parallel: a rank's lease; a step waits at most half of it for a silent rank before the group goes on without it.", DefaultValueFactory = _ => DefaultLeaseSeconds };
+        var diloco = new DiLoCoOptions();
         var job = new JobCommandOptions { DefaultWorkers = parse => parse.GetValue(dataParallel) };
         var command = new Command("pretrain", "Pretrain a small multilingual Llama (AdamW, warmup + cosine, gradient clipping, resumable checkpoints), in this process or data-parallel on the job engine.")
         {
             corpus, output, preset, steps, seed, batch, length, learningRate, threads, tokenizer, languages, dataParallel, microBatches, checkpointInterval, lease,
         };
+        diloco.AddTo(command);
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
@@ -58,6 +60,7 @@ internal static class PretrainCommand
             var directory = parse.GetValue(output)!;
             var ranks = parse.GetValue(dataParallel);
             if (ranks < 1) throw new UserInputException($"--data-parallel must be at least 1 (got {ranks}).");
+            options = diloco.Apply(parse, options, ranks);
             if (ranks > 1)
             {
                 var leaseSeconds = parse.GetValue(lease);

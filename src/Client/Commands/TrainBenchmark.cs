@@ -6,8 +6,12 @@ using Babel.Modeling.Training;
 
 namespace Babel.Client.Commands;
 
-/// <summary>One run of the data-parallel training benchmark: ranks, job wall time, and the ranks' mean step and exchange times.</summary>
-internal sealed record TrainRun(int Ranks, double WallSeconds, double StepSeconds, double ExchangeSeconds, int GradientValues, int Steps, string ModelSha256)
+/// <summary>
+/// One run of the data-parallel training benchmark: ranks, steps between synchronisations, job wall time, the ranks' mean
+/// step and exchange times, and the trained model's final training loss and mean held-out NLL.
+/// </summary>
+internal sealed record TrainRun(int Ranks, int SyncEvery, double WallSeconds, double StepSeconds, double ExchangeSeconds, int GradientValues, int Steps, string ModelSha256,
+    double FinalTrainLoss, double HeldoutNll)
 {
     /// <summary>Global-batch tokens per second of steady steps.</summary>
     public double TokensPerSecond(PretrainingOptions options) => options.BatchSize * (double)options.SequenceLength / StepSeconds;
@@ -16,7 +20,8 @@ internal sealed record TrainRun(int Ranks, double WallSeconds, double StepSecond
 /// <summary>
 /// <c>babel bench train</c>: the same data-parallel pretraining job on N ranks, each on its own silo process of this machine
 /// (this process's embedded silo and N − 1 others, one worker with one torch thread each), every run cutting the global
-/// batch into the same micro-batches, so every run ends with the same weights.
+/// batch into the same micro-batches, so every synchronous run ends with the same weights (DiLoCo runs, with local steps
+/// between synchronisations, end elsewhere: their losses are what compares).
 /// </summary>
 internal static class TrainBenchmark
 {
@@ -39,8 +44,8 @@ internal static class TrainBenchmark
             using var zip = new System.IO.Compression.ZipArchive(new MemoryStream(result.ModelZip), System.IO.Compression.ZipArchiveMode.Read);
             await using var weights = zip.GetEntry("model.safetensors")!.Open();
             var sha = Convert.ToHexStringLower(await SHA256.HashDataAsync(weights, cancellationToken));
-            return new TrainRun(trained.Count, wall, trained.Average(r => r.MeanStepSeconds), trained.Average(r => r.MeanExchangeSeconds), trained[0].GradientValues,
-                options.Steps, sha);
+            return new TrainRun(trained.Count, options.SyncEvery, wall, trained.Average(r => r.MeanStepSeconds), trained.Average(r => r.MeanExchangeSeconds),
+                trained[0].GradientValues, options.Steps, sha, result.Manifest.FinalTrainLoss, result.Manifest.Heldout.Values.Average(h => h.MeanNll));
         }
         finally
         {

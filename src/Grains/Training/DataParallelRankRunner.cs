@@ -34,8 +34,7 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
     /// </summary>
     public static async Task DeleteCheckpointsAsync(IArtifactStore store, string jobId, PretrainingOptions options, CancellationToken cancellationToken)
     {
-        for (var step = options.CheckpointInterval; step < options.Steps; step += options.CheckpointInterval) await store.DeleteAsync(CheckpointKey(jobId, step), cancellationToken);
-        await store.DeleteAsync(CheckpointKey(jobId, options.Steps), cancellationToken);
+        foreach (var step in options.CheckpointSteps()) await store.DeleteAsync(CheckpointKey(jobId, step), cancellationToken);
         await store.DeleteAsync(LatestKey(jobId), cancellationToken);
     }
 

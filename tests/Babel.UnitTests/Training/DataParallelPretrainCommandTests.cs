@@ -97,6 +97,41 @@ public class DataParallelPretrainCommandTests
     }
 
     [Fact]
+    public void DiLoCo_on_two_ranks_writes_the_one_rank_layout_with_its_options_and_checkpoints_at_synchronisations()
+    {
+        using var scratch = new ScratchFolder();
+        var corpus = Corpus(scratch);
+        var store = scratch.Combine("store");
+        var result = Run(Pretrain(corpus, scratch.Combine("diloco"), "--data-parallel", "2", "--sync-every", "4", "--outer-lr", "0.5", "--store", store, "--lease-seconds", "6"));
+        Assert.True(result.Code == 0, result.Error);
+        var plain = Run(Pretrain(corpus, scratch.Combine("plain")));
+        Assert.True(plain.Code == 0, plain.Error);
+        static string[] Files(string folder) => [.. Directory.GetFiles(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal)!];
+        Assert.Equal(Files(scratch.Combine("plain")), Files(scratch.Combine("diloco")));
+        var options = JsonNode.Parse(File.ReadAllText(scratch.Combine("diloco/training.json")))!["options"]!;
+        Assert.Equal(4, (int)options["SyncEvery"]!);
+        Assert.Equal(0.5, (double)options["OuterLearningRate"]!);
+        Assert.Equal(0.9, (double)options["OuterMomentum"]!);
+        var history = TrainingHistoryTests.ReadHistory(scratch.Combine("diloco"));
+        Assert.Equal(Enumerable.Range(1, 12), history.Select(h => h.Step));
+        // Every step's loss is the global batch's (the ranks' shares summed at the next synchronisation): the first one is the one-rank run's.
+        Assert.Equal(TrainingHistoryTests.ReadHistory(scratch.Combine("plain"))[0].Loss, history[0].Loss, 4);
+        Assert.True(history[^1].Loss < history[0].Loss - 0.5, $"loss went from {history[0].Loss} to {history[^1].Loss}");
+        // --checkpoint-interval 5 with H = 4: checkpoints at the synchronisations of steps 8 and 12, deleted once the result was read.
+        Assert.Single(Directory.GetFiles(store, "model.zip", SearchOption.AllDirectories));
+        Assert.Empty(Directory.GetFiles(store, "checkpoint-*.zip", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void Local_steps_without_ranks_are_one_sentence()
+    {
+        using var scratch = new ScratchFolder();
+        var result = Run(["pretrain", "--corpus", Corpus(scratch), "--out", scratch.Combine("out"), "--steps", "2", "--sync-every", "4"]);
+        Assert.Equal(2, result.Code);
+        Assert.Contains("--sync-every needs --data-parallel", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_global_batch_smaller_than_the_ranks_is_one_sentence()
     {
         using var scratch = new ScratchFolder();
