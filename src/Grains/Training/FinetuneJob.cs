@@ -46,7 +46,8 @@ public sealed class FinetuneJob(IServiceProvider services) : JobKind<FinetuneJob
     {
         var model = context.LocalFolder(p.Model, cancellationToken);
         var instructions = Path.Combine(context.LocalFolder(p.Instructions, cancellationToken), p.InstructionsFile);
-        var run = context.Cache.GetOrAdd($"instruction-tuning-run|{p.Model}|{p.Instructions}|{p.Options.SequenceLength}",
+        // Keyed by the local paths the run reads from (the base model's weights, later): another store's copy is another folder.
+        var run = context.Cache.GetOrAdd($"instruction-tuning-run|{model}|{instructions}|{p.Options.SequenceLength}",
             () => InstructionTuningRun.Open(model, instructions, p.Options), r => r.Fitting.Sum(f => (long)f.Tokens.Length) * sizeof(long));
         var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var rank = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,

@@ -87,8 +87,9 @@ public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJob
     {
         var corpus = context.LocalFolder(p.Corpus, cancellationToken);
         var tokenizer = context.LocalFolder(p.Tokenizer, cancellationToken);
-        // Read and tokenised once per worker process: a rank that rejoins, or the next job on the same corpus, reuses it.
-        var run = context.Cache.GetOrAdd($"pretraining-run|{p.Corpus}|{p.Tokenizer}|{p.Preset}|{p.Languages}",
+        // Read and tokenised once per worker process: a rank that rejoins, or the next job on the same corpus, reuses it. Keyed by
+        // the local folders, which the run keeps reading (held-out documents): another store's copy of the same bytes is another folder.
+        var run = context.Cache.GetOrAdd($"pretraining-run|{corpus}|{tokenizer}|{p.Preset}|{p.Languages}",
             () => PretrainingRun.Open(corpus, tokenizer, p.Preset, p.Languages), r => r.Train.Length * sizeof(long));
         var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var rank = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,
