@@ -36,6 +36,7 @@ public static class GrainsRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Benchmarks.EngineBenchmarkJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Training.PretrainJob>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Training.FinetuneJob>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IJobKind, Distillation.StudentTrainJob>());
         services.TryAddSingleton<JobKindCatalog>();
         return services;
     }

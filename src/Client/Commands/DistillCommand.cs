@@ -12,7 +12,7 @@ internal static class DistillCommand
     {
         var command = new Command("distill", "Self-evaluation distillation data (\"Mind's Mirror\").");
         command.Subcommands.Add(CreateGenerate());
-        command.Subcommands.Add(StudentCommand.CreateTrain());
+        command.Subcommands.Add(StudentTrainCommand.Create());
         command.Subcommands.Add(StudentGridCommand.Create());
         return command;
     }

@@ -5,7 +5,7 @@ using Babel.Modeling.Training;
 
 namespace Babel.Client.Commands;
 
-/// <summary><c>babel distill train</c> (one student) and <c>babel data arithmetic</c> (the generated word-problem set).</summary>
+/// <summary>The student options of <c>babel distill train</c> and <c>grid</c>, their progress and summary lines, and <c>babel data arithmetic</c> (the generated word-problem set).</summary>
 internal static class StudentCommand
 {
     /// <summary>The student options shared by <c>distill train</c> and <c>distill grid</c>.</summary>
@@ -52,40 +52,6 @@ internal static class StudentCommand
             Threads = parse.GetValue(Threads),
             Rationales = parse.GetValue(Rationales)!,
         };
-    }
-
-    public static Command CreateTrain()
-    {
-        var shared = new TrainingOptions();
-        var defaults = new StudentOptions();
-        var setting = new Option<string>("--setting") { Description = $"What the student learns: {string.Join(", ", StudentSettings.All)}.", DefaultValueFactory = _ => defaults.Setting };
-        var labels = new Option<string>("--labels") { Description = "Answer labels: gt (gold) or llm (the teacher's).", DefaultValueFactory = _ => defaults.Labels };
-        var student = new Option<string>("--student") { Description = $"A preset trained from scratch ({string.Join(", ", ModelPresets.Names)}) or a Babel model folder to start from.", DefaultValueFactory = _ => defaults.Student };
-        var seed = new Option<long>("--seed") { Description = "Seed of the initial weights and the data order.", DefaultValueFactory = _ => defaults.Seed };
-        var output = new Option<string>("--out") { Description = "Folder for metrics.json, predictions.jsonl, history.jsonl, loss.png, model/ (the chosen student) and checkpoint/ (a rerun resumes from it).", Required = true };
-        var command = new Command("train", "Train one student on distillation data (a rerun with the same options resumes).")
-        {
-            setting, labels, student, seed, output,
-        };
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) =>
-        {
-            var options = (shared.Read(parse) with
-            {
-                Setting = parse.GetValue(setting)!,
-                Labels = parse.GetValue(labels)!,
-                Student = parse.GetValue(student)!,
-                Seed = parse.GetValue(seed),
-            }).Validate();
-            var corpus = StudentCorpus.Load(parse.GetValue(shared.Data)!, parse.GetValue(shared.Test));
-            var outDirectory = Path.GetFullPath(parse.GetValue(output)!);
-            var metrics = StudentTrainer.TrainToFolder(corpus, options, outDirectory, Reporter(parse.InvocationConfiguration.Error), cancellationToken);
-            var writer = parse.InvocationConfiguration.Output;
-            writer.WriteLine(Summary(metrics));
-            writer.WriteLine($"wrote {Path.Combine(outDirectory, StudentTrainer.MetricsFile)}, {StudentTrainer.PredictionsFile}, {TrainingHistory.FileName}, {TrainingHistory.PlotFileName} and {StudentTrainer.ModelFolder}/");
-            return Task.FromResult(0);
-        });
-        return command;
     }
 
     internal static IProgress<StudentProgress> Reporter(TextWriter error) => new SynchronousProgress<StudentProgress>(p =>

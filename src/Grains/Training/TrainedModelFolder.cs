@@ -17,17 +17,25 @@ public static class TrainedModelFolder
         return ZipArchives.Unseal(sealedZip) ?? throw new InvalidOperationException($"The model of training job {jobId} is damaged in the artifact store.");
     }
 
-    /// <summary>The folder's <c>training.json</c>.</summary>
-    public static T Manifest<T>(byte[] zip)
+    /// <summary>The folder's <c>training.json</c>, or another JSON file of it.</summary>
+    public static T Manifest<T>(byte[] zip, string fileName = TrainingManifest.FileName)
     {
         using var archive = new ZipArchive(new MemoryStream(zip), ZipArchiveMode.Read);
-        var entry = archive.GetEntry(TrainingManifest.FileName) ?? throw new InvalidOperationException($"A trained model folder has no {TrainingManifest.FileName}.");
+        var entry = archive.GetEntry(fileName) ?? throw new InvalidOperationException($"A trained model folder has no {fileName}.");
         using var stream = entry.Open();
-        return JsonSerializer.Deserialize<T>(stream) ?? throw new InvalidOperationException($"A trained model folder's {TrainingManifest.FileName} is empty.");
+        return JsonSerializer.Deserialize<T>(stream) ?? throw new InvalidOperationException($"A trained model folder's {fileName} is empty.");
     }
 
+
     /// <summary>Writes the folder's files into <paramref name="directory"/>, each atomically, and <paramref name="manifest"/> as <c>training.json</c> last.</summary>
-    public static void Save<T>(byte[] zip, T manifest, string directory)
+    public static void Save<T>(byte[] zip, T manifest, string directory) =>
+        Save(zip, directory, TrainingManifest.FileName, writeLast: _ => TrainingManifest.Save(directory, manifest));
+
+    /// <summary>
+    /// Writes the folder's files but <paramref name="last"/> into <paramref name="directory"/>, each atomically, then calls
+    /// <paramref name="writeLast"/> (given the zip's copy of <paramref name="last"/>) to write that file, whose presence marks a finished folder.
+    /// </summary>
+    public static void Save(byte[] zip, string directory, string last, Action<string> writeLast)
     {
         Directory.CreateDirectory(directory);
         var staging = Path.Combine(directory, $".model-{Guid.NewGuid():N}");
@@ -37,13 +45,13 @@ public static class TrainedModelFolder
             foreach (var file in Directory.GetFiles(staging, "*", SearchOption.AllDirectories))
             {
                 var relative = Path.GetRelativePath(staging, file);
-                if (relative == TrainingManifest.FileName) continue;
+                if (relative == last) continue;
                 var target = Path.Combine(directory, relative);
                 Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                 AtomicFile.WriteAllBytes(target, File.ReadAllBytes(file));
             }
             // Written last: its presence marks a finished model folder.
-            TrainingManifest.Save(directory, manifest);
+            writeLast(Path.Combine(staging, last));
         }
         finally
         {

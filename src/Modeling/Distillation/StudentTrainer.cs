@@ -6,6 +6,7 @@ using Babel.Modeling.Generation;
 using Babel.Modeling.Runtime;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Training;
+using Babel.Modeling.Training.DataParallel;
 using Babel.Modeling.Transformer;
 using Babel.Storage;
 using static TorchSharp.torch;
@@ -93,7 +94,21 @@ public static class StudentTrainer
     /// both stages, validation accuracy on the evaluated steps), cut back to the checkpoint a resumed run starts from.
     /// </summary>
     public static (StudentMetrics Metrics, IReadOnlyList<StudentPrediction> Predictions) Train(StudentCorpus corpus, StudentOptions options, string workDirectory,
-        IProgress<StudentProgress>? progress = null, Action? checkpointWritten = null, CancellationToken cancellationToken = default, string? historyDirectory = null)
+        IProgress<StudentProgress>? progress = null, Action? checkpointWritten = null, CancellationToken cancellationToken = default, string? historyDirectory = null) =>
+        Run(corpus, options, workDirectory, progress, checkpointWritten is null ? null : _ => checkpointWritten(), rank: null, cancellationToken, historyDirectory)!.Value;
+
+    /// <summary>
+    /// One rank of <c>babel distill train --data-parallel N</c>: the same run on this rank's micro-batches of every global
+    /// batch (<see cref="ObjectiveShare"/>), the gradients summed over the group every step. Only the leader evaluates on
+    /// validation, writes checkpoints (telling <paramref name="checkpointWritten"/> the step counted across both stages)
+    /// and scores the chosen student on test; the other ranks return null.
+    /// </summary>
+    public static (StudentMetrics Metrics, IReadOnlyList<StudentPrediction> Predictions)? TrainRank(StudentCorpus corpus, StudentOptions options, string workDirectory,
+        DataParallelRank rank, Action<int> checkpointWritten, CancellationToken cancellationToken = default, string? historyDirectory = null) =>
+        Run(corpus, options, workDirectory, progress: null, checkpointWritten, rank, cancellationToken, historyDirectory);
+
+    private static (StudentMetrics Metrics, IReadOnlyList<StudentPrediction> Predictions)? Run(StudentCorpus corpus, StudentOptions options, string workDirectory,
+        IProgress<StudentProgress>? progress, Action<int>? checkpointWritten, DataParallelRank? rank, CancellationToken cancellationToken, string? historyDirectory)
     {
         options = options.Validate();
         TorchRuntime.Initialize(options.Threads);
@@ -143,20 +158,36 @@ public static class StudentTrainer
         var history = historyDirectory is null ? null
             : new StudentHistory(historyDirectory, StudentSettings.UsesSelfEvaluation(options.Setting) ? options.SelfEvaluationSteps : 0, options.EvalInterval, options.Steps,
                 () => trainingTime.Elapsed.TotalSeconds > 0 ? trainedHere / trainingTime.Elapsed.TotalSeconds : 0);
+        if (rank is { IsLeader: false }) history = null;
+        // The stages' steps counted one after the other: the steps a data-parallel job's checkpoints are named by.
+        var stageOneSteps = StudentSettings.UsesSelfEvaluation(options.Setting) ? options.SelfEvaluationSteps : 0;
         if (StudentSettings.UsesSelfEvaluation(options.Setting))
         {
             var order = new EpochOrder(selfEvaluation.Count, options.Seed);
             for (var step = 0; step < options.SelfEvaluationSteps; step++) trainedTokens += order.Batch(step, options.BatchSize).Sum(i => selfEvaluation[i].Tokens.Length - 1L);
-            Pretrainer.Train(model, step =>
-                {
-                    var rows = order.Batch(step, options.BatchSize).Select(i => selfEvaluation[i]).ToList();
-                    var tokens = rows.Sum(r => r.Tokens.Length - 1L);
-                    trainedHere += tokens;
-                    DistillationMetrics.StudentTokens.Add(tokens, SelfEvaluationStage);
-                    var (inputs, targets) = InstructionTuning.Batch(rows, padId);
-                    return Pretrainer.Loss(model.Forward(inputs), targets);
-                }, options.Stage(options.SelfEvaluationSteps), Path.Combine(work, SelfEvaluationFolder), new CheckpointHooks(Written: _ => checkpointWritten?.Invoke()),
-                Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
+            List<TokenizedInstruction> Rows(int step)
+            {
+                var rows = order.Batch(step, options.BatchSize).Select(i => selfEvaluation[i]).ToList();
+                var tokens = rows.Sum(r => r.Tokens.Length - 1L);
+                trainedHere += tokens;
+                DistillationMetrics.StudentTokens.Add(tokens, SelfEvaluationStage);
+                return rows;
+            }
+            var stageOneHooks = new CheckpointHooks(Written: s => checkpointWritten?.Invoke(s));
+            var stageOne = Path.Combine(work, SelfEvaluationFolder);
+            if (rank is null)
+            {
+                Pretrainer.Train(model, step =>
+                    {
+                        var (inputs, targets) = InstructionTuning.Batch(Rows(step), padId);
+                        return Pretrainer.Loss(model.Forward(inputs), targets);
+                    }, options.Stage(options.SelfEvaluationSteps), stageOne, stageOneHooks, Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
+            }
+            else
+            {
+                Pretrainer.TrainRank(model, step => ObjectiveShare(model, [.. Rows(step).Select(r => (r, (TokenizedInstruction?)null))], 1.0, padId, rank),
+                    options.Stage(options.SelfEvaluationSteps), stageOne, rank, stageOneHooks, Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
+            }
         }
 
         var stage = Path.Combine(work, DistillationFolder);
@@ -167,36 +198,52 @@ public static class StudentTrainer
             trainedTokens += distillationOrder.Batch(step, options.BatchSize).Sum(i => distillation[i].Label.Tokens.Length - 1L + (distillation[i].Rationale?.Tokens.Length - 1L ?? 0));
         }
         var lastLoss = double.NaN;
-        Pretrainer.Train(model, step =>
+        var alpha = StudentSettings.UsesRationales(options.Setting) ? options.Alpha : 1.0;
+        List<(TokenizedInstruction Label, TokenizedInstruction? Rationale)> Batch(int step)
+        {
+            var batch = distillationOrder.Batch(step, options.BatchSize).Select(i => distillation[i]).ToList();
+            var tokens = batch.Sum(b => b.Label.Tokens.Length - 1L + (b.Rationale?.Tokens.Length - 1L ?? 0));
+            trainedHere += tokens;
+            DistillationMetrics.StudentTokens.Add(tokens, DistillationStage);
+            return batch;
+        }
+        var hooks = new CheckpointHooks(
+            Writing: (step, temporary) =>
             {
-                var batch = distillationOrder.Batch(step, options.BatchSize).Select(i => distillation[i]).ToList();
-                var tokens = batch.Sum(b => b.Label.Tokens.Length - 1L + (b.Rationale?.Tokens.Length - 1L ?? 0));
-                trainedHere += tokens;
-                DistillationMetrics.StudentTokens.Add(tokens, DistillationStage);
-                return Objective(model, [.. batch.Select(b => b.Label)], [.. batch.Where(b => b.Rationale is not null).Select(b => b.Rationale!)],
-                    StudentSettings.UsesRationales(options.Setting) ? options.Alpha : 1.0, padId);
-            }, options.Stage(options.Steps), stage, new CheckpointHooks(
-                Writing: (step, temporary) =>
+                // Evaluation time is not training time.
+                trainingTime.Stop();
+                var accuracy = Accuracy(model, tokenizer, task, validation, options.MaxAnswerTokens).Accuracy;
+                model.train();
+                progress?.Report(new StudentProgress(2, step, options.Steps, lastLoss, accuracy));
+                history?.Validation(step, accuracy);
+                evaluations.RemoveAll(e => e.Step >= step);
+                evaluations.Add(new StudentEvaluation(step, accuracy));
+                // Ties keep the earlier checkpoint.
+                if (best.Step == 0 || accuracy > best.Accuracy) best = (step, accuracy);
+                if (best.Step == step) ModelCheckpoint.Save(Path.Combine(temporary, BestFolder), model.Config, model.StateDict());
+                else CopyFolder(Path.Combine(stage, BestFolder), Path.Combine(temporary, BestFolder));
+                File.WriteAllText(Path.Combine(temporary, EvaluationsFile), JsonSerializer.Serialize(evaluations));
+                trainingTime.Start();
+            },
+            Written: s => checkpointWritten?.Invoke(stageOneSteps + s));
+        var stageTwoProgress = Progress(progress, 2, loss => lastLoss = loss, history);
+        if (rank is null)
+        {
+            Pretrainer.Train(model, step =>
                 {
-                    // Evaluation time is not training time.
-                    trainingTime.Stop();
-                    var accuracy = Accuracy(model, tokenizer, task, validation, options.MaxAnswerTokens).Accuracy;
-                    model.train();
-                    progress?.Report(new StudentProgress(2, step, options.Steps, lastLoss, accuracy));
-                    history?.Validation(step, accuracy);
-                    evaluations.RemoveAll(e => e.Step >= step);
-                    evaluations.Add(new StudentEvaluation(step, accuracy));
-                    // Ties keep the earlier checkpoint.
-                    if (best.Step == 0 || accuracy > best.Accuracy) best = (step, accuracy);
-                    if (best.Step == step) ModelCheckpoint.Save(Path.Combine(temporary, BestFolder), model.Config, model.StateDict());
-                    else CopyFolder(Path.Combine(stage, BestFolder), Path.Combine(temporary, BestFolder));
-                    File.WriteAllText(Path.Combine(temporary, EvaluationsFile), JsonSerializer.Serialize(evaluations));
-                    trainingTime.Start();
-                },
-                Written: _ => checkpointWritten?.Invoke()),
-            Progress(progress, 2, loss => lastLoss = loss, history), cancellationToken, fingerprint + "|distillation");
+                    var batch = Batch(step);
+                    return Objective(model, [.. batch.Select(b => b.Label)], [.. batch.Where(b => b.Rationale is not null).Select(b => b.Rationale!)], alpha, padId);
+                }, options.Stage(options.Steps), stage, hooks, stageTwoProgress, cancellationToken, fingerprint + "|distillation");
+        }
+        else
+        {
+            Pretrainer.TrainRank(model, step => ObjectiveShare(model, Batch(step), alpha, padId, rank), options.Stage(options.Steps), stage, rank, hooks, stageTwoProgress,
+                cancellationToken, fingerprint + "|distillation");
+        }
         trainingTime.Stop();
         history?.SavePlot();
+        // Every rank holds the same weights; only the leader checkpointed the best of them and scores it.
+        if (rank is { IsLeader: false }) return null;
 
         using (var chosen = ModelCheckpoint.Load(Path.Combine(stage, BestFolder))) model.LoadStateDict(chosen.Tensors, Path.Combine(stage, BestFolder));
         model.eval();
@@ -226,6 +273,46 @@ public static class StudentTrainer
             loss = loss + (1 - alpha) * Pretrainer.Loss(model.Forward(inputs), targets);
         }
         return loss;
+    }
+
+    /// <summary>
+    /// This rank's share of <see cref="Objective"/> on a global batch, forward and backward: the batch's examples are cut
+    /// into micro-batches (<see cref="DataParallelRank.RowsOf"/>), and each of the rank's blocks adds α·(summed
+    /// cross-entropy of its answer tokens) / (answer tokens of the whole batch) + (1 − α)·(the same over rationale tokens),
+    /// so the ranks' shares add up to the objective of the global batch. Returns the share of the loss and the target tokens.
+    /// </summary>
+    public static (double Loss, long Tokens) ObjectiveShare(CausalLanguageModel model, IReadOnlyList<(TokenizedInstruction Label, TokenizedInstruction? Rationale)> batch,
+        double alpha, long padId, DataParallelRank rank)
+    {
+        static long Targets(TokenizedInstruction row) => Math.Max(0, row.Tokens.Length - Math.Max(row.PromptLength, 1));
+        var labelTokens = Math.Max(1, batch.Sum(b => Targets(b.Label)));
+        var rationaleTokens = Math.Max(1, batch.Sum(b => b.Rationale is { } r ? Targets(r) : 0));
+        var (first, blocks) = rank.Blocks;
+        double loss = 0;
+        long tokens = 0;
+        for (var block = first; block < first + blocks; block++)
+        {
+            var (row, rows) = rank.RowsOf(block, batch.Count);
+            if (rows == 0) continue;
+            var part = batch.Skip(row).Take(rows).ToList();
+            foreach (var (examples, weight, total) in new[]
+            {
+                (part.Select(b => b.Label).ToList(), alpha, labelTokens),
+                (part.Where(b => b.Rationale is not null).Select(b => b.Rationale!).ToList(), 1 - alpha, rationaleTokens),
+            })
+            {
+                if (examples.Count == 0 || weight == 0) continue;
+                using var scope = NewDisposeScope();
+                var (inputs, targets) = InstructionTuning.Batch(examples, padId);
+                var logits = model.Forward(inputs);
+                var share = weight * nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1), ignore_index: Pretrainer.IgnoreIndex,
+                    reduction: nn.Reduction.Sum) / total;
+                share.backward();
+                loss += share.item<float>();
+                tokens += examples.Sum(Targets);
+            }
+        }
+        return (loss, tokens);
     }
 
     /// <summary>Greedy <c>predict:</c> outputs for <paramref name="questions"/>, parsed and compared with their gold answers.</summary>
@@ -401,6 +488,10 @@ public static class StudentTrainer
             }
         });
         AtomicFile.WriteAllText(Path.Combine(outDirectory, PredictionsFile), string.Concat(predictions.Select(p => JsonSerializer.Serialize(p) + "\n")));
-        AtomicFile.WriteAllText(Path.Combine(outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, _indented) + "\n");
+        SaveMetrics(outDirectory, metrics);
     }
+
+    /// <summary>Writes <c>metrics.json</c> atomically: the last file of a finished run's folder.</summary>
+    public static void SaveMetrics(string outDirectory, StudentMetrics metrics) =>
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, MetricsFile), JsonSerializer.Serialize(metrics, _indented) + "\n");
 }

@@ -1,0 +1,106 @@
+using System.Text.Json;
+using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Distillation;
+using Babel.Modeling.Training.DataParallel;
+using Babel.UnitTests.Training;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Babel.UnitTests.Distillation;
+
+/// <summary>
+/// Data-parallel student training checked against its independent computation, one rank accumulating the same
+/// micro-batches: two ranks on threads of this process, summing through <see cref="InProcessGradientExchange"/>, end both
+/// stages with the same weights, validation evaluations and test metrics; and close to the one-process trainer.
+/// </summary>
+[Collection(TorchThreadsCollection.Name)]
+public class DataParallelStudentTests(ITestOutputHelper output)
+{
+    private static (StudentMetrics Metrics, IReadOnlyList<StudentPrediction> Predictions) Ranks(int ranks, int microBatches, StudentCorpus corpus, StudentOptions options,
+        string directory, List<int> checkpoints)
+    {
+        var exchange = new InProcessGradientExchange(ranks);
+        var results = new (StudentMetrics, IReadOnlyList<StudentPrediction>)?[ranks];
+        var failures = new Exception?[ranks];
+        var threads = Enumerable.Range(0, ranks).Select(r => new Thread(() =>
+        {
+            try
+            {
+                var rank = new DataParallelRank(r, ranks, microBatches, exchange.ForRank(r));
+                results[r] = StudentTrainer.TrainRank(corpus, options, Path.Combine(directory, $"rank{r}"), rank, step => { lock (checkpoints) checkpoints.Add(step); });
+            }
+            catch (Exception e)
+            {
+                failures[r] = e;
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        if (failures.FirstOrDefault(f => f is not null) is { } failure) throw failure;
+        Assert.All(results.Skip(1), r => Assert.Null(r));
+        return Assert.NotNull(results[0]);
+    }
+
+    private static Dictionary<string, float[]> Weights(string folder)
+    {
+        using var checkpoint = ModelCheckpoint.Load(folder);
+        return checkpoint.Tensors.ToDictionary(p => p.Key, p => p.Value.to(TorchSharp.torch.float32).data<float>().ToArray(), StringComparer.Ordinal);
+    }
+
+    [Fact]
+    public void Two_ranks_train_both_stages_to_the_bits_of_one_rank_with_the_same_micro_batches()
+    {
+        using var scratch = new ScratchFolder();
+        var corpus = StudentCorpus.Load(StudentTrainingTests.SmallSet(scratch));
+        var options = StudentTrainingTests.Quick with { Setting = StudentSettings.MultiCotSelfEvaluation };
+        var oneCheckpoints = new List<int>();
+        var one = Ranks(1, 2, corpus, options, scratch.Combine("one"), oneCheckpoints);
+        var two = Ranks(2, 2, corpus, options, scratch.Combine("two"), []);
+
+        static string Json(StudentMetrics m) => JsonSerializer.Serialize(m with { TrainTokensPerSecond = 0 });
+        Assert.Equal(Json(one.Metrics), Json(two.Metrics));
+        Assert.Equal(one.Predictions.Select(p => p.Output), two.Predictions.Select(p => p.Output));
+        var stage = StudentTrainer.DistillationFolder;
+        var oneWeights = Weights(Path.Combine(scratch.Combine("one"), "rank0", stage));
+        var twoWeights = Weights(Path.Combine(scratch.Combine("two"), "rank0", stage));
+        Assert.Equal(0, DataParallelTrainingTests.MaxDifference(oneWeights, twoWeights));
+        // The distillation stage moved the weights far from where the self-evaluation stage left them: agreement is not trivial.
+        var moved = DataParallelTrainingTests.MaxDifference(Weights(Path.Combine(scratch.Combine("two"), "rank0", StudentTrainer.SelfEvaluationFolder)), twoWeights);
+        Assert.True(moved > 1e-2, $"the distillation stage moved the weights by at most {moved:E2}");
+        // The leader's checkpoints are named by the steps of both stages in a row: 10 self-evaluation steps, then 20.
+        Assert.Equal([10, 20, 30], oneCheckpoints);
+
+        // Against the one-process trainer (one forward of the whole batch per task): the same training, not the same bits.
+        var (plain, _) = StudentTrainer.Train(corpus, options, scratch.Combine("plain"));
+        var plainWeights = Weights(Path.Combine(scratch.Combine("plain"), stage));
+        var difference = DataParallelTrainingTests.MaxDifference(plainWeights, twoWeights);
+        output.WriteLine($"max |Δw| against the one-process trainer after {options.SelfEvaluationSteps} + {options.Steps} steps: {difference:E2}; " +
+            $"validation accuracy {plain.ValidationAccuracy:P1} vs {two.Metrics.ValidationAccuracy:P1}");
+        Assert.True(difference <= 1e-3, $"max |Δw| = {difference:E2} against the one-process trainer");
+    }
+
+    [Fact]
+    public void Distill_train_on_two_ranks_writes_the_one_rank_layout_and_the_bits_of_one_worker()
+    {
+        using var scratch = new ScratchFolder();
+        var folder = StudentTrainingTests.SmallSet(scratch);
+        string[] Train(string output, params string[] more) =>
+            ["distill", "train", "--data", folder, "--setting", "cot-se", "--steps", "20", "--self-evaluation-steps", "10", "--eval-interval", "10", "--batch-size", "8",
+                "--threads", "1", "--tokenizer-vocab", "320", "--out", scratch.Combine(output), .. more];
+        var two = CliRun.Run(Train("two", "--data-parallel", "2", "--store", scratch.Combine("store-two"), "--lease-seconds", "6"));
+        Assert.True(two.Code == 0, two.Error);
+        Assert.Contains("2 data-parallel ranks", two.Output, StringComparison.Ordinal);
+        // One worker: the group forms with one rank after the form timeout, which accumulates both micro-batches.
+        var one = CliRun.Run(Train("one-worker", "--data-parallel", "2", "--workers", "1", "--store", scratch.Combine("store-one"), "--lease-seconds", "6"));
+        Assert.True(one.Code == 0, one.Error);
+        var plain = CliRun.Run(Train("plain"));
+        Assert.True(plain.Code == 0, plain.Error);
+
+        static string[] Files(string root) => [.. Directory.GetFiles(root, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(root, f)).Order(StringComparer.Ordinal)];
+        Assert.Equal(Files(scratch.Combine("plain")), Files(scratch.Combine("two")));
+        Assert.Equal(File.ReadAllBytes(scratch.Combine("one-worker/model/model.safetensors")), File.ReadAllBytes(scratch.Combine("two/model/model.safetensors")));
+        static string Metrics(string folder) => JsonSerializer.Serialize(JsonSerializer.Deserialize<StudentMetrics>(File.ReadAllText(Path.Combine(folder, StudentTrainer.MetricsFile)))! with { TrainTokensPerSecond = 0 });
+        Assert.Equal(Metrics(scratch.Combine("one-worker")), Metrics(scratch.Combine("two")));
+        Assert.Equal(30, File.ReadAllLines(scratch.Combine("two/history.jsonl")).Length);
+    }
+}
