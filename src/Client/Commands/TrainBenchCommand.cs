@@ -16,6 +16,7 @@ internal static class TrainBenchCommand
     {
         var ranks = new Option<string>("--data-parallel") { Description = "Comma-separated rank counts to run (each rank its own silo process with one worker, one torch thread).", DefaultValueFactory = _ => "1,2" };
         var syncEvery = new Option<string>("--sync-every") { Description = "Comma-separated steps between synchronisations to run for every rank count above 1 (1: synchronous; H > 1: DiLoCo).", DefaultValueFactory = _ => "1" };
+        var outer = new DiLoCoOptions();
         var preset = new Option<string>("--preset") { Description = "Model size.", DefaultValueFactory = _ => "small" };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps per run.", DefaultValueFactory = _ => 30 };
         var batch = new Option<int>("--batch-size") { Description = "Rows of the global batch.", DefaultValueFactory = _ => 16 };
@@ -23,7 +24,7 @@ internal static class TrainBenchCommand
         var work = new Option<string>("--work") { Description = "Scratch folder.", DefaultValueFactory = _ => Path.Combine(".babel", "bench-train") };
         var command = new Command("train", "The same data-parallel pretraining job on 1, 2, … ranks (one silo process, one worker, one torch thread each), synchronous or DiLoCo every H steps: step and exchange time, speed-up, final and held-out losses; every synchronous run ends with the same weights.")
         {
-            ranks, syncEvery, preset, steps, batch, length, work,
+            ranks, syncEvery, outer.OuterLearningRate, outer.OuterMomentum, preset, steps, batch, length, work,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -35,6 +36,7 @@ internal static class TrainBenchCommand
             var options = new PretrainingOptions
             {
                 Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), SequenceLength = parse.GetValue(length), Threads = 1, CheckpointInterval = 1_000_000,
+                OuterLearningRate = parse.GetValue(outer.OuterLearningRate), OuterMomentum = parse.GetValue(outer.OuterMomentum),
             }.Validate();
             // The same micro-batches in every run: one rank accumulates what several compute apart, so every run's weights are the same bits.
             var microBatches = counts.Max();

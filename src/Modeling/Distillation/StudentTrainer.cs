@@ -295,6 +295,8 @@ public static class StudentTrainer
             var (row, rows) = rank.RowsOf(block, batch.Count);
             if (rows == 0) continue;
             var part = batch.Skip(row).Take(rows).ToList();
+            using var scope = NewDisposeScope();
+            Tensor? share = null;
             foreach (var (examples, weight, total) in new[]
             {
                 (part.Select(b => b.Label).ToList(), alpha, labelTokens),
@@ -302,15 +304,17 @@ public static class StudentTrainer
             })
             {
                 if (examples.Count == 0 || weight == 0) continue;
-                using var scope = NewDisposeScope();
                 var (inputs, targets) = InstructionTuning.Batch(examples, padId);
                 var logits = model.Forward(inputs);
-                var share = weight * nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1), ignore_index: Pretrainer.IgnoreIndex,
+                var term = weight * nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1), ignore_index: Pretrainer.IgnoreIndex,
                     reduction: nn.Reduction.Sum) / total;
-                share.backward();
-                loss += share.item<float>();
+                share = share is null ? term : share + term;
                 tokens += examples.Sum(Targets);
             }
+            if (share is null) continue;
+            // One backward per micro-batch: a rank that accumulates several blocks adds the same per-block gradients as the exchange does.
+            share.backward();
+            loss += share.item<float>();
         }
         return (loss, tokens);
     }
