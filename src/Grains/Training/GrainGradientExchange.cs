@@ -18,13 +18,19 @@ public sealed class GrainGradientExchange(IGradientReduceGrain reduce, Guid gene
     /// <summary>How much longer than the step timeout a rank waits for the grain's answer before it gives the group up.</summary>
     public static readonly TimeSpan AnswerMargin = TimeSpan.FromSeconds(10);
 
-    // One buffer per chunk, reused every step: megabytes allocated per step would keep the collector busy mid-training.
+    // One buffer per chunk, reused while the length stays: megabytes allocated per step would keep the collector busy
+    // mid-training. DiLoCo's synchronisations vary in length (a short last round, every rank's state at a checkpoint).
     private byte[][] _chunks = [];
 
     public void SumInPlace(int step, float[] values, CancellationToken cancellationToken)
     {
         var count = (values.Length + ChunkValues - 1) / ChunkValues;
-        if (_chunks.Length != count) _chunks = [.. Enumerable.Range(0, count).Select(c => new byte[Length(values.Length, c) * sizeof(float)])];
+        if (_chunks.Length != count) Array.Resize(ref _chunks, count);
+        for (var c = 0; c < count; c++)
+        {
+            var bytes = Length(values.Length, c) * sizeof(float);
+            if (_chunks[c]?.Length != bytes) _chunks[c] = new byte[bytes];
+        }
         var calls = new Task<GradientChunkSum>[count];
         for (var c = 0; c < count; c++)
         {

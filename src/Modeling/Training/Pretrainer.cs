@@ -152,7 +152,7 @@ public static class Pretrainer
         model.train();
         var parameters = model.named_parameters().ToList();
         var tensors = parameters.Select(p => p.parameter).ToList();
-        var buffer = rank is null ? null : new GradientBuffer(tensors, extra: 2);
+        var buffer = rank is null || options.SyncEvery > 1 ? null : new GradientBuffer(tensors, extra: 2);
         var decayed = parameters.Where(p => p.parameter.dim() >= 2 && p.name != "model.embed_tokens.weight").Select(p => p.parameter).ToList();
         var undecayed = parameters.Select(p => p.parameter).Except(decayed).ToList();
         using var optimizer = optim.AdamW(

@@ -84,6 +84,28 @@ public sealed class GradientReduceGrainTests(JobClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Ranks_exchange_arrays_whose_length_changes_between_steps()
+    {
+        var grain = fixture.Cluster.GrainFactory.GetGrain<IGradientReduceGrain>($"lengths-{Guid.NewGuid():N}");
+        var groups = await Task.WhenAll(grain.JoinAsync("rank-000", 2, 0, _timeout), grain.JoinAsync("rank-001", 2, 0, _timeout)).WaitAsync(TimeSpan.FromSeconds(10));
+        var exchanges = Enumerable.Range(0, 2).Select(r => new Babel.Grains.Training.GrainGradientExchange(grain, groups[0].Generation, r, _timeout)).ToList();
+        // Two chunks, then two chunks with a shorter last one (a short DiLoCo round), then three, then one.
+        var step = 0;
+        foreach (var length in new[] { Babel.Grains.Training.GrainGradientExchange.ChunkValues + 10, Babel.Grains.Training.GrainGradientExchange.ChunkValues + 3,
+            2 * Babel.Grains.Training.GrainGradientExchange.ChunkValues + 1, 5 })
+        {
+            var values = Enumerable.Range(0, 2).Select(r => Enumerable.Range(0, length).Select(i => (float)(i % 1000 + r)).ToArray()).ToList();
+            var current = step++;
+            await Task.WhenAll(Enumerable.Range(0, 2).Select(r => Task.Run(() => exchanges[r].SumInPlace(current, values[r], CancellationToken.None)))).WaitAsync(TimeSpan.FromSeconds(30));
+            foreach (var sum in values)
+            {
+                Assert.Equal(length, sum.Length);
+                for (var i = 0; i < length; i++) Assert.Equal((float)(2 * (i % 1000) + 1), sum[i]);
+            }
+        }
+    }
+
+    [Fact]
     public async Task A_group_that_waits_out_its_form_timeout_starts_with_the_ranks_that_came()
     {
         var clock = JobClusterFixture.Clock;
