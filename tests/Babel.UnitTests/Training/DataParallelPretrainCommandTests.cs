@@ -94,6 +94,13 @@ public class DataParallelPretrainCommandTests
         // The response loss of the base model is measured alike; after tuning the two runs agree to float noise.
         Assert.Equal((double)plainManifest["responseLoss"]!["before"]!, (double)manifest["responseLoss"]!["before"]!, 6);
         Assert.True(Math.Abs((double)plainManifest["responseLoss"]!["after"]! - (double)manifest["responseLoss"]!["after"]!) < 0.02);
+
+        // DiLoCo on the finetune job: the same layout, its options recorded, and a tuned model that differs from the synchronous one.
+        var local = Run(Finetune(scratch.Combine("diloco"), "--data-parallel", "2", "--sync-every", "3", "--store", scratch.Combine("store-diloco"), "--lease-seconds", "6"));
+        Assert.True(local.Code == 0, local.Error);
+        Assert.Equal(Files(scratch.Combine("plain")), Files(scratch.Combine("diloco")));
+        Assert.Equal(3, (int)JsonNode.Parse(File.ReadAllText(scratch.Combine("diloco/training.json")))!["options"]!["SyncEvery"]!);
+        Assert.NotEqual(File.ReadAllBytes(scratch.Combine("two/model.safetensors")), File.ReadAllBytes(scratch.Combine("diloco/model.safetensors")));
     }
 
     [Fact]
@@ -102,14 +109,14 @@ public class DataParallelPretrainCommandTests
         using var scratch = new ScratchFolder();
         var corpus = Corpus(scratch);
         var store = scratch.Combine("store");
-        var result = Run(Pretrain(corpus, scratch.Combine("diloco"), "--data-parallel", "2", "--sync-every", "4", "--outer-lr", "0.5", "--store", store, "--lease-seconds", "6"));
+        var result = Run(Pretrain(corpus, scratch.Combine("diloco"), "--data-parallel", "2", "--sync-every", "5", "--outer-lr", "0.5", "--store", store, "--lease-seconds", "6"));
         Assert.True(result.Code == 0, result.Error);
         var plain = Run(Pretrain(corpus, scratch.Combine("plain")));
         Assert.True(plain.Code == 0, plain.Error);
         static string[] Files(string folder) => [.. Directory.GetFiles(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal)!];
         Assert.Equal(Files(scratch.Combine("plain")), Files(scratch.Combine("diloco")));
         var options = JsonNode.Parse(File.ReadAllText(scratch.Combine("diloco/training.json")))!["options"]!;
-        Assert.Equal(4, (int)options["SyncEvery"]!);
+        Assert.Equal(5, (int)options["SyncEvery"]!);
         Assert.Equal(0.5, (double)options["OuterLearningRate"]!);
         Assert.Equal(0.9, (double)options["OuterMomentum"]!);
         var history = TrainingHistoryTests.ReadHistory(scratch.Combine("diloco"));
@@ -117,7 +124,8 @@ public class DataParallelPretrainCommandTests
         // Every step's loss is the global batch's (the ranks' shares summed at the next synchronisation): the first one is the one-rank run's.
         Assert.Equal(TrainingHistoryTests.ReadHistory(scratch.Combine("plain"))[0].Loss, history[0].Loss, 4);
         Assert.True(history[^1].Loss < history[0].Loss - 0.5, $"loss went from {history[0].Loss} to {history[^1].Loss}");
-        // --checkpoint-interval 5 with H = 4: checkpoints at the synchronisations of steps 8 and 12, deleted once the result was read.
+        // 12 steps with H = 5: rounds of 5, 5 and 2 steps through the reduce grain, the checkpoints (5, 10, 12) carrying every
+        // rank's state; all deleted once the result was read.
         Assert.Single(Directory.GetFiles(store, "model.zip", SearchOption.AllDirectories));
         Assert.Empty(Directory.GetFiles(store, "checkpoint-*.zip", SearchOption.AllDirectories));
     }
