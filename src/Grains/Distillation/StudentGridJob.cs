@@ -2,6 +2,7 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using Babel.Grains.Engine;
+using Babel.Grains.Training;
 using Babel.Modeling.Distillation;
 using Babel.Modeling.Training;
 using Babel.Storage;
@@ -15,9 +16,14 @@ namespace Babel.Grains.Distillation;
 /// Parameters of a student grid ("Mind's Mirror" ablation): the artifact key of a folder holding
 /// <see cref="StudentCorpus.FileName"/>, the options every run shares, and the axes settings × labels × students × seeds.
 /// A student is a preset name (<c>micro</c>, <c>tiny</c>, <c>small</c>) or the artifact key of an uploaded model folder
-/// (<c>models/HASH</c>).
+/// (<c>models/HASH</c>). With <paramref name="Ranks"/> &gt; 1 every run is data-parallel: that many shards, one per rank,
+/// training it as <c>babel distill train --data-parallel</c> does (a rank waits at most <paramref name="StepTimeoutSeconds"/> for the others).
 /// </summary>
-public sealed record StudentGridParameters(string Corpus, StudentOptions Base, string[] Settings, string[] Labels, string[] Students, long[] Seeds);
+public sealed record StudentGridParameters(string Corpus, StudentOptions Base, string[] Settings, string[] Labels, string[] Students, long[] Seeds, int Ranks = 1,
+    double StepTimeoutSeconds = 90);
+
+/// <summary>A grid shard: a run, and which of its ranks this shard is (0 when runs are not data-parallel).</summary>
+public sealed record StudentGridSlice(StudentOptions Run, int Rank);
 
 /// <summary>
 /// The student ablation grid on the job engine: every (setting, labels, student, seed) is a shard that trains one student
@@ -26,7 +32,7 @@ public sealed record StudentGridParameters(string Corpus, StudentOptions Base, s
 /// resumes on another silo from its last checkpoint with the same data order and RNG state. A run uses the thread count of
 /// its options (not the worker's), so its result does not depend on which worker ran it.
 /// </summary>
-public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentGridParameters, StudentOptions, StudentGridReport>
+public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentGridParameters, StudentGridSlice, StudentGridReport>
 {
     public const string KindName = "distill-grid";
     /// <summary>Artifact prefix of the runs' checkpoint zips; they are deleted once a grid's results are read.</summary>
@@ -56,6 +62,7 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
             }
         }
         foreach (var run in Runs(p)) run.Validate();
+        if (p.Ranks != 1) PretrainJob.ValidateRanks(p.Ranks, p.Ranks, p.Base.BatchSize, p.StepTimeoutSeconds);
     }
 
     /// <summary>Every run of the grid, in plan order (settings, then labels, then students, then seeds).</summary>
@@ -93,17 +100,25 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
     /// <summary>The artifact key of a run's checkpoint zip.</summary>
     public static string CheckpointKey(string corpus, StudentOptions run) => $"{CheckpointPrefix}{RunHash(corpus, run)}.zip";
 
-    protected override Task<IReadOnlyList<Shard<StudentOptions>>> PlanAsync(StudentGridParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
+    /// <summary>The shard id of rank <paramref name="rank"/> of a data-parallel run: the ranks of a run sort in rank order.</summary>
+    public static string RankShardId(StudentOptions run, int rank) => $"{ShardId(run)}-{PretrainJob.Member(rank)}";
+
+    /// <summary>The id a data-parallel run's ranks share: their reduce grain and their checkpoints in the store.</summary>
+    public static string RunTrainingId(string jobId, string corpus, StudentOptions run) => $"{jobId}-{RunHash(corpus, run)}";
+
+    protected override Task<IReadOnlyList<Shard<StudentGridSlice>>> PlanAsync(StudentGridParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        IReadOnlyList<Shard<StudentOptions>> shards = [.. Runs(p).Select(run => new Shard<StudentOptions>(ShardId(run), run, TotalSteps(run)))];
+        IReadOnlyList<Shard<StudentGridSlice>> shards = p.Ranks == 1
+            ? [.. Runs(p).Select(run => new Shard<StudentGridSlice>(ShardId(run), new StudentGridSlice(run, 0), TotalSteps(run)))]
+            : [.. Runs(p).SelectMany(run => Enumerable.Range(0, p.Ranks).Select(r => new Shard<StudentGridSlice>(RankShardId(run, r), new StudentGridSlice(run, r), TotalSteps(run))))];
         return Task.FromResult(shards);
     }
 
     private static long TotalSteps(StudentOptions run) => run.Steps + (StudentSettings.UsesSelfEvaluation(run.Setting) ? run.SelfEvaluationSteps : 0);
 
-    protected override ShardResult RunShard(ShardContext context, StudentGridParameters p, Shard<StudentOptions> shard, CancellationToken cancellationToken)
+    protected override ShardResult RunShard(ShardContext context, StudentGridParameters p, Shard<StudentGridSlice> shard, CancellationToken cancellationToken)
     {
-        var run = shard.Slice.Validate();
+        var run = shard.Slice.Run.Validate();
         // Read once per worker process: every run of the grid trains on the same corpus.
         var corpusFile = Path.Combine(context.LocalFolder(p.Corpus, cancellationToken), StudentCorpus.FileName);
         var corpus = context.Cache.GetOrAdd(p.Corpus, () => StudentCorpus.Read(corpusFile), _ => 2 * new FileInfo(corpusFile).Length);
@@ -111,6 +126,15 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
         var local = IsPreset(run.Student) ? run : run with { Student = context.LocalFolder(run.Student, cancellationToken) };
         // Beside the worker's artifact cache: a retry on this machine (or a rerun of a killed embedded client) resumes from it.
         var cache = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
+        if (p.Ranks > 1)
+        {
+            var training = RunTrainingId(context.JobId, p.Corpus, run);
+            var runner = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), training, shard.Id,
+                context.Worker, Path.Combine(cache, "training", training, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
+            var rank = runner.Run(p.Ranks, p.Ranks, (int)TotalSteps(run), _ => { }, (folder, dataParallel, hooks) => StudentTrainJob.TrainRank(corpus, local, folder, dataParallel, hooks, cancellationToken),
+                cancellationToken);
+            return ShardResult.Of(rank, [KeyValuePair.Create("runs", rank.Leader ? 1L : 0L), KeyValuePair.Create("steps", TotalSteps(run))]);
+        }
         var work = Path.Combine(cache, "students", RunHash(p.Corpus, run));
         var metrics = TrainWithCheckpoints(context.Store, CheckpointKey(p.Corpus, run), corpus, local, work, cancellationToken: cancellationToken);
         metrics = metrics with { Options = metrics.Options with { Student = run.Student } };
@@ -180,8 +204,23 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
     public override async Task<StudentGridReport> AssembleAsync(FinishedJob<StudentGridParameters> job, CancellationToken cancellationToken)
     {
         var p = job.Parameters;
-        var runs = await job.ReadShardsAsync<StudentMetrics>(Runs(p).Select(ShardId), cancellationToken);
-        foreach (var run in Runs(p)) await job.Store.DeleteAsync(CheckpointKey(p.Corpus, run), cancellationToken);
+        var runs = new List<StudentMetrics>();
+        if (p.Ranks == 1)
+        {
+            runs.AddRange(await job.ReadShardsAsync<StudentMetrics>(Runs(p).Select(ShardId), cancellationToken));
+            foreach (var run in Runs(p)) await job.Store.DeleteAsync(CheckpointKey(p.Corpus, run), cancellationToken);
+        }
+        else
+        {
+            // A data-parallel run's metrics are in the folder its leader stored; its checkpoints go once they are read.
+            foreach (var run in Runs(p))
+            {
+                var training = RunTrainingId(job.JobId, p.Corpus, run);
+                var metrics = TrainedModelFolder.Manifest<StudentMetrics>(await TrainedModelFolder.ReadAsync(job.Store, training, cancellationToken), StudentTrainer.MetricsFile);
+                runs.Add(metrics with { Options = metrics.Options with { Student = run.Student } });
+                await StudentTrainJob.DeleteCheckpointsAsync(job.Store, training, run, cancellationToken);
+            }
+        }
         var corpus = await job.Store.GetBytesAsync($"{p.Corpus}/{StudentCorpus.FileName}", cancellationToken)
             ?? throw new InvalidOperationException($"The corpus {p.Corpus} of job {job.JobId} is missing from the artifact store.");
         var (data, test) = StudentCorpus.ReadSources(corpus);
@@ -198,7 +237,7 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
     /// and returns the grid's parameters.
     /// </summary>
     public static async Task<StudentGridParameters> UploadInputsAsync(JobClient jobs, StudentCorpus corpus, StudentOptions baseOptions, IReadOnlyList<string> settings,
-        IReadOnlyList<string> labels, IReadOnlyList<string> students, IReadOnlyList<long> seeds, CancellationToken cancellationToken)
+        IReadOnlyList<string> labels, IReadOnlyList<string> students, IReadOnlyList<long> seeds, CancellationToken cancellationToken, int ranks = 1, double stepTimeoutSeconds = 90)
     {
         var studentKeys = new List<string>();
         foreach (var student in students)
@@ -212,7 +251,7 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
         {
             corpus.Save(Path.Combine(staging.FullName, StudentCorpus.FileName));
             var corpusKey = await jobs.UploadFolderAsync(staging.FullName, "datasets", cancellationToken);
-            return new StudentGridParameters(corpusKey, baseOptions, [.. settings], [.. labels], [.. studentKeys], [.. seeds]);
+            return new StudentGridParameters(corpusKey, baseOptions, [.. settings], [.. labels], [.. studentKeys], [.. seeds], ranks, stepTimeoutSeconds);
         }
         finally
         {

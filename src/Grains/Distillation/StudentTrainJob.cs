@@ -51,13 +51,21 @@ public sealed class StudentTrainJob(IServiceProvider services) : JobKind<Student
         var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var runner = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,
             shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
-        var result = runner.Run(p.Ranks, p.MicroBatches, TotalSteps(p.Options), _ => { }, (work, rank, hooks) =>
-        {
-            var checkpoint = Path.Combine(work, StudentTrainer.CheckpointFolder);
-            var trained = StudentTrainer.TrainRank(corpus, options, checkpoint, rank, step => hooks.Written?.Invoke(step), cancellationToken, historyDirectory: work);
-            if (trained is var (metrics, predictions)) StudentTrainer.WriteOutputs(work, checkpoint, metrics, predictions, StudentTrainer.ModelFolder);
-        }, cancellationToken);
+        var result = runner.Run(p.Ranks, p.MicroBatches, TotalSteps(p.Options), _ => { }, (work, rank, hooks) => TrainRank(corpus, options, work, rank, hooks, cancellationToken),
+            cancellationToken);
         return ShardResult.Of(result, [KeyValuePair.Create("ranks_trained", result.Trained ? 1L : 0L), KeyValuePair.Create("steps", (long)result.Steps)]);
+    }
+
+    /// <summary>
+    /// One rank's training in the runner's <paramref name="work"/> folder, laid out as a one-rank <c>distill train</c> output
+    /// folder (<c>checkpoint/</c>, history; on the leader at the end metrics, predictions and the chosen model).
+    /// </summary>
+    internal static void TrainRank(StudentCorpus corpus, StudentOptions options, string work, Modeling.Training.DataParallel.DataParallelRank rank, Modeling.Training.CheckpointHooks hooks,
+        CancellationToken cancellationToken)
+    {
+        var checkpoint = Path.Combine(work, StudentTrainer.CheckpointFolder);
+        var trained = StudentTrainer.TrainRank(corpus, options, checkpoint, rank, step => hooks.Written?.Invoke(step), cancellationToken, historyDirectory: work);
+        if (trained is var (metrics, predictions)) StudentTrainer.WriteOutputs(work, checkpoint, metrics, predictions, StudentTrainer.ModelFolder);
     }
 
     /// <summary>Uploads the corpus (and the student's model folder, when it is one) and returns the job's parameters.</summary>
@@ -81,7 +89,7 @@ public sealed class StudentTrainJob(IServiceProvider services) : JobKind<Student
     }
 
     /// <summary>The leader checkpoints at every evaluation of each stage and at each stage's end, named by the steps of both stages in a row.</summary>
-    private static async Task DeleteCheckpointsAsync(IArtifactStore store, string jobId, StudentOptions o, CancellationToken cancellationToken)
+    internal static async Task DeleteCheckpointsAsync(IArtifactStore store, string jobId, StudentOptions o, CancellationToken cancellationToken)
     {
         var first = StudentSettings.UsesSelfEvaluation(o.Setting) ? o.SelfEvaluationSteps : 0;
         var steps = new SortedSet<int>();

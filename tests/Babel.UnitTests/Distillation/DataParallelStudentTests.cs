@@ -85,7 +85,7 @@ public class DataParallelStudentTests(ITestOutputHelper output)
         using var scratch = new ScratchFolder();
         var folder = StudentTrainingTests.SmallSet(scratch);
         string[] Train(string output, params string[] more) =>
-            ["distill", "train", "--data", folder, "--setting", "cot-se", "--steps", "20", "--self-evaluation-steps", "10", "--eval-interval", "10", "--batch-size", "8",
+            ["distill", "train", "--data", folder, "--setting", "cot-se", "--student", "micro", "--steps", "20", "--self-evaluation-steps", "10", "--eval-interval", "10", "--batch-size", "8",
                 "--threads", "1", "--tokenizer-vocab", "320", "--out", scratch.Combine(output), .. more];
         var two = CliRun.Run(Train("two", "--data-parallel", "2", "--store", scratch.Combine("store-two"), "--lease-seconds", "6"));
         Assert.True(two.Code == 0, two.Error);
@@ -102,5 +102,17 @@ public class DataParallelStudentTests(ITestOutputHelper output)
         static string Metrics(string folder) => JsonSerializer.Serialize(JsonSerializer.Deserialize<StudentMetrics>(File.ReadAllText(Path.Combine(folder, StudentTrainer.MetricsFile)))! with { TrainTokensPerSecond = 0 });
         Assert.Equal(Metrics(scratch.Combine("one-worker")), Metrics(scratch.Combine("two")));
         Assert.Equal(30, File.ReadAllLines(scratch.Combine("two/history.jsonl")).Length);
+
+        // The same run as the one run of a grid whose runs have two ranks each: the same training, evaluations and scores.
+        var grid = CliRun.Run(["distill", "grid", "--data", folder, "--settings", "cot-se", "--students", "micro", "--seeds", "1", "--steps", "20", "--self-evaluation-steps", "10",
+            "--eval-interval", "10", "--batch-size", "8", "--threads", "1", "--tokenizer-vocab", "320", "--data-parallel", "2", "--out", scratch.Combine("grid"),
+            "--store", scratch.Combine("store-grid"), "--lease-seconds", "12"]);
+        Assert.True(grid.Code == 0, grid.Error);
+        var run = Assert.Single(StudentGridReport.Load(scratch.Combine("grid")).Runs);
+        var direct = JsonSerializer.Deserialize<StudentMetrics>(File.ReadAllText(scratch.Combine("two/metrics.json")))!;
+        Assert.Equal(direct.Options with { Student = "micro" }, run.Options);
+        Assert.Equal(direct.Evaluations, run.Evaluations);
+        Assert.Equal((direct.BestStep, direct.ValidationAccuracy, direct.TestAccuracy), (run.BestStep, run.ValidationAccuracy, run.TestAccuracy));
+        Assert.Empty(Directory.GetFiles(scratch.Combine("store-grid"), "checkpoint-*.zip", SearchOption.AllDirectories));
     }
 }
