@@ -232,7 +232,16 @@ public static class Pretrainer
             throw new UserInputException($"{directory} holds a checkpoint of another model configuration; delete it to start afresh.");
         }
         model.LoadStateDict(checkpoint.Tensors, directory);
-        optimizer.load_state_dict(Path.Combine(directory, OptimizerFileName));
+        var optimizerPath = Path.Combine(directory, OptimizerFileName);
+        try
+        {
+            optimizer.load_state_dict(optimizerPath);
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or FormatException or OverflowException)
+        {
+            // E.g. a checkpoint written before q/k/v and gate/up were fused lists the optimizer moments of the unfused parameters.
+            throw new UserInputException($"{optimizerPath} is not AdamW state for this model's parameters (damaged, or written by an earlier Babel); delete {directory} to start training afresh.", e);
+        }
         return state;
     }
 
