@@ -36,10 +36,15 @@ internal static class Text2TreeCommand
             Description = "Form of the text2tree objective: 'paper' (the paper's and its authors' code: label softmax without τ with the sample itself, SSL on a projector scaled by τ/0.07, dissimilar partners mixed in more, linear-head logits) or 'babel' (Babel's earlier variant).",
             DefaultValueFactory = _ => Text2TreeObjectives.Paper,
         };
+        public Option<string> Cascade { get; } = new("--cascade")
+        {
+            Description = "Form of the label tree's cascade attention: 'paper' (the authors' code: a gate per sibling edge, level output replacing its nodes, LayerNorm over every node) or 'babel' (a gate per node, residual and LayerNorm over the level only).",
+            DefaultValueFactory = _ => Text2TreeCascades.Paper,
+        };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Data, Steps, Epochs, BatchSize, LearningRate, MaxTrain, MaxEval, Encoder, EncoderLayers, LabelInit, EvalInterval, Threads, Objective })
+            foreach (var option in new Option[] { Data, Steps, Epochs, BatchSize, LearningRate, MaxTrain, MaxEval, Encoder, EncoderLayers, LabelInit, EvalInterval, Threads, Objective, Cascade })
             {
                 command.Options.Add(option);
             }
@@ -61,6 +66,7 @@ internal static class Text2TreeCommand
                 EvalInterval = parse.GetValue(EvalInterval),
                 Threads = parse.GetValue(Threads),
                 Objective = parse.GetValue(Objective)!,
+                Cascade = parse.GetValue(Cascade)!,
             };
             if (parse.GetValue(Epochs) is { } epochs)
             {

@@ -277,9 +277,9 @@ public static class Text2TreeTrainer
             if (options.Method == Text2TreeMethods.Text2Tree)
             {
                 using var initial = options.LabelInit == "description"
-                    ? Text2TreeClassifier.MeanTokenEmbeddings(encoder, [.. tree.Descriptions.Select(d => tokenizer.Encode(d))])
+                    ? Text2TreeClassifier.MeanTokenEmbeddings(encoder, [.. tree.Descriptions.Select(d => tokenizer.Encode(d))], rescale: options.Cascade == Text2TreeCascades.Babel)
                     : null;
-                cascade = new CascadeAttention(tree, encoder.Config.HiddenSize, initial);
+                cascade = new CascadeAttention(tree, encoder.Config.HiddenSize, initial, options.Cascade);
             }
             return (new Text2TreeClassifier(encoder, tree.LabelCount, cascade, labelLogits: options.Objective == Text2TreeObjectives.Babel), source);
         }
