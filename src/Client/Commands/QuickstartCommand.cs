@@ -124,9 +124,9 @@ internal static class QuickstartCommand
                 Path.Combine(runDirectory, ProfileRun.PruningFolder), jobs, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(curves.Reading());
 
-            console.Write(new Rule("10. sparse activation: top-K experts per token, centroid and oracle routers, on the embedded job engine").LeftJustified());
-            var sparse = await ExpertsWorkflows.SparseAsync(engine.Jobs, modelDirectory, corpusDirectory, new SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
-                Path.Combine(runDirectory, ProfileRun.SparseFolder), jobs, cancellationToken);
+            console.Write(new Rule("10. sparse activation: top-K experts per token, centroid, frequency (from the train profile) and oracle routers, on the embedded job engine").LeftJustified());
+            var sparse = await ExpertsWorkflows.SparseAsync(engine.Jobs, modelDirectory, corpusDirectory, new SparseRequest([1, 2, 4, 8], SparseExpertActivation.DefaultRouters, codes, "heldout"),
+                runDirectory, Path.Combine(runDirectory, ProfileRun.SparseFolder), jobs, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(sparse.Reading());
 
             console.Write(new Rule("11. student distillation: generated arithmetic word problems, answer-only vs multi-CoT + self-evaluation students, on the embedded job engine").LeftJustified());
