@@ -163,7 +163,8 @@ public static class ExpertPruning
         return Math.Sqrt(variance) / mean;
     }
 
-    private static bool[] LeastFrequent(double[] frequencies, int count)
+    /// <summary>pruned[expert] for the <paramref name="count"/> experts of one layer activated least often (ties: lower expert id first).</summary>
+    public static bool[] LeastFrequent(double[] frequencies, int count)
     {
         var pruned = new bool[frequencies.Length];
         foreach (var expert in Enumerable.Range(0, frequencies.Length).OrderBy(e => frequencies[e]).ThenBy(e => e).Take(count)) pruned[expert] = true;

@@ -38,16 +38,11 @@ public static class SparseActivationStudy
 
     /// <summary>
     /// The frequency router's experts for a language at K: pruned[layer][expert] switches off all but the K experts the
-    /// language activates most often in that layer (ties: the lower expert id is kept).
+    /// language activates most often in that layer, i.e. frequency-guided pruning of E − K experts per layer
+    /// (<see cref="ExpertPruning.LeastFrequent"/>; ties: the lower expert id is switched off first).
     /// </summary>
     public static bool[][] FrequencyPruned(double[][] frequencies, int k) =>
-    [
-        .. frequencies.Select(layer =>
-        {
-            var kept = Enumerable.Range(0, layer.Length).OrderByDescending(e => layer[e]).ThenBy(e => e).Take(k).ToHashSet();
-            return Enumerable.Range(0, layer.Length).Select(e => !kept.Contains(e)).ToArray();
-        }),
-    ];
+        [.. frequencies.Select(layer => ExpertPruning.LeastFrequent(layer, layer.Length - k))];
 
     /// <summary>The frequency router's mask of every (language, K) of the request, from the languages' frequencies in <paramref name="profile"/>.</summary>
     public static IReadOnlyList<FrequencyRouterMask> FrequencyMasks(ActivationProfile profile, SparseRequest request) =>
