@@ -94,7 +94,12 @@ public sealed class SparseActivationJob : JobKind<SparseActivationParameters, st
         var partition = ExpertPartition.Load(folder);
         var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));
         var texts = p.Request.Languages.SelectMany(l => corpus.ReadDocuments(l, JobParameters.Split(p.Request.Split)).Take(SpeedDocuments)).Select(d => d.Text).ToList();
-        var speed = ExpertVariants.MeasureSpeed(model, tokenizer, partition, texts, p.Request.TopK, cancellationToken);
+        // The frequency router's speed with the first language's masks: every language keeps K experts, so the compute is the same.
+        var first = p.Request.Languages.Order(StringComparer.Ordinal).First();
+        var frequencyPruned = p.Request.Routers.Contains(SparseExpertActivation.FrequencyRouter)
+            ? p.Request.TopK.ToDictionary(k => k, k => ExpertVariant.Decode(SparseActivationStudy.MaskOf(p.FrequencyMasks, first, k).Pruned, partition))
+            : null;
+        var speed = ExpertVariants.MeasureSpeed(model, tokenizer, partition, texts, p.Request.TopK, cancellationToken, frequencyPruned);
         return ShardResult.Of(new SparseSpeedResult(partition.Experts, speed), [KeyValuePair.Create("speed_shards", 1L)]);
     }
 

@@ -52,11 +52,12 @@ public static class ExpertVariants
     }
 
     /// <summary>
-    /// Forward tokens/s over <paramref name="texts"/>: dense, then centroid-routed sparse computation at each K (best of
+    /// Forward tokens/s over <paramref name="texts"/>: dense, then centroid-routed sparse computation at each K, and, when
+    /// <paramref name="frequencyPruned"/> gives the frequency router's mask per K, frequency-routed computation (best of
     /// three after a warm-up), on the calling thread's torch settings.
     /// </summary>
     public static SparseSpeed MeasureSpeed(CausalLanguageModel model, ITokenizer tokenizer, ExpertPartition partition, IReadOnlyList<string> texts,
-        IEnumerable<int> topK, CancellationToken cancellationToken = default)
+        IEnumerable<int> topK, CancellationToken cancellationToken = default, IReadOnlyDictionary<int, bool[][]>? frequencyPruned = null)
     {
         double Rate(IFeedForwardHook? hook)
         {
@@ -78,7 +79,13 @@ public static class ExpertVariants
             using var hook = new SparseExpertActivation(model, partition, k, SparseExpertActivation.CentroidRouter);
             sparse[k] = Rate(hook);
         }
-        return new SparseSpeed(dense, sparse, $"{Environment.ProcessorCount} cores, torch threads {get_num_threads()}");
+        SortedDictionary<int, double>? frequency = null;
+        foreach (var (k, pruned) in frequencyPruned ?? new Dictionary<int, bool[][]>())
+        {
+            using var hook = new SparseExpertActivation(model, partition, k, SparseExpertActivation.FrequencyRouter, pruned);
+            (frequency ??= [])[k] = Rate(hook);
+        }
+        return new SparseSpeed(dense, sparse, $"{Environment.ProcessorCount} cores, torch threads {get_num_threads()}", frequency);
     }
 
     private static IDisposable Hook(CausalLanguageModel model, ExpertPartition partition, ExpertVariant variant)

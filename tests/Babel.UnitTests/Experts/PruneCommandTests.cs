@@ -154,7 +154,7 @@ public class PruneCommandTests
         var (noRunCode, _, noRunError) = Run("sparse", "--model", model, "--corpus", corpus, "--routers", "frequency", "--top-k", "2", "--out", scratch.Combine("no-run"), "--store", store);
         Assert.Equal(2, noRunCode);
         Assert.Contains("needs a profiling run", noRunError, StringComparison.Ordinal);
-        Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[1] > 0);
+        Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[1] > 0 && curves.Speed.FrequencyTokensPerSecond![1] > 0);
         Assert.True(File.Exists(scratch.Combine("sparse/sparse.png")));
         var (badCode, _, badError) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "9", "--out", scratch.Combine("bad"), "--store", store);
         Assert.Equal(2, badCode);
