@@ -115,6 +115,12 @@ public class SparseExpertActivationTests
         Assert.True(routed.allclose(reference, rtol: 1e-4, atol: 1e-4), $"max difference {(routed - reference).abs().max().item<float>()}");
         Assert.False(routed.allclose(model.Forward(_ids), rtol: 1e-3, atol: 1e-3), "fewer experts must change the logits");
         Assert.Equal((double)k / 6, sparse.ComputeFraction);
+        if (router == SparseExpertActivation.CentroidRouter)
+        {
+            // The reference tells the readings apart: the earlier mean-gate-row router chooses other experts here.
+            using var gateMean = new SparseExpertActivation(model, partition, k, SparseExpertActivation.GateMeanRouter);
+            Assert.False(model.Forward(_ids, hook: gateMean).allclose(reference, rtol: 1e-3, atol: 1e-3), "gate-mean must differ from the centroid router");
+        }
     }
 
     [Fact]
