@@ -215,6 +215,11 @@ public class SparseExpertActivationTests
         var variant = SparseActivationStudy.Variants("eng", request, 6, masks).Single(v => v.Name == "eng/frequency/2");
         Assert.Equal(masks.Single(m => m.Language == "eng" && m.TopK == 2).Pruned, variant.Pruned);
         Assert.Contains("--run", Assert.Throws<UserInputException>(() => SparseActivationStudy.Variants("eng", request, 6).ToList()).Message, StringComparison.Ordinal);
+        // The job refuses a frequency study whose masks do not cover every (language, K).
+        var job = new Grains.Experts.SparseActivationJob();
+        job.CheckOptions(new Grains.Experts.SparseActivationParameters("models/m", "corpora/c", request, FrequencyMasks: masks));
+        Assert.Contains("one mask per (language, K)", Assert.Throws<UserInputException>(() =>
+            job.CheckOptions(new Grains.Experts.SparseActivationParameters("models/m", "corpora/c", request, FrequencyMasks: masks.Skip(1).ToList()))).Message, StringComparison.Ordinal);
     }
 
     [Fact]
