@@ -17,7 +17,7 @@ internal static class EvalPruningCommand
         var run = new Option<string>("--run") { Description = "Profiling run folder (activations.json) of this model.", Required = true };
         var corpus = new Option<string?>("--corpus") { Description = "Corpus folder to evaluate on (default: the one the run profiled)." };
         var rates = new Option<string>("--rates") { Description = "Comma-separated pruning rates in (0, 1).", DefaultValueFactory = _ => "0.1,0.2,0.3,0.4,0.5" };
-        var strategies = new Option<string>("--strategies") { Description = "Comma-separated: frequency, random, layerwise.", DefaultValueFactory = _ => string.Join(",", ExpertPruning.Strategies) };
+        var strategies = new Option<string>("--strategies") { Description = "Comma-separated: frequency, random, layerwise, concentration.", DefaultValueFactory = _ => string.Join(",", ExpertPruning.Strategies) };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the run)." };
         var seeds = new Option<int>("--seeds") { Description = "Seeds the random strategy is averaged over.", DefaultValueFactory = _ => 3 };
         var split = new Option<string>("--split") { Description = "Split to score: heldout (default), train or all.", DefaultValueFactory = _ => "heldout" };

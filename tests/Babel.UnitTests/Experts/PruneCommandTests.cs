@@ -128,22 +128,33 @@ public class PruneCommandTests
     public void Sparse_scores_top_k_routing_and_all_experts_equal_the_dense_model()
     {
         using var scratch = new ScratchFolder();
-        var (model, corpus, _, store) = Profiled(scratch);
-        var (code, output, error) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "4,1", "--split", "all", "--out", scratch.Combine("sparse"), "--store", store);
+        var (model, corpus, run, store) = Profiled(scratch);
+        var (code, output, error) = Run("sparse", "--model", model, "--corpus", corpus, "--run", run, "--top-k", "4,2,1", "--split", "all", "--out", scratch.Combine("sparse"), "--store", store);
         Assert.True(code == 0, error);
         Assert.Contains("Centroid routing", output, StringComparison.Ordinal);
+        Assert.Contains("overlaps the all documents", error, StringComparison.Ordinal);
         var curves = SparseActivationCurves.Load(scratch.Combine("sparse"));
-        Assert.Equal([1, 4], curves.TopK);
+        Assert.Equal([1, 2, 4], curves.TopK);
+        Assert.Equal(SparseExpertActivation.DefaultRouters, curves.Routers);
         foreach (var language in curves.Languages)
         {
             Assert.Equal(PerplexityOf(model, corpus, language.Language), language.Dense, 1e-3 * language.Dense);
-            foreach (var router in SparseExpertActivation.Routers)
+            foreach (var router in curves.Routers)
             {
                 Assert.Equal(language.Dense, language.Routers[router][4], 1e-3 * language.Dense);
                 Assert.NotEqual(language.Dense, language.Routers[router][1], 1e-6);
             }
+            // A second path: the frequency router keeping 2 of 4 experts is frequency pruning at rate 0.5, exported and scored directly.
+            var exported = scratch.Combine($"pruned-{language.Language}");
+            var (pruneCode, _, pruneError) = Run("prune", "--model", model, "--run", run, "--language", language.Language, "--rate", "0.5", "--strategy", "frequency", "--export", "--out", exported);
+            Assert.True(pruneCode == 0, pruneError);
+            var frequency = language.Routers[SparseExpertActivation.FrequencyRouter][2];
+            Assert.Equal(PerplexityOf(exported, corpus, language.Language), frequency, 1e-3 * frequency);
         }
-        Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[1] > 0);
+        var (noRunCode, _, noRunError) = Run("sparse", "--model", model, "--corpus", corpus, "--routers", "frequency", "--top-k", "2", "--out", scratch.Combine("no-run"), "--store", store);
+        Assert.Equal(2, noRunCode);
+        Assert.Contains("needs a profiling run", noRunError, StringComparison.Ordinal);
+        Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[1] > 0 && curves.Speed.FrequencyTokensPerSecond![1] > 0);
         Assert.True(File.Exists(scratch.Combine("sparse/sparse.png")));
         var (badCode, _, badError) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "9", "--out", scratch.Combine("bad"), "--store", store);
         Assert.Equal(2, badCode);
