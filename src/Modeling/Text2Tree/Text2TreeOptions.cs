@@ -67,6 +67,11 @@ public sealed record Text2TreeOptions
     [JsonPropertyName("encoder")] public string Encoder { get; init; } = "tiny";
     /// <summary>Decoder layers of a from-scratch encoder.</summary>
     [JsonPropertyName("encoder_layers")] public int EncoderLayers { get; init; } = 2;
+    /// <summary>
+    /// Steps of self-supervised pretraining of the encoder (next-token prediction on the training texts, no labels) before
+    /// the classifier trains; 0 = none. The same for every method at a seed, so methods compare on one encoder.
+    /// </summary>
+    [JsonPropertyName("encoder_pretrain_steps")] public int EncoderPretrainSteps { get; init; }
     [JsonPropertyName("tokenizer_vocab")] public int TokenizerVocab { get; init; } = 2048;
     /// <summary>"description" (mean token embedding of each node's description) or "random".</summary>
     [JsonPropertyName("label_init")] public string LabelInit { get; init; } = "description";
@@ -88,6 +93,7 @@ public sealed record Text2TreeOptions
         if (!(LearningRate > 0)) throw new UserInputException($"--lr must be positive (got {LearningRate}).");
         if (MaxTokens < 2) throw new UserInputException($"--max-tokens must be at least 2 (got {MaxTokens}).");
         if (MaxTrain < 0 || MaxEval < 0) throw new UserInputException("--max-train and --max-eval must be 0 (all) or positive.");
+        if (EncoderPretrainSteps < 0) throw new UserInputException($"--encoder-pretrain-steps must be 0 (none) or positive (got {EncoderPretrainSteps}).");
         if (EncoderLayers < 1) throw new UserInputException($"--encoder-layers must be positive (got {EncoderLayers}).");
         if (LabelInit is not ("description" or "random")) throw new UserInputException($"--label-init must be 'description' or 'random' (got '{LabelInit}').");
         if (EvalInterval <= 0 || CheckpointInterval <= 0) throw new UserInputException("the evaluation and checkpoint intervals must be positive.");
