@@ -22,10 +22,11 @@ internal static class EvalPruningCommand
         var seeds = new Option<int>("--seeds") { Description = "Seeds the random strategy is averaged over.", DefaultValueFactory = _ => 3 };
         var split = new Option<string>("--split") { Description = "Split to score: heldout (default), train or all.", DefaultValueFactory = _ => "heldout" };
         split.AcceptOnlyFromAmong("all", "train", "heldout");
+        var dtype = ModelOption.CreateJobDtype();
         var output = new Option<string?>("--out") { Description = "Output folder (default: RUN/pruning, which the run's report.html shows)." };
         var command = new Command("eval-pruning", "Held-out perplexity per language of frequency-guided, random and layer-wise expert pruning at several rates (a distributed job); writes a table and plots.")
         {
-            model, run, corpus, rates, strategies, languages, seeds, split, output,
+            model, run, corpus, rates, strategies, languages, seeds, split, dtype, output,
         };
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
@@ -36,7 +37,8 @@ internal static class EvalPruningCommand
                 [.. Split(parse.GetValue(strategies)!).Select(ExpertPruning.RequireStrategy)],
                 parse.GetValue(languages) is { } list ? Split(list) : null,
                 parse.GetValue(seeds),
-                parse.GetValue(split)!);
+                parse.GetValue(split)!,
+                parse.GetValue(dtype)!);
             var error = parse.InvocationConfiguration.Error;
             return job.RunAsync(parse, kinds => kinds.Get<PruningEvaluationJob>(),
                 (jobs, planHere, ct) => ExpertsWorkflows.PruningParametersAsync(jobs, ModelOption.Folder(parse, model), runDirectory, parse.GetValue(corpus), request, error, ct, planHere,

@@ -25,10 +25,11 @@ internal static class SparseCommand
         var routers = new Option<string?>("--routers") { Description = "Comma-separated: centroid, frequency (needs --run), oracle, gate-mean (default: centroid, frequency with --run, oracle)." };
         var split = new Option<string>("--split") { Description = "Split to score: heldout (default), train or all.", DefaultValueFactory = _ => "heldout" };
         split.AcceptOnlyFromAmong("all", "train", "heldout");
+        var dtype = ModelOption.CreateJobDtype();
         var output = new Option<string>("--out") { Description = "Output folder: sparse.json, sparse.md, sparse.png.", Required = true };
         var command = new Command("sparse", "Perplexity with only the top-K experts per token (centroid, frequency, oracle or gate-mean router) against the fraction of FFN compute kept, and its measured speed (a distributed job).")
         {
-            model, corpus, run, languages, topK, routers, split, output,
+            model, corpus, run, languages, topK, routers, split, dtype, output,
         };
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
@@ -41,7 +42,8 @@ internal static class SparseCommand
                 ParseTopK(parse.GetValue(topK)!),
                 routerList,
                 Modeling.Training.CorpusLanguages.Select(opened, parse.GetValue(languages)),
-                parse.GetValue(split)!);
+                parse.GetValue(split)!,
+                parse.GetValue(dtype)!);
             return job.RunAsync(parse, kinds => kinds.Get<SparseActivationJob>(),
                 (jobs, planHere, ct) => ExpertsWorkflows.SparseParametersAsync(jobs, ModelOption.Folder(parse, model), opened.Directory, request, runDirectory,
                     parse.InvocationConfiguration.Error, ct, planHere,

@@ -1,5 +1,6 @@
 using Babel.Grains.Engine;
 using Babel.Grains.LanguageModels;
+using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Storage;
@@ -84,12 +85,12 @@ public sealed class SparseActivationJob : JobKind<SparseActivationParameters, st
         if (shard.Slice != SpeedShard)
         {
             var experts = ExpertPartition.Load(context.LocalFolder(p.Model, cancellationToken)).Experts;
-            return ExpertVariantShards.Run(context, shard.Id, p.Model, p.Corpus, p.Request.Split, shard.Slice, [.. SparseActivationStudy.Variants(shard.Slice, p.Request, experts, p.FrequencyMasks)],
+            return ExpertVariantShards.Run(context, shard.Id, p.Model, p.Request.Dtype, p.Corpus, p.Request.Split, shard.Slice, [.. SparseActivationStudy.Variants(shard.Slice, p.Request, experts, p.FrequencyMasks)],
                 p.WindowLength, p.BatchSize, cancellationToken);
         }
         TorchRuntime.Initialize(context.Threads);
         var folder = context.LocalFolder(p.Model, cancellationToken);
-        var (model, loadedTokenizer) = context.Models.Get(p.Model, folder);
+        var (model, loadedTokenizer) = context.Models.Get(p.Model, folder, ModelDtypes.ParseForJob(p.Request.Dtype));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; the sparse-activation study needs one.");
         var partition = ExpertPartition.Load(folder);
         var corpus = Corpus.Open(context.LocalFolder(p.Corpus, cancellationToken));

@@ -3,8 +3,8 @@ using Babel.Storage;
 
 namespace Babel.Modeling.Experts;
 
-/// <summary>What a sparse-activation study scores: the K of top-K, the routers, the languages and the split.</summary>
-public sealed record SparseRequest(IReadOnlyList<int> TopK, IReadOnlyList<string> Routers, IReadOnlyList<string> Languages, string Split);
+/// <summary>What a sparse-activation study scores: the K of top-K, the routers, the languages, the split, and the element type the model is scored in (<c>--dtype</c>; a job takes an explicit type, not auto).</summary>
+public sealed record SparseRequest(IReadOnlyList<int> TopK, IReadOnlyList<string> Routers, IReadOnlyList<string> Languages, string Split, string Dtype = "float32");
 
 /// <summary>The frequency router's static choice for one (language, K): the experts it switches off, encoded as <see cref="ExpertVariant.Encode"/> does.</summary>
 public sealed record FrequencyRouterMask(string Language, int TopK, string Pruned);
@@ -18,6 +18,7 @@ public static class SparseActivationStudy
     /// <summary>Checks what a user can get wrong in <paramref name="request"/>, with one sentence each; <paramref name="experts"/> (per layer of <paramref name="model"/>), when known, bounds K.</summary>
     public static void Validate(SparseRequest request, int? experts, string model)
     {
+        Checkpoints.ModelDtypes.ParseForJob(request.Dtype);
         if (request.Routers.Count == 0) throw new UserInputException("--routers names no router.");
         foreach (var router in request.Routers)
         {

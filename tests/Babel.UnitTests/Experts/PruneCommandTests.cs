@@ -161,4 +161,49 @@ public class PruneCommandTests
         Assert.Contains("outside 1..4", badError, StringComparison.Ordinal);
         Assert.False(Directory.Exists(scratch.Combine("bad")));
     }
+
+    /// <summary>
+    /// <c>--dtype bfloat16</c> scores the model as stored in bfloat16 (the perplexities move, so bf16 really ran) and stays
+    /// within a percent of float32 (mean NLL) for every variant of both studies, routers included, whose choices may flip at
+    /// near ties; <c>auto</c> is refused before any job.
+    /// </summary>
+    [Fact]
+    public void Sparse_and_eval_pruning_score_in_bfloat16_within_a_percent_of_float32()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus, run, store) = Profiled(scratch);
+        (SparseActivationCurves Sparse, PruningCurves Pruning) Score(string dtype)
+        {
+            var sparse = Run("sparse", "--model", model, "--corpus", corpus, "--run", run, "--top-k", "2", "--routers", "centroid,frequency,oracle", "--split", "all",
+                "--dtype", dtype, "--out", scratch.Combine($"sparse-{dtype}"), "--store", store);
+            Assert.True(sparse.Code == 0, sparse.Error);
+            var pruning = Run("eval-pruning", "--model", model, "--run", run, "--rates", "0.5", "--strategies", "frequency,random", "--seeds", "1", "--split", "all",
+                "--dtype", dtype, "--out", scratch.Combine($"pruning-{dtype}"), "--store", store);
+            Assert.True(pruning.Code == 0, pruning.Error);
+            return (SparseActivationCurves.Load(scratch.Combine($"sparse-{dtype}")), PruningCurves.Load(scratch.Combine($"pruning-{dtype}")));
+        }
+        var (exact, exactPruning) = Score("float32");
+        var (half, halfPruning) = Score("bfloat16");
+        // Compared as mean NLL (log perplexity), as the perplexity job's bfloat16 test does: within a percent.
+        static void Close(double a, double b)
+        {
+            Assert.NotEqual(a, b);
+            Assert.InRange(Math.Abs(Math.Log(b) - Math.Log(a)) / Math.Log(a), 0, 0.01);
+        }
+        foreach (var language in exact.Languages)
+        {
+            var other = half.Languages.Single(l => l.Language == language.Language);
+            Close(language.Dense, other.Dense);
+            foreach (var router in exact.Routers) Close(language.Routers[router][2], other.Routers[router][2]);
+        }
+        foreach (var language in exactPruning.Languages)
+        {
+            var other = halfPruning.Languages.Single(l => l.Language == language.Language);
+            Close(language.Unpruned, other.Unpruned);
+            foreach (var strategy in new[] { ExpertPruning.Frequency, ExpertPruning.Random }) Close(language.At(strategy, 0.5)!.Perplexity, other.At(strategy, 0.5)!.Perplexity);
+        }
+        var refused = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "2", "--dtype", "auto", "--out", scratch.Combine("auto"), "--store", store);
+        Assert.Equal(2, refused.Code);
+        Assert.False(Directory.Exists(scratch.Combine("auto")));
+    }
 }
