@@ -122,10 +122,6 @@ public static class StudentPrompts
     /// <summary>The prompt of a whole self-evaluation (<see cref="StudentSelfEvaluationForms.Whole"/>).</summary>
     public static string Evaluate(string question, string cot) => "evaluate: " + Evaluated(question, cot);
 
-    /// <summary>[BOS] prompt newline output [EOS], the prompt masked out of the loss (as in instruction tuning).</summary>
-    public static TokenizedInstruction Tokenize(ITokenizer tokenizer, string prompt, string output) =>
-        InstructionTuning.Tokenize(tokenizer, new InstructionExample(prompt, output));
-
     /// <summary>[BOS] prompt newline: what the student continues at test time.</summary>
     public static int[] PromptIds(ITokenizer tokenizer, string prompt) => [tokenizer.BosId, .. tokenizer.Encode(InstructionTuning.Prompt(prompt))];
 }

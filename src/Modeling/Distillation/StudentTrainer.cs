@@ -47,11 +47,11 @@ public sealed record StudentMetrics(
 
 /// <summary>
 /// Trains one student ("Mind's Mirror", student side) with Babel's decoder-only model: task prefixes <c>predict:</c>
-/// (question → answer), <c>explain:</c> (question → rationale) and <c>evaluate:</c> (question + chain of thought →
-/// evaluation); loss L = α·L_label + (1 − α)·L_rationale in the distillation stage, preceded in the <c>-se</c> settings
-/// by a self-evaluation stage whose final weights it continues from: by default (the paper's) with the same loss on the
-/// evaluation's verdict as label and its analysis as rationale, or on the whole evaluation text
-/// (<see cref="StudentSelfEvaluationForms"/>); the stages' steps follow <see cref="StudentOptions.Budget"/>. The data order of each stage is a function of
+/// (question → answer) and <c>explain:</c> (question → rationale); loss L = α·L_label + (1 − α)·L_rationale in the
+/// distillation stage, preceded in the <c>-se</c> settings by a self-evaluation stage whose final weights it continues
+/// from: by default (the paper's) the same loss on the evaluation's verdict as label and its analysis as rationale, or
+/// the whole evaluation after <c>evaluate:</c> (<see cref="StudentSelfEvaluationForms"/>, <see cref="StudentExamples.Build"/>);
+/// the stages' steps follow <see cref="StudentOptions.Budget"/>. The data order of each stage is a function of
 /// (seed, step) and every stage checkpoints weights, optimizer moments and step atomically, so a killed run resumes
 /// exactly. The checkpoint with the best validation accuracy (validation carved from train) is scored on test.
 /// </summary>
