@@ -95,11 +95,9 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
 
     protected override Task<IReadOnlyList<Shard<StudentOptions>>> PlanAsync(StudentGridParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
-        IReadOnlyList<Shard<StudentOptions>> shards = [.. Runs(p).Select(run => new Shard<StudentOptions>(ShardId(run), run, TotalSteps(run)))];
+        IReadOnlyList<Shard<StudentOptions>> shards = [.. Runs(p).Select(run => new Shard<StudentOptions>(ShardId(run), run, run.TotalSteps))];
         return Task.FromResult(shards);
     }
-
-    private static long TotalSteps(StudentOptions run) => run.Steps + (StudentSettings.UsesSelfEvaluation(run.Setting) ? run.SelfEvaluationSteps : 0);
 
     protected override ShardResult RunShard(ShardContext context, StudentGridParameters p, Shard<StudentOptions> shard, CancellationToken cancellationToken)
     {
@@ -115,7 +113,7 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
         var metrics = TrainWithCheckpoints(context.Store, CheckpointKey(p.Corpus, run), corpus, local, work, cancellationToken: cancellationToken);
         metrics = metrics with { Options = metrics.Options with { Student = run.Student } };
         Directory.Delete(work, recursive: true);
-        return ShardResult.Of(metrics, [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", TotalSteps(run))]);
+        return ShardResult.Of(metrics, [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", (long)run.TotalSteps)]);
     }
 
     /// <summary>
