@@ -17,15 +17,16 @@ internal static class EvalPruningCommand
         var run = new Option<string>("--run") { Description = "Profiling run folder (activations.json) of this model.", Required = true };
         var corpus = new Option<string?>("--corpus") { Description = "Corpus folder to evaluate on (default: the one the run profiled)." };
         var rates = new Option<string>("--rates") { Description = "Comma-separated pruning rates in (0, 1).", DefaultValueFactory = _ => "0.1,0.2,0.3,0.4,0.5" };
-        var strategies = new Option<string>("--strategies") { Description = "Comma-separated: frequency, random, layerwise.", DefaultValueFactory = _ => string.Join(",", ExpertPruning.Strategies) };
+        var strategies = new Option<string>("--strategies") { Description = "Comma-separated: frequency, random, layerwise, concentration.", DefaultValueFactory = _ => string.Join(",", ExpertPruning.Strategies) };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the run)." };
         var seeds = new Option<int>("--seeds") { Description = "Seeds the random strategy is averaged over.", DefaultValueFactory = _ => 3 };
         var split = new Option<string>("--split") { Description = "Split to score: heldout (default), train or all.", DefaultValueFactory = _ => "heldout" };
         split.AcceptOnlyFromAmong("all", "train", "heldout");
+        var dtype = ModelOption.CreateJobDtype();
         var output = new Option<string?>("--out") { Description = "Output folder (default: RUN/pruning, which the run's report.html shows)." };
         var command = new Command("eval-pruning", "Held-out perplexity per language of frequency-guided, random and layer-wise expert pruning at several rates (a distributed job); writes a table and plots.")
         {
-            model, run, corpus, rates, strategies, languages, seeds, split, output,
+            model, run, corpus, rates, strategies, languages, seeds, split, dtype, output,
         };
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
@@ -36,7 +37,8 @@ internal static class EvalPruningCommand
                 [.. Split(parse.GetValue(strategies)!).Select(ExpertPruning.RequireStrategy)],
                 parse.GetValue(languages) is { } list ? Split(list) : null,
                 parse.GetValue(seeds),
-                parse.GetValue(split)!);
+                parse.GetValue(split)!,
+                parse.GetValue(dtype)!);
             var error = parse.InvocationConfiguration.Error;
             return job.RunAsync(parse, kinds => kinds.Get<PruningEvaluationJob>(),
                 (jobs, planHere, ct) => ExpertsWorkflows.PruningParametersAsync(jobs, ModelOption.Folder(parse, model), runDirectory, parse.GetValue(corpus), request, error, ct, planHere,

@@ -14,7 +14,7 @@ internal static class PruneCommand
         var run = new Option<string>("--run") { Description = "Profiling run folder (activations.json) of this model.", Required = true };
         var language = new Option<string>("--language") { Description = "Language whose least active experts are pruned, or 'all' (every language of the run pooled).", Required = true };
         var rate = new Option<double>("--rate") { Description = "Fraction of experts to prune in (0, 1); round(rate × experts) per layer.", Required = true };
-        var strategy = new Option<string>("--strategy") { Description = "frequency, random or layerwise.", DefaultValueFactory = _ => ExpertPruning.Frequency };
+        var strategy = new Option<string>("--strategy") { Description = "frequency, random, layerwise or concentration.", DefaultValueFactory = _ => ExpertPruning.Frequency };
         strategy.AcceptOnlyFromAmong([.. ExpertPruning.Strategies]);
         var seed = new Option<long>("--seed") { Description = "Seed of the random strategy.", DefaultValueFactory = _ => 0 };
         var export = new Option<bool>("--export") { Description = "Also write the physically smaller checkpoint (pruned neurons removed, per-layer widths in config.json)." };

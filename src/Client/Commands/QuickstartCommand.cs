@@ -118,15 +118,15 @@ internal static class QuickstartCommand
             console.WriteLine(tuned.Summary());
             foreach (var line in comparison.Lines()) console.WriteLine(line);
 
-            console.Write(new Rule("9. expert pruning: held-out perplexity, frequency-guided vs random vs layer-wise, on the embedded job engine").LeftJustified());
+            console.Write(new Rule("9. expert pruning: held-out perplexity, frequency-guided vs random vs layer-wise (spread, concentration), on the embedded job engine").LeftJustified());
             var curves = await ExpertsWorkflows.EvaluatePruningAsync(engine.Jobs, modelDirectory, runDirectory, corpusDirectory,
-                new PruningRequest([0.1, 0.2, 0.3, 0.4, 0.5], ExpertPruning.Strategies, null, Seeds: 3, Split: "heldout"),
+                new PruningRequest([0.05, 0.1, 0.2, 0.3, 0.4, 0.5], ExpertPruning.Strategies, null, Seeds: 3, Split: "heldout"),
                 Path.Combine(runDirectory, ProfileRun.PruningFolder), jobs, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(curves.Reading());
 
-            console.Write(new Rule("10. sparse activation: top-K experts per token, centroid and oracle routers, on the embedded job engine").LeftJustified());
-            var sparse = await ExpertsWorkflows.SparseAsync(engine.Jobs, modelDirectory, corpusDirectory, new SparseRequest([1, 2, 4, 8], SparseExpertActivation.Routers, codes, "heldout"),
-                Path.Combine(runDirectory, ProfileRun.SparseFolder), jobs, cancellationToken);
+            console.Write(new Rule("10. sparse activation: top-K experts per token, centroid, frequency (from the train profile) and oracle routers, on the embedded job engine").LeftJustified());
+            var sparse = await ExpertsWorkflows.SparseAsync(engine.Jobs, modelDirectory, corpusDirectory, new SparseRequest([1, 2, 4, 8], SparseExpertActivation.DefaultRouters, codes, "heldout"),
+                runDirectory, Path.Combine(runDirectory, ProfileRun.SparseFolder), jobs, parse.InvocationConfiguration.Error, cancellationToken);
             console.WriteLine(sparse.Reading());
 
             console.Write(new Rule("11. student distillation: generated arithmetic word problems, answer-only vs multi-CoT + self-evaluation students, on the embedded job engine").LeftJustified());

@@ -24,6 +24,13 @@ internal static class StudentCommand
         public Option<double> ValidationFraction { get; } = new("--validation-fraction") { Description = "Share of training questions held out for checkpoint selection.", DefaultValueFactory = _ => _defaults.ValidationFraction };
         public Option<int> TokenizerVocab { get; } = new("--tokenizer-vocab") { Description = "Vocabulary of the tokenizer learnt for a preset student.", DefaultValueFactory = _ => _defaults.TokenizerVocab };
         public Option<int> Threads { get; } = new("--threads") { Description = "CPU threads of a run.", DefaultValueFactory = _ => _defaults.Threads };
+        public Option<string> SelfEvaluationForm { get; } = new("--self-evaluation-form")
+        {
+            Description = "Stage 1 of the -se settings: label-rationale (the paper's: the verdict as label, the analysis as rationale, weighted by --alpha) or whole (the whole evaluation as one output).",
+            DefaultValueFactory = _ => _defaults.SelfEvaluationForm,
+        };
+        public Option<string> Budget { get; } = new("--budget") { Description = "Steps of the -se settings: extra (the paper's: --self-evaluation-steps on top of --steps) or matched (both stages share --steps).", DefaultValueFactory = _ => _defaults.Budget };
+        public Option<int> Cots { get; } = new("--cots") { Description = "Chains of thought per question to learn from, the first in sample order; 0 takes all.", DefaultValueFactory = _ => _defaults.Cots };
         public Option<string> Rationales { get; } = new("--rationales")
         {
             Description = "With --labels gt: all (the paper's: every chain of thought is a rationale for the gold answer, every self-evaluation kept) or consistent (only chains that reach the gold answer and evaluations whose verdict agrees with it).",
@@ -32,7 +39,7 @@ internal static class StudentCommand
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Data, Test, Alpha, Steps, SelfEvaluationSteps, BatchSize, LearningRate, SequenceLength, EvalInterval, ValidationFraction, TokenizerVocab, Threads, Rationales })
+            foreach (var option in new Option[] { Data, Test, Alpha, Steps, SelfEvaluationSteps, BatchSize, LearningRate, SequenceLength, EvalInterval, ValidationFraction, TokenizerVocab, Threads, Rationales, SelfEvaluationForm, Budget, Cots })
             {
                 command.Options.Add(option);
             }
@@ -51,6 +58,9 @@ internal static class StudentCommand
             TokenizerVocab = parse.GetValue(TokenizerVocab),
             Threads = parse.GetValue(Threads),
             Rationales = parse.GetValue(Rationales)!,
+            SelfEvaluationForm = parse.GetValue(SelfEvaluationForm)!,
+            Budget = parse.GetValue(Budget)!,
+            Cots = parse.GetValue(Cots),
         };
     }
 

@@ -28,6 +28,7 @@ internal static class Text2TreeCommand
         public Option<int> MaxEval { get; } = new("--max-eval") { Description = "Stratified subset of validation and test records (0 = all).", DefaultValueFactory = _ => new Text2TreeOptions().MaxEval };
         public Option<string> Encoder { get; } = new("--encoder") { Description = "'tiny' (new encoder and BPE tokenizer trained on the training texts) or a Babel model folder.", DefaultValueFactory = _ => "tiny" };
         public Option<int> EncoderLayers { get; } = new("--encoder-layers") { Description = "Decoder layers of a 'tiny' encoder.", DefaultValueFactory = _ => new Text2TreeOptions().EncoderLayers };
+        public Option<int> EncoderPretrainSteps { get; } = new("--encoder-pretrain-steps") { Description = "Steps of self-supervised next-token pretraining of the encoder on the training texts (no labels) before the classifier trains; 0 = none." };
         public Option<string> LabelInit { get; } = new("--label-init") { Description = "Label embeddings from the mean token embedding of each description ('description') or 'random'.", DefaultValueFactory = _ => "description" };
         public Option<int> EvalInterval { get; } = new("--eval-interval") { Description = "Steps between validation evaluations (checkpoint selection on macro-F1).", DefaultValueFactory = _ => new Text2TreeOptions().EvalInterval };
         public Option<int> Threads { get; } = new("--threads") { Description = "Torch threads.", DefaultValueFactory = _ => 1 };
@@ -36,10 +37,15 @@ internal static class Text2TreeCommand
             Description = "Form of the text2tree objective: 'paper' (the paper's and its authors' code: label softmax without τ with the sample itself, SSL on a projector scaled by τ/0.07, dissimilar partners mixed in more, linear-head logits) or 'babel' (Babel's earlier variant).",
             DefaultValueFactory = _ => Text2TreeObjectives.Paper,
         };
+        public Option<string> Cascade { get; } = new("--cascade")
+        {
+            Description = "Form of the label tree's cascade attention: 'paper' (the authors' code: a gate per sibling edge, level output replacing its nodes, LayerNorm over every node) or 'babel' (a gate per node, residual and LayerNorm over the level only).",
+            DefaultValueFactory = _ => Text2TreeCascades.Paper,
+        };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Data, Steps, Epochs, BatchSize, LearningRate, MaxTrain, MaxEval, Encoder, EncoderLayers, LabelInit, EvalInterval, Threads, Objective })
+            foreach (var option in new Option[] { Data, Steps, Epochs, BatchSize, LearningRate, MaxTrain, MaxEval, Encoder, EncoderLayers, LabelInit, EvalInterval, Threads, Objective, Cascade, EncoderPretrainSteps })
             {
                 command.Options.Add(option);
             }
@@ -57,10 +63,12 @@ internal static class Text2TreeCommand
                 MaxEval = parse.GetValue(MaxEval),
                 Encoder = parse.GetValue(Encoder)!,
                 EncoderLayers = parse.GetValue(EncoderLayers),
+                EncoderPretrainSteps = parse.GetValue(EncoderPretrainSteps),
                 LabelInit = parse.GetValue(LabelInit)!,
                 EvalInterval = parse.GetValue(EvalInterval),
                 Threads = parse.GetValue(Threads),
                 Objective = parse.GetValue(Objective)!,
+                Cascade = parse.GetValue(Cascade)!,
             };
             if (parse.GetValue(Epochs) is { } epochs)
             {

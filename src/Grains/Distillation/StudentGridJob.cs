@@ -109,12 +109,10 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
     protected override Task<IReadOnlyList<Shard<StudentGridSlice>>> PlanAsync(StudentGridParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken)
     {
         IReadOnlyList<Shard<StudentGridSlice>> shards = p.Ranks == 1
-            ? [.. Runs(p).Select(run => new Shard<StudentGridSlice>(ShardId(run), new StudentGridSlice(run, 0), TotalSteps(run)))]
-            : [.. Runs(p).SelectMany(run => Enumerable.Range(0, p.Ranks).Select(r => new Shard<StudentGridSlice>(RankShardId(run, r), new StudentGridSlice(run, r), TotalSteps(run))))];
+            ? [.. Runs(p).Select(run => new Shard<StudentGridSlice>(ShardId(run), new StudentGridSlice(run, 0), run.TotalSteps))]
+            : [.. Runs(p).SelectMany(run => Enumerable.Range(0, p.Ranks).Select(r => new Shard<StudentGridSlice>(RankShardId(run, r), new StudentGridSlice(run, r), run.TotalSteps)))];
         return Task.FromResult(shards);
     }
-
-    private static long TotalSteps(StudentOptions run) => run.Steps + (StudentSettings.UsesSelfEvaluation(run.Setting) ? run.SelfEvaluationSteps : 0);
 
     protected override ShardResult RunShard(ShardContext context, StudentGridParameters p, Shard<StudentGridSlice> shard, CancellationToken cancellationToken)
     {
@@ -131,15 +129,15 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
             var training = RunTrainingId(context.JobId, p.Corpus, run);
             var runner = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), training, shard.Id,
                 context.Worker, Path.Combine(cache, "training", training, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
-            var rank = runner.Run(p.Ranks, p.Ranks, (int)TotalSteps(run), _ => { }, (folder, dataParallel, hooks) => StudentTrainJob.TrainRank(corpus, local, folder, dataParallel, hooks, cancellationToken),
+            var rank = runner.Run(p.Ranks, p.Ranks, run.TotalSteps, _ => { }, (folder, dataParallel, hooks) => StudentTrainJob.TrainRank(corpus, local, folder, dataParallel, hooks, cancellationToken),
                 cancellationToken);
-            return ShardResult.Of(rank, [KeyValuePair.Create("runs", rank.Leader ? 1L : 0L), KeyValuePair.Create("steps", TotalSteps(run))]);
+            return ShardResult.Of(rank, [KeyValuePair.Create("runs", rank.Leader ? 1L : 0L), KeyValuePair.Create("steps", (long)run.TotalSteps)]);
         }
         var work = Path.Combine(cache, "students", RunHash(p.Corpus, run));
         var metrics = TrainWithCheckpoints(context.Store, CheckpointKey(p.Corpus, run), corpus, local, work, cancellationToken: cancellationToken);
         metrics = metrics with { Options = metrics.Options with { Student = run.Student } };
         Directory.Delete(work, recursive: true);
-        return ShardResult.Of(metrics, [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", TotalSteps(run))]);
+        return ShardResult.Of(metrics, [KeyValuePair.Create("runs", 1L), KeyValuePair.Create("steps", (long)run.TotalSteps)]);
     }
 
     /// <summary>

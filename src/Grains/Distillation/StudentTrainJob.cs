@@ -30,8 +30,6 @@ public sealed class StudentTrainJob(IServiceProvider services) : JobKind<Student
 
     public override string Name => KindName;
 
-    private static int TotalSteps(StudentOptions o) => o.Steps + (StudentSettings.UsesSelfEvaluation(o.Setting) ? o.SelfEvaluationSteps : 0);
-
     protected override void Validate(StudentTrainParameters p)
     {
         if (string.IsNullOrEmpty(p.Corpus)) throw new UserInputException("A student training job needs a corpus; pass --data DIR.");
@@ -41,7 +39,7 @@ public sealed class StudentTrainJob(IServiceProvider services) : JobKind<Student
     }
 
     protected override Task<IReadOnlyList<Shard<TrainingRankSlice>>> PlanAsync(StudentTrainParameters p, IArtifactResolver artifacts, CancellationToken cancellationToken) =>
-        Task.FromResult(PretrainJob.RankPlan(p.Ranks, TotalSteps(p.Options)));
+        Task.FromResult(PretrainJob.RankPlan(p.Ranks, p.Options.TotalSteps));
 
     protected override ShardResult RunShard(ShardContext context, StudentTrainParameters p, Shard<TrainingRankSlice> shard, CancellationToken cancellationToken)
     {
@@ -51,7 +49,7 @@ public sealed class StudentTrainJob(IServiceProvider services) : JobKind<Student
         var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var runner = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,
             shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
-        var result = runner.Run(p.Ranks, p.MicroBatches, TotalSteps(p.Options), _ => { }, (work, rank, hooks) => TrainRank(corpus, options, work, rank, hooks, cancellationToken),
+        var result = runner.Run(p.Ranks, p.MicroBatches, p.Options.TotalSteps, _ => { }, (work, rank, hooks) => TrainRank(corpus, options, work, rank, hooks, cancellationToken),
             cancellationToken);
         return ShardResult.Of(result, [KeyValuePair.Create("ranks_trained", result.Trained ? 1L : 0L), KeyValuePair.Create("steps", (long)result.Steps)]);
     }
@@ -91,10 +89,10 @@ public sealed class StudentTrainJob(IServiceProvider services) : JobKind<Student
     /// <summary>The leader checkpoints at every evaluation of each stage and at each stage's end, named by the steps of both stages in a row.</summary>
     internal static async Task DeleteCheckpointsAsync(IArtifactStore store, string jobId, StudentOptions o, CancellationToken cancellationToken)
     {
-        var first = StudentSettings.UsesSelfEvaluation(o.Setting) ? o.SelfEvaluationSteps : 0;
+        var first = o.SelfEvaluationStageSteps;
         var steps = new SortedSet<int>();
         if (first > 0) foreach (var s in o.Stage(first).CheckpointSteps()) steps.Add(s);
-        foreach (var s in o.Stage(o.Steps).CheckpointSteps()) steps.Add(first + s);
+        foreach (var s in o.Stage(o.DistillationStageSteps).CheckpointSteps()) steps.Add(first + s);
         foreach (var step in steps) await store.DeleteAsync(DataParallelRankRunner.CheckpointKey(jobId, step), cancellationToken);
         await store.DeleteAsync(DataParallelRankRunner.LatestKey(jobId), cancellationToken);
     }

@@ -1,5 +1,6 @@
 using Babel.Grains.Engine;
 using Babel.Grains.LanguageModels;
+using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Experts;
 using Babel.Modeling.Runtime;
 using Babel.Storage;
@@ -25,12 +26,12 @@ public static class ExpertVariantShards
     }
 
     /// <summary>Scores <paramref name="variants"/> on <paramref name="language"/>'s documents of the split with one call of <see cref="ExpertVariants.Score"/>.</summary>
-    public static ShardResult Run(ShardContext context, string shardId, string modelKey, string corpusKey, string split, string language,
+    public static ShardResult Run(ShardContext context, string shardId, string modelKey, string dtype, string corpusKey, string split, string language,
         IReadOnlyList<ExpertVariant> variants, int windowLength, int batchSize, CancellationToken cancellationToken)
     {
         TorchRuntime.Initialize(context.Threads);
         var folder = context.LocalFolder(modelKey, cancellationToken);
-        var (model, loadedTokenizer) = context.Models.Get(modelKey, folder);
+        var (model, loadedTokenizer) = context.Models.Get(modelKey, folder, ModelDtypes.ParseForJob(dtype));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {modelKey} has no tokenizer.json; scoring expert variants needs one.");
         var partition = ExpertPartition.Load(folder);
         var texts = PerplexityJob.Texts(context, corpusKey, language, split, cancellationToken).ToList();

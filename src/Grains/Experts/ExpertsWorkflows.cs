@@ -131,17 +131,35 @@ public static class ExpertsWorkflows
     /// <summary>
     /// Parameters of <c>babel sparse</c>: the request checked against the model's experts.json, then the model and corpus
     /// uploaded and the languages' documents counted by the tokenize job (run as for <see cref="ProfileParametersAsync"/>).
+    /// The frequency router needs <paramref name="runDirectory"/>, a profiling run of this very model: its masks are chosen
+    /// here from the run's frequencies, and a run that profiled the documents scored here gets a warning on <paramref name="warnings"/>.
     /// </summary>
     public static async Task<SparseActivationParameters> SparseParametersAsync(JobClient jobs, string modelDirectory, string corpusDirectory, SparseRequest request,
-        CancellationToken cancellationToken, IArtifactStore? tokenizeHere = null, IProgress<JobStatus>? progress = null)
+        string? runDirectory, TextWriter? warnings, CancellationToken cancellationToken, IArtifactStore? tokenizeHere = null, IProgress<JobStatus>? progress = null)
     {
         var opened = Corpus.Open(corpusDirectory);
         var config = ModelCheckpoint.Validate(modelDirectory);
         var partition = ExpertPartition.Load(modelDirectory).CheckFits(config, Path.Combine(modelDirectory, ExpertPartition.FileName));
         SparseActivationStudy.Validate(request, partition.Experts, modelDirectory);
+        var frequency = request.Routers.Contains(SparseExpertActivation.FrequencyRouter);
+        if (frequency && runDirectory is null) throw new UserInputException("The frequency router needs a profiling run of the model; pass --run RUN_DIR (see 'babel profile').");
         var modelKey = await jobs.UploadFolderAsync(modelDirectory, ModelsPrefix, cancellationToken);
+        IReadOnlyList<FrequencyRouterMask>? masks = null;
+        if (frequency)
+        {
+            var run = ProfileRun.Load(runDirectory!);
+            run.PartitionOf(modelDirectory, modelKey, runDirectory!);
+            var missing = request.Languages.FirstOrDefault(l => !run.Profile.Languages.ContainsKey(l));
+            if (missing is not null) throw new UserInputException($"Language '{missing}' is not in the run; it profiled {string.Join(", ", run.Profile.Languages.Keys)}.");
+            var profiled = run.Manifest.Split ?? "all";
+            if (profiled == "all" || request.Split == "all" || profiled == request.Split)
+            {
+                warnings?.WriteLine($"warning: the run profiled the '{profiled}' split, which overlaps the {request.Split} documents scored here; profile --split train and score heldout for a clean evaluation of the frequency router.");
+            }
+            masks = SparseActivationStudy.FrequencyMasks(run.Profile, request);
+        }
         var corpusKey = await jobs.UploadFolderAsync(opened.Directory, CorporaPrefix, cancellationToken);
-        var parameters = new SparseActivationParameters(modelKey, corpusKey, request);
+        var parameters = new SparseActivationParameters(modelKey, corpusKey, request, FrequencyMasks: masks);
         jobs.Kinds.Get<SparseActivationJob>().CheckOptions(parameters);
         var streams = await jobs.Kinds.Get<TokenizeJob>().StreamsAsync(jobs, new TokenizeJobParameters(modelKey, corpusKey, request.Languages, request.Split), modelDirectory,
             opened.Directory, tokenizeHere, progress, cancellationToken);
@@ -149,11 +167,12 @@ public static class ExpertsWorkflows
     }
 
     /// <summary>Runs the sparse-activation study to its end and writes sparse.json, sparse.md and sparse.png into <paramref name="outDirectory"/>.</summary>
-    public static async Task<SparseActivationCurves> SparseAsync(JobClient jobs, string modelDirectory, string corpusDirectory, SparseRequest request, string outDirectory,
-        IProgress<JobStatus>? progress, CancellationToken cancellationToken)
+    public static async Task<SparseActivationCurves> SparseAsync(JobClient jobs, string modelDirectory, string corpusDirectory, SparseRequest request, string? runDirectory,
+        string outDirectory, IProgress<JobStatus>? progress, TextWriter? warnings, CancellationToken cancellationToken)
     {
         var kind = jobs.Kinds.Get<SparseActivationJob>();
-        var curves = await jobs.RunAsync(kind, await SparseParametersAsync(jobs, modelDirectory, corpusDirectory, request, cancellationToken, progress: progress), null, progress, cancellationToken);
+        var parameters = await SparseParametersAsync(jobs, modelDirectory, corpusDirectory, request, runDirectory, warnings, cancellationToken, progress: progress);
+        var curves = await jobs.RunAsync(kind, parameters, null, progress, cancellationToken);
         kind.Save(curves, outDirectory);
         return curves;
     }

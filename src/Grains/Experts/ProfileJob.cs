@@ -107,9 +107,12 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
         var slice = shard.Slice;
         TorchRuntime.Initialize(context.Threads);
         var modelFolder = context.LocalFolder(p.Model, cancellationToken);
-        var (model, loadedTokenizer) = context.Models.Get(p.Model, modelFolder, ModelDtypes.ParseForJob(p.Dtype));
+        var partition = ExpertPartition.Load(modelFolder);
+        // The replica's FFN neurons are grouped by expert once (MoEfication's layout), so counting reduces over contiguous slices.
+        var (model, loadedTokenizer) = context.Models.Get(p.Model, modelFolder, ModelDtypes.ParseForJob(p.Dtype),
+            (ExpertLayout.ReplicaName(partition), replica => ExpertLayout.GroupByExpert(replica, partition.CheckFits(replica.Config, Path.Combine(modelFolder, ExpertPartition.FileName)))));
         var tokenizer = loadedTokenizer ?? throw new UserInputException($"Model {p.Model} has no tokenizer.json; this job needs one.");
-        var partition = ExpertPartition.Load(modelFolder).CheckFits(model.Config, Path.Combine(modelFolder, ExpertPartition.FileName));
+        var grouped = ExpertPartition.Contiguous(partition.Layers, partition.IntermediateSize, partition.Experts);
         // Only the corpus's name, from its manifest: the worker reads no document, so it never downloads the corpus.
         var corpusName = context.Cache.GetOrAdd($"{p.Corpus}/{CorpusManifest.FileName}", () => Corpus.ParseManifest(
             context.Store.GetBytesAsync($"{p.Corpus}/{CorpusManifest.FileName}", cancellationToken).GetAwaiter().GetResult()
@@ -117,7 +120,7 @@ public sealed class ProfileJob : JobKind<ProfileJobParameters, ProfileShard, Pro
             _ => 4096).Name;
         var stream = TokenizeJob.StreamOf(p.Streams!, slice.Language);
         var tokens = Stream(context, stream, cancellationToken).ReadAsync(context.Store, slice.Start, slice.End, cancellationToken).GetAwaiter().GetResult();
-        var counted = ActivationProfiler.Count(model, partition, ActivationRule.Parse(p.Rule), tokens, tokenizer.BosId, p.SequenceLength, p.BatchSize, p.CountBos, cancellationToken);
+        var counted = ActivationProfiler.Count(model, grouped, ActivationRule.Parse(p.Rule), tokens, tokenizer.BosId, p.SequenceLength, p.BatchSize, p.CountBos, cancellationToken);
         var totals = new List<KeyValuePair<string, long>> { new(TokensName(slice.Language), counted.Tokens) };
         for (var layer = 0; layer < counted.Counts.Length; layer++)
         {

@@ -63,7 +63,7 @@ public sealed class PruningEvaluationJob : JobKind<PruningEvaluationParameters, 
     }
 
     protected override ShardResult RunShard(ShardContext context, PruningEvaluationParameters p, Shard<string> shard, CancellationToken cancellationToken) =>
-        ExpertVariantShards.Run(context, shard.Id, p.Model, p.Corpus, p.Request.Split, shard.Slice, [.. PruningStudy.Variants(shard.Slice, p.Masks)],
+        ExpertVariantShards.Run(context, shard.Id, p.Model, p.Request.Dtype, p.Corpus, p.Request.Split, shard.Slice, [.. PruningStudy.Variants(shard.Slice, p.Masks)],
             p.WindowLength, p.BatchSize, cancellationToken);
 
     public override Task<PruningCurves> AssembleAsync(FinishedJob<PruningEvaluationParameters> job, CancellationToken cancellationToken)

@@ -13,11 +13,17 @@ public sealed class ModelReplicas(int capacity = 2) : IDisposable
 
     public IReadOnlyList<string> Keys => [.. _loaded.Select(e => e.Key)];
 
-    /// <summary>The model of <paramref name="key"/> in <paramref name="dtype"/>, and its tokenizer when the folder has one (llama2.c imports have none).</summary>
-    public (CausalLanguageModel Model, HuggingFaceTokenizer? Tokenizer) Get(string key, string localFolder, ModelDtype dtype = ModelDtype.Float32)
+    /// <summary>
+    /// The model of <paramref name="key"/> in <paramref name="dtype"/>, and its tokenizer when the folder has one (llama2.c
+    /// imports have none). A replica that a job changes once after loading (e.g. grouped by an expert partition) passes
+    /// <paramref name="prepared"/>: its name and the change, applied once to a fresh load and cached apart from the plain one.
+    /// </summary>
+    public (CausalLanguageModel Model, HuggingFaceTokenizer? Tokenizer) Get(string key, string localFolder, ModelDtype dtype = ModelDtype.Float32,
+        (string Name, Action<CausalLanguageModel> Apply)? prepared = null)
     {
-        // The same weights in another element type are another replica.
+        // The same weights in another element type, or prepared otherwise, are another replica.
         key = dtype == ModelDtype.Float32 ? key : $"{key} ({ModelDtypes.Name(dtype)})";
+        if (prepared is { } named) key = $"{key} [{named.Name}]";
         var node = _loaded.First;
         while (node is not null && node.Value.Key != key) node = node.Next;
         if (node is not null)
@@ -27,6 +33,15 @@ public sealed class ModelReplicas(int capacity = 2) : IDisposable
             return (node.Value.Model, node.Value.Tokenizer);
         }
         var model = CausalLanguageModel.Load(localFolder, dtype);
+        try
+        {
+            prepared?.Apply(model);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         var tokenizer = File.Exists(Path.Combine(localFolder, "tokenizer.json")) ? HuggingFaceTokenizer.Load(localFolder) : null;
         _loaded.AddFirst((key, model, tokenizer));
         while (_loaded.Count > capacity)

@@ -26,6 +26,17 @@ public static partial class SelfEvaluation
         };
     }
 
+    /// <summary>
+    /// The analysis of a self-evaluation: its text before the first "Evaluation result:" sentence, trimmed (the whole text
+    /// when there is none). The authors' code takes the lines before the verdict line; Babel's evaluations end the analysis
+    /// with the verdict on the same line, so the cut is at the verdict sentence.
+    /// </summary>
+    public static string Analysis(string text)
+    {
+        var match = Result().Match(text);
+        return (match.Success ? text[..match.Index] : text).Trim();
+    }
+
     public static string Name(this EvaluationLabel label) => label switch
     {
         EvaluationLabel.Correct => "correct",

@@ -9,11 +9,17 @@ using ScottPlot;
 
 namespace Babel.Modeling.Distillation;
 
-/// <summary>One row of the student results table: a configuration (setting, labels, student) over its seeds.</summary>
+/// <summary>
+/// One row of the student results table: a configuration (setting, labels, student, the optimizer steps of its two stages
+/// and, for an <c>-se</c> setting, the <see cref="StudentBudgets"/> they came from) over its seeds.
+/// </summary>
 public sealed record StudentGridRow(
     [property: JsonPropertyName("setting")] string Setting,
     [property: JsonPropertyName("labels")] string Labels,
     [property: JsonPropertyName("student")] string Student,
+    [property: JsonPropertyName("self_evaluation_steps")] int SelfEvaluationSteps,
+    [property: JsonPropertyName("distillation_steps")] int DistillationSteps,
+    [property: JsonPropertyName("budget")] string? Budget,
     [property: JsonPropertyName("seeds")] long[] Seeds,
     [property: JsonPropertyName("test_accuracy")] MeanStd TestAccuracy,
     [property: JsonPropertyName("validation_accuracy")] double ValidationAccuracy,
@@ -58,15 +64,17 @@ public sealed record StudentGridReport(
         return "model-" + hash[..Math.Min(8, hash.Length)];
     }
 
-    /// <summary>Groups runs by (setting, labels, student) in first-seen order.</summary>
+    /// <summary>Groups runs by (setting, labels, student, steps of each stage, budget of an <c>-se</c> setting) in first-seen order.</summary>
     public static StudentGridReport From(IReadOnlyList<StudentMetrics> runs)
     {
         if (runs.Count == 0) throw new UserInputException("The student grid has no runs to report; give at least one setting, label source, student and seed.");
-        IReadOnlyList<StudentGridRow> rows = [.. runs.GroupBy(r => (r.Options.Setting, r.Options.Labels, r.Options.Student)).Select(g =>
+        IReadOnlyList<StudentGridRow> rows = [.. runs.GroupBy(r => (r.Options.Setting, r.Options.Labels, r.Options.Student, r.Options.SelfEvaluationStageSteps,
+            r.Options.DistillationStageSteps, Budget: StudentSettings.UsesSelfEvaluation(r.Options.Setting) ? r.Options.Budget : null)).Select(g =>
         {
             var list = g.ToList();
             var rationales = list.Where(r => r.TestRationaleAccuracy is not null).Select(r => r.TestRationaleAccuracy!.Value).ToList();
-            return new StudentGridRow(g.Key.Setting, g.Key.Labels, StudentName(g.Key.Student), [.. list.Select(r => r.Options.Seed)],
+            return new StudentGridRow(g.Key.Setting, g.Key.Labels, StudentName(g.Key.Student), g.Key.SelfEvaluationStageSteps, g.Key.DistillationStageSteps, g.Key.Budget,
+                [.. list.Select(r => r.Options.Seed)],
                 MeanStd.Of([.. list.Select(r => r.TestAccuracy)]), list.Average(r => r.ValidationAccuracy),
                 rationales.Count > 0 ? rationales.Average() : null);
         })];
@@ -121,19 +129,36 @@ public sealed record StudentGridReport(
     }
 
     private string Caption => string.Create(CultureInfo.InvariantCulture,
-        $"Test accuracy (exact match of the predict: answer), mean ± sample std over seeds ({Runs.Count} runs); checkpoint chosen on validation accuracy (validation carved from train).");
+        $"Test accuracy (exact match of the predict: answer), mean ± sample std over seeds ({Runs.Count} runs); checkpoint chosen on validation accuracy (validation carved from train). {BudgetText}");
+
+    /// <summary>Which step budget the <c>-se</c> rows used: extra (the paper's) or matched, as the steps column shows.</summary>
+    private string BudgetText
+    {
+        get
+        {
+            var budgets = Rows.Where(r => r.Budget is not null).Select(r => r.Budget!).Distinct(StringComparer.Ordinal).ToList();
+            if (budgets.Count == 0) return "Steps: stage 2 only (no -se setting).";
+            return "Steps of the -se settings: " + string.Join(" and ", budgets.Select(b => b == StudentBudgets.Extra
+                ? "budget extra (the paper's: the self-evaluation steps on top of the distillation steps)"
+                : "budget matched (both stages together take the steps of a setting without self-evaluation)")) + ".";
+        }
+    }
+
+    private static string Steps(StudentGridRow row) => row.SelfEvaluationSteps > 0
+        ? string.Create(CultureInfo.InvariantCulture, $"{row.SelfEvaluationSteps} + {row.DistillationSteps} ({row.Budget})")
+        : row.DistillationSteps.ToString(CultureInfo.InvariantCulture);
 
     public string Markdown()
     {
         var text = new StringBuilder();
         text.AppendLine(Caption);
         text.AppendLine();
-        text.AppendLine("| setting | labels | student | n | test accuracy | validation accuracy | own-rationale accuracy |");
-        text.AppendLine("|---|---|---|---|---|---|---|");
+        text.AppendLine("| setting | labels | student | steps (stage 1 + 2) | n | test accuracy | validation accuracy | own-rationale accuracy |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|");
         foreach (var row in Rows)
         {
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"| {row.Setting} | {row.Labels} | {row.Student} | {row.Seeds.Length} | {row.TestAccuracy} | {row.ValidationAccuracy:F4} | {Optional(row.RationaleAccuracy)} |");
+                $"| {row.Setting} | {row.Labels} | {row.Student} | {Steps(row)} | {row.Seeds.Length} | {row.TestAccuracy} | {row.ValidationAccuracy:F4} | {Optional(row.RationaleAccuracy)} |");
         }
         text.AppendLine();
         text.AppendLine(Reading());
@@ -155,9 +180,9 @@ public sealed record StudentGridReport(
 
     private string Table()
     {
-        return HtmlTable.Of(["setting", "labels", "student", "n", "test accuracy", "validation accuracy", "own-rationale accuracy"], Rows.Select(row => (IEnumerable<string>)
+        return HtmlTable.Of(["setting", "labels", "student", "steps (stage 1 + 2)", "n", "test accuracy", "validation accuracy", "own-rationale accuracy"], Rows.Select(row => (IEnumerable<string>)
         [
-            row.Setting, row.Labels, row.Student, row.Seeds.Length.ToString(CultureInfo.InvariantCulture), row.TestAccuracy.ToString(),
+            row.Setting, row.Labels, row.Student, Steps(row), row.Seeds.Length.ToString(CultureInfo.InvariantCulture), row.TestAccuracy.ToString(),
             row.ValidationAccuracy.ToString("F4", CultureInfo.InvariantCulture), Optional(row.RationaleAccuracy),
         ]));
     }

@@ -48,9 +48,11 @@ public sealed record StudentMetrics(
 
 /// <summary>
 /// Trains one student ("Mind's Mirror", student side) with Babel's decoder-only model: task prefixes <c>predict:</c>
-/// (question → answer), <c>explain:</c> (question → rationale) and <c>evaluate:</c> (question + chain of thought →
-/// evaluation); loss L = α·L_label + (1 − α)·L_rationale in the distillation stage, preceded in the <c>-se</c> settings
-/// by a self-evaluation stage whose final weights it continues from. The data order of each stage is a function of
+/// (question → answer) and <c>explain:</c> (question → rationale); loss L = α·L_label + (1 − α)·L_rationale in the
+/// distillation stage, preceded in the <c>-se</c> settings by a self-evaluation stage whose final weights it continues
+/// from: by default (the paper's) the same loss on the evaluation's verdict as label and its analysis as rationale, or
+/// the whole evaluation after <c>evaluate:</c> (<see cref="StudentSelfEvaluationForms"/>, <see cref="StudentExamples.Build"/>);
+/// the stages' steps follow <see cref="StudentOptions.Budget"/>. The data order of each stage is a function of
 /// (seed, step) and every stage checkpoints weights, optimizer moments and step atomically, so a killed run resumes
 /// exactly. The checkpoint with the best validation accuracy (validation carved from train) is scored on test.
 /// </summary>
@@ -116,33 +118,29 @@ public static class StudentTrainer
         var work = Path.GetFullPath(workDirectory);
         Directory.CreateDirectory(work);
         var (train, validation) = corpus.Split(options.ValidationFraction);
-        var examples = StudentExamples.Build(train, options.Setting, options.Labels, options.Rationales);
+        var examples = StudentExamples.Build(train, options.Setting, options.Labels, options.Rationales, options.SelfEvaluationForm, options.Cots);
         using var tokenizer = LoadTokenizer(options, corpus, work);
         var (model, source) = CreateStudent(options, tokenizer);
         using var disposeModel = model;
         var padId = tokenizer.PadId;
         var tooLong = 0;
-        List<TokenizedInstruction> Fit(IEnumerable<TokenizedInstruction> rows)
+        // Label and rationale rows of an example stay together: an example goes when its label row is too long, its rationale alone when that is.
+        List<(TokenizedInstruction Label, TokenizedInstruction? Rationale)> Fit(IEnumerable<(InstructionExample Label, InstructionExample? Rationale)> rows)
         {
-            var kept = new List<TokenizedInstruction>();
-            foreach (var row in rows)
+            var kept = new List<(TokenizedInstruction Label, TokenizedInstruction? Rationale)>();
+            foreach (var (labelRow, rationaleRow) in rows)
             {
-                if (row.Tokens.Length - 1 <= options.SequenceLength) kept.Add(row);
-                else tooLong++;
+                var label = InstructionTuning.Tokenize(tokenizer, labelRow);
+                var rationale = rationaleRow is null ? null : InstructionTuning.Tokenize(tokenizer, rationaleRow);
+                if (label.Tokens.Length - 1 > options.SequenceLength) { tooLong++; continue; }
+                if (rationale is not null && rationale.Tokens.Length - 1 > options.SequenceLength) { tooLong++; rationale = null; }
+                kept.Add((label, rationale));
             }
             return kept;
         }
-        // Label and rationale rows of an example stay together: one is left out only when both are.
-        var distillation = new List<(TokenizedInstruction Label, TokenizedInstruction? Rationale)>();
-        foreach (var e in examples.Distillation)
-        {
-            var label = StudentPrompts.Tokenize(tokenizer, StudentPrompts.Predict(e.Question), e.Label);
-            var rationale = e.Rationale is null ? null : StudentPrompts.Tokenize(tokenizer, StudentPrompts.Explain(e.Question), e.Rationale);
-            if (label.Tokens.Length - 1 > options.SequenceLength) { tooLong++; continue; }
-            if (rationale is not null && rationale.Tokens.Length - 1 > options.SequenceLength) { tooLong++; rationale = null; }
-            distillation.Add((label, rationale));
-        }
-        var selfEvaluation = Fit(examples.SelfEvaluation.Select(e => StudentPrompts.Tokenize(tokenizer, StudentPrompts.Evaluate(e.Question, e.Cot), e.Evaluation)));
+        var distillation = Fit(examples.Distillation.Select(e => (new InstructionExample(StudentPrompts.Predict(e.Question), e.Label),
+            e.Rationale is null ? null : new InstructionExample(StudentPrompts.Explain(e.Question), e.Rationale))));
+        var selfEvaluation = Fit(examples.SelfEvaluation.Select(e => (e.Label, e.Rationale)));
         if (distillation.Count == 0) throw new UserInputException($"Every example is longer than --sequence-length {options.SequenceLength}; raise it.");
         if (StudentSettings.UsesSelfEvaluation(options.Setting) && selfEvaluation.Count == 0)
         {
@@ -156,22 +154,22 @@ public static class StudentTrainer
         long trainedTokens = 0, trainedHere = 0;
         var trainingTime = Stopwatch.StartNew();
         var history = historyDirectory is null ? null
-            : new StudentHistory(historyDirectory, StudentSettings.UsesSelfEvaluation(options.Setting) ? options.SelfEvaluationSteps : 0, options.EvalInterval, options.Steps,
+            : new StudentHistory(historyDirectory, options.SelfEvaluationStageSteps, options.EvalInterval, options.DistillationStageSteps,
                 () => trainingTime.Elapsed.TotalSeconds > 0 ? trainedHere / trainingTime.Elapsed.TotalSeconds : 0);
         if (rank is { IsLeader: false }) history = null;
         // The stages' steps counted one after the other: the steps a data-parallel job's checkpoints are named by.
-        var stageOneSteps = StudentSettings.UsesSelfEvaluation(options.Setting) ? options.SelfEvaluationSteps : 0;
+        var stageOneSteps = options.SelfEvaluationStageSteps;
         if (StudentSettings.UsesSelfEvaluation(options.Setting))
         {
             var order = new EpochOrder(selfEvaluation.Count, options.Seed);
-            for (var step = 0; step < options.SelfEvaluationSteps; step++) trainedTokens += order.Batch(step, options.BatchSize).Sum(i => selfEvaluation[i].Tokens.Length - 1L);
-            List<TokenizedInstruction> Rows(int step)
+            for (var step = 0; step < options.SelfEvaluationStageSteps; step++) trainedTokens += order.Batch(step, options.BatchSize).Sum(i => Tokens(selfEvaluation[i]));
+            List<(TokenizedInstruction Label, TokenizedInstruction? Rationale)> Rows(int step)
             {
-                var rows = order.Batch(step, options.BatchSize).Select(i => selfEvaluation[i]).ToList();
-                var tokens = rows.Sum(r => r.Tokens.Length - 1L);
+                var batch = order.Batch(step, options.BatchSize).Select(i => selfEvaluation[i]).ToList();
+                var tokens = batch.Sum(Tokens);
                 trainedHere += tokens;
                 DistillationMetrics.StudentTokens.Add(tokens, SelfEvaluationStage);
-                return rows;
+                return batch;
             }
             var stageOneHooks = new CheckpointHooks(Written: s => checkpointWritten?.Invoke(s));
             var stageOne = Path.Combine(work, SelfEvaluationFolder);
@@ -179,30 +177,27 @@ public static class StudentTrainer
             {
                 Pretrainer.Train(model, step =>
                     {
-                        var (inputs, targets) = InstructionTuning.Batch(Rows(step), padId);
-                        return Pretrainer.Loss(model.Forward(inputs), targets);
-                    }, options.Stage(options.SelfEvaluationSteps), stageOne, stageOneHooks, Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
+                        var batch = Rows(step);
+                        return Objective(model, [.. batch.Select(b => b.Label)], [.. batch.Where(b => b.Rationale is not null).Select(b => b.Rationale!)], options.SelfEvaluationAlpha, padId);
+                    }, options.Stage(options.SelfEvaluationStageSteps), stageOne, stageOneHooks, Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
             }
             else
             {
-                Pretrainer.TrainRank(model, step => ObjectiveShare(model, [.. Rows(step).Select(r => (r, (TokenizedInstruction?)null))], 1.0, padId, rank),
-                    options.Stage(options.SelfEvaluationSteps), stageOne, rank, stageOneHooks, Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
+                Pretrainer.TrainRank(model, step => ObjectiveShare(model, Rows(step), options.SelfEvaluationAlpha, padId, rank),
+                    options.Stage(options.SelfEvaluationStageSteps), stageOne, rank, stageOneHooks, Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
             }
         }
 
         var stage = Path.Combine(work, DistillationFolder);
         var (evaluations, best) = ResumeBest(stage);
         var distillationOrder = new EpochOrder(distillation.Count, options.Seed);
-        for (var step = 0; step < options.Steps; step++)
-        {
-            trainedTokens += distillationOrder.Batch(step, options.BatchSize).Sum(i => distillation[i].Label.Tokens.Length - 1L + (distillation[i].Rationale?.Tokens.Length - 1L ?? 0));
-        }
+        for (var step = 0; step < options.DistillationStageSteps; step++) trainedTokens += distillationOrder.Batch(step, options.BatchSize).Sum(i => Tokens(distillation[i]));
         var lastLoss = double.NaN;
         var alpha = StudentSettings.UsesRationales(options.Setting) ? options.Alpha : 1.0;
         List<(TokenizedInstruction Label, TokenizedInstruction? Rationale)> Batch(int step)
         {
             var batch = distillationOrder.Batch(step, options.BatchSize).Select(i => distillation[i]).ToList();
-            var tokens = batch.Sum(b => b.Label.Tokens.Length - 1L + (b.Rationale?.Tokens.Length - 1L ?? 0));
+            var tokens = batch.Sum(Tokens);
             trainedHere += tokens;
             DistillationMetrics.StudentTokens.Add(tokens, DistillationStage);
             return batch;
@@ -214,7 +209,7 @@ public static class StudentTrainer
                 trainingTime.Stop();
                 var accuracy = Accuracy(model, tokenizer, task, validation, options.MaxAnswerTokens).Accuracy;
                 model.train();
-                progress?.Report(new StudentProgress(2, step, options.Steps, lastLoss, accuracy));
+                progress?.Report(new StudentProgress(2, step, options.DistillationStageSteps, lastLoss, accuracy));
                 history?.Validation(step, accuracy);
                 evaluations.RemoveAll(e => e.Step >= step);
                 evaluations.Add(new StudentEvaluation(step, accuracy));
@@ -233,11 +228,11 @@ public static class StudentTrainer
                 {
                     var batch = Batch(step);
                     return Objective(model, [.. batch.Select(b => b.Label)], [.. batch.Where(b => b.Rationale is not null).Select(b => b.Rationale!)], alpha, padId);
-                }, options.Stage(options.Steps), stage, hooks, stageTwoProgress, cancellationToken, fingerprint + "|distillation");
+                }, options.Stage(options.DistillationStageSteps), stage, hooks, stageTwoProgress, cancellationToken, fingerprint + "|distillation");
         }
         else
         {
-            Pretrainer.TrainRank(model, step => ObjectiveShare(model, Batch(step), alpha, padId, rank), options.Stage(options.Steps), stage, rank, hooks, stageTwoProgress,
+            Pretrainer.TrainRank(model, step => ObjectiveShare(model, Batch(step), alpha, padId, rank), options.Stage(options.DistillationStageSteps), stage, rank, hooks, stageTwoProgress,
                 cancellationToken, fingerprint + "|distillation");
         }
         trainingTime.Stop();
@@ -257,6 +252,10 @@ public static class StudentTrainer
             trainedTokens, trainingTime.Elapsed.TotalSeconds > 0 && trainedHere > 0 ? trainedHere / trainingTime.Elapsed.TotalSeconds : 0, corpusFingerprint);
         return (metrics, predictions);
     }
+
+    /// <summary>Input tokens (padding excluded) of an example's label and rationale rows.</summary>
+    private static long Tokens((TokenizedInstruction Label, TokenizedInstruction? Rationale) example) =>
+        example.Label.Tokens.Length - 1L + (example.Rationale?.Tokens.Length - 1L ?? 0);
 
     /// <summary>
     /// α·(mean cross-entropy over the answer tokens of <paramref name="labels"/>) + (1 − α)·(mean over the rationale tokens

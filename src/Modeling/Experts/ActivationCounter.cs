@@ -8,9 +8,11 @@ namespace Babel.Modeling.Experts;
 /// Counts, per layer and expert, how many tokens activate each expert under an <see cref="ActivationRule"/>, while the
 /// model runs: attach it as the forward's <see cref="IFeedForwardHook"/> after <see cref="SetTokenMask"/>. The counts stay
 /// on the device and are updated there (no host copy or sync per layer); <see cref="Counts"/> copies them once.
-/// Per-expert sums are a matmul with a one-hot [experts, neurons] assignment per layer rather than a gather by
-/// <see cref="ExpertPartition.NeuronOrder"/> and a sum: on CPU the gather alone cost ~12 ms per layer at 2048 tokens × 1536
-/// neurons, the matmul ~1–3 ms (see docs/benchmarks.md).
+/// On a model grouped by its partition (<see cref="ExpertLayout.GroupByExpert"/>, a contiguous partition) an expert's neurons
+/// are a slice of the intermediate vector, and per-expert sums are one reduction over a [tokens, experts, neurons] view (no
+/// copy). For any other partition they are a matmul with a one-hot [experts, neurons] assignment per layer rather than a
+/// gather by <see cref="ExpertPartition.NeuronOrder"/> and a sum: on CPU the gather alone cost ~12 ms per layer at 2048
+/// tokens × 1536 neurons, the matmul ~1–3 ms (see docs/benchmarks.md).
 /// One counter per model replica; not thread-safe.
 /// </summary>
 public sealed class ActivationCounter : IFeedForwardHook, IDisposable
@@ -19,6 +21,7 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
     private readonly Device _device;
     private readonly Tensor _counts;
     private readonly Tensor[] _assignment;
+    private readonly bool _contiguous;
     private readonly int _topK;
     private readonly long _minimumPositive;
     private Tensor? _tokenMask;
@@ -42,7 +45,8 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
         }
         // Detached from any caller's dispose scope: these live as long as the counter.
         _counts = zeros([partition.Layers, partition.Experts], ScalarType.Int64, device).DetachFromDisposeScope();
-        _assignment = [.. partition.ExpertOfNeuron.Select(layer => Assignment(layer, partition.Experts, device))];
+        _contiguous = partition.IsContiguous;
+        _assignment = _contiguous ? [] : [.. partition.ExpertOfNeuron.Select(layer => Assignment(layer, partition.Experts, device))];
     }
 
     public ActivationRule Rule { get; }
@@ -80,18 +84,24 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
         using var scope = NewDisposeScope();
         using var guard = no_grad();
         var counts = _counts[layer];
+        var (experts, size) = (_partition.Experts, _partition.NeuronsPerExpert);
         if (_topK > 0)
         {
-            var l1 = F.linear(intermediate.reshape(tokens, neurons).abs().to(ScalarType.Float32), _assignment[layer]);
+            // Per expert, the L1 norm of its activations; topk's order does not matter, each choice adds its token's mask.
+            var l1 = _contiguous
+                ? linalg.vector_norm(intermediate.reshape(tokens, experts, size).to(ScalarType.Float32), 1, [-1])
+                : F.linear(intermediate.reshape(tokens, neurons).abs().to(ScalarType.Float32), _assignment[layer]);
             var chosen = l1.topk(_topK, dim: -1, largest: true, sorted: false).indexes.reshape(-1);
             counts.index_add_(0, chosen, _tokenMaskPerChoice!, 1);
         }
         else
         {
-            // 1 for a positive gate, else 0: clamp then sign, two vectorised passes (heaviside's CPU kernel is scalar) that read
-            // the gate where it lies, a view of the fused gate/up rows, without a copy. Counts are small integers, exact in float32.
-            var indicator = gate.clamp_min(0).sign_();
-            var positive = F.linear(indicator.reshape(tokens, neurons).to(ScalarType.Float32), _assignment[layer]);
+            // Positive gates per expert. Grouped: one comparison and one sum over the expert's slice of the gate, read where it
+            // lies (a view of the fused gate/up rows). Otherwise 1 for a positive gate, else 0, by clamp then sign (heaviside's
+            // CPU kernel is scalar), summed per expert by the assignment matmul; counts are small integers, exact in float32.
+            var positive = _contiguous
+                ? gate.reshape(tokens, experts, size).gt(0).sum(-1)
+                : F.linear(gate.clamp_min(0).sign_().reshape(tokens, neurons).to(ScalarType.Float32), _assignment[layer]);
             counts.add_(positive.ge((double)_minimumPositive).mul(mask).sum(dim: 0));
         }
         return intermediate;

@@ -36,6 +36,10 @@ public sealed record ExpertPartition
         };
     }
 
+    /// <summary>Whether every layer's experts are contiguous blocks of neurons (as <see cref="Contiguous"/> makes and <see cref="ExpertLayout.GroupByExpert"/> leaves a model).</summary>
+    [JsonIgnore]
+    public bool IsContiguous => ExpertOfNeuron.All(layer => layer.Select((expert, neuron) => expert == neuron / NeuronsPerExpert).All(b => b));
+
     public static void RequireDivisible(int intermediateSize, int experts, string source)
     {
         if (experts < 1 || intermediateSize % experts != 0)

@@ -51,7 +51,14 @@ public sealed record ExpertPruningPlan(string Model, string Language, double Rat
 /// <item><c>layerwise</c>: the same total, spread over layers in proportion to each layer's activation spread
 /// (the coefficient of variation of its experts' frequencies), then the least frequent experts within each layer.
 /// A layer whose activations concentrate on a few experts has more rarely used experts to lose. Under a
-/// <c>topk:K</c> rule every layer's mean frequency is K/E, so the spread, not the mean, is what differs.</item>
+/// <c>topk:K</c> rule every layer's mean frequency is K/E, so the spread, not the mean, is what differs. Babel's own
+/// allocation rule.</item>
+/// <item><c>concentration</c>: the same total, with per-layer rates from activation concentration (Babel's reading of the
+/// paper's "configuring different pruning rates for different layers based on activation level differences"): every
+/// expert's share of its layer's activation mass, s(l,e) = f(l,e) / Σ_e' f(l,e'), is compared with one bar over all layers,
+/// and the experts below it are pruned (the lowest shares over the whole model; at most E−1 per layer). Layer l's rate is
+/// the fraction of its experts below the bar, high where the layer's mass sits in few experts. Under <c>topk:K</c> every
+/// layer's mass is K, so this prunes the least frequent experts of the whole model.</item>
 /// </list>
 /// </summary>
 public static class ExpertPruning
@@ -59,10 +66,11 @@ public static class ExpertPruning
     public const string Frequency = "frequency";
     public const string Random = "random";
     public const string Layerwise = "layerwise";
+    public const string Concentration = "concentration";
     /// <summary>Pools every language of the profile (token-weighted).</summary>
     public const string AllLanguages = "all";
 
-    public static IReadOnlyList<string> Strategies { get; } = [Frequency, Random, Layerwise];
+    public static IReadOnlyList<string> Strategies { get; } = [Frequency, Random, Layerwise, Concentration];
 
     public static string RequireStrategy(string strategy) => Strategies.Contains(strategy)
         ? strategy
@@ -112,9 +120,12 @@ public static class ExpertPruning
     {
         var experts = frequencies[0].Length;
         var perLayer = ExpertsPerLayer(rate, experts);
-        var counts = RequireStrategy(strategy) == Layerwise
-            ? LayerwiseCounts(frequencies, perLayer * frequencies.Length)
-            : [.. frequencies.Select(_ => perLayer)];
+        var counts = RequireStrategy(strategy) switch
+        {
+            Layerwise => LayerwiseCounts(frequencies, perLayer * frequencies.Length),
+            Concentration => ConcentrationCounts(frequencies, perLayer * frequencies.Length),
+            _ => [.. frequencies.Select(_ => perLayer)],
+        };
         return [.. frequencies.Select((layer, index) => strategy == Random
             ? RandomChoice(experts, counts[index], seed, index)
             : LeastFrequent(layer, counts[index]))];
@@ -155,6 +166,29 @@ public static class ExpertPruning
         }
     }
 
+    /// <summary>
+    /// Splits <paramref name="total"/> pruned experts over layers by one bar on every expert's share of its layer's activation
+    /// mass: the <paramref name="total"/> lowest shares of the model (ties: lower layer, then lower expert id), at most E−1
+    /// per layer (a layer without activations has all shares 0).
+    /// </summary>
+    public static int[] ConcentrationCounts(double[][] frequencies, int total)
+    {
+        var cap = frequencies[0].Length - 1;
+        var counts = new int[frequencies.Length];
+        var byShare = frequencies
+            .SelectMany((layer, l) => layer.Select((f, e) => (Layer: l, Expert: e, Share: layer.Sum() is > 0 and var mass ? f / mass : 0.0)))
+            .OrderBy(x => x.Share).ThenBy(x => x.Layer).ThenBy(x => x.Expert);
+        var left = total;
+        foreach (var (layer, _, _) in byShare)
+        {
+            if (left == 0) break;
+            if (counts[layer] == cap) continue;
+            counts[layer]++;
+            left--;
+        }
+        return counts;
+    }
+
     public static double CoefficientOfVariation(double[] values)
     {
         var mean = values.Average();
@@ -163,7 +197,8 @@ public static class ExpertPruning
         return Math.Sqrt(variance) / mean;
     }
 
-    private static bool[] LeastFrequent(double[] frequencies, int count)
+    /// <summary>pruned[expert] for the <paramref name="count"/> experts of one layer activated least often (ties: lower expert id first).</summary>
+    public static bool[] LeastFrequent(double[] frequencies, int count)
     {
         var pruned = new bool[frequencies.Length];
         foreach (var expert in Enumerable.Range(0, frequencies.Length).OrderBy(e => frequencies[e]).ThenBy(e => e).Take(count)) pruned[expert] = true;

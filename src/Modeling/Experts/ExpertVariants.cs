@@ -10,7 +10,7 @@ namespace Babel.Modeling.Experts;
 /// One way of running a MoEfied model's experts, scored by <see cref="ExpertVariants.Score"/>: every expert (neither
 /// <see cref="Pruned"/> nor <see cref="Router"/>), a static pruning mask (<see cref="Pruned"/>: layers × experts
 /// characters, '1' for a pruned expert, row-major, so a plan travels as text), or top-<see cref="TopK"/> routing per token
-/// with <see cref="Router"/> (see <see cref="SparseExpertActivation"/>).
+/// with <see cref="Router"/> (see <see cref="SparseExpertActivation"/>; the frequency router's static choice is <see cref="Pruned"/>).
 /// </summary>
 public sealed record ExpertVariant(string Name, string? Pruned = null, string? Router = null, int TopK = 0)
 {
@@ -20,6 +20,10 @@ public sealed record ExpertVariant(string Name, string? Pruned = null, string? R
 
     /// <summary>Row-major '0'/'1' encoding of a plan's pruned experts.</summary>
     public static string Encode(bool[][] pruned) => string.Concat(pruned.SelectMany(layer => layer.Select(p => p ? '1' : '0')));
+
+    /// <summary>pruned[layer][expert] from the encoding of <see cref="Encode"/>.</summary>
+    public static bool[][] Decode(string pruned, ExpertPartition partition) =>
+        [.. Enumerable.Range(0, partition.Layers).Select(layer => pruned.Substring(layer * partition.Experts, partition.Experts).Select(c => c == '1').ToArray())];
 
     /// <summary>True when a mask is well formed for <paramref name="partition"/>.</summary>
     public static bool FitsMask(string pruned, ExpertPartition partition) =>
@@ -48,11 +52,12 @@ public static class ExpertVariants
     }
 
     /// <summary>
-    /// Forward tokens/s over <paramref name="texts"/>: dense, then centroid-routed sparse computation at each K (best of
+    /// Forward tokens/s over <paramref name="texts"/>: dense, then centroid-routed sparse computation at each K, and, when
+    /// <paramref name="frequencyPruned"/> gives the frequency router's mask per K, frequency-routed computation (best of
     /// three after a warm-up), on the calling thread's torch settings.
     /// </summary>
     public static SparseSpeed MeasureSpeed(CausalLanguageModel model, ITokenizer tokenizer, ExpertPartition partition, IReadOnlyList<string> texts,
-        IEnumerable<int> topK, CancellationToken cancellationToken = default)
+        IEnumerable<int> topK, CancellationToken cancellationToken = default, IReadOnlyDictionary<int, bool[][]>? frequencyPruned = null)
     {
         double Rate(IFeedForwardHook? hook)
         {
@@ -74,12 +79,18 @@ public static class ExpertVariants
             using var hook = new SparseExpertActivation(model, partition, k, SparseExpertActivation.CentroidRouter);
             sparse[k] = Rate(hook);
         }
-        return new SparseSpeed(dense, sparse, $"{Environment.ProcessorCount} cores, torch threads {get_num_threads()}");
+        SortedDictionary<int, double>? frequency = null;
+        foreach (var (k, pruned) in frequencyPruned ?? new Dictionary<int, bool[][]>())
+        {
+            using var hook = new SparseExpertActivation(model, partition, k, SparseExpertActivation.FrequencyRouter, pruned);
+            (frequency ??= [])[k] = Rate(hook);
+        }
+        return new SparseSpeed(dense, sparse, $"{Environment.ProcessorCount} cores, torch threads {get_num_threads()}", frequency);
     }
 
     private static IDisposable Hook(CausalLanguageModel model, ExpertPartition partition, ExpertVariant variant)
     {
-        if (variant.Router is { } router) return new SparseExpertActivation(model, partition, variant.TopK, router);
+        if (variant.Router is { } router) return new SparseExpertActivation(model, partition, variant.TopK, router, variant.Pruned is null ? null : ExpertVariant.Decode(variant.Pruned, partition));
         // The dense variant runs the MoE computation with every expert on, like every masked variant.
         if (variant.Pruned is null) return ExpertMask.AllActive(partition);
         return new ExpertMask(partition, tensor(variant.Pruned.Select(c => c == '1' ? 0f : 1f).ToArray(), [partition.Layers, partition.Experts]));

@@ -11,6 +11,9 @@ namespace Babel.Modeling.Experts;
 /// <summary>Held-out perplexity of one (strategy, rate): the mean over seeds, their standard deviation and every seed's value.</summary>
 public sealed record PruningPoint(string Strategy, double Rate, double Perplexity, double StandardDeviation, IReadOnlyList<double> Seeds);
 
+/// <summary>A language's lowest perplexity ratio pruned / unpruned at the low rates, and the (strategy, rate) that gave it.</summary>
+public sealed record BestRatio(string Language, string Strategy, double Rate, double Ratio);
+
 /// <summary>One language's pruning curves and its unpruned perplexity.</summary>
 public sealed record LanguagePruningCurves(string Language, double Unpruned, IReadOnlyList<PruningPoint> Points)
 {
@@ -42,6 +45,25 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
         return (pairs.Count(p => p.A!.Perplexity < p.B!.Perplexity), pairs.Count(p => p.A!.Perplexity == p.B!.Perplexity), pairs.Count);
     }
 
+    /// <summary>The rates "low" for <see cref="BestRatios"/>: up to this one (the paper's pruned models beat the unpruned ones only at small rates).</summary>
+    public const double LowRate = 0.2;
+
+    /// <summary>
+    /// Per language, the lowest perplexity ratio pruned / unpruned over every rate ≤ <see cref="LowRate"/> (the lowest rate
+    /// when none is that low) and every strategy but random: does pruning ever beat the unpruned model ("even exceeded the
+    /// unpruned model in some languages")?
+    /// </summary>
+    public IReadOnlyList<BestRatio> BestRatios()
+    {
+        var low = Rates.Where(r => r <= LowRate).DefaultIfEmpty(Rates.Min()).ToHashSet();
+        return
+        [
+            .. Languages.Select(l => l.Points.Where(p => low.Contains(p.Rate) && p.Strategy != ExpertPruning.Random)
+                .Select(p => new BestRatio(l.Language, p.Strategy, p.Rate, p.Perplexity / l.Unpruned))
+                .OrderBy(b => b.Ratio).ThenBy(b => b.Rate).FirstOrDefault()).OfType<BestRatio>(),
+        ];
+    }
+
     /// <summary>One plain sentence of what the curves show.</summary>
     public string Reading()
     {
@@ -51,13 +73,20 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
         {
             if (!Strategies.Contains(a) || !Strategies.Contains(b)) return;
             var (wins, ties, pairs) = Wins(a, b);
-            var tied = ties > 0 ? string.Create(CultureInfo.InvariantCulture, $" (equal in {ties})") : "";
-            parts.Add(string.Create(CultureInfo.InvariantCulture, $"{claim} in {wins} of {pairs} (language, rate) pairs{tied}"));
+            parts.Add(string.Create(CultureInfo.InvariantCulture, $"{claim} in {wins} of {pairs} (language, rate) pairs (equal in {ties}, worse in {pairs - wins - ties})"));
         }
         Compare(ExpertPruning.Frequency, ExpertPruning.Random, "frequency-guided pruning gives lower perplexity than random pruning");
-        Compare(ExpertPruning.Layerwise, ExpertPruning.Frequency, "layer-wise rates beat uniform frequency-guided rates");
+        Compare(ExpertPruning.Layerwise, ExpertPruning.Frequency, "layer-wise rates from the activation spread beat uniform frequency-guided rates");
+        Compare(ExpertPruning.Concentration, ExpertPruning.Frequency, "layer-wise rates from activation concentration beat uniform frequency-guided rates");
         var ratios = string.Join(", ", Strategies.Select(s => string.Create(CultureInfo.InvariantCulture, $"{s} {MeanRatio(s, top):F2}×")));
         parts.Add(string.Create(CultureInfo.InvariantCulture, $"at rate {top} perplexity grows on average by {ratios} over the unpruned model"));
+        if (BestRatios() is { Count: > 0 } best)
+        {
+            var below = best.Where(b => b.Ratio < 1).ToList();
+            var lowest = best.MinBy(b => b.Ratio)!;
+            parts.Add(string.Create(CultureInfo.InvariantCulture,
+                $"at rates ≤ {Math.Max(LowRate, Rates.Min())} pruning beats the unpruned model in {below.Count} of {best.Count} languages (lowest ratio {lowest.Ratio:F4}, {lowest.Language} {lowest.Strategy} {lowest.Rate})"));
+        }
         var sentence = string.Join("; ", parts) + ".";
         return char.ToUpperInvariant(sentence[0]) + sentence[1..];
     }
@@ -66,7 +95,7 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
     public IReadOnlyList<string> Save(string directory)
     {
         Directory.CreateDirectory(directory);
-        AtomicFile.WriteAllText(Path.Combine(directory, FileName), JsonSerializer.Serialize(new { this.Model, this.Split, this.Rates, this.Strategies, reading = Reading(), this.Languages }, _json) + "\n");
+        AtomicFile.WriteAllText(Path.Combine(directory, FileName), JsonSerializer.Serialize(new { this.Model, this.Split, this.Rates, this.Strategies, reading = Reading(), this.Languages, bestRatios = BestRatios() }, _json) + "\n");
         AtomicFile.WriteAllText(Path.Combine(directory, TableFileName), Table());
         var images = new List<string> { SummaryImage };
         SavePlot(SummaryPlot(), Path.Combine(directory, SummaryImage));
@@ -103,6 +132,8 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
             }
             text.Append('\n');
         }
+        text.Append(CultureInfo.InvariantCulture, $"\nBest held-out perplexity ratio pruned / unpruned per language at rates ≤ {Math.Max(LowRate, Rates.Min())} (every strategy but random):\n\n| language | best ratio | strategy | rate |\n|---|---|---|---|\n");
+        foreach (var best in BestRatios()) text.Append(CultureInfo.InvariantCulture, $"| {best.Language} | {best.Ratio:F4} | {best.Strategy} | {best.Rate} |\n");
         return text.ToString();
     }
 
@@ -157,6 +188,8 @@ public sealed record PruningCurves(string Model, string Split, IReadOnlyList<dou
         var table = HtmlTable.Of(["strategy", .. Rates.Select(r => string.Create(CultureInfo.InvariantCulture, $"rate {r}"))],
             Strategies.Select(s => (IEnumerable<string>)[s, .. Rates.Select(r => string.Create(CultureInfo.InvariantCulture, $"{MeanRatio(s, r):F3}×"))]));
         table += string.Create(CultureInfo.InvariantCulture, $"<p>Mean over {Languages.Count} languages of perplexity / unpruned perplexity ({Split} split); per-language tables and plots in <code>{System.Net.WebUtility.HtmlEncode(folder)}/</code>.</p>");
+        table += HtmlTable.Of(["language", string.Create(CultureInfo.InvariantCulture, $"best ratio to unpruned, rates ≤ {Math.Max(LowRate, Rates.Min())}"), "strategy", "rate"],
+            BestRatios().Select(b => (IEnumerable<string>)[b.Language, b.Ratio.ToString("F4", CultureInfo.InvariantCulture), b.Strategy, b.Rate.ToString(CultureInfo.InvariantCulture)]));
         return new ReportSection("Expert pruning: frequency-guided vs random vs layer-wise", Reading(), [Path.Combine(folder, SummaryImage)], table);
     }
 

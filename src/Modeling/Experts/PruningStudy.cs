@@ -3,8 +3,12 @@ using Babel.Storage;
 
 namespace Babel.Modeling.Experts;
 
-/// <summary>What a pruning evaluation scores: rates, strategies, languages (null: every language of the run), seeds the random strategy is averaged over, and the split.</summary>
-public sealed record PruningRequest(IReadOnlyList<double> Rates, IReadOnlyList<string> Strategies, IReadOnlyList<string>? Languages, int Seeds, string Split);
+/// <summary>
+/// What a pruning evaluation scores: rates, strategies, languages (null: every language of the run), seeds the random
+/// strategy is averaged over, the split, and the element type the model is scored in (<c>--dtype</c>; a job takes an
+/// explicit type, not auto).
+/// </summary>
+public sealed record PruningRequest(IReadOnlyList<double> Rates, IReadOnlyList<string> Strategies, IReadOnlyList<string>? Languages, int Seeds, string Split, string Dtype = "float32");
 
 /// <summary>One pruning mask of the study: the experts to switch off for a language at a (strategy, rate, seed).</summary>
 public sealed record PruningMask(string Language, string Strategy, double Rate, long Seed, string Pruned);
@@ -21,6 +25,7 @@ public static class PruningStudy
     /// <summary>Checks what a user can get wrong in <paramref name="request"/>, with one sentence each; <paramref name="experts"/> (per layer), when known, bounds the rates.</summary>
     public static void Validate(PruningRequest request, int? experts = null)
     {
+        Checkpoints.ModelDtypes.ParseForJob(request.Dtype);
         if (request.Seeds < 1) throw new UserInputException("--seeds must be at least 1.");
         if (request.Strategies.Count == 0) throw new UserInputException("--strategies names no strategy.");
         foreach (var strategy in request.Strategies) ExpertPruning.RequireStrategy(strategy);

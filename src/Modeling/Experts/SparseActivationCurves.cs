@@ -11,8 +11,12 @@ namespace Babel.Modeling.Experts;
 /// <summary>Held-out perplexity of one language with every expert, and with top-K experts per router (K → perplexity).</summary>
 public sealed record LanguageSparseCurves(string Language, double Dense, IReadOnlyDictionary<string, IReadOnlyDictionary<int, double>> Routers);
 
-/// <summary>Measured forward speed of the dense model and of centroid-routed sparse computation at each K, on this machine.</summary>
-public sealed record SparseSpeed(double DenseTokensPerSecond, IReadOnlyDictionary<int, double> CentroidTokensPerSecond, string Machine);
+/// <summary>
+/// Measured forward speed of the dense model and of centroid-routed sparse computation at each K, on this machine, and of
+/// frequency-routed computation (one language's static top-K experts, the first language of the study) when it was scored.
+/// </summary>
+public sealed record SparseSpeed(double DenseTokensPerSecond, IReadOnlyDictionary<int, double> CentroidTokensPerSecond, string Machine,
+    IReadOnlyDictionary<int, double>? FrequencyTokensPerSecond = null);
 
 /// <summary>
 /// <c>babel sparse</c>'s result (<c>sparse.json</c>, <c>sparse.md</c>, <c>sparse.png</c>): perplexity against the fraction
@@ -40,6 +44,10 @@ public sealed record SparseActivationCurves(string Model, string Split, int Expe
         }
         var speeds = string.Join(", ", TopK.Select(k => string.Create(CultureInfo.InvariantCulture, $"K={k} {Speed.CentroidTokensPerSecond[k] / Speed.DenseTokensPerSecond:F2}×")));
         parts.Add($"measured forward speed of centroid-routed sparse computation vs dense: {speeds}");
+        if (Speed.FrequencyTokensPerSecond is { } frequency)
+        {
+            parts.Add("of frequency-routed computation: " + string.Join(", ", TopK.Select(k => string.Create(CultureInfo.InvariantCulture, $"K={k} {frequency[k] / Speed.DenseTokensPerSecond:F2}×"))));
+        }
         var sentence = string.Join("; ", parts) + ".";
         return char.ToUpperInvariant(sentence[0]) + sentence[1..];
     }
@@ -64,6 +72,7 @@ public sealed record SparseActivationCurves(string Model, string Split, int Expe
         }
         text.Append(CultureInfo.InvariantCulture, $"\nForward speed on {Speed.Machine}: dense {Speed.DenseTokensPerSecond:N0} tokens/s");
         foreach (var k in TopK) text.Append(CultureInfo.InvariantCulture, $"; centroid K={k} {Speed.CentroidTokensPerSecond[k]:N0} tokens/s");
+        foreach (var k in Speed.FrequencyTokensPerSecond is null ? [] : TopK) text.Append(CultureInfo.InvariantCulture, $"; frequency K={k} {Speed.FrequencyTokensPerSecond![k]:N0} tokens/s");
         return text.Append(".\n").ToString();
     }
 
@@ -88,12 +97,14 @@ public sealed record SparseActivationCurves(string Model, string Split, int Expe
     /// <summary>The report section: the perplexity-vs-compute plot and the measured speeds; <paramref name="folder"/> is relative to the run.</summary>
     public ReportSection Section(string folder)
     {
-        var table = HtmlTable.Of(["K", "compute kept", .. Routers.Select(r => $"{r}: perplexity / dense"), "centroid: forward speed / dense"],
+        var frequency = Speed.FrequencyTokensPerSecond;
+        var table = HtmlTable.Of(["K", "compute kept", .. Routers.Select(r => $"{r}: perplexity / dense"), "centroid: forward speed / dense", .. frequency is null ? Array.Empty<string>() : ["frequency: forward speed / dense"]],
             TopK.Select(k => (IEnumerable<string>)
             [
                 k.ToString(CultureInfo.InvariantCulture), ((double)k / Experts).ToString("P0", CultureInfo.InvariantCulture),
                 .. Routers.Select(r => string.Create(CultureInfo.InvariantCulture, $"{MeanRatio(r, k):F3}×")),
                 string.Create(CultureInfo.InvariantCulture, $"{Speed.CentroidTokensPerSecond[k] / Speed.DenseTokensPerSecond:F2}×"),
+                .. frequency is null ? Array.Empty<string>() : [string.Create(CultureInfo.InvariantCulture, $"{frequency[k] / Speed.DenseTokensPerSecond:F2}×")],
             ]));
         table += string.Create(CultureInfo.InvariantCulture, $"<p>Dense forward: {Speed.DenseTokensPerSecond:N0} tokens/s on {System.Net.WebUtility.HtmlEncode(Speed.Machine)}.</p>");
         return new ReportSection("Sparse activation: top-K experts per token", Reading(), [Path.Combine(folder, Image)], table);

@@ -3,8 +3,11 @@ using Babel.Storage;
 
 namespace Babel.Modeling.Experts;
 
-/// <summary>What a sparse-activation study scores: the K of top-K, the routers, the languages and the split.</summary>
-public sealed record SparseRequest(IReadOnlyList<int> TopK, IReadOnlyList<string> Routers, IReadOnlyList<string> Languages, string Split);
+/// <summary>What a sparse-activation study scores: the K of top-K, the routers, the languages, the split, and the element type the model is scored in (<c>--dtype</c>; a job takes an explicit type, not auto).</summary>
+public sealed record SparseRequest(IReadOnlyList<int> TopK, IReadOnlyList<string> Routers, IReadOnlyList<string> Languages, string Split, string Dtype = "float32");
+
+/// <summary>The frequency router's static choice for one (language, K): the experts it switches off, encoded as <see cref="ExpertVariant.Encode"/> does.</summary>
+public sealed record FrequencyRouterMask(string Language, int TopK, string Pruned);
 
 /// <summary>
 /// The sparse-activation study: every language scored with all experts and with only the top-K experts per token for
@@ -15,10 +18,11 @@ public static class SparseActivationStudy
     /// <summary>Checks what a user can get wrong in <paramref name="request"/>, with one sentence each; <paramref name="experts"/> (per layer of <paramref name="model"/>), when known, bounds K.</summary>
     public static void Validate(SparseRequest request, int? experts, string model)
     {
+        Checkpoints.ModelDtypes.ParseForJob(request.Dtype);
         if (request.Routers.Count == 0) throw new UserInputException("--routers names no router.");
         foreach (var router in request.Routers)
         {
-            if (!SparseExpertActivation.Routers.Contains(router)) throw new UserInputException($"Unknown router '{router}'; use {string.Join(" or ", SparseExpertActivation.Routers)}.");
+            if (!SparseExpertActivation.Routers.Contains(router)) throw new UserInputException($"Unknown router '{router}'; use {string.Join(", ", SparseExpertActivation.Routers)}.");
         }
         if (request.TopK.Count == 0) throw new UserInputException("--top-k names no K.");
         foreach (var k in request.TopK)
@@ -33,10 +37,36 @@ public static class SparseActivationStudy
 
     public static string DenseName(string language, int experts) => VariantName(language, "dense", experts);
 
-    /// <summary>The variants scored on <paramref name="language"/>: all experts, then every router at every K.</summary>
-    public static IEnumerable<ExpertVariant> Variants(string language, SparseRequest request, int experts) =>
-        request.Routers.SelectMany(router => request.TopK.Select(k => ExpertVariant.Routed(VariantName(language, router, k), router, k)))
+    /// <summary>
+    /// The frequency router's experts for a language at K: pruned[layer][expert] switches off all but the K experts the
+    /// language activates most often in that layer, i.e. frequency-guided pruning of E − K experts per layer
+    /// (<see cref="ExpertPruning.LeastFrequent"/>; ties: the lower expert id is switched off first).
+    /// </summary>
+    public static bool[][] FrequencyPruned(double[][] frequencies, int k) =>
+        [.. frequencies.Select(layer => ExpertPruning.LeastFrequent(layer, layer.Length - k))];
+
+    /// <summary>The frequency router's mask of every (language, K) of the request, from the languages' frequencies in <paramref name="profile"/>.</summary>
+    public static IReadOnlyList<FrequencyRouterMask> FrequencyMasks(ActivationProfile profile, SparseRequest request) =>
+    [
+        .. from language in request.Languages
+           from k in request.TopK
+           select new FrequencyRouterMask(language, k, ExpertVariant.Encode(FrequencyPruned(ExpertPruning.Frequencies(profile, language), k))),
+    ];
+
+    /// <summary>
+    /// The variants scored on <paramref name="language"/>: all experts, then every router at every K; the frequency router
+    /// takes its mask from <paramref name="masks"/>.
+    /// </summary>
+    public static IEnumerable<ExpertVariant> Variants(string language, SparseRequest request, int experts, IReadOnlyList<FrequencyRouterMask>? masks = null) =>
+        request.Routers.SelectMany(router => request.TopK.Select(k => router == SparseExpertActivation.FrequencyRouter
+                ? ExpertVariant.Routed(VariantName(language, router, k), router, k) with { Pruned = MaskOf(masks, language, k).Pruned }
+                : ExpertVariant.Routed(VariantName(language, router, k), router, k)))
             .Prepend(ExpertVariant.Dense(DenseName(language, experts)));
+
+    /// <summary>The frequency router's mask of (language, K), or one sentence when the study has none.</summary>
+    public static FrequencyRouterMask MaskOf(IReadOnlyList<FrequencyRouterMask>? masks, string language, int k) =>
+        masks?.FirstOrDefault(m => m.Language == language && m.TopK == k)
+        ?? throw new UserInputException($"The frequency router has no experts for {language} at K={k}; it needs a profiling run of the model (--run).");
 
     /// <summary>The curves of a scored study; <paramref name="perplexityOf"/> gives a variant's perplexity by name.</summary>
     public static SparseActivationCurves Curves(string model, int experts, SparseRequest request, Func<string, double> perplexityOf, SparseSpeed speed) =>

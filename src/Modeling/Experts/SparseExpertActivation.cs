@@ -6,36 +6,64 @@ using F = TorchSharp.torch.nn.functional;
 namespace Babel.Modeling.Experts;
 
 /// <summary>
-/// Sparse activation of a MoEfied model: every token runs only the <see cref="TopK"/> experts a router picks in
-/// each layer. Routers:
+/// Sparse activation of a MoEfied model: every token runs only <see cref="TopK"/> experts per layer. Routers:
 /// <list type="bullet">
-/// <item><c>centroid</c>: MoEfication's parameter-centre routing, score = h · c_e with c_e the mean gate_proj row of
-/// expert e (equal to the mean gate pre-activation of its neurons). It is computed before the FFN, so
-/// <see cref="ComputeFeedForward"/> runs only the chosen experts' rows: this is the path whose speed is measured.</item>
+/// <item><c>centroid</c>: the partition's centroids. MoEfication clusters each neuron's L2-normalised
+/// [gate_proj row ‖ up_proj row]; the centroid of expert e is the mean of its neurons' points, split into its gate half
+/// c_g,e and up half c_u,e. The score of e for the FFN input h is |SiLU(h·c_g,e) · (h·c_u,e)|, the activation of the
+/// expert's "centroid neuron". MoEfication's parameter-centre selection is for ReLU FFNs (the normalised input's
+/// distance to the centre of normalised W1 rows); this SwiGLU reading is Babel's own.</item>
+/// <item><c>frequency</c>: "leveraging the differences in expert activation frequencies to guide sparse activation"
+/// (Unraveling Babel): each language keeps its own <see cref="TopK"/> most frequently activated experts per layer, from
+/// the profiling run, for every token of that language: a static mask, computed as a smaller FFN.</item>
 /// <item><c>oracle</c>: the experts with the largest summed |activation| for that token, known only after the dense
-/// FFN: the upper bound on what a router can keep, with no compute saved.</item>
+/// FFN: the upper bound on what a per-token router can keep, with no compute saved.</item>
+/// <item><c>gate-mean</c>: Babel's earlier router, h·(mean raw gate_proj row of e) = the mean gate pre-activation of
+/// e's neurons; kept for comparison.</item>
 /// </list>
-/// <see cref="OnIntermediate"/> applies the same choice as a per-token mask (the KV-cache decoder's path and the
-/// reference the sparse computation is tested against).
+/// The centroid, gate-mean and frequency routers choose before the FFN, so <see cref="ComputeFeedForward"/> runs only
+/// the chosen experts' rows: this is the path whose speed is measured. <see cref="OnIntermediate"/> applies the same
+/// choice as a mask on the dense FFN (the KV-cache decoder's path and the path of a biased FFN).
 /// </summary>
 public sealed class SparseExpertActivation : IFeedForwardHook, IDisposable
 {
     public const string CentroidRouter = "centroid";
+    public const string FrequencyRouter = "frequency";
     public const string OracleRouter = "oracle";
-    public static IReadOnlyList<string> Routers { get; } = [CentroidRouter, OracleRouter];
+    public const string GateMeanRouter = "gate-mean";
+    /// <summary>Every router <see cref="SparseExpertActivation"/> accepts.</summary>
+    public static IReadOnlyList<string> Routers { get; } = [CentroidRouter, FrequencyRouter, OracleRouter, GateMeanRouter];
+    /// <summary>What <c>babel sparse</c> scores by default (frequency only with a profiling run).</summary>
+    public static IReadOnlyList<string> DefaultRouters { get; } = [CentroidRouter, FrequencyRouter, OracleRouter];
 
     private readonly ExpertPartition _partition;
     private readonly Tensor[] _order;
     private readonly Tensor[] _inverseOrder;
-    // Per layer, by expert: gate and up rows [E, n, d], down_proj columns as rows [E, n, d], centroids [d, E].
-    private readonly Tensor[] _gate;
-    private readonly Tensor[] _up;
-    private readonly Tensor[] _down;
-    private readonly Tensor[] _centroids;
+    // Per-token routers computed sparsely: per layer, by expert, gate and up rows [E, n, d] and down_proj columns as rows [E, n, d].
+    private readonly Tensor[] _gate = [];
+    private readonly Tensor[] _up = [];
+    private readonly Tensor[] _down = [];
+    // Router weights [d, E]: the centroid's gate and up halves, or the mean raw gate row (gate-mean, in _centroidGate).
+    private readonly Tensor[] _centroidGate = [];
+    private readonly Tensor[] _centroidUp = [];
+    // Centroid scores from the dense FFN's projections: 1 / ‖[gate row ‖ up row]‖ per neuron [E, n], and the biases [E, n].
+    private readonly Tensor[] _inverseNorm = [];
+    private readonly Tensor?[] _gateBias = [];
+    private readonly Tensor?[] _upBias = [];
+    // Frequency router: the kept experts' gate and up rows [k·n, d], down_proj columns [d, k·n], and the 0/1 mask [E, 1].
+    private readonly Tensor[] _keptGate = [];
+    private readonly Tensor[] _keptUp = [];
+    private readonly Tensor[] _keptDown = [];
+    private readonly Tensor[] _keep = [];
 
-    public SparseExpertActivation(CausalLanguageModel model, ExpertPartition partition, int topK, string router)
+    /// <param name="model">The dense model the partition was made for.</param>
+    /// <param name="partition">Its expert partition (experts.json).</param>
+    /// <param name="topK">Experts each token runs per layer.</param>
+    /// <param name="router">One of <see cref="Routers"/>.</param>
+    /// <param name="pruned">For the frequency router only: pruned[layer][expert], exactly E − <paramref name="topK"/> true per layer.</param>
+    public SparseExpertActivation(CausalLanguageModel model, ExpertPartition partition, int topK, string router, bool[][]? pruned = null)
     {
-        if (!Routers.Contains(router)) throw new UserInputException($"Unknown router '{router}'; use {string.Join(" or ", Routers)}.");
+        if (!Routers.Contains(router)) throw new UserInputException($"Unknown router '{router}'; use {string.Join(", ", Routers)}.");
         if (topK < 1 || topK > partition.Experts)
         {
             throw new UserInputException($"Top-k {topK} is outside 1..{partition.Experts}, the experts per layer.");
@@ -44,27 +72,59 @@ public sealed class SparseExpertActivation : IFeedForwardHook, IDisposable
         {
             throw new UserInputException("The expert partition does not fit the model; run 'babel moefy' for this model.");
         }
+        if ((router == FrequencyRouter) != (pruned is not null)) throw new ArgumentException("Only the frequency router takes a static mask, and it needs one.", nameof(pruned));
+        if (pruned is not null && (pruned.Length != partition.Layers || pruned.Any(l => l.Length != partition.Experts || l.Count(p => !p) != topK)))
+        {
+            throw new ArgumentException($"The frequency router's mask must keep {topK} of {partition.Experts} experts in each of {partition.Layers} layers.", nameof(pruned));
+        }
         (_partition, TopK, Router) = (partition, topK, router);
-        var orders = partition.NeuronOrder();
-        var (experts, neurons) = (partition.Experts, partition.NeuronsPerExpert);
+        var (experts, neurons, layers) = (partition.Experts, partition.NeuronsPerExpert, partition.Layers);
         using var guard = no_grad();
         using var scope = NewDisposeScope();
-        _order = [.. orders.Select(o => tensor(o).MoveToOuterDisposeScope())];
+        _order = [.. partition.NeuronOrder().Select(o => tensor(o).MoveToOuterDisposeScope())];
         _inverseOrder = [.. partition.InverseNeuronOrder().Select(o => tensor(o).MoveToOuterDisposeScope())];
-        // Per-expert weight copies serve only the centroid router's sparse computation; the oracle masks the dense FFN.
-        var copies = router == CentroidRouter ? partition.Layers : 0;
-        _gate = new Tensor[copies];
-        _up = new Tensor[copies];
-        _down = new Tensor[copies];
-        _centroids = new Tensor[copies];
-        for (var layer = 0; layer < copies; layer++)
+        Tensor Keep(Tensor t) => t.contiguous().MoveToOuterDisposeScope();
+        Tensor ByExpert(Tensor rows, int layer) => rows.index_select(0, _order[layer]).reshape(experts, neurons, -1);
+        if (router is CentroidRouter or GateMeanRouter)
         {
-            var mlp = model.Layers[layer].Mlp;
-            var hidden = model.Config.HiddenSize;
-            _gate[layer] = mlp.GateProj.weight!.index_select(0, _order[layer]).reshape(experts, neurons, hidden).contiguous().MoveToOuterDisposeScope();
-            _up[layer] = mlp.UpProj.weight!.index_select(0, _order[layer]).reshape(experts, neurons, hidden).contiguous().MoveToOuterDisposeScope();
-            _down[layer] = mlp.DownProj.weight!.t().index_select(0, _order[layer]).reshape(experts, neurons, hidden).contiguous().MoveToOuterDisposeScope();
-            _centroids[layer] = _gate[layer].mean([1]).t().contiguous().MoveToOuterDisposeScope();
+            (_gate, _up, _down, _centroidGate) = (new Tensor[layers], new Tensor[layers], new Tensor[layers], new Tensor[layers]);
+            if (router == CentroidRouter) (_centroidUp, _inverseNorm, _gateBias, _upBias) = (new Tensor[layers], new Tensor[layers], new Tensor?[layers], new Tensor?[layers]);
+            for (var layer = 0; layer < layers; layer++)
+            {
+                var mlp = model.Layers[layer].Mlp;
+                var (gate, up) = (mlp.GateProj.weight!, mlp.UpProj.weight!);
+                _gate[layer] = Keep(ByExpert(gate, layer));
+                _up[layer] = Keep(ByExpert(up, layer));
+                _down[layer] = Keep(ByExpert(mlp.DownProj.weight!.t(), layer));
+                if (router == GateMeanRouter)
+                {
+                    _centroidGate[layer] = Keep(_gate[layer].mean([1]).t());
+                    continue;
+                }
+                // The very points k-means clustered (MoEfication.LayerRows), averaged per expert.
+                var centroids = ByExpert(MoEfication.LayerRows(model, layer), layer).mean([1]).to_type(gate.dtype);
+                var hidden = gate.shape[1];
+                _centroidGate[layer] = Keep(centroids.narrow(1, 0, hidden).t());
+                _centroidUp[layer] = Keep(centroids.narrow(1, hidden, hidden).t());
+                var norms = cat([gate, up], dim: 1).to_type(ScalarType.Float32).norm(1).clamp_min(1e-12);
+                _inverseNorm[layer] = Keep(ByExpert(norms.reciprocal().unsqueeze(1), layer).squeeze(-1).to_type(gate.dtype));
+                _gateBias[layer] = mlp.GateProj.bias is { } gb ? Keep(ByExpert(gb.unsqueeze(1), layer).squeeze(-1)) : null;
+                _upBias[layer] = mlp.UpProj.bias is { } ub ? Keep(ByExpert(ub.unsqueeze(1), layer).squeeze(-1)) : null;
+            }
+        }
+        if (pruned is not null)
+        {
+            (_keptGate, _keptUp, _keptDown, _keep) = (new Tensor[layers], new Tensor[layers], new Tensor[layers], new Tensor[layers]);
+            for (var layer = 0; layer < layers; layer++)
+            {
+                var mlp = model.Layers[layer].Mlp;
+                var expertOf = partition.ExpertOfNeuron[layer];
+                var kept = tensor(Enumerable.Range(0, partition.IntermediateSize).Where(n => !pruned[layer][expertOf[n]]).Select(n => (long)n).ToArray());
+                _keptGate[layer] = Keep(mlp.GateProj.weight!.index_select(0, kept));
+                _keptUp[layer] = Keep(mlp.UpProj.weight!.index_select(0, kept));
+                _keptDown[layer] = Keep(mlp.DownProj.weight!.index_select(1, kept));
+                _keep[layer] = Keep(tensor(pruned[layer].Select(p => p ? 0f : 1f).ToArray()).reshape(experts, 1));
+            }
         }
     }
 
@@ -80,21 +140,56 @@ public sealed class SparseExpertActivation : IFeedForwardHook, IDisposable
         var shape = (long[])[.. leading, _partition.Experts, _partition.NeuronsPerExpert];
         var order = _order[layer].to(intermediate.device);
         var grouped = intermediate.index_select(-1, order).reshape(shape);
-        var scores = Router == OracleRouter
-            ? grouped.abs().sum([-1])
-            : gate.index_select(-1, order).reshape(shape).mean([-1]);
-        var chosen = scores.topk(TopK, dim: -1).indexes;
-        var keep = zeros_like(scores).scatter_(-1, chosen, ones(chosen.shape, scores.dtype, scores.device));
-        return (grouped * keep.unsqueeze(-1)).reshape([.. leading, _partition.IntermediateSize]).index_select(-1, _inverseOrder[layer].to(intermediate.device));
+        Tensor keep;
+        if (Router == FrequencyRouter)
+        {
+            keep = _keep[layer].to(intermediate.dtype, intermediate.device);
+        }
+        else
+        {
+            var scores = Router switch
+            {
+                OracleRouter => grouped.abs().sum([-1]),
+                GateMeanRouter => gate.index_select(-1, order).reshape(shape).mean([-1]),
+                _ => CentroidScores(layer, gate.index_select(-1, order).reshape(shape), grouped),
+            };
+            var chosen = scores.topk(TopK, dim: -1).indexes;
+            keep = zeros_like(scores).scatter_(-1, chosen, ones(chosen.shape, scores.dtype, scores.device)).unsqueeze(-1);
+        }
+        return (grouped * keep).reshape([.. leading, _partition.IntermediateSize]).index_select(-1, _inverseOrder[layer].to(intermediate.device));
     }
 
-    /// <summary>Centroid routing computed sparsely: per expert, only the tokens routed to it go through its rows.</summary>
+    /// <summary>
+    /// The centroid scores from the dense FFN's gate pre-activation and SiLU(gate)·up, by expert [.., E, n]: h·c_g,e is the mean
+    /// over e's neurons of (gate − bias) / ‖[g ‖ u]‖, and likewise for up, recovered as intermediate / SiLU(gate) (a neuron
+    /// whose SiLU is exactly 0 adds 0 to h·c_u,e here).
+    /// </summary>
+    private Tensor CentroidScores(int layer, Tensor gate, Tensor intermediate)
+    {
+        var device = intermediate.device;
+        var silu = F.silu(gate);
+        var up = where(silu.ne(0), intermediate / silu, zeros_like(silu));
+        if (_gateBias[layer] is { } gb) gate = gate - gb.to(device);
+        if (_upBias[layer] is { } ub) up = up - ub.to(device);
+        var inverse = _inverseNorm[layer].to(gate.dtype, device);
+        return (F.silu((gate * inverse).mean([-1])) * (up * inverse).mean([-1])).abs();
+    }
+
+    /// <summary>Routing computed sparsely: per expert, only the tokens routed to it go through its rows; the frequency router runs the kept rows only.</summary>
     public Tensor? ComputeFeedForward(int layer, FeedForward feedForward, Tensor hidden)
     {
         // The sparse path multiplies weights only; a biased FFN (mlp_bias) takes the dense, masked path.
-        if (Router != CentroidRouter || feedForward.GateProj.bias is not null) return null;
+        if (Router == OracleRouter || feedForward.GateProj.bias is not null) return null;
         var x = hidden.reshape(-1, hidden.shape[^1]);
-        var chosen = x.mm(_centroids[layer]).topk(TopK, dim: -1).indexes;
+        if (Router == FrequencyRouter)
+        {
+            var kept = F.silu(x.mm(_keptGate[layer].t())) * x.mm(_keptUp[layer].t());
+            return kept.mm(_keptDown[layer].t()).reshape(hidden.shape);
+        }
+        var scores = Router == GateMeanRouter
+            ? x.mm(_centroidGate[layer])
+            : (F.silu(x.mm(_centroidGate[layer])) * x.mm(_centroidUp[layer])).abs();
+        var chosen = scores.topk(TopK, dim: -1).indexes;
         var output = zeros_like(x);
         for (var expert = 0; expert < _partition.Experts; expert++)
         {
@@ -109,6 +204,7 @@ public sealed class SparseExpertActivation : IFeedForwardHook, IDisposable
 
     public void Dispose()
     {
-        foreach (var t in _order.Concat(_inverseOrder).Concat(_gate).Concat(_up).Concat(_down).Concat(_centroids)) t.Dispose();
+        foreach (var t in _order.Concat(_inverseOrder).Concat(_gate).Concat(_up).Concat(_down).Concat(_centroidGate).Concat(_centroidUp).Concat(_inverseNorm)
+            .Concat(_gateBias.OfType<Tensor>()).Concat(_upBias.OfType<Tensor>()).Concat(_keptGate).Concat(_keptUp).Concat(_keptDown).Concat(_keep)) t.Dispose();
     }
 }

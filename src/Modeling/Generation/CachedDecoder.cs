@@ -7,20 +7,19 @@ using static TorchSharp.torch;
 namespace Babel.Modeling.Generation;
 
 /// <summary>
-/// Decodes one token per row per step against a <see cref="KeyValueCache"/>. Batch-1 decoding is bound by the
-/// number of torch calls per step (each costs microseconds), so the weights are rearranged once, at construction:
-/// RMSNorm gains folded into the following projections, q/k/v fused into one matrix that also yields the
-/// rotate-half of q and k (so rotary embedding is one multiply-add), gate/up fused, all pre-transposed for
-/// <c>addmm</c> with the residual, and each query-head group attends to its shared key/value head without copies.
-/// Valid only while the model's weights do not change. A bfloat16 or float16 model decodes in its own type, with each
-/// RMSNorm computed in float32 (as the full forward does) and float32 logits. A float32 step of a single row without a hook
-/// runs in managed SIMD code (<see cref="SingleRowStep"/>) over the same weights, as [out, in] rows.
+/// Decodes one token per row per step against a <see cref="KeyValueCache"/>, reading the model's own parameters in place
+/// (no copy: a large checkpoint decodes in the memory its weights take): the fused q/k/v and gate/up rows, each residual
+/// update one <c>addmm</c>, rotary embedding as x·cos + swap-halves(x)·(±sin) over q and k at once, and each query-head group
+/// attending to its shared key/value head without copies. A bfloat16 or float16 model decodes in its own type, with each
+/// RMSNorm computed in float32 and rounded before its gain (as the full forward does) and float32 logits. A float32 step of
+/// a single row without a hook runs in managed SIMD code (<see cref="SingleRowStep"/>) over the same weights.
 /// </summary>
 public sealed unsafe class CachedDecoder : IDisposable
 {
     private readonly LayerWeights[] _layers;
     private readonly Tensor _embedding;
     private readonly Tensor _head;
+    private readonly Tensor _finalGain;
     private readonly Tensor _rotaryTable;
     private readonly Tensor _slot;
     private readonly int _heads, _keyValueHeads, _headDim, _queryWidth, _keyWidth;
@@ -53,20 +52,19 @@ public sealed unsafe class CachedDecoder : IDisposable
         _epsilon = full(1, 1, config.RmsNormEps);
         using var guard = no_grad();
         using var scope = NewDisposeScope();
-        _layers = [.. model.Layers.Select(layer => Fuse(layer).MoveToOuterDisposeScope())];
-        _embedding = model.EmbedTokens.detach().MoveToOuterDisposeScope();
-        _head = (model.LmHead * model.Norm.Weight).contiguous().MoveToOuterDisposeScope();
+        _layers = [.. model.Layers.Select(layer => Weights(layer).MoveToOuterDisposeScope())];
+        _embedding = InPlace(model.EmbedTokens).MoveToOuterDisposeScope();
+        _head = InPlace(model.LmHead).MoveToOuterDisposeScope();
+        _finalGain = InPlace(model.Norm.Weight).MoveToOuterDisposeScope();
         _vocab = config.VocabSize;
-        // Per position: cos and sin tiled over the q heads then the k heads, side by side.
-        int qHeads = _heads, kHeads = _keyValueHeads;
-        _rotaryTable = cat([model.Rotary.Cos.repeat(1, qHeads + kHeads), model.Rotary.Sin.repeat(1, qHeads + kHeads)], dim: 1)
-            .to_type(_dtype).contiguous().MoveToOuterDisposeScope();
+        // Per position: cos and the signed sin, tiled over the q heads then the k heads, side by side.
+        _rotaryTable = RotaryRows(model.Rotary.Cos, model.Rotary.Sin).to_type(_dtype).contiguous().MoveToOuterDisposeScope();
         _slot = zeros(1, ScalarType.Int64).MoveToOuterDisposeScope();
         // The managed step needs each weight's address, which TorchSharp gives as a span: below 2 GB, on the CPU.
         var addressable = _dtype == ScalarType.Float32 && !_rotary.IsDynamic && _embedding.device_type == DeviceType.CPU
-            && new[] { _embedding, _head, _rotaryTable }.Concat(_layers.SelectMany(w => w.Tensors)).All(t => t.is_contiguous() && t.NumberOfElements * t.ElementSize < int.MaxValue);
-        _rowLayers = !addressable ? [] : [.. _layers.Select(w => new SingleRowStep.Layer(Pointer(w.Qkv), Pointer(w.QkvBias), Pointer(w.Output), Pointer(w.GateUp), Pointer(w.GateUpBias),
-            Pointer(w.Down), Pointer(w.DownBias)))];
+            && new[] { _embedding, _head, _finalGain, _rotaryTable }.Concat(_layers.SelectMany(w => w.Tensors)).All(t => t.is_contiguous() && t.NumberOfElements * t.ElementSize < int.MaxValue);
+        _rowLayers = !addressable ? [] : [.. _layers.Select(w => new SingleRowStep.Layer(Pointer(w.InputGain), Pointer(w.Qkv), Pointer(w.QkvBias), Pointer(w.Output),
+            Pointer(w.PostAttentionGain), Pointer(w.GateUp), Pointer(w.GateUpBias), Pointer(w.Down), Pointer(w.DownBias)))];
         if (addressable)
         {
             _row = new SingleRowStep(config.HiddenSize, _heads, _keyValueHeads, _headDim, _intermediate, _window, _vocab, config.RmsNormEps, Runtime.TorchRuntime.Threads);
@@ -78,39 +76,34 @@ public sealed unsafe class CachedDecoder : IDisposable
 
     private static void* Address(Tensor tensor) => Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
 
-    private LayerWeights Fuse(DecoderLayer layer)
+    /// <summary>A parameter as a tensor sharing its storage (a copy only if it is not contiguous, which a loaded model never is).</summary>
+    private static Tensor InPlace(Tensor parameter) => parameter.detach().contiguous();
+
+    private static LayerWeights Weights(DecoderLayer layer)
     {
-        var attention = layer.SelfAttn;
-        var inputGain = layer.InputLayernorm.Weight;
-        Tensor RotateHalfRows(Tensor weight, int heads)
-        {
-            // rotate_half(W x) = (R W) x with R acting within each head: rows [second half negated, first half].
-            var perHead = weight.reshape(heads, _headDim, -1);
-            var half = _headDim / 2;
-            return cat([perHead.narrow(1, half, half).neg(), perHead.narrow(1, 0, half)], dim: 1).reshape(heads * _headDim, -1);
-        }
-        Tensor Bias(Tensor? bias, int heads) => bias is null ? zeros(heads * _headDim) : bias.detach();
-        var wq = attention.QProj.weight!.detach();
-        var wk = attention.KProj.weight!.detach();
-        var qkv = cat([wq, wk, attention.VProj.weight!.detach(), RotateHalfRows(wq, _heads), RotateHalfRows(wk, _keyValueHeads)], dim: 0);
-        Tensor? qkvBias = null;
-        if (attention.QProj.bias is not null)
-        {
-            var bq = Bias(attention.QProj.bias, _heads).unsqueeze(1);
-            var bk = Bias(attention.KProj.bias, _keyValueHeads).unsqueeze(1);
-            qkvBias = cat([bq, bk, Bias(attention.VProj.bias, _keyValueHeads).unsqueeze(1), RotateHalfRows(bq, _heads), RotateHalfRows(bk, _keyValueHeads)], dim: 0).squeeze(1);
-        }
-        var mlp = layer.Mlp;
-        var gateUp = cat([mlp.GateProj.weight!.detach(), mlp.UpProj.weight!.detach()], dim: 0) * layer.PostAttentionLayernorm.Weight;
-        var gateUpBias = mlp.GateProj.bias is null ? null : cat([mlp.GateProj.bias.detach(), mlp.UpProj.bias!.detach()], dim: 0);
+        var (attention, mlp) = (layer.SelfAttn, layer.Mlp);
         return new LayerWeights(
-            (qkv * inputGain).contiguous(),
-            qkvBias?.contiguous(),
-            attention.OProj.weight!.detach().contiguous(),
-            gateUp.contiguous(),
-            gateUpBias?.contiguous(),
-            mlp.DownProj.weight!.detach().contiguous(),
-            mlp.DownProj.bias?.detach().clone());
+            InPlace(layer.InputLayernorm.Weight),
+            InPlace(attention.QkvProj.weight!),
+            attention.QkvProj.bias is { } qkvBias ? InPlace(qkvBias) : null,
+            InPlace(attention.OProj.weight!),
+            InPlace(layer.PostAttentionLayernorm.Weight),
+            InPlace(mlp.GateUpProj.weight!),
+            mlp.GateUpProj.bias is { } gateUpBias ? InPlace(gateUpBias) : null,
+            InPlace(mlp.DownProj.weight!),
+            mlp.DownProj.bias is { } downBias ? InPlace(downBias) : null);
+    }
+
+    /// <summary>
+    /// [positions, 2 · (q and k widths)]: cos, then sin with each head's first half negated, tiled over the q heads then the
+    /// k heads, so that rotate_half(x)·sin = swap-halves(x)·signed sin.
+    /// </summary>
+    private Tensor RotaryRows(Tensor cos, Tensor sin)
+    {
+        var half = _headDim / 2;
+        var signedSin = cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], dim: -1);
+        var heads = _heads + _keyValueHeads;
+        return cat([cos.repeat(1, heads), signedSin.repeat(1, heads)], dim: 1);
     }
 
     /// <summary>
@@ -134,11 +127,13 @@ public sealed unsafe class CachedDecoder : IDisposable
         for (var i = 0; i < _layers.Length; i++)
         {
             var w = _layers[i];
-            var projected = w.QkvBias is null ? Normalize(x).mm(w.Qkv.t()) : w.QkvBias.addmm(Normalize(x), w.Qkv.t());
+            var normed = Normalize(x, w.InputGain);
+            var projected = w.QkvBias is null ? normed.mm(w.Qkv.t()) : w.QkvBias.addmm(normed, w.Qkv.t());
             var queryKey = projected.narrow(1, 0, rotaryWidth);
             var value = projected.narrow(1, rotaryWidth, _keyWidth);
-            var rotated = projected.narrow(1, rotaryWidth + _keyWidth, rotaryWidth);
-            var roped = (queryKey * cos).addcmul_(rotated, sin, _one);
+            // Each head's halves swapped, [batch, q and k heads, 2, half] flipped on the halves' axis.
+            var swapped = queryKey.reshape(batch, _heads + _keyValueHeads, 2, _headDim / 2).flip(2).reshape(batch, rotaryWidth);
+            var roped = (queryKey * cos).addcmul_(swapped, sin, _one);
             var query = roped.narrow(1, 0, _queryWidth).view(batch, _keyValueHeads, groups, _headDim);
             var keys = cache.Keys[i].index_copy_(2, _slot, roped.narrow(1, _queryWidth, _keyWidth).view(batch, _keyValueHeads, 1, _headDim));
             var values = cache.Values[i].index_copy_(2, _slot, value.view(batch, _keyValueHeads, 1, _headDim));
@@ -148,7 +143,8 @@ public sealed unsafe class CachedDecoder : IDisposable
             var attended = nn.functional.scaled_dot_product_attention(query, keys.narrow(2, start, span - start), values.narrow(2, start, span - start), attn_mask: layerMask);
             x = x.addmm(attended.view(batch, _queryWidth), w.Output.t());
 
-            var gateUp = w.GateUpBias is null ? Normalize(x).mm(w.GateUp.t()) : w.GateUpBias.addmm(Normalize(x), w.GateUp.t());
+            var normedFfn = Normalize(x, w.PostAttentionGain);
+            var gateUp = w.GateUpBias is null ? normedFfn.mm(w.GateUp.t()) : w.GateUpBias.addmm(normedFfn, w.GateUp.t());
             var width = _intermediate[i];
             var gate = gateUp.narrow(1, 0, width);
             var intermediate = nn.functional.silu(gate).mul_(gateUp.narrow(1, width, width));
@@ -156,7 +152,7 @@ public sealed unsafe class CachedDecoder : IDisposable
             x = x.addmm(intermediate, w.Down.t());
             if (w.DownBias is not null) x = x.add_(w.DownBias);
         }
-        var logits = Normalize(x).mm(_head.t());
+        var logits = Normalize(x, _finalGain).mm(_head.t());
         if (_dtype != ScalarType.Float32) logits = logits.to_type(ScalarType.Float32);
         cache.NextPosition.add_(_one);
         cache.Extend();
@@ -186,7 +182,7 @@ public sealed unsafe class CachedDecoder : IDisposable
         if (token < 0 || token >= _vocab) throw new ArgumentOutOfRangeException(nameof(tokens), token, $"A token id must lie in [0, {_vocab}).");
         if (position >= _rotaryTable.shape[0]) throw new InvalidOperationException($"Position {position} is beyond the model's {_rotaryTable.shape[0]} positions.");
         var logits = empty(1, _vocab);
-        _row!.Run(token, position, slot, cache.Capacity, Pointer(_embedding), _rowLayers, Pointer(_rotaryTable), Pointer(_head), Pointer(logits));
+        _row!.Run(token, position, slot, cache.Capacity, Pointer(_embedding), _rowLayers, Pointer(_rotaryTable), Pointer(_finalGain), Pointer(_head), Pointer(logits));
         *positionSlot = position + 1;
         cache.Extend();
         return logits.MoveToOuterDisposeScope();
@@ -202,19 +198,20 @@ public sealed unsafe class CachedDecoder : IDisposable
             if (length > _rotary.OriginalContext)
             {
                 var (c, s) = _rotary.Gather(positions.unsqueeze(1), length);
-                var heads = _heads + _keyValueHeads;
-                return (c.view(-1, _headDim).repeat(1, heads).to_type(_dtype), s.view(-1, _headDim).repeat(1, heads).to_type(_dtype));
+                var rows = RotaryRows(c.view(-1, _headDim), s.view(-1, _headDim)).to_type(_dtype);
+                return (rows.narrow(1, 0, rotaryWidth), rows.narrow(1, rotaryWidth, rotaryWidth));
             }
         }
         var rotary = _rotaryTable.index_select(0, positions);
         return (rotary.narrow(1, 0, rotaryWidth), rotary.narrow(1, rotaryWidth, rotaryWidth));
     }
 
-    private Tensor Normalize(Tensor x)
+    /// <summary>RMSNorm as the model computes it: in float32, rounded to the model's type, then times the gain.</summary>
+    private Tensor Normalize(Tensor x, Tensor gain)
     {
-        if (_dtype == ScalarType.Float32) return x * _epsilon.addmm(x.square(), _meanColumn).rsqrt_();
+        if (_dtype == ScalarType.Float32) return (x * _epsilon.addmm(x.square(), _meanColumn).rsqrt_()).mul_(gain);
         var wide = x.to_type(ScalarType.Float32);
-        return (wide * _epsilon.addmm(wide.square(), _meanColumn).rsqrt_()).to_type(_dtype);
+        return (wide * _epsilon.addmm(wide.square(), _meanColumn).rsqrt_()).to_type(_dtype).mul_(gain);
     }
 
     public void Dispose()
@@ -222,6 +219,7 @@ public sealed unsafe class CachedDecoder : IDisposable
         foreach (var layer in _layers) layer.Dispose();
         _embedding.Dispose();
         _head.Dispose();
+        _finalGain.Dispose();
         _rotaryTable.Dispose();
         _slot.Dispose();
         _epsilon.Dispose();
@@ -229,31 +227,21 @@ public sealed unsafe class CachedDecoder : IDisposable
         _one.Dispose();
     }
 
-    private sealed record LayerWeights(Tensor Qkv, Tensor? QkvBias, Tensor Output, Tensor GateUp, Tensor? GateUpBias, Tensor Down, Tensor? DownBias) : IDisposable
+    /// <summary>One layer's parameters, sharing the model's storage.</summary>
+    private sealed record LayerWeights(Tensor InputGain, Tensor Qkv, Tensor? QkvBias, Tensor Output, Tensor PostAttentionGain, Tensor GateUp, Tensor? GateUpBias,
+        Tensor Down, Tensor? DownBias) : IDisposable
     {
-        public IEnumerable<Tensor> Tensors => new[] { Qkv, QkvBias, Output, GateUp, GateUpBias, Down, DownBias }.OfType<Tensor>();
+        public IEnumerable<Tensor> Tensors => new[] { InputGain, Qkv, QkvBias, Output, PostAttentionGain, GateUp, GateUpBias, Down, DownBias }.OfType<Tensor>();
 
         public LayerWeights MoveToOuterDisposeScope()
         {
-            Qkv.MoveToOuterDisposeScope();
-            QkvBias?.MoveToOuterDisposeScope();
-            Output.MoveToOuterDisposeScope();
-            GateUp.MoveToOuterDisposeScope();
-            GateUpBias?.MoveToOuterDisposeScope();
-            Down.MoveToOuterDisposeScope();
-            DownBias?.MoveToOuterDisposeScope();
+            foreach (var tensor in Tensors) tensor.MoveToOuterDisposeScope();
             return this;
         }
 
         public void Dispose()
         {
-            Qkv.Dispose();
-            QkvBias?.Dispose();
-            Output.Dispose();
-            GateUp.Dispose();
-            GateUpBias?.Dispose();
-            Down.Dispose();
-            DownBias?.Dispose();
+            foreach (var tensor in Tensors) tensor.Dispose();
         }
     }
 }

@@ -33,26 +33,28 @@ internal sealed unsafe class SingleRowStep
         var widest = intermediate.Max();
         _x = new float[hidden];
         _normed = new float[Math.Max(hidden, widest)];
-        _projected = new float[2 * (_queryWidth + _keyWidth) + _keyWidth];
+        _projected = new float[_queryWidth + 2 * _keyWidth];
         _roped = new float[_queryWidth + _keyWidth];
         _attended = new float[_queryWidth];
         _gateUp = new float[2 * widest];
         _activation = new float[widest];
     }
 
-    /// <summary>The weights of one layer as <see cref="CachedDecoder"/> lays them out: [out, in] rows, norm gains folded in.</summary>
-    public struct Layer(float* qkv, float* qkvBias, float* output, float* gateUp, float* gateUpBias, float* down, float* downBias)
+    /// <summary>The parameters of one layer, the model's own: norm gains, and [out, in] rows of the fused q/k/v, o, fused gate/up and down projections.</summary>
+    public struct Layer(float* inputGain, float* qkv, float* qkvBias, float* output, float* postAttentionGain, float* gateUp, float* gateUpBias, float* down, float* downBias)
     {
-        public readonly float* Qkv = qkv, QkvBias = qkvBias, Output = output, GateUp = gateUp, GateUpBias = gateUpBias, Down = down, DownBias = downBias;
+        public readonly float* InputGain = inputGain, Qkv = qkv, QkvBias = qkvBias, Output = output, PostAttentionGain = postAttentionGain,
+            GateUp = gateUp, GateUpBias = gateUpBias, Down = down, DownBias = downBias;
         /// <summary>This layer's cache tensors [1, key/value heads, capacity, head dim].</summary>
         public float* Keys, Values;
     }
 
     /// <summary>
     /// Feeds <paramref name="token"/> at <paramref name="position"/> into cache slot <paramref name="slot"/> of capacity
-    /// <paramref name="capacity"/> and writes the logits into <paramref name="logits"/>.
+    /// <paramref name="capacity"/> and writes the logits into <paramref name="logits"/>. <paramref name="rotaryTable"/> holds per
+    /// position cos, then sin with each head's first half negated, over the q and k heads.
     /// </summary>
-    public void Run(long token, long position, int slot, int capacity, float* embedding, ReadOnlySpan<Layer> layers, float* rotaryTable, float* head, float* logits)
+    public void Run(long token, long position, int slot, int capacity, float* embedding, ReadOnlySpan<Layer> layers, float* rotaryTable, float* finalGain, float* head, float* logits)
     {
         var rotaryWidth = _queryWidth + _keyWidth;
         var cos = rotaryTable + position * 2 * rotaryWidth;
@@ -66,13 +68,21 @@ internal sealed unsafe class SingleRowStep
             for (var i = 0; i < layers.Length; i++)
             {
                 var w = layers[i];
-                Normalize(x, normed);
-                var rows = 2 * rotaryWidth + _keyWidth;
+                Normalize(x, w.InputGain, normed);
+                var rows = rotaryWidth + _keyWidth;
                 MatrixVector(w.Qkv, normed, projected, rows, _hidden, accumulate: false);
                 if (w.QkvBias != null) Add(projected, w.QkvBias, rows);
-                // Rows: q, k, v, then rotate_half(q), rotate_half(k): RoPE is one multiply-add per element.
-                var rotated = projected + rotaryWidth + _keyWidth;
-                for (var j = 0; j < rotaryWidth; j++) roped[j] = projected[j] * cos[j] + rotated[j] * sin[j];
+                // RoPE on q and k: x·cos + rotate_half(x)·sin, rotate_half's sign carried by the table's sin.
+                var half = _headDim / 2;
+                for (var h = 0; h < rotaryWidth; h += _headDim)
+                {
+                    for (var j = 0; j < half; j++)
+                    {
+                        var (a, b) = (h + j, h + half + j);
+                        roped[a] = projected[a] * cos[a] + projected[b] * sin[a];
+                        roped[b] = projected[b] * cos[b] + projected[a] * sin[b];
+                    }
+                }
                 var value = projected + rotaryWidth;
                 for (var h = 0; h < _keyValueHeads; h++)
                 {
@@ -84,7 +94,7 @@ internal sealed unsafe class SingleRowStep
                 Attend(roped, w.Keys, w.Values, attended, start, span, capacity, groups, scale);
                 MatrixVector(w.Output, attended, x, _hidden, _queryWidth, accumulate: true);
 
-                Normalize(x, normed);
+                Normalize(x, w.PostAttentionGain, normed);
                 var width = _intermediate[i];
                 MatrixVector(w.GateUp, normed, gateUp, 2 * width, _hidden, accumulate: false);
                 if (w.GateUpBias != null) Add(gateUp, w.GateUpBias, 2 * width);
@@ -96,7 +106,7 @@ internal sealed unsafe class SingleRowStep
                 MatrixVector(w.Down, activation, x, _hidden, width, accumulate: true);
                 if (w.DownBias != null) Add(x, w.DownBias, _hidden);
             }
-            Normalize(x, normed);
+            Normalize(x, finalGain, normed);
             MatrixVector(head, normed, logits, _vocab, _hidden, accumulate: false);
         }
     }
@@ -133,11 +143,11 @@ internal sealed unsafe class SingleRowStep
         }
     }
 
-    /// <summary>RMSNorm without its gain (folded into the next matrix): x / sqrt(mean(x²) + ε).</summary>
-    private void Normalize(float* x, float* output)
+    /// <summary>RMSNorm: x / sqrt(mean(x²) + ε) times the gain.</summary>
+    private void Normalize(float* x, float* gain, float* output)
     {
         var scale = 1f / MathF.Sqrt(Dot(x, x, _hidden) / _hidden + _epsilon);
-        for (var j = 0; j < _hidden; j++) output[j] = x[j] * scale;
+        for (var j = 0; j < _hidden; j++) output[j] = x[j] * scale * gain[j];
     }
 
     /// <summary>y = W v (or y += W v) for W [rows, columns] row-major; rows split across threads when the product is large.</summary>

@@ -97,8 +97,11 @@ public sealed class Text2TreeClassifier : nn.Module
         }
     }
 
-    /// <summary>Mean token embedding of each text (label descriptions) [texts, hidden], for initialising label embeddings.</summary>
-    public static Tensor MeanTokenEmbeddings(CausalLanguageModel encoder, IReadOnlyList<int[]> tokens)
+    /// <summary>
+    /// Mean token embedding of each text (label descriptions) [texts, hidden], for initialising label embeddings: as it is
+    /// (the authors'), or with <paramref name="rescale"/> normalised to Babel's earlier scale 0.02·√h.
+    /// </summary>
+    public static Tensor MeanTokenEmbeddings(CausalLanguageModel encoder, IReadOnlyList<int[]> tokens, bool rescale = false)
     {
         using var guard = no_grad();
         using var scope = NewDisposeScope();
@@ -106,6 +109,7 @@ public sealed class Text2TreeClassifier : nn.Module
         var rows = tokens.Select(t => t.Length == 0
             ? zeros(table.shape[1])
             : table.index_select(0, tensor(t.Select(i => (long)i).ToArray())).mean([0])).ToList();
-        return F.normalize(stack(rows), p: 2, dim: 1).mul(Math.Sqrt(table.shape[1]) * 0.02).MoveToOuterDisposeScope();
+        var means = stack(rows);
+        return (rescale ? F.normalize(means, p: 2, dim: 1).mul(Math.Sqrt(table.shape[1]) * 0.02) : means).MoveToOuterDisposeScope();
     }
 }

@@ -44,6 +44,8 @@ public sealed record Text2TreeOptions
     [JsonPropertyName("method")] public string Method { get; init; } = Text2TreeMethods.Text2Tree;
     /// <summary>The form of the Text2Tree objective (<see cref="Text2TreeObjectives"/>): the paper's by default.</summary>
     [JsonPropertyName("objective")] public string Objective { get; init; } = Text2TreeObjectives.Paper;
+    /// <summary>The form of the label tree's cascade attention (<see cref="Text2TreeCascades"/>): the authors' by default.</summary>
+    [JsonPropertyName("cascade")] public string Cascade { get; init; } = Text2TreeCascades.Paper;
     /// <summary>Weight of L_SSL in (1 − λ)·L_DML + λ·L_SSL; the authors' grid is 0.001, 0.005, 0.01, 0.05.</summary>
     [JsonPropertyName("lambda")] public double Lambda { get; init; } = 0.01;
     /// <summary>Temperature of the contrastive term (and, in Babel's variant, of the label-similarity softmax); the authors' grid is 0.5, 1, 2, 3.</summary>
@@ -65,6 +67,11 @@ public sealed record Text2TreeOptions
     [JsonPropertyName("encoder")] public string Encoder { get; init; } = "tiny";
     /// <summary>Decoder layers of a from-scratch encoder.</summary>
     [JsonPropertyName("encoder_layers")] public int EncoderLayers { get; init; } = 2;
+    /// <summary>
+    /// Steps of self-supervised pretraining of the encoder (next-token prediction on the training texts, no labels) before
+    /// the classifier trains; 0 = none. The same for every method at a seed, so methods compare on one encoder.
+    /// </summary>
+    [JsonPropertyName("encoder_pretrain_steps")] public int EncoderPretrainSteps { get; init; }
     [JsonPropertyName("tokenizer_vocab")] public int TokenizerVocab { get; init; } = 2048;
     /// <summary>"description" (mean token embedding of each node's description) or "random".</summary>
     [JsonPropertyName("label_init")] public string LabelInit { get; init; } = "description";
@@ -78,6 +85,7 @@ public sealed record Text2TreeOptions
     {
         Text2TreeMethods.Require(Method);
         if (!Text2TreeObjectives.All.Contains(Objective)) throw new UserInputException($"--objective must be one of {string.Join(", ", Text2TreeObjectives.All)} (got '{Objective}').");
+        if (!Text2TreeCascades.All.Contains(Cascade)) throw new UserInputException($"--cascade must be one of {string.Join(", ", Text2TreeCascades.All)} (got '{Cascade}').");
         if (!(Lambda >= 0 && Lambda <= 1)) throw new UserInputException($"--lambda must be in [0, 1] (got {Lambda}); it weighs L_SSL against L_DML.");
         if (!(Tau > 0) || double.IsInfinity(Tau)) throw new UserInputException($"--tau must be a positive temperature (got {Tau}).");
         if (Steps <= 0) throw new UserInputException($"--steps must be positive (got {Steps}).");
@@ -85,6 +93,7 @@ public sealed record Text2TreeOptions
         if (!(LearningRate > 0)) throw new UserInputException($"--lr must be positive (got {LearningRate}).");
         if (MaxTokens < 2) throw new UserInputException($"--max-tokens must be at least 2 (got {MaxTokens}).");
         if (MaxTrain < 0 || MaxEval < 0) throw new UserInputException("--max-train and --max-eval must be 0 (all) or positive.");
+        if (EncoderPretrainSteps < 0) throw new UserInputException($"--encoder-pretrain-steps must be 0 (none) or positive (got {EncoderPretrainSteps}).");
         if (EncoderLayers < 1) throw new UserInputException($"--encoder-layers must be positive (got {EncoderLayers}).");
         if (LabelInit is not ("description" or "random")) throw new UserInputException($"--label-init must be 'description' or 'random' (got '{LabelInit}').");
         if (EvalInterval <= 0 || CheckpointInterval <= 0) throw new UserInputException("the evaluation and checkpoint intervals must be positive.");

@@ -43,6 +43,8 @@ public static class Text2TreeTrainer
     public const string ManifestFile = "manifest.json";
     public const string CheckpointFolder = "checkpoint";
     public const string TokenizerFolder = "tokenizer";
+    /// <summary>The encoder's self-supervised pretraining checkpoint (with <see cref="Text2TreeOptions.EncoderPretrainSteps"/>).</summary>
+    public const string EncoderPretrainingFolder = "encoder-pretraining";
     private const string StateFile = "trainer.json";
     private const string ModelFile = "model.safetensors";
     private const string BestFile = "best.safetensors";
@@ -74,7 +76,7 @@ public static class Text2TreeTrainer
         var output = Path.GetFullPath(outDirectory);
         Directory.CreateDirectory(output);
         using var tokenizer = LoadTokenizer(options, data, output);
-        var (model, encoderSource) = CreateClassifier(options, data.Tree, tokenizer);
+        var (model, encoderSource) = CreateClassifier(options, data, tokenizer, output);
         using var disposeModel = model;
         var encoder = model.Encoder;
         var tokens = new Dictionary<string, long[]>(StringComparer.Ordinal);
@@ -267,22 +269,43 @@ public static class Text2TreeTrainer
     /// Builds the classifier with weights drawn from the global generator seeded by the run's seed. Layers initialise from
     /// torch's one global generator, so concurrent runs in one process (grid workers) take turns here to stay deterministic.
     /// </summary>
-    private static (Text2TreeClassifier Model, string EncoderSource) CreateClassifier(Text2TreeOptions options, LabelTree tree, ITokenizer tokenizer)
+    private static (Text2TreeClassifier Model, string EncoderSource) CreateClassifier(Text2TreeOptions options, Text2TreeData data, ITokenizer tokenizer, string output)
     {
+        var tree = data.Tree;
         lock (_initialisation)
         {
             var (encoder, source) = LoadEncoder(options, tokenizer);
+            if (options.EncoderPretrainSteps > 0)
+            {
+                PretrainEncoder(encoder, options, data, tokenizer, Path.Combine(output, EncoderPretrainingFolder));
+                source += $", then {options.EncoderPretrainSteps} steps of next-token pretraining on the training texts";
+            }
             manual_seed(options.Seed);
             CascadeAttention? cascade = null;
             if (options.Method == Text2TreeMethods.Text2Tree)
             {
                 using var initial = options.LabelInit == "description"
-                    ? Text2TreeClassifier.MeanTokenEmbeddings(encoder, [.. tree.Descriptions.Select(d => tokenizer.Encode(d))])
+                    ? Text2TreeClassifier.MeanTokenEmbeddings(encoder, [.. tree.Descriptions.Select(d => tokenizer.Encode(d))], rescale: options.Cascade == Text2TreeCascades.Babel)
                     : null;
-                cascade = new CascadeAttention(tree, encoder.Config.HiddenSize, initial);
+                cascade = new CascadeAttention(tree, encoder.Config.HiddenSize, initial, options.Cascade);
             }
             return (new Text2TreeClassifier(encoder, tree.LabelCount, cascade, labelLogits: options.Objective == Text2TreeObjectives.Babel), source);
         }
+    }
+
+    /// <summary>
+    /// Self-supervised pretraining of the encoder: next-token prediction on the training texts (each as [BOS] text [EOS],
+    /// no labels), windows of the classifier's token budget, seeded by the run's seed; resumable from its own checkpoint.
+    /// </summary>
+    private static void PretrainEncoder(CausalLanguageModel encoder, Text2TreeOptions options, Text2TreeData data, ITokenizer tokenizer, string checkpointDirectory)
+    {
+        var texts = TokenStream.FromDocuments(tokenizer, data.Train.Select(e => e.Text));
+        var pretraining = new PretrainingOptions
+        {
+            Steps = options.EncoderPretrainSteps, BatchSize = 32, SequenceLength = Math.Min(options.MaxTokens, encoder.Config.MaxPositionEmbeddings),
+            LearningRate = options.LearningRate, Seed = options.Seed, Threads = options.Threads, CheckpointInterval = Math.Max(1, options.CheckpointInterval),
+        };
+        Pretrainer.Train(encoder, texts, pretraining, checkpointDirectory);
     }
 
     private static HuggingFaceTokenizer LoadTokenizer(Text2TreeOptions options, Text2TreeData data, string output)

@@ -322,7 +322,16 @@ public static class Pretrainer
         model.LoadStateDict(checkpoint.Tensors, directory);
         // A DiLoCo rank resumes its own inner moments; a rank the checkpoint did not know (or any rank of a synchronous run) the leader's.
         var own = Path.Combine(directory, RankOptimizerFileName(rank));
-        optimizer.load_state_dict(rank > 0 && File.Exists(own) ? own : Path.Combine(directory, OptimizerFileName));
+        var optimizerPath = rank > 0 && File.Exists(own) ? own : Path.Combine(directory, OptimizerFileName);
+        try
+        {
+            optimizer.load_state_dict(optimizerPath);
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or FormatException or OverflowException)
+        {
+            // E.g. a checkpoint written before q/k/v and gate/up were fused lists the optimizer moments of the unfused parameters.
+            throw new UserInputException($"{optimizerPath} is not AdamW state for this model's parameters (damaged, or written by an earlier Babel); delete {directory} to start training afresh.", e);
+        }
         return state;
     }
 

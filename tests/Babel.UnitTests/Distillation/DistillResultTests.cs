@@ -93,7 +93,7 @@ public class DistillResultTests
         var waited = scratch.Combine("waited");
         var (code, output, error) = Run(Args(waited));
         Assert.True(code == 0, error);
-        Assert.Contains("| standard | gt | micro | 1 |", output);
+        Assert.Contains("| standard | gt | micro | 20 | 1 |", output);
         AssertSameFiles(waited, result);
         Assert.Equal([StudentGridReport.PlotFile, StudentGridReport.HtmlFile, StudentGridReport.JsonFile, StudentGridReport.MarkdownFile],
             Directory.GetFiles(result).Select(Path.GetFileName).Order(StringComparer.Ordinal));

@@ -72,8 +72,8 @@ public class StudentGridTests
             var (direct, _) = StudentTrainer.Train(corpus, options, scratch.Combine("direct-" + run.Options.Setting));
             AssertSameRun(direct, run);
         }
-        Assert.Contains("| standard | gt | micro | 1 |", stdout);
-        Assert.Contains("| cot-se | gt | micro | 1 |", File.ReadAllText(Path.Combine(output, StudentGridReport.MarkdownFile)));
+        Assert.Contains("| standard | gt | micro | 20 | 1 |", stdout);
+        Assert.Contains("| cot-se | gt | micro | 10 + 20 (extra) | 1 |", File.ReadAllText(Path.Combine(output, StudentGridReport.MarkdownFile)));
         Assert.Contains("<table>", File.ReadAllText(Path.Combine(output, StudentGridReport.HtmlFile)));
         Assert.True(new FileInfo(Path.Combine(output, StudentGridReport.PlotFile)).Length > 1000);
         // The shard results are in the store under the documented shard ids (one document per attempt, jobs/JOB/shards/SHARD/LEASE.json); the checkpoint zips are gone once the results are read.
@@ -110,7 +110,7 @@ public class StudentGridTests
         Assert.StartsWith("model:", run.StudentSource);
         var name = Assert.Single(report.Rows).Student;
         Assert.Matches("^model-[0-9a-f]{8}$", name);
-        Assert.Contains($"| cot | gt | {name} | 1 |", stdout);
+        Assert.Contains($"| cot | gt | {name} | 20 | 1 |", stdout);
         var (direct, _) = StudentTrainer.Train(StudentCorpus.Load(data), run.Options with { Student = model }, scratch.Combine("direct"));
         Assert.Equal(direct.StudentSource, run.StudentSource);
         AssertSameRun(direct with { Options = run.Options }, run);

@@ -119,27 +119,27 @@ public partial class StudentTrainingTests
         var cotTeacher = StudentExamples.Build(questions, StudentSettings.Cot, StudentLabels.Teacher);
         Assert.Equal([("5", "cot q1/0. The answer is 5."), ("4", "cot q2/0. The answer is 4.")], cotTeacher.Distillation.Select(e => (e.Label, e.Rationale!)));
 
-        var multiGold = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Gold, StudentRationales.Consistent);
+        var multiGold = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Gold, StudentRationales.Consistent, StudentSelfEvaluationForms.Whole);
         Assert.Equal(["q1", "q1", "q2", "q3"], multiGold.Distillation.Select(e => e.QuestionId));
         // gt keeps verdicts that match the gold answer: q1/0 is wrong, q1/1 right; q2/0's "correct" contradicts gold; q3's uncertain goes.
-        Assert.Equal(["evaluation q1/0/0", "evaluation q1/1/0"], multiGold.SelfEvaluation.Select(e => e.Evaluation));
+        Assert.Equal(["evaluation q1/0/0", "evaluation q1/1/0"], multiGold.SelfEvaluation.Select(e => e.Label.Response));
 
         // The paper's (the default): with gold labels every chain is a rationale for the gold answer, every evaluation kept.
         var cotGoldAll = StudentExamples.Build(questions, StudentSettings.Cot, StudentLabels.Gold);
         Assert.Equal([("7", "cot q1/0. The answer is 5."), ("3", "cot q2/0. The answer is 4."), ("9", "cot q3/0. The answer is .")], cotGoldAll.Distillation.Select(e => (e.Label, e.Rationale!)));
         Assert.Equal(0, cotGoldAll.QuestionsWithoutRationale);
-        var multiGoldAll = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Gold);
+        var multiGoldAll = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Gold, StudentRationales.All, StudentSelfEvaluationForms.Whole);
         Assert.Equal(["q1", "q1", "q1", "q2", "q3"], multiGoldAll.Distillation.Select(e => e.QuestionId));
         Assert.All(multiGoldAll.Distillation, e => Assert.Equal(questions.Single(q => q.Question.Id == e.QuestionId).Question.Gold, e.Label));
         Assert.Equal(["evaluation q1/0/0", "evaluation q1/0/1", "evaluation q1/1/0", "evaluation q1/2/0", "evaluation q2/0/0", "evaluation q3/0/0"],
-            multiGoldAll.SelfEvaluation.Select(e => e.Evaluation));
+            multiGoldAll.SelfEvaluation.Select(e => e.Label.Response));
 
-        var multiTeacher = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Teacher);
+        var multiTeacher = StudentExamples.Build(questions, StudentSettings.MultiCotSelfEvaluation, StudentLabels.Teacher, StudentRationales.All, StudentSelfEvaluationForms.Whole);
         Assert.Equal(["5", "7", "7", "4"], multiTeacher.Distillation.Select(e => e.Label));
-        Assert.Equal(["evaluation q1/0/0", "evaluation q1/0/1", "evaluation q1/1/0", "evaluation q2/0/0", "evaluation q3/0/0"], multiTeacher.SelfEvaluation.Select(e => e.Evaluation));
+        Assert.Equal(["evaluation q1/0/0", "evaluation q1/0/1", "evaluation q1/1/0", "evaluation q2/0/0", "evaluation q3/0/0"], multiTeacher.SelfEvaluation.Select(e => e.Label.Response));
 
-        var oneSelfEvaluation = StudentExamples.Build(questions, StudentSettings.CotSelfEvaluation, StudentLabels.Teacher);
-        Assert.Equal(["evaluation q1/0/0", "evaluation q1/0/1", "evaluation q2/0/0", "evaluation q3/0/0"], oneSelfEvaluation.SelfEvaluation.Select(e => e.Evaluation));
+        var oneSelfEvaluation = StudentExamples.Build(questions, StudentSettings.CotSelfEvaluation, StudentLabels.Teacher, StudentRationales.All, StudentSelfEvaluationForms.Whole);
+        Assert.Equal(["evaluation q1/0/0", "evaluation q1/0/1", "evaluation q2/0/0", "evaluation q3/0/0"], oneSelfEvaluation.SelfEvaluation.Select(e => e.Label.Response));
     }
 
     [Fact]
@@ -162,7 +162,7 @@ public partial class StudentTrainingTests
     }
 
     /// <summary>Mean of −log p(next token) over the output tokens (after the prompt) of each row, one row at a time without padding.</summary>
-    private static double NaiveMeanLoss(Babel.Modeling.Transformer.CausalLanguageModel model, IReadOnlyList<TokenizedInstruction> rows)
+    internal static double NaiveMeanLoss(Babel.Modeling.Transformer.CausalLanguageModel model, IReadOnlyList<TokenizedInstruction> rows)
     {
         double total = 0;
         var count = 0;

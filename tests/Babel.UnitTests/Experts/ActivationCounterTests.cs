@@ -99,6 +99,50 @@ public class ActivationCounterTests
         Assert.Equal(alone.Counts(), batched.Counts());
     }
 
+    /// <summary>
+    /// The profile job's path: the model's neurons grouped by the partition (<see cref="ExpertLayout.GroupByExpert"/>) and
+    /// counted with the contiguous partition that describes it. The grouped model computes the same logits (to float
+    /// rounding of down_proj's sum), and its counts equal the naive count of the ungrouped model under the original partition.
+    /// </summary>
+    [Theory]
+    [InlineData("topk:2", 6)]
+    [InlineData("topk:1", 4)]
+    [InlineData("threshold:0.5", 4)]
+    [InlineData("threshold:0.3", 6)]
+    public void A_model_grouped_by_its_partition_counts_what_the_naive_count_of_the_original_finds(string ruleText, int experts)
+    {
+        using var original = TinyModels.Create(TinyModels.Config());
+        using var model = TinyModels.Create(TinyModels.Config());
+        using var guard = no_grad();
+        var partition = RandomPartition(experts, seed: 23);
+        var rule = ActivationRule.Parse(ruleText);
+        var grouped = ExpertLayout.GroupByExpert(model, partition);
+        Assert.True(grouped.IsContiguous);
+        Assert.False(partition.IsContiguous);
+        Assert.Equal(partition.Experts, grouped.Experts);
+        // The weights really moved: the first gate row is now the first neuron of expert 0, not neuron 0.
+        var first = partition.NeuronOrder()[0][0];
+        Assert.NotEqual(0, first);
+        Assert.True(model.Layers[0].Mlp.GateProj.weight[0].eq(original.Layers[0].Mlp.GateProj.weight[first]).all().item<bool>());
+
+        var prompts = RandomPrompts(seed: 8, rows: 4);
+        var (ids, padMask) = TextGenerator.LeftPad(prompts, padId: 0);
+        using var count = CountMask(prompts, countBos: true);
+        var capture = new CapturingHook();
+        using var expectedLogits = original.Forward(ids, padMask, hook: capture);
+        using var counter = new ActivationCounter(grouped, rule, CPU);
+        counter.SetTokenMask(count);
+        using var logits = model.Forward(ids, padMask, hook: counter);
+        Assert.True(logits.allclose(expectedLogits, rtol: 0, atol: 1e-5));
+
+        var include = count.data<bool>().ToArray();
+        var expected = Enumerable.Range(0, Layers).Select(_ => new long[experts]).ToArray();
+        NaiveCount(capture, partition, rule, include, expected);
+        var actual = counter.Counts();
+        Assert.Equal(expected, actual);
+        Assert.Contains(actual.SelectMany(l => l), c => c > 0 && c < include.Count(i => i));
+    }
+
     [Fact]
     public void The_counter_returns_the_intermediate_activation_unchanged()
     {

@@ -86,6 +86,54 @@ public class ExpertPruningTests
     }
 
     [Fact]
+    public void Concentration_prunes_the_lowest_shares_of_layer_mass_over_the_whole_model()
+    {
+        // Shares of layer mass: layer 0 flat (0.25 each), layer 1 concentrated (0.5, 0.45, 0.025, 0.025), layer 2 (0.4, 0.3, 0.2, 0.1).
+        var frequencies = new[] { new[] { 0.5, 0.5, 0.5, 0.5 }, new[] { 1.0, 0.9, 0.05, 0.05 }, new[] { 0.8, 0.6, 0.4, 0.2 } };
+        // Rate 0.25, 3 experts in all: 0.025, 0.025 (layer 1) and 0.1 (layer 2).
+        Assert.Equal([0, 2, 1], ExpertPruning.ConcentrationCounts(frequencies, 3));
+        // Rate 0.5, 6 in all: then 0.2 (layer 2) and two of the flat layer's 0.25 (the lowest layer and ids first).
+        Assert.Equal([2, 2, 2], ExpertPruning.ConcentrationCounts(frequencies, 6));
+        var pruned = ExpertPruning.Select(frequencies, 0.25, ExpertPruning.Concentration);
+        Assert.Equal([], PrunedIds(pruned[0]));
+        Assert.Equal([2, 3], PrunedIds(pruned[1]));
+        Assert.Equal([3], PrunedIds(pruned[2]));
+        // A layer keeps at least one expert whatever its shares, and a layer without activations counts as all-zero shares.
+        Assert.Equal([3, 3], ExpertPruning.ConcentrationCounts([[0.0, 0.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4]], 6));
+    }
+
+    [Fact]
+    public void Concentration_counts_equal_a_plain_loop_over_random_profiles()
+    {
+        var random = new Random(5);
+        for (var trial = 0; trial < 20; trial++)
+        {
+            var frequencies = Enumerable.Range(0, 6).Select(l => Enumerable.Range(0, 8).Select(_ => Math.Round(Math.Pow(random.NextDouble(), 1 + l % 3), 2)).ToArray()).ToArray();
+            var total = random.Next(1, 6 * 7 + 1);
+            // Plain loop: take the lowest share still allowed, one expert at a time.
+            var counts = new int[6];
+            var taken = new bool[6, 8];
+            for (var step = 0; step < total; step++)
+            {
+                var (bestLayer, bestExpert, bestShare) = (-1, -1, double.MaxValue);
+                for (var l = 0; l < 6; l++)
+                {
+                    var mass = frequencies[l].Sum();
+                    for (var e = 0; e < 8; e++)
+                    {
+                        var share = mass > 0 ? frequencies[l][e] / mass : 0;
+                        if (taken[l, e] || counts[l] == 7 || share >= bestShare) continue;
+                        (bestLayer, bestExpert, bestShare) = (l, e, share);
+                    }
+                }
+                taken[bestLayer, bestExpert] = true;
+                counts[bestLayer]++;
+            }
+            Assert.Equal(counts, ExpertPruning.ConcentrationCounts(frequencies, total));
+        }
+    }
+
+    [Fact]
     public void Layerwise_counts_follow_the_coefficient_of_variation_and_keep_the_total()
     {
         var random = new Random(3);

@@ -140,7 +140,7 @@ public class ExpertsJobWorkflowTests
             await Grains.Experts.ExpertsWorkflows.EvaluatePruningAsync(engine.Jobs, model, run, null, new PruningRequest([0.5], [ExpertPruning.Frequency], null, 1, "all"),
                 Path.Combine(run, ProfileRun.PruningFolder), null, TextWriter.Null, CancellationToken.None);
             await Grains.Experts.ExpertsWorkflows.SparseAsync(engine.Jobs, model, corpus, new SparseRequest([2], [SparseExpertActivation.OracleRouter], ["eng", "fra"], "all"),
-                Path.Combine(run, ProfileRun.SparseFolder), null, CancellationToken.None);
+                null, Path.Combine(run, ProfileRun.SparseFolder), null, TextWriter.Null, CancellationToken.None);
         }
         // The commands find the same (finished) jobs and write the same bytes.
         (string[] Args, string Folder, string Written)[] commands =

@@ -128,26 +128,82 @@ public class PruneCommandTests
     public void Sparse_scores_top_k_routing_and_all_experts_equal_the_dense_model()
     {
         using var scratch = new ScratchFolder();
-        var (model, corpus, _, store) = Profiled(scratch);
-        var (code, output, error) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "4,1", "--split", "all", "--out", scratch.Combine("sparse"), "--store", store);
+        var (model, corpus, run, store) = Profiled(scratch);
+        var (code, output, error) = Run("sparse", "--model", model, "--corpus", corpus, "--run", run, "--top-k", "4,2,1", "--split", "all", "--out", scratch.Combine("sparse"), "--store", store);
         Assert.True(code == 0, error);
         Assert.Contains("Centroid routing", output, StringComparison.Ordinal);
+        Assert.Contains("overlaps the all documents", error, StringComparison.Ordinal);
         var curves = SparseActivationCurves.Load(scratch.Combine("sparse"));
-        Assert.Equal([1, 4], curves.TopK);
+        Assert.Equal([1, 2, 4], curves.TopK);
+        Assert.Equal(SparseExpertActivation.DefaultRouters, curves.Routers);
         foreach (var language in curves.Languages)
         {
             Assert.Equal(PerplexityOf(model, corpus, language.Language), language.Dense, 1e-3 * language.Dense);
-            foreach (var router in SparseExpertActivation.Routers)
+            foreach (var router in curves.Routers)
             {
                 Assert.Equal(language.Dense, language.Routers[router][4], 1e-3 * language.Dense);
                 Assert.NotEqual(language.Dense, language.Routers[router][1], 1e-6);
             }
+            // A second path: the frequency router keeping 2 of 4 experts is frequency pruning at rate 0.5, exported and scored directly.
+            var exported = scratch.Combine($"pruned-{language.Language}");
+            var (pruneCode, _, pruneError) = Run("prune", "--model", model, "--run", run, "--language", language.Language, "--rate", "0.5", "--strategy", "frequency", "--export", "--out", exported);
+            Assert.True(pruneCode == 0, pruneError);
+            var frequency = language.Routers[SparseExpertActivation.FrequencyRouter][2];
+            Assert.Equal(PerplexityOf(exported, corpus, language.Language), frequency, 1e-3 * frequency);
         }
-        Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[1] > 0);
+        var (noRunCode, _, noRunError) = Run("sparse", "--model", model, "--corpus", corpus, "--routers", "frequency", "--top-k", "2", "--out", scratch.Combine("no-run"), "--store", store);
+        Assert.Equal(2, noRunCode);
+        Assert.Contains("needs a profiling run", noRunError, StringComparison.Ordinal);
+        Assert.True(curves.Speed.DenseTokensPerSecond > 0 && curves.Speed.CentroidTokensPerSecond[1] > 0 && curves.Speed.FrequencyTokensPerSecond![1] > 0);
         Assert.True(File.Exists(scratch.Combine("sparse/sparse.png")));
         var (badCode, _, badError) = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "9", "--out", scratch.Combine("bad"), "--store", store);
         Assert.Equal(2, badCode);
         Assert.Contains("outside 1..4", badError, StringComparison.Ordinal);
         Assert.False(Directory.Exists(scratch.Combine("bad")));
+    }
+
+    /// <summary>
+    /// <c>--dtype bfloat16</c> scores the model as stored in bfloat16 (the perplexities move, so bf16 really ran) and stays
+    /// within a percent of float32 (mean NLL) for every variant of both studies, routers included, whose choices may flip at
+    /// near ties; <c>auto</c> is refused before any job.
+    /// </summary>
+    [Fact]
+    public void Sparse_and_eval_pruning_score_in_bfloat16_within_a_percent_of_float32()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus, run, store) = Profiled(scratch);
+        (SparseActivationCurves Sparse, PruningCurves Pruning) Score(string dtype)
+        {
+            var sparse = Run("sparse", "--model", model, "--corpus", corpus, "--run", run, "--top-k", "2", "--routers", "centroid,frequency,oracle", "--split", "all",
+                "--dtype", dtype, "--out", scratch.Combine($"sparse-{dtype}"), "--store", store);
+            Assert.True(sparse.Code == 0, sparse.Error);
+            var pruning = Run("eval-pruning", "--model", model, "--run", run, "--rates", "0.5", "--strategies", "frequency,random", "--seeds", "1", "--split", "all",
+                "--dtype", dtype, "--out", scratch.Combine($"pruning-{dtype}"), "--store", store);
+            Assert.True(pruning.Code == 0, pruning.Error);
+            return (SparseActivationCurves.Load(scratch.Combine($"sparse-{dtype}")), PruningCurves.Load(scratch.Combine($"pruning-{dtype}")));
+        }
+        var (exact, exactPruning) = Score("float32");
+        var (half, halfPruning) = Score("bfloat16");
+        // Compared as mean NLL (log perplexity), as the perplexity job's bfloat16 test does: within a percent.
+        static void Close(double a, double b)
+        {
+            Assert.NotEqual(a, b);
+            Assert.InRange(Math.Abs(Math.Log(b) - Math.Log(a)) / Math.Log(a), 0, 0.01);
+        }
+        foreach (var language in exact.Languages)
+        {
+            var other = half.Languages.Single(l => l.Language == language.Language);
+            Close(language.Dense, other.Dense);
+            foreach (var router in exact.Routers) Close(language.Routers[router][2], other.Routers[router][2]);
+        }
+        foreach (var language in exactPruning.Languages)
+        {
+            var other = halfPruning.Languages.Single(l => l.Language == language.Language);
+            Close(language.Unpruned, other.Unpruned);
+            foreach (var strategy in new[] { ExpertPruning.Frequency, ExpertPruning.Random }) Close(language.At(strategy, 0.5)!.Perplexity, other.At(strategy, 0.5)!.Perplexity);
+        }
+        var refused = Run("sparse", "--model", model, "--corpus", corpus, "--top-k", "2", "--dtype", "auto", "--out", scratch.Combine("auto"), "--store", store);
+        Assert.Equal(2, refused.Code);
+        Assert.False(Directory.Exists(scratch.Combine("auto")));
     }
 }

@@ -130,6 +130,26 @@ public class Text2TreeCommandTests
         Assert.True(metrics.Test.MacroF1 >= minimumMacroF1, $"{method} reached test macro-F1 {metrics.Test.MacroF1:F3}");
     }
 
+    /// <summary>
+    /// With encoder pretraining the encoder first learns next-token prediction on the training texts (its loss falls), the
+    /// manifest says so, and the classifier still learns the task on top of it.
+    /// </summary>
+    [Fact]
+    public void Self_supervised_pretraining_of_the_encoder_runs_on_the_training_texts_before_the_classifier()
+    {
+        using var scratch = new ScratchFolder();
+        var data = Text2TreeTestData.WriteIcd10Dataset(scratch.Combine("data"), perCode: 40);
+        var options = new Text2TreeOptions { Method = "finetune", Steps = 60, BatchSize = 16, EvalInterval = 20, MaxEval = 0, EncoderLayers = 1, Seed = 1, EncoderPretrainSteps = 40 };
+        var metrics = Text2TreeTrainer.Train(data, options, scratch.Combine("run"));
+        var state = System.Text.Json.JsonSerializer.Deserialize<Modeling.Training.Pretrainer.TrainerState>(
+            File.ReadAllText(Path.Combine(scratch.Combine("run"), Text2TreeTrainer.EncoderPretrainingFolder, "trainer.json")))!;
+        Assert.Equal(40, state.Step);
+        Assert.True(state.Losses.TakeLast(5).Average() < state.Losses.Take(5).Average() - 0.5, $"pretraining loss went from {state.Losses[0]:F3} to {state.Losses[^1]:F3}");
+        Assert.Contains("40 steps of next-token pretraining", File.ReadAllText(Path.Combine(scratch.Combine("run"), "manifest.json")), StringComparison.Ordinal);
+        Assert.True(metrics.Test.MacroF1 >= 0.9, $"test macro-F1 {metrics.Test.MacroF1:F3} after a pretrained encoder");
+        Assert.Throws<Storage.UserInputException>(() => (options with { EncoderPretrainSteps = -1 }).Validate());
+    }
+
     [Fact]
     public void Runs_in_parallel_threads_give_the_result_of_a_run_alone()
     {

@@ -290,11 +290,11 @@ public class Text2TreeLossTests
     }
 
     [Fact]
-    public void Cascade_updates_each_level_from_its_parent_and_a_closed_gate_cuts_the_siblings()
+    public void Babels_cascade_updates_each_level_from_its_parent_and_a_closed_gate_cuts_the_siblings()
     {
         var tree = Text2TreeTestData.HandTree();
         manual_seed(1);
-        using var cascade = new CascadeAttention(tree, 8);
+        using var cascade = new CascadeAttention(tree, 8, form: Text2TreeCascades.Babel);
         using var noGrad = no_grad();
         var before = cascade.Nodes();
         // Changing sibling A02's initial embedding changes leaf A01 while its gate is open...
@@ -311,6 +311,88 @@ public class Text2TreeLossTests
         Assert.True(closedChanged[3].allclose(closedReference[3], 1e-6, 1e-6));
         // The root is on no level: it passes through unchanged.
         Assert.True(before[0].allclose(cascade.NodeEmbeddings[0], 0, 0));
+    }
+
+    /// <summary>
+    /// The authors' cascade against a plain loop of their formula, level by level: q, k, v with biases; a hard gate per
+    /// sibling edge from sigmoid(q_i·C·k_j + b) ≥ 0.5; softmax(q_i·k_j/√h − 10⁴·(1 − mask_ij)); the level's nodes replaced by
+    /// the attention output; LayerNorm (ε = 1e-5) over every node. Random C and biases so that some sibling gates are shut.
+    /// </summary>
+    [Fact]
+    public void The_papers_cascade_equals_a_plain_loop_of_the_authors_formula()
+    {
+        var tree = Text2TreeTestData.HandTree();
+        manual_seed(4);
+        const int h = 8;
+        using var cascade = new CascadeAttention(tree, h);
+        Assert.Equal(Text2TreeCascades.Paper, cascade.Form);
+        using var noGrad = no_grad();
+        var parameters = cascade.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, parameter) in parameters)
+        {
+            // Larger than initial values, so that the gates and the LayerNorm gains matter.
+            if (!name.StartsWith("node", StringComparison.Ordinal)) parameter.copy_(randn(parameter.shape) * (name.EndsWith("gate_logits", StringComparison.Ordinal) ? 0.5 : 0.7));
+        }
+        double[] Row(Tensor t) => [.. t.to_type(ScalarType.Float64).data<double>()];
+        double[,] Matrix(Tensor t)
+        {
+            var (rows, columns) = ((int)t.shape[0], (int)t.shape[1]);
+            var flat = Row(t);
+            var m = new double[rows, columns];
+            for (var i = 0; i < rows; i++) for (var j = 0; j < columns; j++) m[i, j] = flat[i * columns + j];
+            return m;
+        }
+        double[] Affine(double[,] w, double[] b, double[] v) => [.. Enumerable.Range(0, w.GetLength(0)).Select(i => b[i] + Enumerable.Range(0, v.Length).Sum(j => w[i, j] * v[j]))];
+
+        var nodes = tree.NodeCount;
+        var x = Enumerable.Range(0, nodes).Select(i => Row(cascade.NodeEmbeddings[i])).ToArray();
+        var closed = 0;
+        for (var level = 1; level <= tree.Levels; level++)
+        {
+            string P(string name) => $"levels.{level - 1}.{name}";
+            var (wq, bq) = (Matrix(parameters[P("q_proj.weight")]), Row(parameters[P("q_proj.bias")]));
+            var (wk, bk) = (Matrix(parameters[P("k_proj.weight")]), Row(parameters[P("k_proj.bias")]));
+            var (wv, bv) = (Matrix(parameters[P("v_proj.weight")]), Row(parameters[P("v_proj.bias")]));
+            var c = Matrix(parameters[P("connection")]);
+            var b = Row(parameters[P("gate_logits")])[0];
+            var (gain, shift) = (Row(parameters[P("norm.weight")]), Row(parameters[P("norm.bias")]));
+            var rows = tree.NodesAt(level);
+            var (fixedEdges, siblings) = (tree.FixedEdges(level), tree.SiblingEdges(level));
+            var keys = x.Select(v => Affine(wk, bk, v)).ToArray();
+            var values = x.Select(v => Affine(wv, bv, v)).ToArray();
+            var next = x.Select(v => (double[])v.Clone()).ToArray();
+            for (var r = 0; r < rows.Length; r++)
+            {
+                var q = Affine(wq, bq, x[rows[r]]);
+                var scores = new double[nodes];
+                for (var j = 0; j < nodes; j++)
+                {
+                    var connection = b;
+                    for (var a = 0; a < h; a++) for (var e = 0; e < h; e++) connection += q[a] * c[a, e] * keys[j][e];
+                    var gate = 1 / (1 + Math.Exp(-connection)) >= 0.5 ? 1.0 : 0.0;
+                    if (siblings[r, j] == 1 && gate == 0) closed++;
+                    var mask = fixedEdges[r, j] + siblings[r, j] * gate;
+                    scores[j] = Enumerable.Range(0, h).Sum(a => q[a] * keys[j][a]) / Math.Sqrt(h) - 1e4 * (1 - mask);
+                }
+                var max = scores.Max();
+                var weights = scores.Select(s => Math.Exp(s - max)).ToArray();
+                var total = weights.Sum();
+                next[rows[r]] = [.. Enumerable.Range(0, h).Select(a => Enumerable.Range(0, nodes).Sum(j => weights[j] / total * values[j][a]))];
+            }
+            x = [.. next.Select(v =>
+            {
+                var mean = v.Average();
+                var variance = v.Sum(t => (t - mean) * (t - mean)) / h;
+                return v.Select((t, a) => (t - mean) / Math.Sqrt(variance + 1e-5) * gain[a] + shift[a]).ToArray();
+            })];
+        }
+        Assert.True(closed > 0, "no sibling gate was shut: the test would not see per-edge gating");
+        var actual = cascade.Nodes();
+        for (var i = 0; i < nodes; i++)
+        {
+            var row = Row(actual[i]);
+            for (var a = 0; a < h; a++) Assert.Equal(x[i][a], row[a], 4);
+        }
     }
 
     [Fact]

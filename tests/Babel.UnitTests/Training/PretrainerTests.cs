@@ -120,6 +120,47 @@ public class PretrainerTests
         }
     }
 
+    /// <summary>
+    /// A checkpoint whose optimizer state lists other parameters (as one written before the fused q/k/v and gate/up
+    /// projections does) or is cut short is refused in one sentence, never resumed with the wrong moments.
+    /// </summary>
+    [Theory]
+    [InlineData("other parameters")]
+    [InlineData("truncated")]
+    public void An_optimizer_state_that_does_not_fit_the_model_is_refused_with_a_clear_message(string damage)
+    {
+        Modeling.Runtime.TorchRuntime.Initialize(1);
+        var stream = PatternedStream();
+        var root = Directory.CreateTempSubdirectory("babel-pretrain-");
+        try
+        {
+            using (var model = FreshModel()) Pretrainer.Train(model, stream, _options with { Steps = 5 }, root.FullName);
+            var path = Path.Combine(root.FullName, "optimizer.bin");
+            if (damage == "truncated")
+            {
+                var bytes = File.ReadAllBytes(path);
+                File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+            }
+            else
+            {
+                // Three separate projections' worth of parameters where the model now has one fused parameter.
+                var parameters = Enumerable.Range(0, 3).Select(_ => new TorchSharp.Modules.Parameter(TorchSharp.torch.randn(4, 4))).ToList();
+                using var other = TorchSharp.torch.optim.AdamW(parameters, 0.01);
+                foreach (var parameter in parameters) parameter.grad = TorchSharp.torch.ones(4, 4);
+                other.step();
+                other.save_state_dict(path);
+            }
+            using var resumed = FreshModel();
+            var error = Assert.Throws<Storage.UserInputException>(() => Pretrainer.Train(resumed, stream, _options with { Steps = 5 }, root.FullName));
+            Assert.Contains("optimizer.bin is not AdamW state for this model's parameters", error.Message, StringComparison.Ordinal);
+            Assert.Contains("delete", error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            root.Delete(recursive: true);
+        }
+    }
+
     private sealed class Inline(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);

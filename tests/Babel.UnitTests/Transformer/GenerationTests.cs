@@ -35,6 +35,34 @@ public class GenerationTests
         }
     }
 
+    /// <summary>
+    /// The decoder reads the model's parameters in place (a large checkpoint must not be copied for every generation): a
+    /// change to the weights after the decoder was made shows in its next step, on the managed single-row path and on the
+    /// torch path alike, and that step equals the full forward of the changed model.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_decoder_reads_the_models_weights_in_place(bool torchPath)
+    {
+        using var model = TinyModels.Create(TinyModels.Config(heads: 4, keyValueHeads: 2));
+        using var guard = no_grad();
+        long[] prompt = [1, 17, 33, 5];
+        using var decoder = new CachedDecoder(model);
+        foreach (var (name, parameter) in model.named_parameters()) parameter.mul_(name.Contains("norm", StringComparison.Ordinal) ? 1.5 : 0.8);
+        using var full = model.Forward(tensor(prompt).unsqueeze(0));
+        using var cache = new KeyValueCache(2, 1, 2, 8, 16);
+        model.Forward(tensor(prompt[..^1]).unsqueeze(0), cache: cache).Dispose();
+        using var step = decoder.Step(tensor(new[] { prompt[^1] }), cache, torchPath ? new PassThrough() : null);
+        AssertClose(full.select(1, prompt.Length - 1), step, 1e-4);
+    }
+
+    /// <summary>A hook that changes nothing: it only sends the decoder down its torch path.</summary>
+    private sealed class PassThrough : IFeedForwardHook
+    {
+        public Tensor OnIntermediate(int layer, Tensor gate, Tensor intermediate) => intermediate;
+    }
+
     [Fact]
     public void A_left_padded_batch_gives_each_row_the_logits_of_its_prompt_alone()
     {
