@@ -39,13 +39,13 @@ internal static class BenchCommand
             var config = ModelBenchmark.ForwardConfig;
             var peak = ModelBenchmark.MatmulGflops(2048, 2, TimeSpan.FromSeconds(5));
             var partition = Babel.Modeling.Experts.ExpertPartition.Contiguous(config.NumHiddenLayers, config.IntermediateSize, parse.GetValue(experts));
-            var table = new Table().AddColumns("rule", "plain tokens/s", "profiling tokens/s", "overhead", "profiling GFLOP/s", "of matmul peak");
+            var table = new Table().AddColumns("rule", "plain tokens/s", "profiling tokens/s", "overhead", "counting time", "profiling GFLOP/s", "of matmul peak");
             foreach (var text in new[] { "topk:4", "threshold:0.5" })
             {
-                var (plain, profiling) = ProfileBenchmark.Measure(config, partition, Babel.Modeling.Experts.ActivationRule.Parse(text), 8, 256, 2, budget);
+                var (plain, profiling, share) = ProfileBenchmark.Measure(config, partition, Babel.Modeling.Experts.ActivationRule.Parse(text), 8, 256, 2, budget);
                 var gflops = profiling * ModelBenchmark.ForwardFlopsPerToken(config, 256) / 1e9;
                 table.AddRow(text, plain.ToString("F0", CultureInfo.InvariantCulture), profiling.ToString("F0", CultureInfo.InvariantCulture),
-                    (plain / profiling - 1).ToString("P2", CultureInfo.InvariantCulture), gflops.ToString("F1", CultureInfo.InvariantCulture), (gflops / peak).ToString("P0", CultureInfo.InvariantCulture));
+                    (plain / profiling - 1).ToString("P2", CultureInfo.InvariantCulture), share.ToString("P2", CultureInfo.InvariantCulture), gflops.ToString("F1", CultureInfo.InvariantCulture), (gflops / peak).ToString("P0", CultureInfo.InvariantCulture));
             }
             AnsiConsole.MarkupLineInterpolated($"d=512, 8 layers, FFN 1536, {parse.GetValue(experts)} experts, batch 8×256, 2 threads; 2-thread matmul peak {peak:F1} GFLOP/s");
             AnsiConsole.Write(table);

@@ -89,7 +89,7 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
         {
             // Per expert, the L1 norm of its activations; topk's order does not matter, each choice adds its token's mask.
             var l1 = _contiguous
-                ? linalg.vector_norm(intermediate.reshape(tokens, experts, size).to(ScalarType.Float32), 1, [-1])
+                ? intermediate.reshape(tokens, experts, size).abs().sum(-1, type: ScalarType.Float32)
                 : F.linear(intermediate.reshape(tokens, neurons).abs().to(ScalarType.Float32), _assignment[layer]);
             var chosen = l1.topk(_topK, dim: -1, largest: true, sorted: false).indexes.reshape(-1);
             counts.index_add_(0, chosen, _tokenMaskPerChoice!, 1);
