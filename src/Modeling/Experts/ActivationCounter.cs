@@ -100,7 +100,7 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
             // lies (a view of the fused gate/up rows). Otherwise 1 for a positive gate, else 0, by clamp then sign (heaviside's
             // CPU kernel is scalar), summed per expert by the assignment matmul; counts are small integers, exact in float32.
             var positive = _contiguous
-                ? gate.reshape(tokens, experts, size).gt(0).sum(-1)
+                ? gate.reshape(tokens, experts, size).gt(0).sum(-1, type: ScalarType.Int32)
                 : F.linear(gate.clamp_min(0).sign_().reshape(tokens, neurons).to(ScalarType.Float32), _assignment[layer]);
             counts.add_(positive.ge((double)_minimumPositive).mul(mask).sum(dim: 0));
         }
