@@ -22,7 +22,7 @@ public sealed class SoakTests(PerplexityInputs inputs, ITestOutputHelper output)
         var moefyEmbedded = CopyModel("soak-moefy-embedded");
         var moefyCluster = CopyModel("soak-moefy-cluster");
         Check(await standalone.RunAsync(_jobTimeout, "moefy", "--model", profileModel, "--experts", "8", "--seed", "3"));
-        string[] Profile(string run) => ["profile", "--model", profileModel, "--corpus", inputs.Corpus, "--rule", "topk:2", "--sequence-length", "32", "--shard-tokens", "64", "--out", Path.Combine(inputs.Folder, run)];
+        string[] Profile(string run) => ["profile", "--model", profileModel, "--corpus", inputs.Corpus, "--rule", "topk:2", "--sequence-length", "32", "--shard-tokens", "32", "--out", Path.Combine(inputs.Folder, run)];
         string[] Moefy(string model) => ["moefy", "--model", model, "--experts", "4", "--method", "random", "--seed", "11"];
         Check(await standalone.RunAsync(_jobTimeout, [.. Profile("soak-embedded"), "--store", Path.Combine(inputs.Folder, "soak-store")]));
         Check(await standalone.RunAsync(_jobTimeout, [.. Moefy(moefyEmbedded), "--store", Path.Combine(inputs.Folder, "soak-store")]));
@@ -41,7 +41,7 @@ public sealed class SoakTests(PerplexityInputs inputs, ITestOutputHelper output)
         int kills = 0, freezes = 0;
         while (!all.IsCompleted)
         {
-            await Task.WhenAny(all, Task.Delay(TimeSpan.FromMilliseconds(random.Next(2500, 5000))));
+            await Task.WhenAny(all, Task.Delay(TimeSpan.FromMilliseconds(random.Next(1500, 4000))));
             if (all.IsCompleted) break;
             if (random.Next(3) < 2 && live.Count > 1)
             {
