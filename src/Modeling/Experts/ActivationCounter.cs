@@ -9,8 +9,9 @@ namespace Babel.Modeling.Experts;
 /// model runs: attach it as the forward's <see cref="IFeedForwardHook"/> after <see cref="SetTokenMask"/>. The counts stay
 /// on the device and are updated there (no host copy or sync per layer); <see cref="Counts"/> copies them once.
 /// On a model grouped by its partition (<see cref="ExpertLayout.GroupByExpert"/>, a contiguous partition) an expert's neurons
-/// are a slice of the intermediate vector, and per-expert sums are one reduction over a [tokens, experts, neurons] view (no
-/// copy). For any other partition they are a matmul with a one-hot [experts, neurons] assignment per layer rather than a
+/// are a slice of the intermediate vector: on the CPU the rule is applied in one vectorised pass over the activations where
+/// they lie (<see cref="ContiguousExpertCounts"/>), counts kept on the host; on another device per-expert sums are one
+/// reduction over a [tokens, experts, neurons] view (no copy). For any other partition they are a matmul with a one-hot [experts, neurons] assignment per layer rather than a
 /// gather by <see cref="ExpertPartition.NeuronOrder"/> and a sum: on CPU the gather alone cost ~12 ms per layer at 2048
 /// tokens × 1536 neurons, the matmul ~1–3 ms (see docs/benchmarks.md).
 /// One counter per model replica; not thread-safe.
@@ -22,12 +23,22 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
     private readonly Tensor _counts;
     private readonly Tensor[] _assignment;
     private readonly bool _contiguous;
+    private readonly long[]? _hostCounts;
+    private bool[] _hostMask = [];
     private readonly int _topK;
     private readonly long _minimumPositive;
     private Tensor? _tokenMask;
     private Tensor? _tokenMaskPerChoice;
 
-    public ActivationCounter(ExpertPartition partition, ActivationRule rule, Device device)
+    public ActivationCounter(ExpertPartition partition, ActivationRule rule, Device device) : this(partition, rule, device, countOnHost: true)
+    {
+    }
+
+    /// <summary>
+    /// As the public constructor; <paramref name="countOnHost"/> false keeps a contiguous partition's counts on the device
+    /// even on the CPU (the path other devices take), so that tests can check that path too.
+    /// </summary>
+    internal ActivationCounter(ExpertPartition partition, ActivationRule rule, Device device, bool countOnHost)
     {
         Rule = rule.CheckFits(partition);
         _partition = partition;
@@ -47,6 +58,7 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
         _counts = zeros([partition.Layers, partition.Experts], ScalarType.Int64, device).DetachFromDisposeScope();
         _contiguous = partition.IsContiguous;
         _assignment = _contiguous ? [] : [.. partition.ExpertOfNeuron.Select(layer => Assignment(layer, partition.Experts, device))];
+        if (countOnHost && _contiguous && device.type == TorchSharp.DeviceType.CPU) _hostCounts = new long[partition.Layers * partition.Experts];
     }
 
     public ActivationRule Rule { get; }
@@ -68,8 +80,13 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
         var flat = mask.reshape(-1).to(ScalarType.Int64, _device).ne(0).to(ScalarType.Int64);
         Tokens += flat.sum().item<long>();
         _tokenMask = flat.unsqueeze(1).DetachFromDisposeScope();
+        if (_hostCounts is not null)
+        {
+            using var host = flat.to(ScalarType.Bool).cpu();
+            _hostMask = host.data<bool>().ToArray();
+        }
         // topk adds each token's mask once per chosen expert: the mask repeated K times, in the order of topk's indices.
-        if (_topK > 0) _tokenMaskPerChoice = flat.unsqueeze(1).expand(flat.shape[0], _topK).reshape(-1).DetachFromDisposeScope();
+        else if (_topK > 0) _tokenMaskPerChoice = flat.unsqueeze(1).expand(flat.shape[0], _topK).reshape(-1).DetachFromDisposeScope();
     }
 
     public Tensor OnIntermediate(int layer, Tensor gate, Tensor intermediate)
@@ -83,8 +100,15 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
         }
         using var scope = NewDisposeScope();
         using var guard = no_grad();
-        var counts = _counts[layer];
         var (experts, size) = (_partition.Experts, _partition.NeuronsPerExpert);
+        if (_hostCounts is not null)
+        {
+            var layerCounts = _hostCounts.AsSpan(layer * experts, experts);
+            if (_topK > 0) ContiguousExpertCounts.CountTopK(intermediate, _hostMask, experts, size, _topK, layerCounts);
+            else ContiguousExpertCounts.CountThreshold(gate, _hostMask, experts, size, _minimumPositive, layerCounts);
+            return intermediate;
+        }
+        var counts = _counts[layer];
         if (_topK > 0)
         {
             // Per expert, the L1 norm of its activations; topk's order does not matter, each choice adds its token's mask.
@@ -110,14 +134,20 @@ public sealed class ActivationCounter : IFeedForwardHook, IDisposable
     /// <summary>The counts so far, [layer][expert]: one copy from the device.</summary>
     public long[][] Counts()
     {
-        using var host = _counts.cpu();
-        var flat = host.data<long>().ToArray();
+        long[] flat;
+        if (_hostCounts is not null) flat = _hostCounts;
+        else
+        {
+            using var host = _counts.cpu();
+            flat = host.data<long>().ToArray();
+        }
         return [.. Enumerable.Range(0, _partition.Layers).Select(layer => flat.AsSpan(layer * _partition.Experts, _partition.Experts).ToArray())];
     }
 
     public void Reset()
     {
         _counts.zero_();
+        if (_hostCounts is not null) Array.Clear(_hostCounts);
         Tokens = 0;
     }
 
