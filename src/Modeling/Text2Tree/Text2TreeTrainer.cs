@@ -90,7 +90,7 @@ public static class Text2TreeTrainer
         var labelParameters = model.LabelParameters();
         var groups = new List<AdamW.ParamGroup> { new(textParameters, new AdamW.Options { LearningRate = options.LearningRate }) };
         if (labelParameters.Count > 0) groups.Add(new AdamW.ParamGroup(labelParameters, new AdamW.Options { LearningRate = options.LearningRate * options.LabelLearningRateRatio }));
-        using var optimizer = optim.AdamW(groups, lr: options.LearningRate, weight_decay: options.WeightDecay);
+        using var optimizer = new HeldScalars.AdamW(groups, lr: options.LearningRate, weightDecay: options.WeightDecay);
         var ratios = new[] { 1.0, options.LabelLearningRateRatio };
 
         var fingerprint = JsonSerializer.Serialize(options with { Threads = 0, CheckpointInterval = 0 }) + $"|{data.Train.Count}|{data.Tree.LabelCount}";

@@ -155,12 +155,12 @@ public static class Pretrainer
         var buffer = rank is null || options.SyncEvery > 1 ? null : new GradientBuffer(tensors, extra: 2);
         var decayed = parameters.Where(p => p.parameter.dim() >= 2 && p.name != "model.embed_tokens.weight").Select(p => p.parameter).ToList();
         var undecayed = parameters.Select(p => p.parameter).Except(decayed).ToList();
-        using var optimizer = optim.AdamW(
+        using var optimizer = new HeldScalars.AdamW(
             [
                 new AdamW.ParamGroup(decayed, new AdamW.Options { weight_decay = options.WeightDecay }),
                 new AdamW.ParamGroup(undecayed, new AdamW.Options { weight_decay = 0 }),
             ],
-            lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, weight_decay: options.WeightDecay);
+            lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, weightDecay: options.WeightDecay);
 
         var state = TryResume(model, optimizer, checkpointDirectory, fingerprint, rank?.Rank ?? 0) ?? new TrainerState(0, options.Seed, options.Steps, fingerprint, []);
         var resumed = state.Step > 0;
