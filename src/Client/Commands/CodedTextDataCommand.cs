@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Babel.Storage;
 using Babel.Storage.Icpc;
 
 namespace Babel.Client.Commands;
@@ -12,16 +13,25 @@ internal static class CodedTextDataCommand
         var output = new Option<string>("--out") { Description = "Folder to write data.jsonl, labels.json, split.json and dataset.json to; replaced atomically.", Required = true };
         var package = new Option<string?>("--package") { Description = $"Use this .deb (from 'apt-get download gnumed-server={GnumedServerPackage.Version}') instead of downloading it." };
         var chapters = new Option<string?>("--chapters") { Description = "Only these chapters (comma-separated letters, e.g. K,R): a smaller task for a small machine." };
+        var minExamples = new Option<int?>("--min-examples") { Description = "Only the terms of codes with at least N terms (the label tree keeps every code); dataset.json lists the dropped codes." };
         var command = new Command("icpc", "Write the German ICPC-2 thesaurus (Debian gnumed-server; NON-COMMERCIAL data licence) as a hierarchical classification dataset.")
         {
-            output, package, chapters,
+            output, package, chapters, minExamples,
         };
         command.SetAction(parse =>
         {
             var writer = parse.InvocationConfiguration.Output;
             var selected = parse.GetValue(chapters)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-            var dataset = IcpcDataset.Write(parse.GetValue(output)!, GnumedServerPackage.Obtain(parse.GetValue(package)), selected);
+            var minimum = parse.GetValue(minExamples);
+            // A bad value is reported before the package is downloaded.
+            if (minimum <= 0) throw new UserInputException($"--min-examples must be a positive number of terms per code (got {minimum}); 1 keeps every code.");
+            var dataset = IcpcDataset.Write(parse.GetValue(output)!, GnumedServerPackage.Obtain(parse.GetValue(package)), selected, minimum);
             WriteSummary(writer, dataset);
+            if (dataset.Manifest.MinExamplesFilter is { } filter)
+            {
+                writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"kept the terms of {filter.KeptCodes:N0} codes with at least {filter.MinExamples} terms; dropped {filter.DroppedRecords:N0} terms of {filter.DroppedCodes.Length:N0} codes (listed in {CodedTextDataset.ManifestFile})"));
+            }
             writer.WriteLine($"licence: {dataset.Manifest.Licence}");
             return 0;
         });

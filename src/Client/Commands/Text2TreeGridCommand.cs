@@ -17,8 +17,8 @@ internal static class Text2TreeGridCommand
         var job = new JobCommandOptions();
         var methods = new Option<string>("--methods") { Description = "Comma-separated methods.", DefaultValueFactory = _ => string.Join(",", Text2TreeMethods.All) };
         var seeds = new Option<int>("--seeds") { Description = "Seeds 1..N per configuration.", DefaultValueFactory = _ => 3 };
-        var lambdas = new Option<string>("--lambda") { Description = "Comma-separated λ values for text2tree.", DefaultValueFactory = _ => new Text2TreeOptions().Lambda.ToString(CultureInfo.InvariantCulture) };
-        var taus = new Option<string>("--tau") { Description = "Comma-separated τ values for text2tree.", DefaultValueFactory = _ => new Text2TreeOptions().Tau.ToString(CultureInfo.InvariantCulture) };
+        var lambdas = new Option<string>("--lambda") { Description = "Comma-separated λ values for text2tree and text2tree-ssl (text2tree at 0 is DML only; text2tree-ssl skips 0).", DefaultValueFactory = _ => new Text2TreeOptions().Lambda.ToString(CultureInfo.InvariantCulture) };
+        var taus = new Option<string>("--tau") { Description = "Comma-separated τ values for text2tree and text2tree-ssl.", DefaultValueFactory = _ => new Text2TreeOptions().Tau.ToString(CultureInfo.InvariantCulture) };
         var output = new Option<string?>("--out") { Description = $"Folder for {GridReport.JsonFile}, {GridReport.MarkdownFile}, {GridReport.HtmlFile} and {GridReport.PlotFile} (with --no-wait: 'babel result JOB --out DIR')." };
         var command = new Command("grid", "Run a grid of methods × λ × τ × seeds as shards of a job (resumable: a rerun continues the same job).")
         {

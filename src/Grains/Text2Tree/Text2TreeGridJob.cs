@@ -9,7 +9,8 @@ namespace Babel.Grains.Text2Tree;
 
 /// <summary>
 /// Parameters of a Text2Tree grid: the dataset's artifact key, the options every run shares, and the grid axes.
-/// λ and τ only vary for the text2tree method (the baselines do not use them).
+/// λ and τ only vary for the methods with a label tree (text2tree, text2tree-ssl; the baselines do not use them), and
+/// text2tree-ssl skips λ = 0, where it would be plain fine-tuning.
 /// </summary>
 public sealed record Text2TreeGridParameters(string Data, Text2TreeOptions Base, string[] Methods, long[] Seeds, double[] Lambdas, double[] Taus);
 
@@ -35,7 +36,9 @@ public sealed class Text2TreeGridJob : JobKind<Text2TreeGridParameters, Text2Tre
         {
             throw new UserInputException("the text2tree grid needs at least one method, seed, λ and τ.");
         }
-        foreach (var run in Runs(p)) run.Validate();
+        var runs = Runs(p);
+        if (runs.Count == 0) throw new UserInputException("text2tree-ssl at λ = 0 is plain fine-tuning; give it a λ above 0 or use finetune.");
+        foreach (var run in runs) run.Validate();
     }
 
     /// <summary>Every run of the grid, in plan order.</summary>
@@ -44,8 +47,8 @@ public sealed class Text2TreeGridJob : JobKind<Text2TreeGridParameters, Text2Tre
         var runs = new List<Text2TreeOptions>();
         foreach (var method in p.Methods.Select(Text2TreeMethods.Require).Distinct(StringComparer.Ordinal))
         {
-            var settings = method == Text2TreeMethods.Text2Tree
-                ? p.Lambdas.SelectMany(l => p.Taus.Select(t => (Lambda: l, Tau: t)))
+            var settings = Text2TreeMethods.UsesLabelTree(method)
+                ? p.Lambdas.Where(l => Text2TreeMethods.RunsAt(method, l)).SelectMany(l => p.Taus.Select(t => (Lambda: l, Tau: t)))
                 : [(p.Base.Lambda, p.Base.Tau)];
             foreach (var (lambda, tau) in settings.Distinct())
             {
@@ -59,7 +62,7 @@ public sealed class Text2TreeGridJob : JobKind<Text2TreeGridParameters, Text2Tre
     }
 
     /// <summary>The shard id of a run, e.g. <c>text2tree-l0.5-t0.1-s1</c>.</summary>
-    public static string ShardId(Text2TreeOptions run) => run.Method == Text2TreeMethods.Text2Tree
+    public static string ShardId(Text2TreeOptions run) => Text2TreeMethods.UsesLabelTree(run.Method)
         ? string.Create(CultureInfo.InvariantCulture, $"{run.Method}-l{run.Lambda:R}-t{run.Tau:R}-s{run.Seed}")
         : string.Create(CultureInfo.InvariantCulture, $"{run.Method}-s{run.Seed}");
 

@@ -61,16 +61,20 @@ public static class Text2TreeLosses
     /// <summary>
     /// The Text2Tree objective as the paper and its authors' code define it: (1 − λ)·L_DML + λ·L_SSL, with SSL on
     /// <paramref name="projected"/> (the projector's output) and DML on the pooled <paramref name="representations"/>.
+    /// Without <paramref name="dissimilarityMixup"/> (the "SSL only" ablation) the classification term is the plain
+    /// soft-label loss of the unmixed batch: (1 − λ)·L_CE + λ·L_SSL.
     /// </summary>
-    public static (Tensor Total, Tensor Dml, Tensor Ssl) PaperText2Tree(Tensor representations, Tensor projected, Tensor targets, Tensor labelEmbeddings,
-        Func<Tensor, Tensor> classify, bool multilabel, double lambda, double tau)
+    public static (Tensor Total, Tensor Classification, Tensor Ssl) PaperText2Tree(Tensor representations, Tensor projected, Tensor targets, Tensor labelEmbeddings,
+        Func<Tensor, Tensor> classify, bool multilabel, double lambda, double tau, bool dissimilarityMixup = true)
     {
         using var scope = NewDisposeScope();
         var weights = PaperSimilarityWeights(labelEmbeddings, targets);
         var ssl = PaperSimilaritySurrogate(projected, weights, tau);
-        var dml = DissimilarityMixup(representations, targets, PaperMixupRatios(weights), classify, multilabel);
-        var total = (1 - lambda) * dml + lambda * ssl;
-        return (total.MoveToOuterDisposeScope(), dml.MoveToOuterDisposeScope(), ssl.MoveToOuterDisposeScope());
+        var classification = dissimilarityMixup
+            ? DissimilarityMixup(representations, targets, PaperMixupRatios(weights), classify, multilabel)
+            : SoftLabelLoss(classify(representations), targets, multilabel);
+        var total = (1 - lambda) * classification + lambda * ssl;
+        return (total.MoveToOuterDisposeScope(), classification.MoveToOuterDisposeScope(), ssl.MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -126,15 +130,21 @@ public static class Text2TreeLosses
         return SoftLabelLoss(logits, soft.reshape(b * b, c), multilabel).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Babel's earlier Text2Tree objective (objective <c>babel</c>): (1 − λ)·L_DML + λ·L_SSL, with both terms returned for logging and tests.</summary>
-    public static (Tensor Total, Tensor Dml, Tensor Ssl) Text2Tree(Tensor representations, Tensor targets, Tensor labelEmbeddings, Func<Tensor, Tensor> classify, bool multilabel, double lambda, double tau)
+    /// <summary>
+    /// Babel's earlier Text2Tree objective (objective <c>babel</c>): (1 − λ)·L_DML + λ·L_SSL, with both terms returned for
+    /// logging and tests; without <paramref name="dissimilarityMixup"/>, (1 − λ)·L_CE + λ·L_SSL.
+    /// </summary>
+    public static (Tensor Total, Tensor Classification, Tensor Ssl) Text2Tree(Tensor representations, Tensor targets, Tensor labelEmbeddings, Func<Tensor, Tensor> classify,
+        bool multilabel, double lambda, double tau, bool dissimilarityMixup = true)
     {
         using var scope = NewDisposeScope();
         var weights = SimilarityWeights(labelEmbeddings, targets, tau);
         var ssl = SimilaritySurrogate(representations, weights, tau);
-        var dml = DissimilarityMixup(representations, targets, MixupRatios(weights), classify, multilabel);
-        var total = (1 - lambda) * dml + lambda * ssl;
-        return (total.MoveToOuterDisposeScope(), dml.MoveToOuterDisposeScope(), ssl.MoveToOuterDisposeScope());
+        var classification = dissimilarityMixup
+            ? DissimilarityMixup(representations, targets, MixupRatios(weights), classify, multilabel)
+            : SoftLabelLoss(classify(representations), targets, multilabel);
+        var total = (1 - lambda) * classification + lambda * ssl;
+        return (total.MoveToOuterDisposeScope(), classification.MoveToOuterDisposeScope(), ssl.MoveToOuterDisposeScope());
     }
 
     /// <summary>Cross-entropy against soft targets (multiclass), or binary cross-entropy per label (multilabel); mean over rows.</summary>

@@ -6,13 +6,28 @@ namespace Babel.Modeling.Text2Tree;
 /// <summary>Training methods: Text2Tree and the baselines on the same encoder.</summary>
 public static class Text2TreeMethods
 {
+    /// <summary>Text2Tree: (1 − λ)·L_DML + λ·L_SSL. At λ = 0 it is the paper's "DML only" ablation on the same head.</summary>
     public const string Text2Tree = "text2tree";
+    /// <summary>
+    /// The paper's "SSL only" ablation: (1 − λ)·L_CE + λ·L_SSL — Text2Tree with dynamic mixup replaced by plain cross-entropy
+    /// on the unmixed batch, the label tree and projector trained by SSL as in <see cref="Text2Tree"/>.
+    /// </summary>
+    public const string Text2TreeSsl = "text2tree-ssl";
     public const string Finetune = "finetune";
     public const string Reweight = "reweight";
     public const string Focal = "focal";
     public const string Mixup = "mixup";
 
-    public static IReadOnlyList<string> All { get; } = [Text2Tree, Finetune, Reweight, Focal, Mixup];
+    public static IReadOnlyList<string> All { get; } = [Text2Tree, Text2TreeSsl, Finetune, Reweight, Focal, Mixup];
+
+    /// <summary>Whether <paramref name="method"/> has a label tree (cascade and projector) and uses λ and τ.</summary>
+    public static bool UsesLabelTree(string method) => method is Text2Tree or Text2TreeSsl;
+
+    /// <summary>
+    /// Whether a grid runs <paramref name="method"/> at <paramref name="lambda"/>: SSL only at λ = 0 is cross-entropy alone on
+    /// the same head, i.e. fine-tuning, so a grid leaves it out.
+    /// </summary>
+    public static bool RunsAt(string method, double lambda) => !(method == Text2TreeSsl && lambda == 0);
 
     public static string Require(string method) => All.Contains(method)
         ? method

@@ -187,11 +187,13 @@ public static class Text2TreeTrainer
         Tensor loss;
         switch (options.Method)
         {
-            case Text2TreeMethods.Text2Tree:
+            case Text2TreeMethods.Text2Tree or Text2TreeMethods.Text2TreeSsl:
+                // One path for Text2Tree and its "SSL only" ablation: the latter only swaps DML for plain cross-entropy.
                 var labels = model.LabelEmbeddings()!;
+                var mixup = options.Method == Text2TreeMethods.Text2Tree;
                 loss = options.Objective == Text2TreeObjectives.Paper
-                    ? Text2TreeLosses.PaperText2Tree(z, model.Project(z), targets, labels, x => model.Classify(x, labels), multilabel, options.Lambda, options.Tau).Total
-                    : Text2TreeLosses.Text2Tree(z, targets, labels, x => model.Classify(x, labels), multilabel, options.Lambda, options.Tau).Total;
+                    ? Text2TreeLosses.PaperText2Tree(z, model.Project(z), targets, labels, x => model.Classify(x, labels), multilabel, options.Lambda, options.Tau, mixup).Total
+                    : Text2TreeLosses.Text2Tree(z, targets, labels, x => model.Classify(x, labels), multilabel, options.Lambda, options.Tau, mixup).Total;
                 break;
             case Text2TreeMethods.Finetune:
                 loss = Text2TreeLosses.SoftLabelLoss(model.Classify(z, null), targets, multilabel);
@@ -282,7 +284,7 @@ public static class Text2TreeTrainer
             }
             manual_seed(options.Seed);
             CascadeAttention? cascade = null;
-            if (options.Method == Text2TreeMethods.Text2Tree)
+            if (Text2TreeMethods.UsesLabelTree(options.Method))
             {
                 using var initial = options.LabelInit == "description"
                     ? Text2TreeClassifier.MeanTokenEmbeddings(encoder, [.. tree.Descriptions.Select(d => tokenizer.Encode(d))], rescale: options.Cascade == Text2TreeCascades.Babel)

@@ -39,7 +39,34 @@ public sealed record DatasetManifest(
     [property: JsonPropertyName("labels")] int Labels,
     [property: JsonPropertyName("train")] int Train,
     [property: JsonPropertyName("validation")] int Validation,
-    [property: JsonPropertyName("test")] int Test);
+    [property: JsonPropertyName("test")] int Test,
+    [property: JsonPropertyName("min_examples_filter")] MinExamplesFilter? MinExamplesFilter = null);
+
+/// <summary>
+/// What <c>--min-examples</c> dropped: the records of every code with fewer than <see cref="MinExamples"/> records (before
+/// the split). The label tree keeps every code and node; a dropped code simply has no records.
+/// </summary>
+public sealed record MinExamplesFilter(
+    [property: JsonPropertyName("min_examples")] int MinExamples,
+    [property: JsonPropertyName("kept_codes")] int KeptCodes,
+    [property: JsonPropertyName("dropped_records")] int DroppedRecords,
+    [property: JsonPropertyName("dropped_codes")] string[] DroppedCodes)
+{
+    /// <summary>
+    /// Keeps the records all of whose codes label at least <paramref name="minExamples"/> records of
+    /// <paramref name="records"/>; the rest are dropped and listed.
+    /// </summary>
+    public static (IReadOnlyList<CodedText> Kept, MinExamplesFilter Filter) Apply(IReadOnlyList<CodedText> records, int minExamples)
+    {
+        if (minExamples <= 0) throw new UserInputException($"--min-examples must be a positive number of records per code (got {minExamples}); 1 keeps every code.");
+        var counts = records.SelectMany(r => r.Labels.Distinct(StringComparer.Ordinal)).GroupBy(c => c, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        var dropped = counts.Where(c => c.Value < minExamples).Select(c => c.Key).Order(StringComparer.Ordinal).ToArray();
+        var droppedSet = dropped.ToHashSet(StringComparer.Ordinal);
+        var kept = records.Where(r => !r.Labels.Any(droppedSet.Contains)).ToList();
+        var keptCodes = kept.SelectMany(r => r.Labels).Distinct(StringComparer.Ordinal).Count();
+        return (kept, new MinExamplesFilter(minExamples, keptCodes, records.Count - kept.Count, dropped));
+    }
+}
 
 /// <summary>
 /// A folder of texts labelled with codes of a label tree: <c>data.jsonl</c> (id, text, labels),
@@ -76,11 +103,12 @@ public sealed class CodedTextDataset
     public DatasetManifest Manifest { get; }
 
     /// <summary>Validates and writes a dataset folder atomically (replacing it), with the deterministic split.</summary>
-    public static CodedTextDataset Write(string directory, string name, string source, string licence, IReadOnlyList<CodedText> records, LabelSet labels)
+    public static CodedTextDataset Write(string directory, string name, string source, string licence, IReadOnlyList<CodedText> records, LabelSet labels,
+        MinExamplesFilter? filter = null)
     {
         Validate(records, labels, directory);
         var split = SplitRecords(records);
-        var manifest = new DatasetManifest(name, source, licence, records.Count, labels.Labels.Count, split.Train.Count, split.Validation.Count, split.Test.Count);
+        var manifest = new DatasetManifest(name, source, licence, records.Count, labels.Labels.Count, split.Train.Count, split.Validation.Count, split.Test.Count, filter);
         var full = Path.GetFullPath(directory);
         AtomicFile.WriteDirectory(full, temporary =>
         {

@@ -50,12 +50,20 @@ public static class IcpcDataset
         return (records, new LabelSet(LabelSchemes.Icpc2, labels, nodes));
     }
 
-    /// <summary>Writes the dataset folder (replaced atomically) from <paramref name="package"/>.</summary>
-    public static CodedTextDataset Write(string directory, GnumedServerPackage package, IReadOnlyCollection<string>? chapters = null)
+    /// <summary>
+    /// Writes the dataset folder (replaced atomically) from <paramref name="package"/>; with <paramref name="minExamples"/>
+    /// only the terms of codes with at least that many terms (the tree keeps every code and node; <c>dataset.json</c> lists
+    /// what was dropped).
+    /// </summary>
+    public static CodedTextDataset Write(string directory, GnumedServerPackage package, IReadOnlyCollection<string>? chapters = null, int? minExamples = null)
     {
+        if (minExamples <= 0) throw new UserInputException($"--min-examples must be a positive number of terms per code (got {minExamples}); 1 keeps every code.");
         var (records, labels) = Build(package, chapters);
+        MinExamplesFilter? filter = null;
+        if (minExamples is { } minimum) (records, filter) = MinExamplesFilter.Apply(records, minimum);
         var source = $"Debian gnumed-server {GnumedServerPackage.Version}: {GnumedServerPackage.ThesaurusPath}, {GnumedServerPackage.CodesPath}"
-            + (chapters is { Count: > 0 } ? $" (chapters {string.Join(",", chapters)} only)" : "");
-        return CodedTextDataset.Write(directory, Name, source, Licence, records, labels);
+            + (chapters is { Count: > 0 } ? $" (chapters {string.Join(",", chapters)} only)" : "")
+            + (filter is null ? "" : string.Create(CultureInfo.InvariantCulture, $" (terms of codes with at least {filter.MinExamples} terms only)"));
+        return CodedTextDataset.Write(directory, Name, source, Licence, records, labels, filter);
     }
 }

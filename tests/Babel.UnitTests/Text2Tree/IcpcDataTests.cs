@@ -104,6 +104,61 @@ public class IcpcDataTests
     }
 
     [Fact]
+    public void Min_examples_keeps_the_terms_of_codes_with_enough_of_them_and_the_whole_tree()
+    {
+        using var scratch = new ScratchFolder();
+        var output = scratch.Combine("icpc-10");
+        var (code, stdout, error) = Run("data", "icpc", "--out", output, "--package", SharedGnumedPackage.Package.DebPath, "--min-examples", "10");
+        Assert.True(code == 0, error);
+        Assert.Contains("57,748 records with 1,366 labels", stdout);
+        Assert.Contains("kept the terms of 589 codes with at least 10 terms; dropped 1,193 terms of 777 codes", stdout);
+
+        var dataset = CodedTextDataset.Read(output);
+        var filter = dataset.Manifest.MinExamplesFilter!;
+        Assert.Equal(10, filter.MinExamples);
+        Assert.Equal(589, filter.KeptCodes);
+        Assert.Equal(1_193, filter.DroppedRecords);
+        Assert.Equal(777, filter.DroppedCodes.Length);
+        Assert.Equal(58_941, dataset.Records.Count + filter.DroppedRecords);
+        // Every kept code has at least 10 terms, no dropped code has a term left, and the tree keeps all 1,366 codes.
+        var perCode = dataset.Records.GroupBy(r => r.Labels[0]).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(589, perCode.Count);
+        Assert.All(perCode.Values, n => Assert.True(n >= 10));
+        Assert.DoesNotContain(filter.DroppedCodes, perCode.ContainsKey);
+        Assert.Equal(1_366, dataset.Labels.Labels.Count);
+        Assert.Contains("at least 10 terms", dataset.Manifest.Source);
+        // The split of a kept code is the one it has in the full dataset (the rule is per code).
+        var full = CodedTextDataset.SplitRecords(IcpcDataset.Build(SharedGnumedPackage.Package).Records);
+        var kept = dataset.Records.Select(r => r.Id).ToHashSet();
+        Assert.Equal(full.Test.Where(kept.Contains), dataset.Split.Test);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-3")]
+    public void Min_examples_below_1_exits_2_with_one_sentence(string value)
+    {
+        using var scratch = new ScratchFolder();
+        var (code, _, error) = Run("data", "icpc", "--out", scratch.Combine("out"), "--package", SharedGnumedPackage.Package.DebPath, "--min-examples", value);
+        Assert.Equal(2, code);
+        Assert.Contains("--min-examples must be a positive number", error);
+        Assert.False(Directory.Exists(scratch.Combine("out")));
+    }
+
+    [Fact]
+    public void Min_examples_drops_a_record_if_any_of_its_codes_is_rare()
+    {
+        CodedText[] records = [new("1", "a", ["X"]), new("2", "b", ["X"]), new("3", "c", ["X", "Y"]), new("4", "d", ["Z"])];
+        var (kept, filter) = MinExamplesFilter.Apply(records, 2);
+        Assert.Equal(["1", "2"], kept.Select(r => r.Id));
+        Assert.Equal(["Y", "Z"], filter.DroppedCodes);
+        Assert.Equal(2, filter.DroppedRecords);
+        Assert.Equal(1, filter.KeptCodes);
+        Assert.Equal(4, MinExamplesFilter.Apply(records, 1).Kept.Count);
+        Assert.Throws<UserInputException>(() => MinExamplesFilter.Apply(records, 0));
+    }
+
+    [Fact]
     public void A_deb_with_the_wrong_checksum_is_refused_with_a_clear_sentence()
     {
         using var scratch = new ScratchFolder();

@@ -120,6 +120,7 @@ public class Text2TreeCommandTests
     [Theory]
     [InlineData("finetune", 0.9)]
     [InlineData("text2tree", 0.5)]
+    [InlineData("text2tree-ssl", 0.5)]
     public void Training_learns_a_separable_toy_task_far_above_chance(string method, double minimumMacroF1)
     {
         using var scratch = new ScratchFolder();
@@ -128,6 +129,9 @@ public class Text2TreeCommandTests
         var metrics = Text2TreeTrainer.Train(data, options, scratch.Combine("run"));
         // Six codes: chance is about 1/6.
         Assert.True(metrics.Test.MacroF1 >= minimumMacroF1, $"{method} reached test macro-F1 {metrics.Test.MacroF1:F3}");
+        // The methods with a label tree build it (its parameters train in their own group); the baselines have none.
+        using var manifest = JsonDocument.Parse(File.ReadAllText(Path.Combine(scratch.Combine("run"), Text2TreeTrainer.ManifestFile)));
+        Assert.Equal(Text2TreeMethods.UsesLabelTree(method), manifest.RootElement.GetProperty("label_parameters").GetInt64() > 0);
     }
 
     /// <summary>
