@@ -100,15 +100,16 @@ public static class Pretrainer
     /// One rank of a data-parallel run on any objective: <paramref name="gradients"/> runs this rank's forwards and backwards
     /// of its share of a step's objective (the ranks' shares add up to the objective of the global batch, e.g. summed losses
     /// divided by the global batch's target tokens) and returns its share of the loss and the target tokens it trained.
-    /// The shares' gradients are summed through <see cref="DataParallelRank.Exchange"/> as in the language-model overload;
-    /// only the synchronous mode is offered here (local steps would need the rank's own mean, which only the caller knows).
+    /// The shares' gradients are summed through <see cref="DataParallelRank.Exchange"/> as in the language-model overload.
+    /// With <see cref="PretrainingOptions.SyncEvery"/> &gt; 1 (DiLoCo) the replica follows its own rows' objective, so
+    /// <paramref name="gradients"/> must normalise its backward by this rank's own target tokens, while the loss it
+    /// returns stays its share of the global batch's.
     /// </summary>
     public static IReadOnlyList<double> TrainRank(CausalLanguageModel model, Func<int, (double Loss, long Tokens)> gradients, PretrainingOptions options,
         string checkpointDirectory, DataParallelRank rank, CheckpointHooks hooks, IProgress<TrainingProgress>? progress = null,
         CancellationToken cancellationToken = default, string dataFingerprint = "", string? historyDirectory = null)
     {
         rank.Validate();
-        if (options.SyncEvery != 1) throw new UserInputException("--sync-every is offered for pretrain and finetune only; this training sums gradients every step.");
         return Run(model, gradients, options, checkpointDirectory, hooks, progress, cancellationToken, dataFingerprint, rank.IsLeader ? historyDirectory : null, rank);
     }
 
