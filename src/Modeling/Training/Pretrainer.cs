@@ -184,9 +184,12 @@ public static class Pretrainer
             {
                 optimizer.zero_grad();
                 (loss, trained) = gradients(step);
-                if (rank is not null && diloco is null) (loss, trained) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
+                DataParallelStepTiming? timing = null;
+                if (rank is not null && diloco is null) (loss, trained, timing) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
                 nn.utils.clip_grad_norm_(tensors, options.GradientClip);
                 optimizer.step();
+                // A step's time includes the optimizer's, as a local step's does.
+                if (timing is { } t) rank!.Timed?.Invoke(t with { StepSeconds = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds });
             }
             var done = step + 1;
             var checkpointing = options.IsCheckpointStep(done);
@@ -250,9 +253,9 @@ public static class Pretrainer
 
     /// <summary>
     /// Replaces the step's gradients by their sum over the ranks (the loss share and token count travel at the end of the
-    /// same buffer) and returns the group's loss and tokens; tells the rank how long compute and exchange took.
+    /// same buffer) and returns the group's loss and tokens, and how long compute and exchange took on this rank.
     /// </summary>
-    private static (double Loss, long Tokens) SumOverRanks(DataParallelRank rank, int step, GradientBuffer buffer, double loss, long tokens,
+    private static (double Loss, long Tokens, DataParallelStepTiming Timing) SumOverRanks(DataParallelRank rank, int step, GradientBuffer buffer, double loss, long tokens,
         long stepStarted, CancellationToken cancellationToken)
     {
         var computed = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
@@ -261,8 +264,7 @@ public static class Pretrainer
         rank.Exchange.SumInPlace(step, values, cancellationToken);
         var exchanged = Stopwatch.GetElapsedTime(exchangeStarted).TotalSeconds;
         var sums = buffer.Unflatten();
-        rank.Timed?.Invoke(new DataParallelStepTiming(step, computed, exchanged, Stopwatch.GetElapsedTime(stepStarted).TotalSeconds, tokens, values.Length));
-        return (sums[0], (long)Math.Round(sums[1]));
+        return (sums[0], (long)Math.Round(sums[1]), new DataParallelStepTiming(step, computed, exchanged, Stopwatch.GetElapsedTime(stepStarted).TotalSeconds, tokens, values.Length));
     }
 
     /// <summary>The target id that no loss is computed for (PyTorch's convention).</summary>
