@@ -40,10 +40,12 @@ public interface ITrainingGroupGrain : IGrainWithStringKey
     /// Joins the group now forming and waits until it is formed: when <paramref name="expectedMembers"/> (or, after a
     /// loss, the surviving members) have joined, or <paramref name="formTimeout"/> after the first joiner, with whoever
     /// joined. A member of a running group that joins again (it lost its state) makes the group form anew. A rank that
-    /// is not a member of the returned running or finished group is not needed.
+    /// is not a member of the returned running or finished group is not needed. With <paramref name="keepRanks"/> (DiLoCo,
+    /// where a group of fewer replicas is another run) a group formed after a loss also waits for the lost ranks, which
+    /// come back on other workers once their leases expire, up to <paramref name="formTimeout"/>.
     /// </summary>
     [ResponseTimeout("00:10:00")]
-    Task<TrainingGroup> JoinAsync(string member, int expectedMembers, int knownCheckpoint, TimeSpan formTimeout);
+    Task<TrainingGroup> JoinAsync(string member, int expectedMembers, int knownCheckpoint, TimeSpan formTimeout, bool keepRanks = false);
 
     /// <summary>
     /// A reduce grain of <paramref name="generation"/> waited a step timeout for the chunks of <paramref name="ranks"/>:

@@ -38,6 +38,18 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
         await store.DeleteAsync(LatestKey(jobId), cancellationToken);
     }
 
+    /// <summary>
+    /// Whether a group formed after a loss waits for the lost ranks to come back (DiLoCo: a group of fewer replicas is
+    /// another run) rather than going on with the survivors; it waits up to <see cref="KeepRanksFormTimeouts"/> step timeouts.
+    /// </summary>
+    public bool KeepRanks { get; init; }
+
+    /// <summary>
+    /// Step timeouts a group that keeps its ranks waits for them: a lost rank's lease (two step timeouts) runs out, its
+    /// shard goes to another worker, and that rank restores the checkpoint before it joins.
+    /// </summary>
+    public const int KeepRanksFormTimeouts = 4;
+
     /// <summary>How long a small call to the group grain (a checkpoint or end notice) may take; it is best effort.</summary>
     private static readonly TimeSpan NoticeTimeout = TimeSpan.FromSeconds(5);
 
@@ -103,8 +115,9 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
         {
             try
             {
-                return membership.JoinAsync(member, ranks, LatestCheckpoint(cancellationToken), formTimeout: stepTimeout)
-                    .WaitAsync(stepTimeout + GrainGradientExchange.AnswerMargin, cancellationToken).GetAwaiter().GetResult();
+                var formTimeout = KeepRanks ? KeepRanksFormTimeouts * stepTimeout : stepTimeout;
+                return membership.JoinAsync(member, ranks, LatestCheckpoint(cancellationToken), formTimeout, KeepRanks)
+                    .WaitAsync(formTimeout + GrainGradientExchange.AnswerMargin, cancellationToken).GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is OrleansException or TimeoutException && !cancellationToken.IsCancellationRequested)
             {

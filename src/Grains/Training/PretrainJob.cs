@@ -93,7 +93,7 @@ public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJob
             () => PretrainingRun.Open(corpus, tokenizer, p.Preset, p.Languages), r => r.Train.Length * sizeof(long));
         var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var rank = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,
-            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
+            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds)) { KeepRanks = p.Options.SyncEvery > 1 };
         var options = p.Options with { Threads = context.Threads };
         var result = rank.Run(p.Ranks, p.MicroBatches, options.Steps, work =>
             {

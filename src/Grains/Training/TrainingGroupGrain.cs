@@ -25,7 +25,7 @@ public sealed class TrainingGroupGrain(TimeProvider time, ILogger<TrainingGroupG
 
     private string JobId => this.GetPrimaryKeyString();
 
-    public async Task<TrainingGroup> JoinAsync(string member, int expectedMembers, int knownCheckpoint, TimeSpan formTimeout)
+    public async Task<TrainingGroup> JoinAsync(string member, int expectedMembers, int knownCheckpoint, TimeSpan formTimeout, bool keepRanks = false)
     {
         _lastCheckpoint = Math.Max(_lastCheckpoint, knownCheckpoint);
         if (_phase == TrainingGroupPhase.Finished) return Current();
@@ -35,7 +35,7 @@ public sealed class TrainingGroupGrain(TimeProvider time, ILogger<TrainingGroupG
             // A member that joins again lost its state (its worker restarted it): every member resumes from the checkpoint.
             Regroup(_members.Count(m => !_done.Contains(m)), $"{member} joined again");
         }
-        if (_expected == 0) _expected = Math.Max(1, expectedMembers);
+        if (_expected == 0 || keepRanks) _expected = Math.Max(Math.Max(1, _expected), expectedMembers);
         _joiners.Add(member);
         _roundStarted ??= time.GetUtcNow();
         var formed = _formed.Task;
