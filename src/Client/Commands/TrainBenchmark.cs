@@ -85,7 +85,7 @@ internal static class TrainBenchReport
         var json = Path.Combine(root, "bench-train.json");
         var markdown = Path.Combine(root, "bench-train.md");
         var settings = new { preset, options.Steps, options.BatchSize, options.SequenceLength, microBatches, torchThreadsPerRank = 1, Environment.ProcessorCount };
-        AtomicFile.WriteAllText(json, JsonSerializer.Serialize(new { settings, runs, limits }, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(json, JsonSerializer.Serialize(new { settings, runs, limits }, new JsonSerializerOptions(JsonSerializerDefaults.Web) { WriteIndented = true }));
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"`babel bench train`: '{preset}', {options.Steps} steps of {options.BatchSize} × {options.SequenceLength}, {microBatches} micro-batches per step, one torch thread per rank, {Environment.ProcessorCount} cores");
         text.AppendLine().AppendLine("| ranks | sync every | job wall s | step ms | exchange ms/step | MB per exchange | speed-up (step) | final train loss | held-out NLL | weights |");
