@@ -28,30 +28,30 @@ public sealed record GradientChunkSum(
     [property: Id(1)] bool GroupChanged);
 
 /// <summary>
-/// The gradient exchange of one data-parallel training job (keyed by job id). Ranks join a group; each step every rank
-/// sends its flattened gradient in chunks and gets back each chunk summed over the members in rank order, so every rank
-/// receives the same bits. A rank that does not send within the step timeout is dropped: the others are told the group
-/// changed, rejoin, and resume from the last checkpoint without it. State is in memory; a lost activation is rebuilt
-/// from the ranks' rejoins (they name the last checkpoint they know of).
+/// The group of one data-parallel training job (keyed by job id): ranks join it, it forms the group (members in rank
+/// order, a generation, the step to resume from), records checkpoints and the end, and drops ranks that stop sending:
+/// every membership decision is taken here. The sums themselves are spread over <see cref="IGradientReduceGrain"/>s,
+/// one per rank. State is in memory; a lost activation is rebuilt from the ranks' rejoins (they name the last checkpoint
+/// they know of).
 /// </summary>
-public interface IGradientReduceGrain : IGrainWithStringKey
+public interface ITrainingGroupGrain : IGrainWithStringKey
 {
     /// <summary>
     /// Joins the group now forming and waits until it is formed: when <paramref name="expectedMembers"/> (or, after a
     /// loss, the surviving members) have joined, or <paramref name="formTimeout"/> after the first joiner, with whoever
     /// joined. A member of a running group that joins again (it lost its state) makes the group form anew. A rank that
-    /// is not a member of the returned running or finished group is not needed.
+    /// is not a member of the returned running or finished group is not needed. With <paramref name="keepRanks"/> (DiLoCo,
+    /// where a group of fewer replicas is another run) a group formed after a loss also waits for the lost ranks, which
+    /// come back on other workers once their leases expire, up to <paramref name="formTimeout"/>.
     /// </summary>
     [ResponseTimeout("00:10:00")]
-    Task<TrainingGroup> JoinAsync(string member, int expectedMembers, int knownCheckpoint, TimeSpan formTimeout);
+    Task<TrainingGroup> JoinAsync(string member, int expectedMembers, int knownCheckpoint, TimeSpan formTimeout, bool keepRanks = false);
 
     /// <summary>
-    /// Adds rank <paramref name="rank"/>'s chunk <paramref name="chunk"/> of <paramref name="step"/>'s gradient and waits
-    /// for the sum over the group; after <paramref name="stepTimeout"/> without every member's chunk, the members that
-    /// did not send are dropped and every waiting rank is told the group changed.
+    /// A reduce grain of <paramref name="generation"/> waited a step timeout for the chunks of <paramref name="ranks"/>:
+    /// they are dropped, and every rank still waiting on any reduce grain of the generation is told the group changed.
     /// </summary>
-    [ResponseTimeout("00:10:00")]
-    Task<GradientChunkSum> SumAsync(Guid generation, int step, int rank, int chunk, byte[] values, TimeSpan stepTimeout);
+    Task DropAsync(Guid generation, IReadOnlyList<int> ranks, string reason);
 
     /// <summary>The leader stored the checkpoint of <paramref name="step"/>: a group formed later resumes from it.</summary>
     Task CheckpointedAsync(Guid generation, int step);
@@ -61,4 +61,27 @@ public interface IGradientReduceGrain : IGrainWithStringKey
 
     /// <summary>The group as it stands.</summary>
     Task<TrainingGroup> GetGroupAsync();
+}
+
+/// <summary>
+/// One shard of a generation's gradient exchange (keyed by job id, generation and shard index; see
+/// <c>GradientReduceGrain.Key</c>): the chunks c with c mod N = shard. Every rank sends it its part of those chunks and
+/// gets back each chunk summed over the members in rank order, so every rank receives the same bits; N shards make a
+/// reduce-scatter and all-gather in which each silo moves 2(N − 1)/N of the gradient rather than one silo 2N times it.
+/// </summary>
+public interface IGradientReduceGrain : IGrainWithStringKey
+{
+    /// <summary>Activates the shard where the caller runs (the rank that owns it opens it as the group forms).</summary>
+    Task OpenAsync();
+
+    /// <summary>
+    /// Adds rank <paramref name="rank"/>'s part of chunk <paramref name="chunk"/> of <paramref name="step"/>'s gradient and
+    /// waits for the sum over the <paramref name="members"/>; after <paramref name="stepTimeout"/> without every member's
+    /// part, the group grain is told which ranks did not send and every waiting rank that the group changed.
+    /// </summary>
+    [ResponseTimeout("00:10:00")]
+    Task<GradientChunkSum> SumAsync(int step, int members, int rank, int chunk, byte[] values, TimeSpan stepTimeout);
+
+    /// <summary>The group changed: every waiting and later call is told so.</summary>
+    Task AbandonAsync();
 }

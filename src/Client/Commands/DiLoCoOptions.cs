@@ -29,11 +29,11 @@ internal sealed class DiLoCoOptions
         command.Options.Add(OuterMomentum);
     }
 
-    /// <summary><paramref name="options"/> with the values given; local steps need several ranks.</summary>
-    public PretrainingOptions Apply(ParseResult parse, PretrainingOptions options, int ranks)
+    /// <summary>The values given; local steps need several ranks.</summary>
+    public (int SyncEvery, double OuterLearningRate, double OuterMomentum) Read(ParseResult parse, int ranks)
     {
-        var applied = options with { SyncEvery = parse.GetValue(SyncEvery), OuterLearningRate = parse.GetValue(OuterLearningRate), OuterMomentum = parse.GetValue(OuterMomentum) };
-        if (applied.SyncEvery != 1 && ranks < 2) throw new UserInputException("--sync-every needs --data-parallel with at least 2 ranks.");
-        return applied;
+        var syncEvery = parse.GetValue(SyncEvery);
+        if (syncEvery != 1 && ranks < 2) throw new UserInputException("--sync-every needs --data-parallel with at least 2 ranks.");
+        return (syncEvery, parse.GetValue(OuterLearningRate), parse.GetValue(OuterMomentum));
     }
 }

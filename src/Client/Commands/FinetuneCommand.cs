@@ -1,6 +1,4 @@
 using System.CommandLine;
-using Babel.Client.Jobs;
-using Babel.Grains.Engine;
 using Babel.Grains.Training;
 using Babel.Modeling.Training;
 using Babel.Storage;
@@ -26,17 +24,14 @@ internal static class FinetuneCommand
         var batch = new Option<int>("--batch-size") { Description = "Instructions per step.", DefaultValueFactory = _ => defaults.BatchSize };
         var length = new Option<int>("--sequence-length") { Description = "Longest example in tokens (BOS + prompt + response); longer ones are left out.", DefaultValueFactory = _ => defaults.SequenceLength };
         var threads = new Option<int>("--threads") { Description = "Torch threads.", DefaultValueFactory = _ => defaults.Threads };
-        var dataParallel = new Option<int>("--data-parallel") { Description = "Ranks of a data-parallel job (one device worker each, gradients summed every step, or weights every --sync-every steps); 1 tunes in this process.", DefaultValueFactory = _ => 1 };
-        var microBatches = new Option<int?>("--micro-batches") { Description = "Micro-batches each global batch is cut into (default: the ranks)." };
         var checkpointInterval = new Option<int>("--checkpoint-interval") { Description = "Steps between checkpoints (with --data-parallel: stored in the artifact store by rank 0).", DefaultValueFactory = _ => defaults.CheckpointInterval };
-        var lease = new Option<double>("--lease-seconds") { Description = "With --data-parallel: a rank's lease; a step waits at most half of it for a silent rank.", DefaultValueFactory = _ => PretrainCommand.DefaultLeaseSeconds };
-        var diloco = new DiLoCoOptions();
-        var job = new JobCommandOptions { DefaultWorkers = parse => parse.GetValue(dataParallel) };
+        var dataParallel = new DataParallelOptions("tunes in this process");
+        var job = dataParallel.JobOptions();
         var command = new Command("finetune", "Instruction-tune a copy of a model: loss on response tokens only, AdamW, resumable; keeps tokenizer.json and experts.json; in this process or data-parallel on the job engine.")
         {
-            model, instructions, output, steps, seed, learningRate, batch, length, threads, dataParallel, microBatches, checkpointInterval, lease,
+            model, instructions, output, steps, seed, learningRate, batch, length, threads, checkpointInterval,
         };
-        diloco.AddTo(command);
+        dataParallel.AddTo(command);
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
@@ -50,13 +45,9 @@ internal static class FinetuneCommand
                 Threads = parse.GetValue(threads),
                 CheckpointInterval = parse.GetValue(checkpointInterval),
             };
-            var ranks = parse.GetValue(dataParallel);
-            if (ranks < 1) throw new UserInputException($"--data-parallel must be at least 1 (got {ranks}).");
-            options = diloco.Apply(parse, options, ranks);
-            if (ranks > 1)
+            options = dataParallel.Apply(parse, options);
+            if (dataParallel.Read(parse) is { } run)
             {
-                var leaseSeconds = parse.GetValue(lease);
-                if (!(leaseSeconds >= 2)) throw new UserInputException($"--lease-seconds must be at least 2 (got {leaseSeconds}).");
                 options.Validate();
                 var directory = parse.GetValue(output)!;
                 var modelDirectory = ModelOption.Folder(parse, model);
@@ -66,14 +57,14 @@ internal static class FinetuneCommand
                 }
                 FinetuneJob? kind = null;
                 return job.RunAsync(parse, kinds => kind = kinds.Get<FinetuneJob>(),
-                    (jobs, ct) => FinetuneJob.UploadInputsAsync(jobs, modelDirectory, parse.GetValue(instructions)!, options, ranks, parse.GetValue(microBatches) ?? ranks,
-                        TimeSpan.FromSeconds(leaseSeconds / 2), ct),
+                    (jobs, ct) => FinetuneJob.UploadInputsAsync(jobs, modelDirectory, parse.GetValue(instructions)!, options, run.Ranks, run.MicroBatches,
+                        run.StepTimeout, ct),
                     result =>
                     {
                         kind!.Save(result, directory);
-                        parse.InvocationConfiguration.Output.WriteLine($"{result.Manifest.Summary()}; tuned model written to {Path.GetFullPath(directory)} ({ranks} data-parallel ranks)");
+                        parse.InvocationConfiguration.Output.WriteLine($"{result.Manifest.Summary()}; tuned model written to {Path.GetFullPath(directory)} ({run.Ranks} data-parallel ranks)");
                         return 0;
-                    }, cancellationToken, new JobOptions(LeaseDuration: TimeSpan.FromSeconds(leaseSeconds)));
+                    }, cancellationToken, run.JobOptions);
             }
             Tune(CommandConsole.For(parse.InvocationConfiguration.Output), ModelOption.Folder(parse, model), parse.GetValue(instructions)!, parse.GetValue(output)!, options, cancellationToken);
             return Task.FromResult(0);

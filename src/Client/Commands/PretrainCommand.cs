@@ -1,9 +1,6 @@
 using System.CommandLine;
-using Babel.Client.Jobs;
-using Babel.Grains.Engine;
 using Babel.Grains.Training;
 using Babel.Modeling.Training;
-using Babel.Storage;
 using Spectre.Console;
 
 namespace Babel.Client.Commands;
@@ -15,9 +12,6 @@ namespace Babel.Client.Commands;
 /// </summary>
 internal static class PretrainCommand
 {
-    /// <summary>Default lease of a data-parallel rank: a silent rank is dropped after half of it.</summary>
-    public const double DefaultLeaseSeconds = 60;
-
     public static Command Create()
     {
         var defaults = new PretrainingOptions();
@@ -32,17 +26,14 @@ internal static class PretrainCommand
         var threads = new Option<int>("--threads") { Description = "Torch threads.", DefaultValueFactory = _ => defaults.Threads };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Folder holding a tokenizer.json to use instead of training one." };
         var languages = new Option<string?>("--languages") { Description = "Comma-separated language codes (default: every language of the corpus)." };
-        var dataParallel = new Option<int>("--data-parallel") { Description = "Ranks of a data-parallel job (one device worker each, gradients summed every step, or weights every --sync-every steps); 1 trains in this process.", DefaultValueFactory = _ => 1 };
-        var microBatches = new Option<int?>("--micro-batches") { Description = "Micro-batches each global batch is cut into (default: the ranks); a group that lost ranks accumulates them, so the global batch never changes." };
         var checkpointInterval = new Option<int>("--checkpoint-interval") { Description = "Steps between checkpoints (with --data-parallel: stored in the artifact store by rank 0, what the ranks resume from after a loss).", DefaultValueFactory = _ => defaults.CheckpointInterval };
-        var lease = new Option<double>("--lease-seconds") { Description = "With --data-parallel: a rank's lease; a step waits at most half of it for a silent rank before the group goes on without it.", DefaultValueFactory = _ => DefaultLeaseSeconds };
-        var diloco = new DiLoCoOptions();
-        var job = new JobCommandOptions { DefaultWorkers = parse => parse.GetValue(dataParallel) };
+        var dataParallel = new DataParallelOptions("trains in this process");
+        var job = dataParallel.JobOptions();
         var command = new Command("pretrain", "Pretrain a small multilingual Llama (AdamW, warmup + cosine, gradient clipping, resumable checkpoints), in this process or data-parallel on the job engine.")
         {
-            corpus, output, preset, steps, seed, batch, length, learningRate, threads, tokenizer, languages, dataParallel, microBatches, checkpointInterval, lease,
+            corpus, output, preset, steps, seed, batch, length, learningRate, threads, tokenizer, languages, checkpointInterval,
         };
-        diloco.AddTo(command);
+        dataParallel.AddTo(command);
         job.AddTo(command);
         command.SetAction((parse, cancellationToken) =>
         {
@@ -58,27 +49,23 @@ internal static class PretrainCommand
             };
             var console = CommandConsole.For(parse.InvocationConfiguration.Output);
             var directory = parse.GetValue(output)!;
-            var ranks = parse.GetValue(dataParallel);
-            if (ranks < 1) throw new UserInputException($"--data-parallel must be at least 1 (got {ranks}).");
-            options = diloco.Apply(parse, options, ranks);
-            if (ranks > 1)
+            options = dataParallel.Apply(parse, options);
+            if (dataParallel.Read(parse) is { } run)
             {
-                var leaseSeconds = parse.GetValue(lease);
-                if (!(leaseSeconds >= 2)) throw new UserInputException($"--lease-seconds must be at least 2 (got {leaseSeconds}).");
                 options.Validate();
                 // The tokenizer is trained (or copied) here, as a one-rank run does; the ranks tokenise the corpus with it.
                 PretrainingWorkflow.PrepareTokenizer(parse.GetValue(corpus)!, directory, parse.GetValue(preset)!, parse.GetValue(tokenizer), parse.GetValue(languages),
                     parse.InvocationConfiguration.Error.WriteLine);
                 PretrainJob? kind = null;
                 return job.RunAsync(parse, kinds => kind = kinds.Get<PretrainJob>(),
-                    (jobs, ct) => PretrainJob.UploadInputsAsync(jobs, parse.GetValue(corpus)!, directory, parse.GetValue(preset)!, parse.GetValue(languages), options, ranks,
-                        parse.GetValue(microBatches) ?? ranks, TimeSpan.FromSeconds(leaseSeconds / 2), ct),
+                    (jobs, ct) => PretrainJob.UploadInputsAsync(jobs, parse.GetValue(corpus)!, directory, parse.GetValue(preset)!, parse.GetValue(languages), options, run.Ranks,
+                        run.MicroBatches, run.StepTimeout, ct),
                     result =>
                     {
                         kind!.Save(result, directory);
-                        console.WriteLine($"{result.Manifest.Summary()}; model written to {Path.GetFullPath(directory)} ({ranks} data-parallel ranks)");
+                        console.WriteLine($"{result.Manifest.Summary()}; model written to {Path.GetFullPath(directory)} ({run.Ranks} data-parallel ranks)");
                         return 0;
-                    }, cancellationToken, new JobOptions(LeaseDuration: TimeSpan.FromSeconds(leaseSeconds)));
+                    }, cancellationToken, run.JobOptions);
             }
             var manifest = TrainingProgressBar.Run(console, "pretraining", options.Steps, (progress, log) => PretrainingWorkflow.Pretrain(parse.GetValue(corpus)!, directory,
                 parse.GetValue(preset)!, options, parse.GetValue(tokenizer), parse.GetValue(languages), progress, log, cancellationToken));

@@ -8,7 +8,9 @@ namespace Babel.Client.Commands;
 
 /// <summary>
 /// <c>babel bench train</c>: data-parallel pretraining on 1, 2, … silo processes, synchronous or DiLoCo every H steps: step
-/// time, exchange time per step, speed-up, and the final training and held-out losses.
+/// time, exchange time per step, speed-up, and the final training and held-out losses; then the machine's own limit (the
+/// same ranks training at once without exchanging: ideal speed-up and data-parallel efficiency), all also written as
+/// JSON and markdown in the work folder.
 /// </summary>
 internal static class TrainBenchCommand
 {
@@ -58,6 +60,24 @@ internal static class TrainBenchCommand
                     Number(runs[0].StepSeconds / r.StepSeconds, "F2") + "×", Number(r.FinalTrainLoss, "F4"), Number(r.HeldoutNll, "F4"), r.ModelSha256[..12]);
             }
             AnsiConsole.Write(table);
+            var limits = new List<MachineLimit>();
+            // The machine's own limit: the same ranks training at once without exchanging, against the one-rank step.
+            if (runs.FirstOrDefault(r => r.Ranks == 1 && r.SyncEvery == 1) is { } oneRank)
+            {
+                foreach (var synchronousRun in runs.Where(r => r.Ranks > 1 && r.SyncEvery == 1).ToList())
+                {
+                    var alone = await TrainBenchmark.RunAsync(synchronousRun.Ranks, microBatches, corpus, tokenizer, presetName, options with { SyncEvery = options.Steps }, root, cancellationToken);
+                    limits.Add(MachineLimit.Of(oneRank, synchronousRun, alone));
+                }
+            }
+            if (limits.Count > 0)
+            {
+                var limit = new Table().AddColumns("ranks", "step ms without exchange (ranks at once)", "ideal speed-up", "achieved speed-up", "data-parallel efficiency");
+                foreach (var l in limits) limit.AddRow(Number(l.Ranks, "F0"), Number(l.ComputeOnlyStepSeconds * 1000, "F0"), Number(l.IdealSpeedUp, "F2") + "×", Number(l.AchievedSpeedUp, "F2") + "×", Number(l.Efficiency, "P1"));
+                AnsiConsole.Write(limit);
+            }
+            var (json, markdown) = TrainBenchReport.Write(root, presetName, options, microBatches, runs, limits);
+            AnsiConsole.MarkupLineInterpolated($"[grey]wrote {json} and {markdown}[/]");
             var synchronous = runs.Where(r => r.SyncEvery == 1).ToList();
             var identical = synchronous.All(r => r.ModelSha256 == synchronous[0].ModelSha256);
             AnsiConsole.MarkupLineInterpolated($"{options.Steps} steps of {options.BatchSize}×{options.SequenceLength}, '{presetName}', {microBatches} micro-batches per step; weights identical across synchronous runs: {identical}");

@@ -1,8 +1,12 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
 using Babel.Grains.Engine;
 using Babel.Grains.Training;
 using Babel.Modeling.Training;
+using Babel.Storage;
 
 namespace Babel.Client.Commands;
 
@@ -51,5 +55,52 @@ internal static class TrainBenchmark
         {
             await BenchmarkSilos.StopAsync(children);
         }
+    }
+}
+
+/// <summary>
+/// What this machine allows N ranks, measured rather than assumed: the same job on N ranks training at once with no
+/// exchange (<c>--sync-every</c> = the steps: every rank computes its micro-batches, steps its optimizer, and exchanges
+/// once, at the end), so the processes still share the cores and memory bus. Ideal speed-up = one-rank step / that step;
+/// data-parallel efficiency = achieved speed-up / ideal = that step / the synchronous N-rank step.
+/// </summary>
+internal sealed record MachineLimit(int Ranks, double ComputeOnlyStepSeconds, double IdealSpeedUp, double AchievedSpeedUp, double Efficiency)
+{
+    public static MachineLimit Of(TrainRun oneRank, TrainRun synchronous, TrainRun computeOnly)
+    {
+        // The single synchronisation at the end is taken out of the compute-only run's mean.
+        var alone = computeOnly.StepSeconds - computeOnly.ExchangeSeconds;
+        var ideal = oneRank.StepSeconds / alone;
+        var achieved = oneRank.StepSeconds / synchronous.StepSeconds;
+        return new MachineLimit(synchronous.Ranks, alone, ideal, achieved, achieved / ideal);
+    }
+}
+
+/// <summary><c>bench-train.json</c> and <c>bench-train.md</c> in the work folder: the runs, the machine's limit and the settings.</summary>
+internal static class TrainBenchReport
+{
+    public static (string Json, string Markdown) Write(string root, string preset, PretrainingOptions options, int microBatches, IReadOnlyList<TrainRun> runs,
+        IReadOnlyList<MachineLimit> limits)
+    {
+        var json = Path.Combine(root, "bench-train.json");
+        var markdown = Path.Combine(root, "bench-train.md");
+        var settings = new { preset, options.Steps, options.BatchSize, options.SequenceLength, microBatches, torchThreadsPerRank = 1, Environment.ProcessorCount };
+        AtomicFile.WriteAllText(json, JsonSerializer.Serialize(new { settings, runs, limits }, new JsonSerializerOptions(JsonSerializerDefaults.Web) { WriteIndented = true }));
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"`babel bench train`: '{preset}', {options.Steps} steps of {options.BatchSize} × {options.SequenceLength}, {microBatches} micro-batches per step, one torch thread per rank, {Environment.ProcessorCount} cores");
+        text.AppendLine().AppendLine("| ranks | sync every | job wall s | step ms | exchange ms/step | MB per exchange | speed-up (step) | final train loss | held-out NLL | weights |");
+        text.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        foreach (var r in runs)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {r.Ranks} | {r.SyncEvery} | {r.WallSeconds:F1} | {r.StepSeconds * 1000:F0} | {r.ExchangeSeconds * 1000:F1} | {r.GradientValues * 4 / 1e6:F1} | {runs[0].StepSeconds / r.StepSeconds:F2}× | {r.FinalTrainLoss:F4} | {r.HeldoutNll:F4} | {r.ModelSha256[..12]} |");
+        }
+        if (limits.Count > 0)
+        {
+            text.AppendLine().AppendLine("| ranks | step ms without exchange (ranks at once) | ideal speed-up | achieved speed-up | data-parallel efficiency |");
+            text.AppendLine("| --- | --- | --- | --- | --- |");
+            foreach (var l in limits) text.AppendLine(CultureInfo.InvariantCulture, $"| {l.Ranks} | {l.ComputeOnlyStepSeconds * 1000:F0} | {l.IdealSpeedUp:F2}× | {l.AchievedSpeedUp:F2}× | {l.Efficiency:P1} |");
+        }
+        AtomicFile.WriteAllText(markdown, text.ToString());
+        return (json, markdown);
     }
 }

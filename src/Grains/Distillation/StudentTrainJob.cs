@@ -48,7 +48,7 @@ public sealed class StudentTrainJob(IServiceProvider services) : JobKind<Student
         var options = StudentGridJob.IsPreset(p.Options.Student) ? p.Options : p.Options with { Student = context.LocalFolder(p.Options.Student, cancellationToken) };
         var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var runner = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,
-            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
+            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds)) { KeepRanks = p.Options.SyncEvery > 1 };
         var result = runner.Run(p.Ranks, p.MicroBatches, p.Options.TotalSteps, _ => { }, (work, rank, hooks) => TrainRank(corpus, options, work, rank, hooks, cancellationToken),
             cancellationToken);
         return ShardResult.Of(result, [KeyValuePair.Create("ranks_trained", result.Trained ? 1L : 0L), KeyValuePair.Create("steps", (long)result.Steps)]);

@@ -38,7 +38,19 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
         await store.DeleteAsync(LatestKey(jobId), cancellationToken);
     }
 
-    /// <summary>How long a small call to the reduce grain (a checkpoint or end notice) may take; it is best effort.</summary>
+    /// <summary>
+    /// Whether a group formed after a loss waits for the lost ranks to come back (DiLoCo: a group of fewer replicas is
+    /// another run) rather than going on with the survivors; it waits up to <see cref="KeepRanksFormTimeouts"/> step timeouts.
+    /// </summary>
+    public bool KeepRanks { get; init; }
+
+    /// <summary>
+    /// Step timeouts a group that keeps its ranks waits for them: a lost rank's lease (two step timeouts) runs out, its
+    /// shard goes to another worker, and that rank restores the checkpoint before it joins.
+    /// </summary>
+    public const int KeepRanksFormTimeouts = 4;
+
+    /// <summary>How long a small call to the group grain (a checkpoint or end notice) may take; it is best effort.</summary>
     private static readonly TimeSpan NoticeTimeout = TimeSpan.FromSeconds(5);
 
     /// <param name="ranks">Ranks of the full group (the shards of the job).</param>
@@ -50,19 +62,22 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
     public TrainingRankResult Run(int ranks, int microBatches, int steps, Action<string> prepareFresh, Action<string, DataParallelRank, CheckpointHooks> train,
         CancellationToken cancellationToken)
     {
-        var reduce = grains.GetGrain<IGradientReduceGrain>(jobId);
+        var membership = grains.GetGrain<ITrainingGroupGrain>(jobId);
         var tag = TrainingMetrics.Worker(worker);
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var group = Join(reduce, ranks, cancellationToken);
+            var group = Join(membership, ranks, cancellationToken);
             var index = group.Members.ToList().IndexOf(member);
             // The group finished, or went on without this rank while it was away: nothing is left for it to do.
             if (group.Phase == TrainingGroupPhase.Finished || index < 0) return new TrainingRankResult(member, Trained: false, Leader: false, steps, null);
 
             Restore(group.ResumeStep, prepareFresh, cancellationToken);
             var timing = new List<DataParallelStepTiming>();
-            var rank = new DataParallelRank(index, group.Members.Count, microBatches, new GrainGradientExchange(reduce, group.Generation, index, stepTimeout))
+            var exchange = new GrainGradientExchange(grains, jobId, group.Generation, index, group.Members.Count, stepTimeout);
+            // This rank's shard of the sums is placed where its first call comes from: here, before any rank's first exchange.
+            Notice(exchange.OwnShard.OpenAsync);
+            var rank = new DataParallelRank(index, group.Members.Count, microBatches, exchange)
             {
                 Timed = t =>
                 {
@@ -73,7 +88,7 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
                     metrics?.ExchangeSeconds.Add(t.ExchangeSeconds, tag);
                 },
             };
-            var hooks = rank.IsLeader ? new CheckpointHooks(Written: step => Checkpointed(reduce, group.Generation, step, cancellationToken)) : new CheckpointHooks();
+            var hooks = rank.IsLeader ? new CheckpointHooks(Written: step => Checkpointed(membership, group.Generation, step, cancellationToken)) : new CheckpointHooks();
             try
             {
                 train(workDirectory, rank, hooks);
@@ -84,7 +99,7 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
                 continue;
             }
             if (rank.IsLeader) StudentGridJob.Upload(store, ModelKey(jobId), workDirectory, cancellationToken);
-            Notice(() => reduce.DoneAsync(group.Generation, member, rank.IsLeader));
+            Notice(() => membership.DoneAsync(group.Generation, member, rank.IsLeader));
             Directory.Delete(workDirectory, recursive: true);
             // The first step of a group pays for warming up (and the leader's checkpoints for themselves): the means skip it.
             var timed = timing.Skip(1).DefaultIfEmpty(timing.LastOrDefault()).ToList();
@@ -93,15 +108,16 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
         }
     }
 
-    /// <summary>Joins the group, retrying while the reduce grain does not answer (its silo died: the grain comes back on another).</summary>
-    private TrainingGroup Join(IGradientReduceGrain reduce, int ranks, CancellationToken cancellationToken)
+    /// <summary>Joins the group, retrying while the group grain does not answer (its silo died: the grain comes back on another).</summary>
+    private TrainingGroup Join(ITrainingGroupGrain membership, int ranks, CancellationToken cancellationToken)
     {
         while (true)
         {
             try
             {
-                return reduce.JoinAsync(member, ranks, LatestCheckpoint(cancellationToken), formTimeout: stepTimeout)
-                    .WaitAsync(stepTimeout + GrainGradientExchange.AnswerMargin, cancellationToken).GetAwaiter().GetResult();
+                var formTimeout = KeepRanks ? KeepRanksFormTimeouts * stepTimeout : stepTimeout;
+                return membership.JoinAsync(member, ranks, LatestCheckpoint(cancellationToken), formTimeout, KeepRanks)
+                    .WaitAsync(formTimeout + GrainGradientExchange.AnswerMargin, cancellationToken).GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is OrleansException or TimeoutException && !cancellationToken.IsCancellationRequested)
             {
@@ -133,11 +149,11 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
     }
 
     /// <summary>The leader's checkpoint: the whole model folder zipped to the store, then the pointer, then the group told.</summary>
-    private void Checkpointed(IGradientReduceGrain reduce, Guid generation, int step, CancellationToken cancellationToken)
+    private void Checkpointed(ITrainingGroupGrain membership, Guid generation, int step, CancellationToken cancellationToken)
     {
         StudentGridJob.Upload(store, CheckpointKey(jobId, step), workDirectory, cancellationToken);
         store.PutBytesAsync(LatestKey(jobId), JsonSerializer.SerializeToUtf8Bytes(new TrainingCheckpointPointer(step)), cancellationToken).GetAwaiter().GetResult();
-        Notice(() => reduce.CheckpointedAsync(generation, step));
+        Notice(() => membership.CheckpointedAsync(generation, step));
     }
 
     private static void Notice(Func<Task> call)

@@ -51,7 +51,7 @@ public sealed class FinetuneJob(IServiceProvider services) : JobKind<FinetuneJob
             () => InstructionTuningRun.Open(model, instructions, p.Options), r => r.Fitting.Sum(f => (long)f.Tokens.Length) * sizeof(long));
         var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var rank = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,
-            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
+            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds)) { KeepRanks = p.Options.SyncEvery > 1 };
         var options = p.Options with { Threads = context.Threads };
         // Keys, not local paths: the same on every worker, so a checkpoint of one resumes on another.
         var fingerprint = run.Sha256 + "|" + p.Model;

@@ -5,42 +5,60 @@ using Babel.Modeling.Training.DataParallel;
 namespace Babel.Grains.Training;
 
 /// <summary>
-/// A rank's side of <see cref="IGradientReduceGrain"/>: the flattened gradient goes out in chunks of
-/// <see cref="ChunkValues"/> floats (4 MB, well under Orleans' message size limit), all chunks at once, and each summed
-/// chunk is copied back. A group change, a reduce grain that does not answer within the step timeout, or one lost with its
-/// silo all mean the same to the rank: rejoin.
+/// A rank's side of the sharded exchange: the flattened gradient is cut into a multiple of N equal chunks of at most
+/// <see cref="ChunkValues"/> floats (4 MB, well under Orleans' message size limit); chunk c goes to shard c mod N
+/// (<see cref="IGradientReduceGrain"/>, one per rank, on the ranks' silos), all chunks at once, and each summed chunk is
+/// copied back: a reduce-scatter and all-gather. A group change, a shard that does not answer within the step timeout,
+/// or one lost with its silo all mean the same to the rank: rejoin.
 /// </summary>
-public sealed class GrainGradientExchange(IGradientReduceGrain reduce, Guid generation, int rank, TimeSpan stepTimeout) : IGradientExchange
+public sealed class GrainGradientExchange : IGradientExchange
 {
-    /// <summary>Floats per call: 4 MB.</summary>
+    /// <summary>Most floats per call: 4 MB.</summary>
     public const int ChunkValues = 1 << 20;
 
-    /// <summary>How much longer than the step timeout a rank waits for the grain's answer before it gives the group up.</summary>
+    /// <summary>How much longer than the step timeout a rank waits for the shards' answers before it gives the group up.</summary>
     public static readonly TimeSpan AnswerMargin = TimeSpan.FromSeconds(10);
 
+    private readonly IGradientReduceGrain[] _shards;
+    private readonly int _rank;
+    private readonly TimeSpan _stepTimeout;
     // One buffer per chunk, reused while the length stays: megabytes allocated per step would keep the collector busy
     // mid-training. DiLoCo's synchronisations vary in length (a short last round, every rank's state at a checkpoint).
     private byte[][] _chunks = [];
 
+    public GrainGradientExchange(IGrainFactory grains, string jobId, Guid generation, int rank, int ranks, TimeSpan stepTimeout)
+    {
+        _shards = [.. Enumerable.Range(0, ranks).Select(s => grains.GetGrain<IGradientReduceGrain>(GradientReduceGrain.Key(jobId, generation, s)))];
+        _rank = rank;
+        _stepTimeout = stepTimeout;
+    }
+
+    /// <summary>The shard this rank owns; opening it places it on the rank's silo.</summary>
+    public IGradientReduceGrain OwnShard => _shards[_rank];
+
+    /// <summary>How <paramref name="total"/> values are cut for <paramref name="ranks"/> shards: a multiple of the ranks of chunks, each of ChunkLength values but the last ones.</summary>
+    public static (int Chunks, int ChunkLength) Layout(int total, int ranks)
+    {
+        var chunks = ranks * Math.Max(1, (int)((total + (long)ranks * ChunkValues - 1) / ((long)ranks * ChunkValues)));
+        return (chunks, Math.Max(1, (int)((total + (long)chunks - 1) / chunks)));
+    }
+
     public void SumInPlace(int step, float[] values, CancellationToken cancellationToken)
     {
-        var count = (values.Length + ChunkValues - 1) / ChunkValues;
+        var (count, length) = Layout(values.Length, _shards.Length);
         if (_chunks.Length != count) Array.Resize(ref _chunks, count);
-        for (var c = 0; c < count; c++)
-        {
-            var bytes = Length(values.Length, c) * sizeof(float);
-            if (_chunks[c]?.Length != bytes) _chunks[c] = new byte[bytes];
-        }
         var calls = new Task<GradientChunkSum>[count];
         for (var c = 0; c < count; c++)
         {
-            MemoryMarshal.AsBytes(values.AsSpan(c * ChunkValues, Length(values.Length, c))).CopyTo(_chunks[c]);
-            calls[c] = reduce.SumAsync(generation, step, rank, c, _chunks[c], stepTimeout);
+            var (start, size) = Range(values.Length, length, c);
+            if (_chunks[c]?.Length != size * sizeof(float)) _chunks[c] = new byte[size * sizeof(float)];
+            MemoryMarshal.AsBytes(values.AsSpan(start, size)).CopyTo(_chunks[c]);
+            calls[c] = _shards[c % _shards.Length].SumAsync(step, _shards.Length, _rank, c, _chunks[c], _stepTimeout);
         }
         GradientChunkSum[] sums;
         try
         {
-            sums = Task.WhenAll(calls).WaitAsync(stepTimeout + AnswerMargin, cancellationToken).GetAwaiter().GetResult();
+            sums = Task.WhenAll(calls).WaitAsync(_stepTimeout + AnswerMargin, cancellationToken).GetAwaiter().GetResult();
         }
         catch (Exception e) when (e is OrleansException or TimeoutException)
         {
@@ -49,9 +67,13 @@ public sealed class GrainGradientExchange(IGradientReduceGrain reduce, Guid gene
         for (var c = 0; c < count; c++)
         {
             if (sums[c] is not { GroupChanged: false, Sum: { } sum }) throw new GroupChangedException($"the group changed at step {step + 1}");
-            MemoryMarshal.Cast<byte, float>(sum).CopyTo(values.AsSpan(c * ChunkValues));
+            MemoryMarshal.Cast<byte, float>(sum).CopyTo(values.AsSpan(Range(values.Length, length, c).Start));
         }
     }
 
-    private static int Length(int total, int chunk) => Math.Min(ChunkValues, total - chunk * ChunkValues);
+    private static (int Start, int Count) Range(int total, int length, int chunk)
+    {
+        var start = (int)Math.Min(total, (long)chunk * length);
+        return (start, Math.Min(length, total - start));
+    }
 }

@@ -39,8 +39,8 @@ public sealed record PretrainJobResult(byte[] ModelZip, PretrainingManifest Mani
 
 /// <summary>
 /// Data-parallel pretraining on the job engine. Each rank is a shard; the ranks run at once on different device workers,
-/// form a group in their job's <see cref="Contracts.IGradientReduceGrain"/>, and each step sum their gradients there
-/// (<see cref="GrainGradientExchange"/>), so every replica steps identically. The leader (rank 0 of the group) zips the
+/// form a group in their job's <see cref="Contracts.ITrainingGroupGrain"/>, and each step sum their gradients, sharded over one
+/// <see cref="GradientReduceGrain"/> per rank (<see cref="GrainGradientExchange"/>), so every replica steps identically. The leader (rank 0 of the group) zips the
 /// model folder being trained to the artifact store every checkpoint; when a rank stops answering, the others rejoin and
 /// resume from that checkpoint with the same global batch (fewer ranks accumulate more micro-batches), and the leader
 /// stores the finished folder — the layout of a one-rank <c>babel pretrain</c> — for <see cref="AssembleAsync"/>.
@@ -93,7 +93,7 @@ public sealed class PretrainJob(IServiceProvider services) : JobKind<PretrainJob
             () => PretrainingRun.Open(corpus, tokenizer, p.Preset, p.Languages), r => r.Train.Length * sizeof(long));
         var cacheRoot = services.GetService<IOptions<WorkerOptions>>()?.Value.CacheFolder ?? Path.Combine(Path.GetTempPath(), "babel-artifacts");
         var rank = new DataParallelRankRunner(services.GetRequiredService<IGrainFactory>(), context.Store, services.GetService<TrainingMetrics>(), context.JobId,
-            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds));
+            shard.Id, context.Worker, Path.Combine(cacheRoot, "training", context.JobId, shard.Id), TimeSpan.FromSeconds(p.StepTimeoutSeconds)) { KeepRanks = p.Options.SyncEvery > 1 };
         var options = p.Options with { Threads = context.Threads };
         var result = rank.Run(p.Ranks, p.MicroBatches, options.Steps, work =>
             {

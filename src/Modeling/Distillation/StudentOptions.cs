@@ -128,6 +128,10 @@ public sealed record StudentOptions
     [JsonPropertyName("tokenizer_vocab")] public int TokenizerVocab { get; init; } = 640;
     [JsonPropertyName("seed")] public long Seed { get; init; } = 1;
     [JsonPropertyName("threads")] public int Threads { get; init; } = 2;
+    /// <summary>Data-parallel runs only: DiLoCo's local steps between synchronisations (<see cref="PretrainingOptions.SyncEvery"/>; 1: gradients summed every step).</summary>
+    [JsonPropertyName("sync_every")] public int SyncEvery { get; init; } = 1;
+    [JsonPropertyName("outer_lr")] public double OuterLearningRate { get; init; } = 0.7;
+    [JsonPropertyName("outer_momentum")] public double OuterMomentum { get; init; } = 0.9;
 
     public StudentOptions Validate()
     {
@@ -152,6 +156,7 @@ public sealed record StudentOptions
         if (!(ValidationFraction > 0 && ValidationFraction < 1)) throw new UserInputException($"--validation-fraction must lie in (0, 1) (got {ValidationFraction}).");
         if (MaxAnswerTokens <= 0 || MaxRationaleTokens < 0) throw new UserInputException("--max-answer-tokens must be positive and --max-rationale-tokens zero or more.");
         if (Threads <= 0) throw new UserInputException($"--threads must be positive (got {Threads}).");
+        Stage(1).Validate();
         return this with
         {
             Setting = StudentSettings.Require(Setting), Labels = StudentLabels.Require(Labels), Rationales = StudentRationales.Require(Rationales),
@@ -180,5 +185,6 @@ public sealed record StudentOptions
     {
         Steps = steps, BatchSize = BatchSize, SequenceLength = SequenceLength, LearningRate = LearningRate, WarmupFraction = WarmupFraction,
         WeightDecay = WeightDecay, Seed = Seed, CheckpointInterval = EvalInterval, Threads = Threads,
+        SyncEvery = SyncEvery, OuterLearningRate = OuterLearningRate, OuterMomentum = OuterMomentum,
     };
 }

@@ -183,7 +183,7 @@ public static class StudentTrainer
             }
             else
             {
-                Pretrainer.TrainRank(model, step => ObjectiveShare(model, Rows(step), options.SelfEvaluationAlpha, padId, rank),
+                Pretrainer.TrainRank(model, step => ObjectiveShare(model, Rows(step), options.SelfEvaluationAlpha, padId, rank, local: options.SyncEvery > 1),
                     options.Stage(options.SelfEvaluationStageSteps), stageOne, rank, stageOneHooks, Progress(progress, 1, _ => { }, history), cancellationToken, fingerprint + "|self-evaluation");
             }
         }
@@ -232,7 +232,7 @@ public static class StudentTrainer
         }
         else
         {
-            Pretrainer.TrainRank(model, step => ObjectiveShare(model, Batch(step), alpha, padId, rank), options.Stage(options.DistillationStageSteps), stage, rank, hooks, stageTwoProgress,
+            Pretrainer.TrainRank(model, step => ObjectiveShare(model, Batch(step), alpha, padId, rank, local: options.SyncEvery > 1), options.Stage(options.DistillationStageSteps), stage, rank, hooks, stageTwoProgress,
                 cancellationToken, fingerprint + "|distillation");
         }
         trainingTime.Stop();
@@ -279,14 +279,23 @@ public static class StudentTrainer
     /// into micro-batches (<see cref="DataParallelRank.RowsOf"/>), and each of the rank's blocks adds α·(summed
     /// cross-entropy of its answer tokens) / (answer tokens of the whole batch) + (1 − α)·(the same over rationale tokens),
     /// so the ranks' shares add up to the objective of the global batch. Returns the share of the loss and the target tokens.
+    /// With <paramref name="local"/> (DiLoCo) the backward divides by this rank's own answer and rationale tokens instead,
+    /// so the replica follows the objective of its own rows; the loss returned is still the share of the global batch's.
     /// </summary>
     public static (double Loss, long Tokens) ObjectiveShare(CausalLanguageModel model, IReadOnlyList<(TokenizedInstruction Label, TokenizedInstruction? Rationale)> batch,
-        double alpha, long padId, DataParallelRank rank)
+        double alpha, long padId, DataParallelRank rank, bool local = false)
     {
         static long Targets(TokenizedInstruction row) => Math.Max(0, row.Tokens.Length - Math.Max(row.PromptLength, 1));
         var labelTokens = Math.Max(1, batch.Sum(b => Targets(b.Label)));
         var rationaleTokens = Math.Max(1, batch.Sum(b => b.Rationale is { } r ? Targets(r) : 0));
         var (first, blocks) = rank.Blocks;
+        var own = Enumerable.Range(first, blocks).SelectMany(block =>
+        {
+            var (row, rows) = rank.RowsOf(block, batch.Count);
+            return batch.Skip(row).Take(rows);
+        }).ToList();
+        var ownLabelTokens = Math.Max(1, own.Sum(b => Targets(b.Label)));
+        var ownRationaleTokens = Math.Max(1, own.Sum(b => b.Rationale is { } r ? Targets(r) : 0));
         double loss = 0;
         long tokens = 0;
         for (var block = first; block < first + blocks; block++)
@@ -295,24 +304,27 @@ public static class StudentTrainer
             if (rows == 0) continue;
             var part = batch.Skip(row).Take(rows).ToList();
             using var scope = NewDisposeScope();
-            Tensor? share = null;
-            foreach (var (examples, weight, total) in new[]
+            Tensor? share = null, objective = null;
+            foreach (var (examples, weight, total, ownTotal) in new[]
             {
-                (part.Select(b => b.Label).ToList(), alpha, labelTokens),
-                (part.Where(b => b.Rationale is not null).Select(b => b.Rationale!).ToList(), 1 - alpha, rationaleTokens),
+                (part.Select(b => b.Label).ToList(), alpha, labelTokens, ownLabelTokens),
+                (part.Where(b => b.Rationale is not null).Select(b => b.Rationale!).ToList(), 1 - alpha, rationaleTokens, ownRationaleTokens),
             })
             {
                 if (examples.Count == 0 || weight == 0) continue;
                 var (inputs, targets) = InstructionTuning.Batch(examples, padId);
                 var logits = model.Forward(inputs);
-                var term = weight * nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1), ignore_index: Pretrainer.IgnoreIndex,
-                    reduction: nn.Reduction.Sum) / total;
+                var summed = weight * nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.reshape(-1), ignore_index: Pretrainer.IgnoreIndex,
+                    reduction: nn.Reduction.Sum);
+                var term = summed / total;
+                var ownTerm = local ? summed / ownTotal : term;
                 share = share is null ? term : share + term;
+                objective = objective is null ? ownTerm : objective + ownTerm;
                 tokens += examples.Sum(Targets);
             }
             if (share is null) continue;
             // One backward per micro-batch: a rank that accumulates several blocks adds the same per-block gradients as the exchange does.
-            share.backward();
+            objective!.backward();
             loss += share.item<float>();
         }
         return (loss, tokens);

@@ -100,15 +100,16 @@ public static class Pretrainer
     /// One rank of a data-parallel run on any objective: <paramref name="gradients"/> runs this rank's forwards and backwards
     /// of its share of a step's objective (the ranks' shares add up to the objective of the global batch, e.g. summed losses
     /// divided by the global batch's target tokens) and returns its share of the loss and the target tokens it trained.
-    /// The shares' gradients are summed through <see cref="DataParallelRank.Exchange"/> as in the language-model overload;
-    /// only the synchronous mode is offered here (local steps would need the rank's own mean, which only the caller knows).
+    /// The shares' gradients are summed through <see cref="DataParallelRank.Exchange"/> as in the language-model overload.
+    /// With <see cref="PretrainingOptions.SyncEvery"/> &gt; 1 (DiLoCo) the replica follows its own rows' objective, so
+    /// <paramref name="gradients"/> must normalise its backward by this rank's own target tokens, while the loss it
+    /// returns stays its share of the global batch's.
     /// </summary>
     public static IReadOnlyList<double> TrainRank(CausalLanguageModel model, Func<int, (double Loss, long Tokens)> gradients, PretrainingOptions options,
         string checkpointDirectory, DataParallelRank rank, CheckpointHooks hooks, IProgress<TrainingProgress>? progress = null,
         CancellationToken cancellationToken = default, string dataFingerprint = "", string? historyDirectory = null)
     {
         rank.Validate();
-        if (options.SyncEvery != 1) throw new UserInputException("--sync-every is offered for pretrain and finetune only; this training sums gradients every step.");
         return Run(model, gradients, options, checkpointDirectory, hooks, progress, cancellationToken, dataFingerprint, rank.IsLeader ? historyDirectory : null, rank);
     }
 
@@ -183,9 +184,12 @@ public static class Pretrainer
             {
                 optimizer.zero_grad();
                 (loss, trained) = gradients(step);
-                if (rank is not null && diloco is null) (loss, trained) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
+                DataParallelStepTiming? timing = null;
+                if (rank is not null && diloco is null) (loss, trained, timing) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
                 nn.utils.clip_grad_norm_(tensors, options.GradientClip);
                 optimizer.step();
+                // A step's time includes the optimizer's, as a local step's does.
+                if (timing is { } t) rank!.Timed?.Invoke(t with { StepSeconds = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds });
             }
             var done = step + 1;
             var checkpointing = options.IsCheckpointStep(done);
@@ -249,9 +253,9 @@ public static class Pretrainer
 
     /// <summary>
     /// Replaces the step's gradients by their sum over the ranks (the loss share and token count travel at the end of the
-    /// same buffer) and returns the group's loss and tokens; tells the rank how long compute and exchange took.
+    /// same buffer) and returns the group's loss and tokens, and how long compute and exchange took on this rank.
     /// </summary>
-    private static (double Loss, long Tokens) SumOverRanks(DataParallelRank rank, int step, GradientBuffer buffer, double loss, long tokens,
+    private static (double Loss, long Tokens, DataParallelStepTiming Timing) SumOverRanks(DataParallelRank rank, int step, GradientBuffer buffer, double loss, long tokens,
         long stepStarted, CancellationToken cancellationToken)
     {
         var computed = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
@@ -260,8 +264,7 @@ public static class Pretrainer
         rank.Exchange.SumInPlace(step, values, cancellationToken);
         var exchanged = Stopwatch.GetElapsedTime(exchangeStarted).TotalSeconds;
         var sums = buffer.Unflatten();
-        rank.Timed?.Invoke(new DataParallelStepTiming(step, computed, exchanged, Stopwatch.GetElapsedTime(stepStarted).TotalSeconds, tokens, values.Length));
-        return (sums[0], (long)Math.Round(sums[1]));
+        return (sums[0], (long)Math.Round(sums[1]), new DataParallelStepTiming(step, computed, exchanged, Stopwatch.GetElapsedTime(stepStarted).TotalSeconds, tokens, values.Length));
     }
 
     /// <summary>The target id that no loss is computed for (PyTorch's convention).</summary>

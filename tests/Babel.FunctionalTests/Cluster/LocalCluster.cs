@@ -64,6 +64,30 @@ public sealed class LocalCluster : IAsyncDisposable
         return total;
     }
 
+    /// <summary>
+    /// While <paramref name="run"/> goes on, polls every silo with <paramref name="probe"/> until one reports what the test
+    /// waits for, then kills that silo (SIGKILL) and returns it with the value found; fails if the run ends first or
+    /// nothing is found within <paramref name="timeout"/> (<paramref name="waitingFor"/> says what, in the message).
+    /// </summary>
+    public async Task<(SiloProcess Silo, T Found)> KillWhenAsync<T>(Task<CliResult> run, Func<SiloProcess, (bool Found, T Value)> probe, TimeSpan timeout, string waitingFor)
+    {
+        var elapsed = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            if (run.IsCompleted) Xunit.Assert.Fail($"The run ended before {waitingFor}; make it longer.\n{await run}");
+            Xunit.Assert.True(elapsed.Elapsed < timeout, $"Not in time: {waitingFor}.");
+            foreach (var silo in _silos.Where(s => !s.HasExited))
+            {
+                if (probe(silo) is { Found: true, Value: var value })
+                {
+                    silo.Kill();
+                    return (silo, value);
+                }
+            }
+            await Task.Delay(50);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var silo in _silos) silo.Dispose();

@@ -71,27 +71,16 @@ public sealed class StudentGridKillTests(ITestOutputHelper output)
             await using var cluster = await LocalCluster.StartAsync(silos: 2);
             var outFolder = Path.Combine(folder, "cluster");
             var run = cluster.Cli.RunAsync(_timeout, [.. Args(data), "--out", outFolder, "--cluster"]);
-            SiloProcess? victim = null;
-            string? victimRun = null;
             var elapsed = Stopwatch.StartNew();
-            while (victim is null)
-            {
-                if (run.IsCompleted) Assert.Fail($"The grid ended before a silo could be killed; make the runs longer.\n{await run}");
-                Assert.True(elapsed.Elapsed < _timeout, "No run reached its second checkpoint in time.");
-                // After a run's second checkpoint its first is in the store (the zip is uploaded before training goes on).
-                foreach (var silo in cluster.Silos)
-                {
-                    if (MostAdvanced(silo) is { Checkpoints: >= 2, Run: { } name }) (victim, victimRun) = (silo, name);
-                }
-                if (victim is null) await Task.Delay(50);
-            }
-            victim.Kill();
+            // After a run's second checkpoint its first is in the store (the zip is uploaded before training goes on).
+            var (victim, victimRun) = await cluster.KillWhenAsync(run, silo => MostAdvanced(silo) is { Checkpoints: >= 2, Run: { } name } ? (true, name) : (false, ""),
+                _timeout, "a run reached its second checkpoint");
             output.WriteLine($"killed {victim.Name} in run {victimRun}");
 
             // The survivor takes the run over once its lease expires: its work folder appears already holding the
             // zipped stage-2 checkpoints (a fresh start would show no stage-2 checkpoint for seconds).
             var survivor = cluster.Silos.Single(s => s != victim);
-            var takenOver = Path.Combine(survivor.CacheFolder, "students", victimRun!);
+            var takenOver = Path.Combine(survivor.CacheFolder, "students", victimRun);
             while (!Directory.Exists(takenOver))
             {
                 if (run.IsCompleted) Assert.Fail($"The grid ended without the survivor resuming the killed run.\n{await run}");

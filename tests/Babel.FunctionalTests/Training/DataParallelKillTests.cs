@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json.Nodes;
 using Babel.FunctionalTests.Cluster;
 using Xunit;
@@ -7,20 +8,23 @@ using Xunit.Abstractions;
 namespace Babel.FunctionalTests.Training;
 
 /// <summary>
-/// <c>babel pretrain --data-parallel 2 --cluster</c> on two silo processes, with the silo of the leader (rank 0) killed
-/// (SIGKILL) after a checkpoint: the other rank is told within the step timeout, resumes alone from the checkpoint in the
+/// <c>babel pretrain --data-parallel 2 --cluster</c> with the silo of the leader (rank 0) killed (SIGKILL) after a
+/// checkpoint. Synchronous: the other rank is told within the step timeout, resumes alone from the checkpoint in the
 /// artifact store accumulating both micro-batches, and the job ends with the weights of an uninterrupted run — bit for
-/// bit, since one rank adding two micro-batches computes the same float sums as two ranks.
+/// bit, since one rank adding two micro-batches computes the same float sums as two ranks. DiLoCo (<c>--sync-every 4</c>):
+/// a group of fewer replicas would be another run, so the survivor waits for the lost rank, which comes back on a spare
+/// silo once its lease expires; both resume from the leader's checkpoint (θ_global, the outer momentum and every rank's
+/// AdamW state) and end with the bits of an uninterrupted DiLoCo run.
 /// </summary>
 [Collection(ClusterCollection.Name)]
 public sealed class DataParallelKillTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan _timeout = TimeSpan.FromMinutes(4);
 
-    private static string[] Args(string corpus, string outFolder) =>
+    private static string[] Args(string corpus, string outFolder, int steps, string[] mode) =>
     [
-        "pretrain", "--corpus", corpus, "--out", outFolder, "--config", "tiny", "--steps", "160", "--batch-size", "8", "--sequence-length", "64",
-        "--threads", "1", "--checkpoint-interval", "20", "--data-parallel", "2", "--lease-seconds", "8",
+        "pretrain", "--corpus", corpus, "--out", outFolder, "--config", "tiny", "--steps", steps.ToString(CultureInfo.InvariantCulture), "--batch-size", "8",
+        "--sequence-length", "64", "--threads", "1", "--checkpoint-interval", "20", "--data-parallel", "2", "--lease-seconds", "8", .. mode,
     ];
 
     /// <summary>The step of the checkpoint in a silo's leader work folder, 0 when none (or while it is being replaced).</summary>
@@ -44,7 +48,36 @@ public sealed class DataParallelKillTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Killing_the_leaders_silo_mid_run_ends_with_the_weights_of_an_uninterrupted_run()
+    public Task Killing_the_leaders_silo_mid_run_ends_with_the_weights_of_an_uninterrupted_run() =>
+        KillTheLeaderMidRunAsync(silos: 2, steps: 160, mode: [], async (cluster, victim) =>
+        {
+            var survivor = cluster.Silos.Single(s => s != victim);
+            var metrics = await survivor.ScrapeMetricsAsync();
+            Assert.True(SiloProcess.Counter(metrics, "babel_training_regroups_total") >= 1, "the surviving rank never rejoined its group");
+            Assert.True(SiloProcess.Counter(metrics, "babel_training_tokens_total") > 0);
+        });
+
+    [Fact]
+    public Task Killing_the_leaders_silo_mid_DiLoCo_run_ends_with_the_weights_of_an_uninterrupted_DiLoCo_run() =>
+        KillTheLeaderMidRunAsync(silos: 3, steps: 120, mode: ["--sync-every", "4"], async (cluster, victim) =>
+        {
+            // Both live silos trained: the survivor, which rejoined, and the spare, which took the lost rank over.
+            var regroups = 0.0;
+            foreach (var silo in cluster.Silos.Where(s => s != victim))
+            {
+                var metrics = await silo.ScrapeMetricsAsync();
+                Assert.True(SiloProcess.Counter(metrics, "babel_training_tokens_total") > 0, $"{silo.Name} trained nothing");
+                regroups += SiloProcess.Counter(metrics, "babel_training_regroups_total");
+            }
+            Assert.True(regroups >= 1, "the surviving rank never rejoined its group");
+        });
+
+    /// <summary>
+    /// An uninterrupted embedded run, then the same run on <paramref name="silos"/> one-worker silos with the leader's silo
+    /// killed after its second checkpoint; the result must be the same bytes, losses and history. <paramref name="check"/>
+    /// looks at the live silos.
+    /// </summary>
+    private async Task KillTheLeaderMidRunAsync(int silos, int steps, string[] mode, Func<LocalCluster, SiloProcess, Task> check)
     {
         var folder = Directory.CreateTempSubdirectory("babel-data-parallel-").FullName;
         try
@@ -53,42 +86,32 @@ public sealed class DataParallelKillTests(ITestOutputHelper output)
             var corpus = Path.Combine(folder, "udhr");
             var data = await cli.RunAsync(_timeout, "data", "udhr", "--out", corpus, "--languages", "eng,fra,deu,spa");
             Assert.True(data.ExitCode == 0, data.ToString());
-            var reference = await cli.RunAsync(_timeout, [.. Args(corpus, Path.Combine(folder, "reference")), "--store", Path.Combine(folder, "store")]);
+            var reference = await cli.RunAsync(_timeout, [.. Args(corpus, Path.Combine(folder, "reference"), steps, mode), "--store", Path.Combine(folder, "store")]);
             Assert.True(reference.ExitCode == 0, reference.ToString());
             output.WriteLine($"uninterrupted embedded run of 2 ranks: {reference.Elapsed.TotalSeconds:F1} s");
 
-            await using var cluster = await LocalCluster.StartAsync(silos: 2);
+            await using var cluster = await LocalCluster.StartAsync(silos);
             var outFolder = Path.Combine(folder, "cluster");
             // The same tokenizer as the reference: the comparison is of training, not of two tokenizer trainings.
-            var run = cluster.Cli.RunAsync(_timeout, [.. Args(corpus, outFolder), "--tokenizer", Path.Combine(folder, "reference"), "--cluster"]);
-            SiloProcess? victim = null;
+            var run = cluster.Cli.RunAsync(_timeout, [.. Args(corpus, outFolder, steps, mode), "--tokenizer", Path.Combine(folder, "reference"), "--cluster"]);
             var elapsed = Stopwatch.StartNew();
-            while (victim is null)
-            {
-                if (run.IsCompleted) Assert.Fail($"Training ended before a silo could be killed; make it longer.\n{await run}");
-                Assert.True(elapsed.Elapsed < _timeout, "The leader stored no checkpoint in time.");
-                // After the leader's second local checkpoint its first is in the store (uploaded before training goes on).
-                victim = cluster.Silos.FirstOrDefault(s => LeaderCheckpoint(s) >= 40);
-                if (victim is null) await Task.Delay(50);
-            }
-            victim.Kill();
+            // After the leader's second local checkpoint its first is in the store (uploaded before training goes on).
+            var (victim, step) = await cluster.KillWhenAsync(run, silo => LeaderCheckpoint(silo) is >= 40 and var s ? (true, s) : (false, 0), _timeout,
+                "the leader stored its second checkpoint");
             var killedAt = elapsed.Elapsed;
-            output.WriteLine($"killed {victim.Name}, the leader's silo, after its checkpoint of step {LeaderCheckpoint(victim)}");
+            output.WriteLine($"killed {victim.Name}, the leader's silo, after its checkpoint of step {step}");
 
             var result = await run;
             Assert.True(result.ExitCode == 0, result.ToString());
             output.WriteLine($"the job ended {(elapsed.Elapsed - killedAt).TotalSeconds:F1} s after the kill");
-            var survivor = cluster.Silos.Single(s => s != victim);
-            var metrics = await survivor.ScrapeMetricsAsync();
-            Assert.True(SiloProcess.Counter(metrics, "babel_training_regroups_total") >= 1, "the surviving rank never rejoined its group");
-            Assert.True(SiloProcess.Counter(metrics, "babel_training_tokens_total") > 0);
+            await check(cluster, victim);
 
             Assert.Equal(File.ReadAllBytes(Path.Combine(folder, "reference", "model.safetensors")), File.ReadAllBytes(Path.Combine(outFolder, "model.safetensors")));
             var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "reference", "training.json")))!;
             var actual = JsonNode.Parse(File.ReadAllText(Path.Combine(outFolder, "training.json")))!;
             Assert.Equal(expected["finalTrainLoss"]!.ToJsonString(), actual["finalTrainLoss"]!.ToJsonString());
             Assert.Equal(expected["heldout"]!.ToJsonString(), actual["heldout"]!.ToJsonString());
-            Assert.Equal(160, File.ReadAllLines(Path.Combine(outFolder, "history.jsonl")).Length);
+            Assert.Equal(steps, File.ReadAllLines(Path.Combine(outFolder, "history.jsonl")).Length);
         }
         finally
         {

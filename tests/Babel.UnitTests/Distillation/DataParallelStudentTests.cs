@@ -1,7 +1,9 @@
 using System.Text.Json;
 using Babel.Modeling.Checkpoints;
 using Babel.Modeling.Distillation;
+using Babel.Modeling.Training;
 using Babel.Modeling.Training.DataParallel;
+using Babel.Modeling.Transformer;
 using Babel.UnitTests.Training;
 using Xunit;
 using Xunit.Abstractions;
@@ -11,7 +13,10 @@ namespace Babel.UnitTests.Distillation;
 /// <summary>
 /// Data-parallel student training checked against its independent computation, one rank accumulating the same
 /// micro-batches: two ranks on threads of this process, summing through <see cref="InProcessGradientExchange"/>, end both
-/// stages with the same weights, validation evaluations and test metrics; and close to the one-process trainer.
+/// stages with the same weights, validation evaluations and test metrics; and close to the one-process trainer. In
+/// DiLoCo mode (<c>--sync-every H</c>) a rank's local objective is the plain objective of its own rows (the loop and outer
+/// step around it are <c>Pretrainer</c>'s, checked against a plain loop in <c>DiLoCoTrainingTests</c>), and
+/// <c>distill train --data-parallel 2 --sync-every H</c> ends where two DiLoCo ranks in this process do.
 /// </summary>
 [Collection(TorchThreadsCollection.Name)]
 public class DataParallelStudentTests(ITestOutputHelper output)
@@ -115,5 +120,65 @@ public class DataParallelStudentTests(ITestOutputHelper output)
         Assert.Equal(direct.Evaluations, run.Evaluations);
         Assert.Equal((direct.BestStep, direct.ValidationAccuracy, direct.TestAccuracy), (run.BestStep, run.ValidationAccuracy, run.TestAccuracy));
         Assert.Empty(Directory.GetFiles(scratch.Combine("store-grid"), "checkpoint-*.zip", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void A_DiLoCo_rank_follows_the_plain_objective_of_its_own_rows_and_reports_its_share_of_the_global_loss()
+    {
+        Modeling.Runtime.TorchRuntime.Initialize(1);
+        using var model = new CausalLanguageModel(ModelPresets.Create("micro", vocabSize: 64, bosId: 1, eosId: 2, padId: 0));
+        model.InitializeWeights(3);
+        var random = new Random(7);
+        TokenizedInstruction Row(int prompt, int length) => new([1, .. Enumerable.Range(1, length).Select(_ => (long)random.Next(3, 64))], prompt);
+        List<(TokenizedInstruction Label, TokenizedInstruction? Rationale)> batch = [.. Enumerable.Range(0, 6).Select(i => (Row(3 + i % 2, 8 + i), i % 3 == 0 ? null : Row(4, 10 + i)))];
+        var rank = new DataParallelRank(1, 2, 2, new InProcessGradientExchange(2).ForRank(1));
+        Dictionary<string, float[]> Gradients() => model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.data<float>().ToArray(), StringComparer.Ordinal);
+
+        // The plain objective of rank 1's rows, the second half of the batch: α·(mean over its answer tokens) + (1 − α)·(mean over its rationale tokens).
+        var own = batch.Skip(3).ToList();
+        model.zero_grad();
+        StudentTrainer.Objective(model, [.. own.Select(b => b.Label)], [.. own.Where(b => b.Rationale is not null).Select(b => b.Rationale!)], 0.6, padId: 0).backward();
+        var plain = Gradients();
+        model.zero_grad();
+        var (local, localTokens) = StudentTrainer.ObjectiveShare(model, batch, 0.6, 0, rank, local: true);
+        var difference = DataParallelTrainingTests.MaxDifference(plain, Gradients());
+        output.WriteLine($"max |Δ gradient| against the plain objective of the rank's rows: {difference:E2}");
+        Assert.True(difference <= 1e-6, $"max |Δ gradient| = {difference:E2}");
+
+        // The loss and tokens it reports are those of the synchronous share, whose gradient is a different one.
+        model.zero_grad();
+        var (share, tokens) = StudentTrainer.ObjectiveShare(model, batch, 0.6, 0, rank);
+        Assert.Equal((share, tokens), (local, localTokens));
+        Assert.True(DataParallelTrainingTests.MaxDifference(plain, Gradients()) > 1e-4);
+    }
+
+    [Fact]
+    public void Distill_train_with_sync_every_on_two_ranks_ends_where_two_DiLoCo_ranks_in_this_process_do()
+    {
+        using var scratch = new ScratchFolder();
+        var folder = StudentTrainingTests.SmallSet(scratch);
+        var cli = CliRun.Run(["distill", "train", "--data", folder, "--setting", "cot", "--student", "micro", "--steps", "20", "--eval-interval", "8", "--batch-size", "8",
+            "--threads", "1", "--tokenizer-vocab", "320", "--data-parallel", "2", "--sync-every", "4", "--outer-lr", "0.5", "--out", scratch.Combine("cli"),
+            "--store", scratch.Combine("store"), "--lease-seconds", "6"]);
+        Assert.True(cli.Code == 0, cli.Error);
+        var metrics = JsonSerializer.Deserialize<StudentMetrics>(File.ReadAllText(scratch.Combine("cli/metrics.json")))!;
+        Assert.Equal((4, 0.5), (metrics.Options.SyncEvery, metrics.Options.OuterLearningRate));
+
+        var corpus = StudentCorpus.Load(folder);
+        var checkpoints = new List<int>();
+        var local = Ranks(2, 2, corpus, metrics.Options, scratch.Combine("local"), checkpoints);
+        static string Json(StudentMetrics m) => JsonSerializer.Serialize(m with { TrainTokensPerSecond = 0 });
+        Assert.Equal(Json(local.Metrics), Json(metrics));
+        Assert.Equal(local.Predictions.Select(p => p.Output), File.ReadAllLines(scratch.Combine("cli/predictions.jsonl")).Select(l => JsonSerializer.Deserialize<StudentPrediction>(l)!.Output));
+        // Evaluations (checkpoints) fall on synchronisations: the first at or after every 8 steps, and the last step.
+        Assert.Equal([8, 16, 20], checkpoints);
+
+        // Not the synchronous training: the replicas drifted apart between synchronisations.
+        var synchronous = scratch.Combine("synchronous");
+        Ranks(2, 2, corpus, metrics.Options with { SyncEvery = 1 }, synchronous, []);
+        var stage = StudentTrainer.DistillationFolder;
+        var apart = DataParallelTrainingTests.MaxDifference(Weights(Path.Combine(synchronous, "rank0", stage)), Weights(Path.Combine(scratch.Combine("local"), "rank0", stage)));
+        output.WriteLine($"max |Δw| against the synchronous run: {apart:E2}");
+        Assert.True(apart > 1e-3, $"DiLoCo ended within {apart:E2} of the synchronous weights");
     }
 }
