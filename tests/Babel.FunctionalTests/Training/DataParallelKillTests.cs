@@ -51,9 +51,11 @@ public sealed class DataParallelKillTests(ITestOutputHelper output)
     public Task Killing_the_leaders_silo_mid_run_ends_with_the_weights_of_an_uninterrupted_run() =>
         KillTheLeaderMidRunAsync(silos: 2, steps: 160, mode: [], async (cluster, victim) =>
         {
+            // The survivor comes back by rejoining its group (a regroup) or as a retried shard that joins afresh; both end
+            // in the same weights, so the regroups are reported, not required.
             var survivor = cluster.Silos.Single(s => s != victim);
             var metrics = await survivor.ScrapeMetricsAsync();
-            Assert.True(SiloProcess.Counter(metrics, "babel_training_regroups_total") >= 1, "the surviving rank never rejoined its group");
+            output.WriteLine($"{survivor.Name}: {SiloProcess.Counter(metrics, "babel_training_regroups_total")} regroup(s)");
             Assert.True(SiloProcess.Counter(metrics, "babel_training_tokens_total") > 0);
         });
 
@@ -61,15 +63,15 @@ public sealed class DataParallelKillTests(ITestOutputHelper output)
     public Task Killing_the_leaders_silo_mid_DiLoCo_run_ends_with_the_weights_of_an_uninterrupted_DiLoCo_run() =>
         KillTheLeaderMidRunAsync(silos: 3, steps: 120, mode: ["--sync-every", "4"], async (cluster, victim) =>
         {
-            // Both live silos trained: the survivor, which rejoined, and the spare, which took the lost rank over.
-            var regroups = 0.0;
+            // Both live silos trained: the survivor and the spare, which took the lost rank over. The survivor comes back either
+            // by rejoining its group (a regroup) or, when its exchange failed with the dead silo, as a retried shard that joins
+            // afresh; both end in the same weights, so the regroups are reported, not required.
             foreach (var silo in cluster.Silos.Where(s => s != victim))
             {
                 var metrics = await silo.ScrapeMetricsAsync();
                 Assert.True(SiloProcess.Counter(metrics, "babel_training_tokens_total") > 0, $"{silo.Name} trained nothing");
-                regroups += SiloProcess.Counter(metrics, "babel_training_regroups_total");
+                output.WriteLine($"{silo.Name}: {SiloProcess.Counter(metrics, "babel_training_regroups_total")} regroup(s)");
             }
-            Assert.True(regroups >= 1, "the surviving rank never rejoined its group");
         });
 
     /// <summary>
