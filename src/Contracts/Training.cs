@@ -1,3 +1,5 @@
+using Orleans.Concurrency;
+
 namespace Babel.Contracts;
 
 /// <summary>Where a data-parallel group stands: gathering its ranks, training, or done.</summary>
@@ -77,10 +79,11 @@ public interface IGradientReduceGrain : IGrainWithStringKey
     /// <summary>
     /// Adds rank <paramref name="rank"/>'s part of chunk <paramref name="chunk"/> of <paramref name="step"/>'s gradient and
     /// waits for the sum over the <paramref name="members"/>; after <paramref name="stepTimeout"/> without every member's
-    /// part, the group grain is told which ranks did not send and every waiting rank that the group changed.
+    /// part, the group grain is told which ranks did not send and every waiting rank that the group changed. The part is
+    /// immutable: a rank on the shard's own silo hands its buffer over without a copy, and must not write it until the answer.
     /// </summary>
     [ResponseTimeout("00:10:00")]
-    Task<GradientChunkSum> SumAsync(int step, int members, int rank, int chunk, byte[] values, TimeSpan stepTimeout);
+    Task<GradientChunkSum> SumAsync(int step, int members, int rank, int chunk, Immutable<byte[]> values, TimeSpan stepTimeout);
 
     /// <summary>The group changed: every waiting and later call is told so.</summary>
     Task AbandonAsync();

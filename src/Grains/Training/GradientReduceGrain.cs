@@ -42,13 +42,13 @@ public sealed class GradientReduceGrain(TimeProvider time) : Grain, IGradientRed
 
     public Task OpenAsync() => Task.CompletedTask;
 
-    public async Task<GradientChunkSum> SumAsync(int step, int members, int rank, int chunk, byte[] values, TimeSpan stepTimeout)
+    public async Task<GradientChunkSum> SumAsync(int step, int members, int rank, int chunk, Immutable<byte[]> values, TimeSpan stepTimeout)
     {
         if (_abandoned || rank < 0 || rank >= members) return Changed;
         var key = (step, chunk);
         if (!_pending.TryGetValue(key, out var pending)) _pending[key] = pending = new PendingChunk(members, time.GetUtcNow());
         if (pending.Parts.Length != members) return Changed;
-        pending.Parts[rank] = values;
+        pending.Parts[rank] = values.Value;
         if (pending.Parts.All(p => p is not null))
         {
             _pending.Remove(key);

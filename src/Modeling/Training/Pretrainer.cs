@@ -68,6 +68,7 @@ public static class Pretrainer
     {
         rank.Validate();
         var local = options.SyncEvery > 1;
+        var buckets = local ? null : new GradientBuckets(model.named_parameters(), rank.Exchange);
         return Run(model, step =>
         {
             var (inputs, targets) = batches(step);
@@ -78,22 +79,32 @@ public static class Pretrainer
             var rankTokens = local ? Math.Max(1, RankRows(rank, batchRows).Sum(r => targets.narrow(0, r.Start, r.Count).ne(IgnoreIndex).sum().item<long>())) : globalTokens;
             double loss = 0;
             long tokens = 0;
+            // The last backward of the step completes the gradients: its layers are exchanged as it reaches them.
+            var last = Enumerable.Range(first, blocks).LastOrDefault(b => rank.RowsOf(b, batchRows).Count > 0, -1);
             for (var block = first; block < first + blocks; block++)
             {
                 var (row, rows) = rank.RowsOf(block, batchRows);
                 if (rows == 0) continue;
                 using var micro = NewDisposeScope();
                 var microTargets = targets.narrow(0, row, rows);
-                var logits = model.Forward(inputs.narrow(0, row, rows));
-                var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), microTargets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum);
-                var share = summed / globalTokens;
-                if (local) (summed / rankTokens).backward();
-                else share.backward();
-                loss += share.item<float>();
+                model.GradientReady = block == last && buckets is not null ? buckets.LayerReady : null;
+                try
+                {
+                    var logits = model.Forward(inputs.narrow(0, row, rows));
+                    var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), microTargets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum);
+                    var share = summed / globalTokens;
+                    if (local) (summed / rankTokens).backward();
+                    else share.backward();
+                    loss += share.item<float>();
+                }
+                finally
+                {
+                    model.GradientReady = null;
+                }
                 tokens += microTargets.ne(IgnoreIndex).sum().item<long>();
             }
             return (loss, tokens);
-        }, options, checkpointDirectory, hooks, progress, cancellationToken, dataFingerprint, rank.IsLeader ? historyDirectory : null, rank);
+        }, options, checkpointDirectory, hooks, progress, cancellationToken, dataFingerprint, rank.IsLeader ? historyDirectory : null, rank, buckets);
     }
 
     /// <summary>
@@ -145,7 +156,7 @@ public static class Pretrainer
     /// </summary>
     private static IReadOnlyList<double> Run(CausalLanguageModel model, Func<int, (double Loss, long Tokens)> gradients, PretrainingOptions options,
         string checkpointDirectory, CheckpointHooks hooks, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, string dataFingerprint,
-        string? historyDirectory, DataParallelRank? rank)
+        string? historyDirectory, DataParallelRank? rank, GradientBuckets? buckets = null)
     {
         options.Validate();
         if (options.SyncEvery > 1 && rank is null) throw new UserInputException("--sync-every needs --data-parallel: local steps between synchronisations are steps of several replicas.");
@@ -153,7 +164,7 @@ public static class Pretrainer
         model.train();
         var parameters = model.named_parameters().ToList();
         var tensors = parameters.Select(p => p.parameter).ToList();
-        var buffer = rank is null || options.SyncEvery > 1 ? null : new GradientBuffer(tensors, extra: 2);
+        if (rank is not null && options.SyncEvery == 1) buckets ??= new GradientBuckets(parameters, rank.Exchange);
         var decayed = parameters.Where(p => p.parameter.dim() >= 2 && p.name != "model.embed_tokens.weight").Select(p => p.parameter).ToList();
         var undecayed = parameters.Select(p => p.parameter).Except(decayed).ToList();
         using var optimizer = new HeldScalars.AdamW(
@@ -183,9 +194,10 @@ public static class Pretrainer
             using (var scope = NewDisposeScope())
             {
                 optimizer.zero_grad();
+                buckets?.Begin(step);
                 (loss, trained) = gradients(step);
                 DataParallelStepTiming? timing = null;
-                if (rank is not null && diloco is null) (loss, trained, timing) = SumOverRanks(rank, step, buffer!, loss, trained, stepStarted, cancellationToken);
+                if (rank is not null && buckets is not null) (loss, trained, timing) = SumOverRanks(rank, step, buckets, loss, trained, stepStarted, cancellationToken);
                 nn.utils.clip_grad_norm_(tensors, options.GradientClip);
                 optimizer.step();
                 // A step's time includes the optimizer's, as a local step's does.
@@ -253,18 +265,17 @@ public static class Pretrainer
 
     /// <summary>
     /// Replaces the step's gradients by their sum over the ranks (the loss share and token count travel at the end of the
-    /// same buffer) and returns the group's loss and tokens, and how long compute and exchange took on this rank.
+    /// same buffer; layers the backward pass already sent are only waited for) and returns the group's loss and tokens, and
+    /// how long compute and the exposed exchange took on this rank. A group of one holds the sum already; its loss is
+    /// rounded as the exchange's float32 rounds it.
     /// </summary>
-    private static (double Loss, long Tokens, DataParallelStepTiming Timing) SumOverRanks(DataParallelRank rank, int step, GradientBuffer buffer, double loss, long tokens,
+    private static (double Loss, long Tokens, DataParallelStepTiming Timing) SumOverRanks(DataParallelRank rank, int step, GradientBuckets buckets, double loss, long tokens,
         long stepStarted, CancellationToken cancellationToken)
     {
         var computed = Stopwatch.GetElapsedTime(stepStarted).TotalSeconds;
-        var values = buffer.Flatten([(float)loss, tokens]);
-        var exchangeStarted = Stopwatch.GetTimestamp();
-        rank.Exchange.SumInPlace(step, values, cancellationToken);
-        var exchanged = Stopwatch.GetElapsedTime(exchangeStarted).TotalSeconds;
-        var sums = buffer.Unflatten();
-        return (sums[0], (long)Math.Round(sums[1]), new DataParallelStepTiming(step, computed, exchanged, Stopwatch.GetElapsedTime(stepStarted).TotalSeconds, tokens, values.Length));
+        if (rank.WorldSize == 1) return ((float)loss, tokens, new DataParallelStepTiming(step, computed, 0, computed, tokens, buckets.Values));
+        var (sum, summedTokens, waited) = buckets.Finish(loss, tokens, cancellationToken);
+        return (sum, summedTokens, new DataParallelStepTiming(step, computed, waited, Stopwatch.GetElapsedTime(stepStarted).TotalSeconds, tokens, buckets.Values));
     }
 
     /// <summary>The target id that no loss is computed for (PyTorch's convention).</summary>

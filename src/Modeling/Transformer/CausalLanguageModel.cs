@@ -47,6 +47,13 @@ public sealed class CausalLanguageModel : nn.Module
     public Tensor LmHead => _lmHead?.weight ?? EmbedTokens;
 
     /// <summary>
+    /// Told, during the backward pass of a forward that ran while it was set, each decoder layer whose gradients — and
+    /// those of every layer above it, the final norm and the head — are complete, from the top layer down: a data-parallel
+    /// rank starts exchanging them while the layers below are still differentiated (<see cref="GradientReadyMarker"/>).
+    /// </summary>
+    public Action<int>? GradientReady { get; set; }
+
+    /// <summary>
     /// Logits [batch, tokens, vocab] for <paramref name="inputIds"/> [batch, tokens].
     /// <paramref name="attentionMask"/> [batch, tokens] (1 = token, 0 = left pad) may be null when no row is padded.
     /// With a <paramref name="cache"/> the tokens continue what the cache holds and are appended to it.
@@ -96,6 +103,7 @@ public sealed class CausalLanguageModel : nn.Module
         var x = _model.EmbedTokens.forward(inputIds);
         foreach (var layer in _model.Layers)
         {
+            if (GradientReady is { } ready && x.requires_grad) x = GradientReadyMarker.Mark(x, layer.Index, ready);
             x = layer.Forward(x, cos, sin, Config.SlidingWindowOf(layer.Index) is null ? mask : windowMask, cache, hook);
         }
         cache?.Advance((int)tokens, valid);

@@ -61,10 +61,12 @@ public class DiLoCoTrainingTests(ITestOutputHelper output)
 
     private sealed class CountingExchange(IGradientExchange inner, Action counted) : IGradientExchange
     {
-        public void SumInPlace(int step, float[] values, CancellationToken cancellationToken)
+        public void Start(int step, float[] values, int start, int count) => inner.Start(step, values, start, count);
+
+        public void Finish(int step, float[] values, CancellationToken cancellationToken)
         {
             counted();
-            inner.SumInPlace(step, values, cancellationToken);
+            inner.Finish(step, values, cancellationToken);
         }
     }
 

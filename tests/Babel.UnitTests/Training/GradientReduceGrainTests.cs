@@ -1,7 +1,9 @@
 using System.Runtime.InteropServices;
 using Babel.Contracts;
 using Babel.Grains.Training;
+using Babel.Modeling.Training.DataParallel;
 using Babel.UnitTests.Jobs;
+using Orleans.Concurrency;
 using Xunit;
 
 namespace Babel.UnitTests.Training;
@@ -16,7 +18,7 @@ public sealed class GradientReduceGrainTests(JobClusterFixture fixture)
 {
     private static readonly TimeSpan _timeout = TimeSpan.FromSeconds(30);
 
-    private static byte[] Bytes(params float[] values) => MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+    private static Immutable<byte[]> Bytes(params float[] values) => new(MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
 
     private static float[] Floats(byte[] bytes) => MemoryMarshal.Cast<byte, float>(bytes).ToArray();
 
@@ -25,8 +27,13 @@ public sealed class GradientReduceGrainTests(JobClusterFixture fixture)
 
     private static async Task<T> Eventually<T>(Task<T> task)
     {
-        // The grain waits on the fake clock; nudge it until the call answers (never past what the test means to wait).
-        for (var i = 0; i < 200 && !task.IsCompleted; i++) await Task.Delay(10);
+        // The grain waits on the fake clock; nudge it until the call answers. A call that reached its shard only after the
+        // clock was advanced (a loaded machine) waits from its own arrival: the clock moves on a second at a time for it.
+        for (var i = 0; i < 200 && !task.IsCompleted; i++)
+        {
+            await Task.Delay(10);
+            if (i % 10 == 9) JobClusterFixture.Clock.Advance(TimeSpan.FromSeconds(1));
+        }
         return await task.WaitAsync(TimeSpan.FromSeconds(10));
     }
 

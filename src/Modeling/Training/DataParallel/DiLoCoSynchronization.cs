@@ -1,4 +1,5 @@
 using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Runtime;
 using static TorchSharp.torch;
 
 namespace Babel.Modeling.Training.DataParallel;
@@ -91,8 +92,8 @@ public sealed class DiLoCoSynchronization
         foreach (var parameter in _parameters)
         {
             var count = (int)parameter.numel();
-            using var flat = parameter.detach().contiguous().view(-1);
-            flat.data<float>().CopyTo(values.Slice(offset, count));
+            using var flat = parameter.detach().contiguous();
+            HostFloats.Of(flat).CopyTo(values.Slice(offset, count));
             offset += count;
         }
     }
@@ -105,7 +106,7 @@ public sealed class DiLoCoSynchronization
         {
             var count = (int)parameter.numel();
             if (!parameter.is_contiguous() || parameter.dtype != ScalarType.Float32) throw new InvalidOperationException("DiLoCo replicas must hold contiguous float32 weights.");
-            parameter.data<float>().CopyFrom(values, offset);
+            values.AsSpan(offset, count).CopyTo(HostFloats.Of(parameter));
             offset += count;
         }
     }

@@ -2,7 +2,8 @@ namespace Babel.Modeling.Training.DataParallel;
 
 /// <summary>
 /// The exchange of ranks that share one process (one thread per rank, or one per device): each step's values are held
-/// until every rank has handed its in, then summed in rank order once and copied back to every rank.
+/// until every rank has handed its in, then summed in rank order once and copied back to every rank. Ranges are only
+/// counted as they start: the whole array is summed at <see cref="IGradientExchange.Finish"/>.
 /// </summary>
 public sealed class InProcessGradientExchange(int worldSize)
 {
@@ -53,6 +54,15 @@ public sealed class InProcessGradientExchange(int worldSize)
 
     private sealed class Rank(InProcessGradientExchange group, int rank) : IGradientExchange
     {
-        public void SumInPlace(int step, float[] values, CancellationToken cancellationToken) => group.SumInPlace(rank, step, values, cancellationToken);
+        private long _started;
+
+        public void Start(int step, float[] values, int start, int count) => _started += count;
+
+        public void Finish(int step, float[] values, CancellationToken cancellationToken)
+        {
+            if (_started != values.Length) throw new InvalidOperationException($"Rank {rank} started {_started} of {values.Length} values of step {step}.");
+            _started = 0;
+            group.SumInPlace(rank, step, values, cancellationToken);
+        }
     }
 }

@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Globalization;
+using TorchSharp.Modules;
+
+namespace Babel.Modeling.Training.DataParallel;
+
+/// <summary>
+/// A synchronous rank's gradient exchange by layer, overlapping the backward pass: the gradient buffer is cut into fixed
+/// buckets — the top decoder layer with everything after it (final norm, head), each layer below it, the embeddings, then
+/// the loss share and token count — and a layer's bucket starts through the <see cref="IGradientExchange"/> as soon as the
+/// backward pass has completed it (<see cref="Transformer.CausalLanguageModel.GradientReady"/>), while the layers below are
+/// still differentiated. Every rank sends the same buckets in the same order (the rest when the backward is done), so the
+/// sums, added in rank order, are the bits of a whole-array exchange.
+/// </summary>
+public sealed class GradientBuckets
+{
+    private readonly GradientBuffer _buffer;
+    private readonly IGradientExchange _exchange;
+    // Parameter ranges [First, End) from the top layer down to the embeddings.
+    private readonly (int First, int End)[] _buckets;
+    private readonly int _layers;
+    private int _step = -1;
+    private int _sent;
+    private Exception? _failure;
+
+    public GradientBuckets(IEnumerable<(string Name, Parameter Parameter)> named, IGradientExchange exchange)
+    {
+        var parameters = named.ToList();
+        _buffer = new GradientBuffer([.. parameters.Select(p => p.Parameter)], extra: 2);
+        _exchange = exchange;
+        var firsts = new List<int>();
+        for (var layer = 0; ; layer++)
+        {
+            var prefix = string.Create(CultureInfo.InvariantCulture, $"model.layers.{layer}.");
+            var first = parameters.FindIndex(p => p.Name.StartsWith(prefix, StringComparison.Ordinal));
+            if (first < 0) break;
+            firsts.Add(first);
+        }
+        _layers = firsts.Count;
+        var ends = firsts.Skip(1).Append(parameters.Count).ToList();
+        _buckets = [.. Enumerable.Range(0, _layers).Reverse().Select(l => (firsts[l], ends[l])), (0, _layers > 0 ? firsts[0] : parameters.Count)];
+    }
+
+    /// <summary>Values per exchange: the gradients and the extra values.</summary>
+    public int Values => _buffer.Values.Length;
+
+    /// <summary>Starts a step: nothing of it is sent yet.</summary>
+    public void Begin(int step)
+    {
+        _step = step;
+        _sent = 0;
+        _failure = null;
+    }
+
+    /// <summary>
+    /// Called from the backward pass once layer <paramref name="layer"/>'s gradients and those of everything above it are
+    /// complete: starts the buckets down to that layer's. Never throws (it runs inside libtorch's backward); a failure is
+    /// thrown by <see cref="Finish"/>.
+    /// </summary>
+    public void LayerReady(int layer)
+    {
+        try
+        {
+            if (_failure is null && layer >= 0 && layer < _layers) SendThrough(_layers - 1 - layer);
+        }
+        catch (Exception e)
+        {
+            _failure = e;
+        }
+    }
+
+    /// <summary>
+    /// After the step's last backward: starts what is left (with the loss share and tokens), waits for the sums, writes
+    /// them into the gradients and returns the group's loss and tokens and how long this rank waited.
+    /// </summary>
+    public (double Loss, long Tokens, double WaitedSeconds) Finish(double loss, long tokens, CancellationToken cancellationToken)
+    {
+        if (_failure is { } failure) throw new InvalidOperationException($"Sending a layer's gradients during step {_step + 1} failed: {failure.Message}", failure);
+        var started = Stopwatch.GetTimestamp();
+        SendThrough(_buckets.Length - 1);
+        _buffer.SetExtra([(float)loss, tokens]);
+        _exchange.Start(_step, _buffer.Values, _buffer.GradientValues, _buffer.Values.Length - _buffer.GradientValues);
+        _exchange.Finish(_step, _buffer.Values, cancellationToken);
+        var sums = _buffer.Unflatten();
+        return (sums[0], (long)Math.Round(sums[1]), Stopwatch.GetElapsedTime(started).TotalSeconds);
+    }
+
+    private void SendThrough(int bucket)
+    {
+        for (; _sent <= bucket; _sent++)
+        {
+            var (first, end) = _buckets[_sent];
+            _buffer.Flatten(first, end);
+            var (start, count) = _buffer.Range(first, end);
+            if (count > 0) _exchange.Start(_step, _buffer.Values, start, count);
+        }
+    }
+}
