@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using Babel.Grains.Engine;
@@ -150,47 +149,14 @@ public sealed class StudentGridJob(IServiceProvider services) : JobKind<StudentG
     public static StudentMetrics TrainWithCheckpoints(IArtifactStore store, string checkpointKey, StudentCorpus corpus, StudentOptions run, string work,
         IProgress<StudentProgress>? progress = null, Action<int>? uploaded = null, CancellationToken cancellationToken = default)
     {
-        Restore(store, checkpointKey, work, cancellationToken);
+        FolderCheckpoints.Restore(store, checkpointKey, work, cancellationToken);
         var uploads = 0;
         var (metrics, _) = StudentTrainer.Train(corpus, run, work, progress, () =>
         {
-            Upload(store, checkpointKey, work, cancellationToken);
+            FolderCheckpoints.Upload(store, checkpointKey, work, cancellationToken);
             uploaded?.Invoke(++uploads);
         }, cancellationToken);
         return metrics;
-    }
-
-    /// <summary>Zips <paramref name="work"/> and stores it under <paramref name="key"/> (the store replaces the object atomically).</summary>
-    public static void Upload(IArtifactStore store, string key, string work, CancellationToken cancellationToken)
-    {
-        using var zip = new MemoryStream();
-        // Weights barely compress; the fastest level keeps the pause after a checkpoint short.
-        ZipFile.CreateFromDirectory(work, zip, CompressionLevel.Fastest, includeBaseDirectory: false);
-        store.PutBytesAsync(key, ZipArchives.Seal(zip.GetBuffer().AsSpan(0, (int)zip.Length)), cancellationToken).GetAwaiter().GetResult();
-    }
-
-    /// <summary>Unpacks the zip under <paramref name="key"/> into <paramref name="work"/> when that folder is missing; false when there was nothing intact to restore.</summary>
-    public static bool Restore(IArtifactStore store, string key, string work, CancellationToken cancellationToken)
-    {
-        if (Directory.Exists(work)) return false;
-        var stored = store.GetBytesAsync(key, cancellationToken).GetAwaiter().GetResult();
-        // A checkpoint damaged in the store is no checkpoint: the run trains from the start, which gives the same weights.
-        if (stored is null || ZipArchives.Unseal(stored) is not { } bytes) return false;
-        var temporary = $"{work}.restore-{Guid.NewGuid():N}";
-        try
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(work))!);
-            // The zip comes back from the store: unpacked as untrusted input (entries inside the folder, bounded size).
-            using (var zip = new MemoryStream(bytes, writable: false)) ZipArchives.ExtractToNewDirectory(zip, temporary, $"the checkpoint {key}");
-            // The rename makes the folder appear complete or not at all; if another attempt got there first, its folder wins.
-            if (Directory.Exists(work)) return false;
-            Directory.Move(temporary, work);
-            return true;
-        }
-        finally
-        {
-            if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
-        }
     }
 
     /// <summary>

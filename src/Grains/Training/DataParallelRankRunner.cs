@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Babel.Contracts;
-using Babel.Grains.Distillation;
 using Babel.Modeling.Training;
 using Babel.Modeling.Training.DataParallel;
 using Babel.Storage.Artifacts;
@@ -98,7 +97,7 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
                 metrics?.Regroups.Add(1, tag);
                 continue;
             }
-            if (rank.IsLeader) StudentGridJob.Upload(store, ModelKey(jobId), workDirectory, cancellationToken);
+            if (rank.IsLeader) FolderCheckpoints.Upload(store, ModelKey(jobId), workDirectory, cancellationToken);
             Notice(() => membership.DoneAsync(group.Generation, member, rank.IsLeader));
             Directory.Delete(workDirectory, recursive: true);
             // The first step of a group pays for warming up (and the leader's checkpoints for themselves): the means skip it.
@@ -138,7 +137,7 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
         if (Directory.Exists(workDirectory)) Directory.Delete(workDirectory, recursive: true);
         if (step > 0)
         {
-            if (!StudentGridJob.Restore(store, CheckpointKey(jobId, step), workDirectory, cancellationToken))
+            if (!FolderCheckpoints.Restore(store, CheckpointKey(jobId, step), workDirectory, cancellationToken))
             {
                 throw new InvalidOperationException($"The checkpoint of step {step} of training job {jobId} is missing or damaged in the artifact store.");
             }
@@ -151,7 +150,7 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
     /// <summary>The leader's checkpoint: the whole model folder zipped to the store, then the pointer, then the group told.</summary>
     private void Checkpointed(ITrainingGroupGrain membership, Guid generation, int step, CancellationToken cancellationToken)
     {
-        StudentGridJob.Upload(store, CheckpointKey(jobId, step), workDirectory, cancellationToken);
+        FolderCheckpoints.Upload(store, CheckpointKey(jobId, step), workDirectory, cancellationToken);
         store.PutBytesAsync(LatestKey(jobId), JsonSerializer.SerializeToUtf8Bytes(new TrainingCheckpointPointer(step)), cancellationToken).GetAwaiter().GetResult();
         Notice(() => membership.CheckpointedAsync(generation, step));
     }

@@ -240,12 +240,12 @@ public class StudentGridTests
         Directory.CreateDirectory(Path.Combine(source, "stage", "best"));
         File.WriteAllText(Path.Combine(source, "stage", "best", "weights.bin"), "step 20");
         File.WriteAllText(Path.Combine(source, "top.json"), "{}");
-        StudentGridJob.Upload(store, "distill/students/x.zip", source, CancellationToken.None);
+        FolderCheckpoints.Upload(store, "distill/students/x.zip", source, CancellationToken.None);
 
         var target = scratch.Combine("target");
-        Assert.False(StudentGridJob.Restore(store, "distill/students/missing.zip", target, CancellationToken.None));
+        Assert.False(FolderCheckpoints.Restore(store, "distill/students/missing.zip", target, CancellationToken.None));
         Assert.False(Directory.Exists(target));
-        Assert.True(StudentGridJob.Restore(store, "distill/students/x.zip", target, CancellationToken.None));
+        Assert.True(FolderCheckpoints.Restore(store, "distill/students/x.zip", target, CancellationToken.None));
         Assert.Equal("step 20", File.ReadAllText(Path.Combine(target, "stage", "best", "weights.bin")));
         Assert.Equal("{}", File.ReadAllText(Path.Combine(target, "top.json")));
         // No temporary folder is left beside it.
@@ -253,7 +253,7 @@ public class StudentGridTests
 
         // A folder already there (this machine ran the shard before) is kept as it is.
         File.WriteAllText(Path.Combine(target, "top.json"), "local");
-        Assert.False(StudentGridJob.Restore(store, "distill/students/x.zip", target, CancellationToken.None));
+        Assert.False(FolderCheckpoints.Restore(store, "distill/students/x.zip", target, CancellationToken.None));
         Assert.Equal("local", File.ReadAllText(Path.Combine(target, "top.json")));
     }
 }
