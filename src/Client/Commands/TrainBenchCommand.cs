@@ -48,7 +48,7 @@ internal static class TrainBenchCommand
             {
                 var run = await TrainBenchmark.RunAsync(count, microBatches, corpus, tokenizer, presetName, options with { SyncEvery = h }, root, cancellationToken);
                 runs.Add(run);
-                AnsiConsole.MarkupLineInterpolated($"[grey]{count} rank(s), sync every {h}: {run.Steps} steps in {run.WallSeconds:F1} s (job), {run.StepSeconds * 1000:F0} ms/step, exchange {run.ExchangeSeconds * 1000:F1} ms/step[/]");
+                AnsiConsole.MarkupLineInterpolated($"[grey]{count} rank(s), sync every {h}: {run.Steps} steps in {run.WallSeconds:F1} s (job), {run.StepSeconds * 1000:F0} ms/step, forward + backward {run.ComputeSeconds * 1000:F0} ms, exchange {run.ExchangeSeconds * 1000:F1} ms/step[/]");
             }
             static string Number(double value, string format) => value.ToString(format, CultureInfo.InvariantCulture);
             var table = new Table().AddColumns("ranks", "sync every", "job wall s", "step ms", "exchange ms/step", "exchange share", "MB per exchange", "tokens/s", "speed-up (step)",

@@ -103,7 +103,7 @@ public sealed class DataParallelRankRunner(IGrainFactory grains, IArtifactStore 
             // The first step of a group pays for warming up (and the leader's checkpoints for themselves): the means skip it.
             var timed = timing.Skip(1).DefaultIfEmpty(timing.LastOrDefault()).ToList();
             return new TrainingRankResult(member, Trained: true, rank.IsLeader, steps, rank.IsLeader ? ModelKey(jobId) : null, worker, timed.Count,
-                timed.Average(t => t.StepSeconds), timed.Average(t => t.ExchangeSeconds), timed[0].GradientValues);
+                timed.Average(t => t.StepSeconds), timed.Average(t => t.ExchangeSeconds), timed[0].GradientValues, timed.Average(t => t.ComputeSeconds));
         }
     }
 

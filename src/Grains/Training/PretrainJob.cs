@@ -21,11 +21,12 @@ public sealed record TrainingRankSlice(int Rank);
 
 /// <summary>
 /// A rank's shard document: whether it trained (or was not needed: its group had gone on without it), as leader, to which
-/// step, on which worker, and its timing in its last group: steps timed, mean step and gradient-exchange seconds, and the
-/// floats exchanged per step.
+/// step, on which worker, and its timing in its last group: steps timed, mean step and gradient-exchange seconds, the
+/// floats exchanged per step, and the mean forward-and-backward seconds (layers' gradients start their exchange meanwhile;
+/// the exchange seconds are what is left to wait for after it).
 /// </summary>
 public sealed record TrainingRankResult(string Member, bool Trained, bool Leader, int Steps, string? Model, string? Worker = null, int TimedSteps = 0,
-    double MeanStepSeconds = 0, double MeanExchangeSeconds = 0, int GradientValues = 0);
+    double MeanStepSeconds = 0, double MeanExchangeSeconds = 0, int GradientValues = 0, double MeanComputeSeconds = 0);
 
 /// <summary>
 /// The trained model folder as the leader stored it (a zip) and its <c>training.json</c>, with the corpus named by the
