@@ -1,3 +1,4 @@
+using Babel.Modeling.Runtime;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;

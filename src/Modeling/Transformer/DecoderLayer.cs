@@ -1,3 +1,4 @@
+using Babel.Modeling.Runtime;
 using static TorchSharp.torch;
 
 namespace Babel.Modeling.Transformer;
@@ -27,7 +28,8 @@ public sealed class DecoderLayer : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache, IFeedForwardHook? hook)
     {
         using var scope = NewDisposeScope();
-        var afterAttention = x + SelfAttn.Forward(InputLayernorm.forward(x), cos, sin, mask, cache, Index);
-        return (afterAttention + Mlp.Forward(PostAttentionLayernorm.forward(afterAttention), hook, Index)).MoveToOuterDisposeScope();
+        // Held alphas: see HeldScalars.
+        var afterAttention = x.add(SelfAttn.Forward(InputLayernorm.forward(x), cos, sin, mask, cache, Index), HeldScalars.One);
+        return afterAttention.add(Mlp.Forward(PostAttentionLayernorm.forward(afterAttention), hook, Index), HeldScalars.One).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using Babel.Modeling.Runtime;
 using Babel.Modeling.Checkpoints;
 using static TorchSharp.torch;
 
@@ -113,7 +114,7 @@ public sealed class RotaryEmbedding : IDisposable
         var half = x.shape[^1] / 2;
         using var secondHalf = x.narrow(-1, half, half).neg();
         using var rotated = cat([secondHalf, x.narrow(-1, 0, half)], dim: -1);
-        return x * cos + rotated * sin;
+        return (x * cos).add(rotated * sin, HeldScalars.One);
     }
 
     /// <summary>

@@ -1,4 +1,4 @@
-using Babel.Modeling.Training;
+using Babel.Modeling.Runtime;
 using TorchSharp.Modules;
 using Xunit;
 using static TorchSharp.torch;

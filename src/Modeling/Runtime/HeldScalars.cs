@@ -1,11 +1,20 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Babel.Modeling.Training;
+namespace Babel.Modeling.Runtime;
 
-/// <summary>Optimizers that hold their scalar arguments alive through each native call (see <see cref="AdamW"/>).</summary>
+/// <summary>
+/// Scalars held alive through each native call. TorchSharp turns a number argument (and the default alpha of <c>a + b</c>)
+/// into a temporary <see cref="Scalar"/> whose native handle is all the call keeps: a garbage collection started by another
+/// thread can finalize it and free the native scalar while libtorch reads it ("Unknown scalar type" / "Expected false to
+/// be true" in Scalar.h). A scalar that stays reachable is never freed: <see cref="One"/> for the forward's sums, and an
+/// optimizer that holds its own (<see cref="AdamW"/>).
+/// </summary>
 public static class HeldScalars
 {
+    /// <summary>1, held for the life of the process: <c>a.add(b, HeldScalars.One)</c> is <c>a + b</c>.</summary>
+    public static Scalar One { get; } = 1.ToScalar();
+
     /// <summary>
     /// TorchSharp's AdamW with every scalar argument held alive until its native call returns. TorchSharp's own
     /// <see cref="TorchSharp.Modules.AdamW.step"/> converts doubles to <see cref="Scalar"/>s implicitly and passes only their native handles; such
