@@ -69,7 +69,8 @@ public static class Pretrainer
     {
         rank.Validate();
         var local = options.SyncEvery > 1;
-        var buckets = local ? null : new GradientBuckets(model.named_parameters(), rank.Exchange);
+        // A group of one exchanges nothing, so its backward sends nothing either.
+        var buckets = local || rank.WorldSize == 1 ? null : new GradientBuckets(model.named_parameters(), rank.Exchange);
         return Run(model, step =>
         {
             var (inputs, targets) = batches(step);
