@@ -1,8 +1,8 @@
-using Babel.Modeling.Runtime;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Runtime;
 using Babel.Modeling.Training.DataParallel;
 using Babel.Modeling.Transformer;
 using Babel.Storage;

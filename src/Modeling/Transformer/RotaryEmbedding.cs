@@ -1,5 +1,5 @@
-using Babel.Modeling.Runtime;
 using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Runtime;
 using static TorchSharp.torch;
 
 namespace Babel.Modeling.Transformer;

@@ -49,14 +49,6 @@ public sealed class GradientBuffer
         }
     }
 
-    /// <summary>Every parameter's gradient flattened in order, then <paramref name="extraValues"/>.</summary>
-    public float[] Flatten(ReadOnlySpan<float> extraValues)
-    {
-        Flatten(0, _parameters.Count);
-        SetExtra(extraValues);
-        return Values;
-    }
-
     /// <summary>Writes the extra values after the gradients.</summary>
     public void SetExtra(ReadOnlySpan<float> extraValues) => extraValues.CopyTo(Values.AsSpan(GradientValues));
 
