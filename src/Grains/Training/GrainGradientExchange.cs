@@ -64,7 +64,15 @@ public sealed class GrainGradientExchange : IGradientExchange
             var at = start + offset;
             if (!_buffers.TryGetValue(at, out var buffer) || buffer.Length != size * sizeof(float)) _buffers[at] = buffer = new byte[size * sizeof(float)];
             MemoryMarshal.AsBytes(values.AsSpan(at, size)).CopyTo(buffer);
-            _calls.Add((_shards[c % _shards.Length].SumAsync(step, _shards.Length, _rank, at, new Immutable<byte[]>(buffer), _stepTimeout), at));
+            try
+            {
+                _calls.Add((_shards[c % _shards.Length].SumAsync(step, _shards.Length, _rank, at, new Immutable<byte[]>(buffer), _stepTimeout), at));
+            }
+            catch (OrleansException e)
+            {
+                // A call that cannot even be sent (the client or silo is going away) means what an unanswered one does.
+                throw new GroupChangedException($"the gradient exchange could not send step {step + 1} ({e.Message})");
+            }
         }
     }
 

@@ -105,6 +105,34 @@ public class GradientBucketsTests
         Assert.Equal(flat, exchange.Finished!.Take(flat.Length));
     }
 
+    [Fact]
+    public void A_group_change_met_inside_the_backward_reaches_the_rank_as_a_group_change_and_other_failures_as_failures()
+    {
+        using var model = Model();
+        foreach (var (thrown, expected) in new (Exception, Type)[]
+        {
+            (new GroupChangedException("a rank left"), typeof(GroupChangedException)),
+            (new IOException("disk full"), typeof(InvalidOperationException)),
+        })
+        {
+            var buckets = new GradientBuckets(model.named_parameters(), new FailingExchange(thrown));
+            buckets.Begin(0);
+            model.GradientReady = buckets.LayerReady;
+            // The callback runs inside libtorch's backward: it must not throw there.
+            Backward(model);
+            model.GradientReady = null;
+            Assert.IsType(expected, Assert.ThrowsAny<Exception>(() => buckets.Finish(1, 1, CancellationToken.None)));
+            model.zero_grad();
+        }
+    }
+
+    private sealed class FailingExchange(Exception failure) : IGradientExchange
+    {
+        public void Start(int step, float[] values, int start, int count) => throw failure;
+
+        public void Finish(int step, float[] values, CancellationToken cancellationToken) => throw new InvalidOperationException("Finish after a failed start.");
+    }
+
     /// <summary>An exchange of one rank that records the ranges it is given and leaves the values as they are (a sum of one).</summary>
     private sealed class RecordingExchange : IGradientExchange
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.ExceptionServices;
 using TorchSharp.Modules;
 
 namespace Babel.Modeling.Training.DataParallel;
@@ -75,6 +76,8 @@ public sealed class GradientBuckets
     /// </summary>
     public (double Loss, long Tokens, double WaitedSeconds) Finish(double loss, long tokens, CancellationToken cancellationToken)
     {
+        // A group change met while sending is the rank's usual cue to rejoin; anything else is a failure of the step.
+        if (_failure is GroupChangedException changed) ExceptionDispatchInfo.Throw(changed);
         if (_failure is { } failure) throw new InvalidOperationException($"Sending a layer's gradients during step {_step + 1} failed: {failure.Message}", failure);
         var started = Stopwatch.GetTimestamp();
         SendThrough(_buckets.Length - 1);
