@@ -1,4 +1,5 @@
 using Babel.Modeling.Checkpoints;
+using Babel.Modeling.Runtime;
 using Babel.Storage;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -75,8 +76,8 @@ public sealed class CausalLanguageModel : nn.Module
         var valid = attentionMask?.to_type(ScalarType.Bool) ?? ones([batch, tokens], ScalarType.Bool, device: device);
         var past = cache?.Length ?? 0;
         // A real token's position counts the real tokens before it, so a left-padded row matches the unpadded prompt.
-        var positions = (valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
-        if (cache is not null) positions = positions + cache.NextPosition.unsqueeze(1);
+        var positions = valid.to_type(ScalarType.Int64).cumsum(1).sub(HeldScalars.One).clamp_min(0);
+        if (cache is not null) positions = positions.add(cache.NextPosition.unsqueeze(1), HeldScalars.One);
         if (positions.shape[1] > 0 && past + tokens > Rotary.MaxPositions)
         {
             throw new UserInputException($"The sequence reaches {past + tokens} tokens but the model's max_position_embeddings is {Rotary.MaxPositions}; use a shorter input.");
