@@ -69,8 +69,6 @@ public static class Pretrainer
     {
         rank.Validate();
         var local = options.SyncEvery > 1;
-        // A group of one exchanges nothing, so its backward sends nothing either.
-        var buckets = local || rank.WorldSize == 1 ? null : new GradientBuckets(model.named_parameters(), rank.Exchange);
         return Run(model, step =>
         {
             var (inputs, targets) = batches(step);
@@ -81,32 +79,22 @@ public static class Pretrainer
             var rankTokens = local ? Math.Max(1, RankRows(rank, batchRows).Sum(r => targets.narrow(0, r.Start, r.Count).ne(IgnoreIndex).sum().item<long>())) : globalTokens;
             double loss = 0;
             long tokens = 0;
-            // The last backward of the step completes the gradients: its layers are exchanged as it reaches them.
-            var last = Enumerable.Range(first, blocks).LastOrDefault(b => rank.RowsOf(b, batchRows).Count > 0, -1);
             for (var block = first; block < first + blocks; block++)
             {
                 var (row, rows) = rank.RowsOf(block, batchRows);
                 if (rows == 0) continue;
                 using var micro = NewDisposeScope();
                 var microTargets = targets.narrow(0, row, rows);
-                model.GradientReady = block == last && buckets is not null ? buckets.LayerReady : null;
-                try
-                {
-                    var logits = model.Forward(inputs.narrow(0, row, rows));
-                    var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), microTargets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum);
-                    var share = summed / globalTokens;
-                    if (local) (summed / rankTokens).backward();
-                    else share.backward();
-                    loss += share.item<float>();
-                }
-                finally
-                {
-                    model.GradientReady = null;
-                }
+                var logits = model.Forward(inputs.narrow(0, row, rows));
+                var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), microTargets.reshape(-1), ignore_index: IgnoreIndex, reduction: nn.Reduction.Sum);
+                var share = summed / globalTokens;
+                if (local) (summed / rankTokens).backward();
+                else share.backward();
+                loss += share.item<float>();
                 tokens += microTargets.ne(IgnoreIndex).sum().item<long>();
             }
             return (loss, tokens);
-        }, options, checkpointDirectory, hooks, progress, cancellationToken, dataFingerprint, rank.IsLeader ? historyDirectory : null, rank, buckets);
+        }, options, checkpointDirectory, hooks, progress, cancellationToken, dataFingerprint, rank.IsLeader ? historyDirectory : null, rank);
     }
 
     /// <summary>
@@ -158,7 +146,7 @@ public static class Pretrainer
     /// </summary>
     private static IReadOnlyList<double> Run(CausalLanguageModel model, Func<int, (double Loss, long Tokens)> gradients, PretrainingOptions options,
         string checkpointDirectory, CheckpointHooks hooks, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, string dataFingerprint,
-        string? historyDirectory, DataParallelRank? rank, GradientBuckets? buckets = null)
+        string? historyDirectory, DataParallelRank? rank)
     {
         options.Validate();
         if (options.SyncEvery > 1 && rank is null) throw new UserInputException("--sync-every needs --data-parallel: local steps between synchronisations are steps of several replicas.");
@@ -166,7 +154,10 @@ public static class Pretrainer
         model.train();
         var parameters = model.named_parameters().ToList();
         var tensors = parameters.Select(p => p.parameter).ToList();
-        if (rank is not null && options.SyncEvery == 1) buckets ??= new GradientBuckets(parameters, rank.Exchange);
+        var buckets = rank is not null && options.SyncEvery == 1 ? new GradientBuckets(parameters, rank.Exchange) : null;
+        // A rank with one micro-batch per step (a full group) has one backward per step: its layers are exchanged as the
+        // backward reaches them. A group of one exchanges nothing; a rank that accumulates sends everything after its last backward.
+        var overlapped = buckets is not null && rank!.WorldSize > 1 && rank.Blocks.Count == 1;
         var decayed = parameters.Where(p => p.parameter.dim() >= 2 && p.name != "model.embed_tokens.weight").Select(p => p.parameter).ToList();
         var undecayed = parameters.Select(p => p.parameter).Except(decayed).ToList();
         using var optimizer = new HeldScalars.AdamW(
@@ -197,7 +188,15 @@ public static class Pretrainer
             {
                 optimizer.zero_grad();
                 buckets?.Begin(step);
-                (loss, trained) = gradients(step);
+                model.GradientReadiness = overlapped ? buckets : null;
+                try
+                {
+                    (loss, trained) = gradients(step);
+                }
+                finally
+                {
+                    model.GradientReadiness = null;
+                }
                 DataParallelStepTiming? timing = null;
                 if (rank is not null && buckets is not null) (loss, trained, timing) = SumOverRanks(rank, step, buckets, loss, trained, stepStarted, cancellationToken);
                 nn.utils.clip_grad_norm_(tensors, options.GradientClip);

@@ -48,11 +48,11 @@ public sealed class CausalLanguageModel : nn.Module
     public Tensor LmHead => _lmHead?.weight ?? EmbedTokens;
 
     /// <summary>
-    /// Told, during the backward pass of a forward that ran while it was set, each decoder layer whose gradients — and
-    /// those of every layer above it, the final norm and the head — are complete, from the top layer down: a data-parallel
-    /// rank starts exchanging them while the layers below are still differentiated (<see cref="GradientReadyMarker"/>).
+    /// While set, every forward that records a graph marks each decoder layer's input (<see cref="GradientReadyMarker"/>),
+    /// and the observer learns when the backward pass has come back through it: a data-parallel rank starts exchanging a
+    /// layer's gradients while the layers below are still differentiated.
     /// </summary>
-    public Action<int>? GradientReady { get; set; }
+    public IGradientReadiness? GradientReadiness { get; set; }
 
     /// <summary>
     /// Logits [batch, tokens, vocab] for <paramref name="inputIds"/> [batch, tokens].
@@ -104,7 +104,11 @@ public sealed class CausalLanguageModel : nn.Module
         var x = _model.EmbedTokens.forward(inputIds);
         foreach (var layer in _model.Layers)
         {
-            if (GradientReady is { } ready && x.requires_grad) x = GradientReadyMarker.Mark(x, layer.Index, ready);
+            if (GradientReadiness is { } readiness && x.requires_grad)
+            {
+                readiness.Marked(layer.Index);
+                x = GradientReadyMarker.Mark(x, layer.Index, readiness.Ready);
+            }
             x = layer.Forward(x, cos, sin, Config.SlidingWindowOf(layer.Index) is null ? mask : windowMask, cache, hook);
         }
         cache?.Advance((int)tokens, valid);

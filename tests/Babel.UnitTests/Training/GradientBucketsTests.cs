@@ -29,6 +29,15 @@ public class GradientBucketsTests
         Pretrainer.Loss(model.Forward(inputs), targets).backward();
     }
 
+    /// <summary>Two forwards of different batches into one backward, as a student's answers and rationales.</summary>
+    private static void TwoForwardsOneBackward(CausalLanguageModel model)
+    {
+        var text = DataParallelTrainingTests.Text();
+        var (inputs, targets) = Pretrainer.Batch(text, _options, step: 0);
+        var (moreInputs, moreTargets) = Pretrainer.Batch(text, _options with { SequenceLength = 16 }, step: 1);
+        (Pretrainer.Loss(model.Forward(inputs), targets) + 0.3 * Pretrainer.Loss(model.Forward(moreInputs), moreTargets)).backward();
+    }
+
     /// <summary>The parameters at or above decoder layer <paramref name="layer"/>: its own, the layers above, the final norm and the head.</summary>
     private static List<(string Name, Tensor Parameter)> AtOrAbove(CausalLanguageModel model, int layer) =>
         [.. model.named_parameters().Where(p => p.name.StartsWith("model.layers.", StringComparison.Ordinal)
@@ -41,18 +50,16 @@ public class GradientBucketsTests
         using var model = Model();
         var layers = model.Layers.Count;
         Assert.True(layers >= 2);
-        var order = new List<int>();
         var seen = new Dictionary<int, List<(string Name, Tensor Gradient)>>();
-        model.GradientReady = layer =>
-        {
-            order.Add(layer);
+        var recorder = new Recorder(layer =>
             // A gradient not yet accumulated is missing here and fails the comparison below.
-            seen[layer] = [.. AtOrAbove(model, layer).Select(p => (p.Name, p.Parameter.grad?.clone() ?? zeros(1)))];
-        };
+            seen[layer] = [.. AtOrAbove(model, layer).Select(p => (p.Name, p.Parameter.grad?.clone() ?? zeros(1)))]);
+        model.GradientReadiness = recorder;
         Backward(model);
-        model.GradientReady = null;
+        model.GradientReadiness = null;
 
-        Assert.Equal(Enumerable.Range(0, layers).Reverse(), order);
+        Assert.Equal(Enumerable.Range(0, layers), recorder.Marked);
+        Assert.Equal(Enumerable.Range(0, layers).Reverse(), recorder.Ready);
         foreach (var (layer, gradients) in seen)
         {
             foreach (var (name, gradient) in gradients)
@@ -68,7 +75,7 @@ public class GradientBucketsTests
     {
         using var marked = Model();
         using var plain = Model();
-        marked.GradientReady = _ => { };
+        marked.GradientReadiness = new Recorder(_ => { });
         Backward(marked);
         Backward(plain);
         foreach (var ((name, a), (_, b)) in marked.named_parameters().Zip(plain.named_parameters()))
@@ -84,9 +91,9 @@ public class GradientBucketsTests
         var exchange = new RecordingExchange();
         var buckets = new GradientBuckets(model.named_parameters(), exchange);
         buckets.Begin(0);
-        model.GradientReady = buckets.LayerReady;
+        model.GradientReadiness = buckets;
         Backward(model);
-        model.GradientReady = null;
+        model.GradientReadiness = null;
         var duringBackward = exchange.Ranges.Count;
         var expected = model.named_parameters().Select(p => p.parameter.grad!.detach().clone().view(-1)).ToList();
 
@@ -117,12 +124,49 @@ public class GradientBucketsTests
         {
             var buckets = new GradientBuckets(model.named_parameters(), new FailingExchange(thrown));
             buckets.Begin(0);
-            model.GradientReady = buckets.LayerReady;
+            model.GradientReadiness = buckets;
             // The callback runs inside libtorch's backward: it must not throw there.
             Backward(model);
-            model.GradientReady = null;
+            model.GradientReadiness = null;
             Assert.IsType(expected, Assert.ThrowsAny<Exception>(() => buckets.Finish(1, 1, CancellationToken.None)));
             model.zero_grad();
+        }
+    }
+
+    [Fact]
+    public void With_two_forwards_in_one_backward_a_layer_is_sent_only_once_both_have_come_back_through_it()
+    {
+        using var model = Model();
+        var exchange = new RecordingExchange();
+        var buckets = new GradientBuckets(model.named_parameters(), exchange);
+        buckets.Begin(0);
+        model.GradientReadiness = buckets;
+        TwoForwardsOneBackward(model);
+        model.GradientReadiness = null;
+        var duringBackward = exchange.Ranges.Count;
+        var expected = cat(model.named_parameters().Select(p => p.parameter.grad!.detach().clone().view(-1)).ToList()).data<float>().ToArray();
+
+        buckets.Finish(1, 1, CancellationToken.None);
+
+        // Every layer went during the backward, each once, and what went was the final sum of both forwards' gradients.
+        Assert.Equal(model.Layers.Count, duringBackward);
+        Assert.Equal(buckets.Values, exchange.Ranges.Sum(r => r.Count));
+        Assert.Equal(expected, exchange.Finished!.Take(expected.Length));
+    }
+
+    /// <summary>Records which layers a forward marked and in which order their gradients came back.</summary>
+    private sealed class Recorder(Action<int> ready) : IGradientReadiness
+    {
+        public List<int> Marked { get; } = [];
+
+        public List<int> Ready { get; } = [];
+
+        void IGradientReadiness.Marked(int layer) => Marked.Add(layer);
+
+        void IGradientReadiness.Ready(int layer)
+        {
+            Ready.Add(layer);
+            ready(layer);
         }
     }
 

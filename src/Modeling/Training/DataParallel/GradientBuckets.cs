@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.ExceptionServices;
+using Babel.Modeling.Transformer;
 using TorchSharp.Modules;
 
 namespace Babel.Modeling.Training.DataParallel;
@@ -8,18 +9,23 @@ namespace Babel.Modeling.Training.DataParallel;
 /// <summary>
 /// A synchronous rank's gradient exchange by layer, overlapping the backward pass: the gradient buffer is cut into fixed
 /// buckets — the top decoder layer with everything after it (final norm, head), each layer below it, the embeddings, then
-/// the loss share and token count — and a layer's bucket starts through the <see cref="IGradientExchange"/> as soon as the
-/// backward pass has completed it (<see cref="Transformer.CausalLanguageModel.GradientReady"/>), while the layers below are
-/// still differentiated. Every rank sends the same buckets in the same order (the rest when the backward is done), so the
-/// sums, added in rank order, are the bits of a whole-array exchange.
+/// the loss share and token count — and a layer's bucket starts through the <see cref="IGradientExchange"/> as soon as
+/// every forward of the step that passed the layer has had its gradient come back through it (the model's
+/// <see cref="CausalLanguageModel.GradientReadiness"/>; a student's answer and rationale forwards share one
+/// backward), while the layers below are still differentiated. The step must be one backward of all its marked forwards
+/// (a rank that accumulates several micro-batches is not observed: its earlier backwards would look final). Every rank
+/// sends the same buckets in the same order (the rest when the backward is done), so the sums, added in rank order, are
+/// the bits of a whole-array exchange.
 /// </summary>
-public sealed class GradientBuckets
+public sealed class GradientBuckets : IGradientReadiness
 {
     private readonly GradientBuffer _buffer;
     private readonly IGradientExchange _exchange;
     // Parameter ranges [First, End) from the top layer down to the embeddings.
     private readonly (int First, int End)[] _buckets;
     private readonly int _layers;
+    // Marked forwards of each layer whose gradient has not come back yet.
+    private readonly int[] _outstanding;
     private int _step = -1;
     private int _sent;
     private Exception? _failure;
@@ -38,6 +44,7 @@ public sealed class GradientBuckets
             firsts.Add(first);
         }
         _layers = firsts.Count;
+        _outstanding = new int[_layers];
         var ends = firsts.Skip(1).Append(parameters.Count).ToList();
         _buckets = [.. Enumerable.Range(0, _layers).Reverse().Select(l => (firsts[l], ends[l])), (0, _layers > 0 ? firsts[0] : parameters.Count)];
     }
@@ -51,18 +58,24 @@ public sealed class GradientBuckets
         _step = step;
         _sent = 0;
         _failure = null;
+        Array.Clear(_outstanding);
+    }
+
+    public void Marked(int layer)
+    {
+        if (layer >= 0 && layer < _layers) _outstanding[layer]++;
     }
 
     /// <summary>
-    /// Called from the backward pass once layer <paramref name="layer"/>'s gradients and those of everything above it are
-    /// complete: starts the buckets down to that layer's. Never throws (it runs inside libtorch's backward); a failure is
-    /// thrown by <see cref="Finish"/>.
+    /// Once the last marked forward's gradient is back through layer <paramref name="layer"/>, that layer's gradients and
+    /// those of everything above it are complete: starts the buckets down to that layer's. Never throws (it runs inside
+    /// libtorch's backward); a failure is thrown by <see cref="Finish"/>.
     /// </summary>
-    public void LayerReady(int layer)
+    public void Ready(int layer)
     {
         try
         {
-            if (_failure is null && layer >= 0 && layer < _layers) SendThrough(_layers - 1 - layer);
+            if (layer >= 0 && layer < _layers && --_outstanding[layer] == 0 && _failure is null) SendThrough(_layers - 1 - layer);
         }
         catch (Exception e)
         {
