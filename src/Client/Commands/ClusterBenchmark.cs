@@ -59,7 +59,7 @@ internal static class ClusterBenchmark
     public static async Task<ClusterRun> RunAsync(string job, int silos, string model, string corpus, string split, int documentsPerShard, string root, CancellationToken cancellationToken)
     {
         var store = Path.Combine(root, $"run-{silos}-{Guid.NewGuid():N}");
-        await using var engine = await EngineConnection.OpenAsync(cluster: false, store, workers: 1, cancellationToken);
+        var engine = await EngineConnection.OpenAsync(cluster: false, store, workers: 1, cancellationToken);
         var children = new List<Process>();
         try
         {
@@ -92,6 +92,8 @@ internal static class ClusterBenchmark
         }
         finally
         {
+            // The embedded silo stops first, while the others still answer its directory calls; then they are killed.
+            await engine.DisposeAsync();
             await BenchmarkSilos.StopAsync(children);
         }
     }

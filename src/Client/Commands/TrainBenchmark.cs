@@ -34,7 +34,7 @@ internal static class TrainBenchmark
         CancellationToken cancellationToken)
     {
         var store = Path.Combine(root, $"run-{ranks}-{Guid.NewGuid():N}");
-        await using var engine = await EngineConnection.OpenAsync(cluster: false, store, workers: 1, cancellationToken);
+        var engine = await EngineConnection.OpenAsync(cluster: false, store, workers: 1, cancellationToken);
         var children = new List<Process>();
         try
         {
@@ -55,6 +55,8 @@ internal static class TrainBenchmark
         }
         finally
         {
+            // The embedded silo stops first, while the others still answer its directory calls; then they are killed.
+            await engine.DisposeAsync();
             await BenchmarkSilos.StopAsync(children);
         }
     }
