@@ -38,6 +38,27 @@ public class GradientBucketsTests
         (Pretrainer.Loss(model.Forward(inputs), targets) + 0.3 * Pretrainer.Loss(model.Forward(moreInputs), moreTargets)).backward();
     }
 
+    /// <summary>Step 0's buckets over <paramref name="exchange"/>, observing the model through <paramref name="backward"/>.</summary>
+    private static GradientBuckets Observed(CausalLanguageModel model, IGradientExchange exchange, Action<CausalLanguageModel> backward)
+    {
+        var buckets = new GradientBuckets(model.named_parameters(), exchange);
+        buckets.Begin(0);
+        model.GradientReadiness = buckets;
+        try
+        {
+            backward(model);
+        }
+        finally
+        {
+            model.GradientReadiness = null;
+        }
+        return buckets;
+    }
+
+    /// <summary>The model's gradients flattened in parameter order.</summary>
+    private static float[] Gradients(CausalLanguageModel model) =>
+        cat(model.named_parameters().Select(p => p.parameter.grad!.detach().reshape(-1)).ToList()).data<float>().ToArray();
+
     /// <summary>The parameters at or above decoder layer <paramref name="layer"/>: its own, the layers above, the final norm and the head.</summary>
     private static List<(string Name, Tensor Parameter)> AtOrAbove(CausalLanguageModel model, int layer) =>
         [.. model.named_parameters().Where(p => p.name.StartsWith("model.layers.", StringComparison.Ordinal)
@@ -89,13 +110,9 @@ public class GradientBucketsTests
     {
         using var model = Model();
         var exchange = new RecordingExchange();
-        var buckets = new GradientBuckets(model.named_parameters(), exchange);
-        buckets.Begin(0);
-        model.GradientReadiness = buckets;
-        Backward(model);
-        model.GradientReadiness = null;
+        var buckets = Observed(model, exchange, Backward);
         var duringBackward = exchange.Ranges.Count;
-        var expected = model.named_parameters().Select(p => p.parameter.grad!.detach().clone().view(-1)).ToList();
+        var expected = Gradients(model);
 
         var (loss, tokens, _) = buckets.Finish(2.5, 17, CancellationToken.None);
 
@@ -108,8 +125,7 @@ public class GradientBucketsTests
         Assert.Equal(buckets.Values, exchange.Ranges.Sum(r => r.Count));
         Assert.Equal((2.5, 17L), (loss, tokens));
         // The exchange saw exactly the gradients of the finished backward, in parameter order.
-        var flat = cat(expected).data<float>().ToArray();
-        Assert.Equal(flat, exchange.Finished!.Take(flat.Length));
+        Assert.Equal(expected, exchange.Finished!.Take(expected.Length));
     }
 
     [Fact]
@@ -122,12 +138,8 @@ public class GradientBucketsTests
             (new IOException("disk full"), typeof(InvalidOperationException)),
         })
         {
-            var buckets = new GradientBuckets(model.named_parameters(), new FailingExchange(thrown));
-            buckets.Begin(0);
-            model.GradientReadiness = buckets;
             // The callback runs inside libtorch's backward: it must not throw there.
-            Backward(model);
-            model.GradientReadiness = null;
+            var buckets = Observed(model, new FailingExchange(thrown), Backward);
             Assert.IsType(expected, Assert.ThrowsAny<Exception>(() => buckets.Finish(1, 1, CancellationToken.None)));
             model.zero_grad();
         }
@@ -138,13 +150,9 @@ public class GradientBucketsTests
     {
         using var model = Model();
         var exchange = new RecordingExchange();
-        var buckets = new GradientBuckets(model.named_parameters(), exchange);
-        buckets.Begin(0);
-        model.GradientReadiness = buckets;
-        TwoForwardsOneBackward(model);
-        model.GradientReadiness = null;
+        var buckets = Observed(model, exchange, TwoForwardsOneBackward);
         var duringBackward = exchange.Ranges.Count;
-        var expected = cat(model.named_parameters().Select(p => p.parameter.grad!.detach().clone().view(-1)).ToList()).data<float>().ToArray();
+        var expected = Gradients(model);
 
         buckets.Finish(1, 1, CancellationToken.None);
 
