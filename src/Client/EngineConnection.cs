@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Sockets;
 using Babel.Grains;
 using Babel.Grains.Engine;
@@ -60,7 +59,7 @@ internal sealed class EngineConnection : IAsyncDisposable
         // A cluster client reports an unreachable cluster as one sentence itself; Orleans' and the host's error logs would print pages of stack traces for it.
         builder.Logging.AddFilter("Orleans", cluster ? LogLevel.None : LogLevel.Error);
         if (cluster) builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
-        int? siloPort = cluster ? null : FreePort();
+        int? siloPort = cluster ? null : LoopbackPorts.Free();
         if (cluster) AddClusterClient(builder);
         else AddEmbeddedSilo(builder, Path.GetFullPath(storeRoot), workers, siloPort!.Value);
         var host = builder.Build();
@@ -91,7 +90,7 @@ internal sealed class EngineConnection : IAsyncDisposable
             o.ArtifactFolder = Path.Combine(root, "artifacts");
             // Free ports, so several embedded runs can share a machine.
             o.SiloPort = siloPort;
-            o.GatewayPort = FreePort();
+            o.GatewayPort = LoopbackPorts.Free();
         });
     }
 
@@ -126,13 +125,6 @@ internal sealed class EngineConnection : IAsyncDisposable
         while ((exception is AggregateException { InnerExceptions.Count: > 0 } aggregate ? aggregate.InnerExceptions[0] : exception.InnerException) is { } inner and not SocketException)
             exception = inner;
         return exception.Message;
-    }
-
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     public async ValueTask DisposeAsync()

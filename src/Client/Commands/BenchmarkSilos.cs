@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Babel.Silo;
 using Babel.Storage;
 
 namespace Babel.Client.Commands;
@@ -17,9 +18,9 @@ internal static class BenchmarkSilos
         if (!string.Equals(Path.GetFileNameWithoutExtension(host), "babel", StringComparison.Ordinal)) start.ArgumentList.Add(self);
         start.ArgumentList.Add("silo");
         var environment = start.Environment;
-        environment["Babel__Cluster__SiloPort"] = EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture);
-        environment["Babel__Cluster__GatewayPort"] = EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture);
-        environment["Babel__Http__Urls"] = $"http://127.0.0.1:{EngineConnection.FreePort().ToString(CultureInfo.InvariantCulture)}";
+        environment["Babel__Cluster__SiloPort"] = LoopbackPorts.Free().ToString(CultureInfo.InvariantCulture);
+        environment["Babel__Cluster__GatewayPort"] = LoopbackPorts.Free().ToString(CultureInfo.InvariantCulture);
+        environment["Babel__Http__Urls"] = $"http://127.0.0.1:{LoopbackPorts.Free().ToString(CultureInfo.InvariantCulture)}";
         foreach (var (name, value) in settings) environment[name] = value;
         var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start a silo process.");
         process.OutputDataReceived += (_, _) => { };

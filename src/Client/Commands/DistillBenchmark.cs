@@ -4,6 +4,7 @@ using System.Globalization;
 using Babel.Grains.Distillation;
 using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
+using Babel.Silo;
 using Babel.Silo.Serving;
 using Microsoft.Extensions.DependencyInjection;
 using Spectre.Console;
@@ -103,7 +104,7 @@ internal static class DistillBenchmark
 
     private static async Task MeasureHttpAsync(string modelDirectory, string root, int requests, int[] levels, int maxNew, TextWriter writer, CancellationToken cancellationToken)
     {
-        var url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
+        var url = $"http://127.0.0.1:{LoopbackPorts.Free()}";
         await using var app = await ServeCommand.StartAsync(modelDirectory, url, "bench", 32, Path.Combine(root, "serve-store"), cancellationToken);
         var served = app.Services.GetRequiredService<ServedModel>();
         var table = new Table().AddColumns("concurrency", "requests", "wall", "requests/s", "completion tokens/s", "mean rows per batch");

@@ -84,8 +84,8 @@ internal static class ServeCommand
             o.Mode = ClusterMode.Embedded;
             o.StateFolder = Path.Combine(root, "state");
             o.ArtifactFolder = Path.Combine(root, "artifacts");
-            o.SiloPort = EngineConnection.FreePort();
-            o.GatewayPort = EngineConnection.FreePort();
+            o.SiloPort = LoopbackPorts.Free();
+            o.GatewayPort = LoopbackPorts.Free();
         });
         builder.AddBabelTelemetry();
         try

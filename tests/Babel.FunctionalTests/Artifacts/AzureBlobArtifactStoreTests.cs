@@ -1,9 +1,8 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Azure.Storage.Blobs;
 using Azure.Storage.Sas;
 using Babel.FunctionalTests.Infrastructure;
+using Babel.Silo;
 using Babel.Storage;
 using Babel.Storage.Artifacts;
 using Babel.Tests.Artifacts;
@@ -93,7 +92,7 @@ public sealed class AzureBlobArtifactStoreTests : ArtifactStoreContract, IDispos
     [Fact]
     public async Task An_endpoint_where_nothing_listens_fails_quickly_with_a_clear_message()
     {
-        var port = UnusedPort();
+        var port = LoopbackPorts.Free();
         var store = AzureBlobArtifactStore.Create(
             $"DefaultEndpointsProtocol=http;AccountName={Azurite.AccountName};AccountKey={Azurite.AccountKey};BlobEndpoint=http://127.0.0.1:{port}/{Azurite.AccountName};",
             "artifacts");
@@ -176,14 +175,5 @@ public sealed class AzureBlobArtifactStoreTests : ArtifactStoreContract, IDispos
     {
         var error = Assert.Throws<UserInputException>(() => AzureBlobArtifactStore.Create(connectionString, container));
         Assert.DoesNotContain("\n", error.Message);
-    }
-
-    private static int UnusedPort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
     }
 }

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 
 namespace Babel.FunctionalTests.Cluster;
@@ -110,19 +108,4 @@ internal sealed class ChildProcess : IDisposable
     }
 
     public static string Tail(string text) => text.Length <= TailLength ? text : text[^TailLength..];
-
-    /// <summary>Ports free now (found by binding port 0); distinct from each other.</summary>
-    public static int[] FreePorts(int count)
-    {
-        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToArray();
-        try
-        {
-            foreach (var listener in listeners) listener.Start();
-            return [.. listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port)];
-        }
-        finally
-        {
-            foreach (var listener in listeners) listener.Stop();
-        }
-    }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Babel.Silo;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -124,7 +125,7 @@ public sealed class ClusterTests(PerplexityInputs inputs, ITestOutputHelper outp
     [Fact]
     public async Task An_unreachable_cluster_is_one_sentence_and_exit_code_2_in_bounded_time()
     {
-        var dead = ChildProcess.FreePorts(3);
+        var dead = LoopbackPorts.Free(3);
         var connection = $"DefaultEndpointsProtocol=http;AccountName={Infrastructure.Azurite.AccountName};AccountKey={Infrastructure.Azurite.AccountKey};" +
             $"BlobEndpoint=http://127.0.0.1:{dead[0]}/{Infrastructure.Azurite.AccountName};QueueEndpoint=http://127.0.0.1:{dead[1]}/{Infrastructure.Azurite.AccountName};" +
             $"TableEndpoint=http://127.0.0.1:{dead[2]}/{Infrastructure.Azurite.AccountName};";

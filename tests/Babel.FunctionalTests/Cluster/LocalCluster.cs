@@ -32,8 +32,17 @@ public sealed class LocalCluster : IAsyncDisposable
         var cluster = new LocalCluster(await Azurite.StartNewAsync(), Directory.CreateTempSubdirectory("babel-cluster-").FullName);
         try
         {
-            for (var i = 0; i < silos; i++) cluster._silos.Add(SiloProcess.Start($"silo{i}", cluster.ClusterId, cluster.Azurite.ConnectionString, settings: siloSettings));
-            await Task.WhenAll(cluster._silos.Select(s => s.WaitReadyAsync(ReadyTimeout)));
+            var starting = Enumerable.Range(0, silos)
+                .Select(i => SiloProcess.StartAsync($"silo{i}", cluster.ClusterId, cluster.Azurite.ConnectionString, ReadyTimeout, settings: siloSettings))
+                .ToArray();
+            try
+            {
+                await Task.WhenAll(starting);
+            }
+            finally
+            {
+                cluster._silos.AddRange(starting.Where(s => s.IsCompletedSuccessfully).Select(s => s.Result));
+            }
             return cluster;
         }
         catch

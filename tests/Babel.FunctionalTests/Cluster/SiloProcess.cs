@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Babel.Silo;
 
 namespace Babel.FunctionalTests.Cluster;
 
@@ -38,11 +39,36 @@ public sealed class SiloProcess : IDisposable
 
     /// <summary>
     /// Starts a silo with <paramref name="cpuSlots"/> device workers in cluster <paramref name="clusterId"/> on
-    /// <paramref name="connectionString"/>; <paramref name="settings"/> adds or replaces environment variables (e.g. <c>Babel__Tls__*</c>).
+    /// <paramref name="connectionString"/> and waits until it is ready (<see cref="WaitReadyAsync"/>); <paramref name="settings"/>
+    /// adds or replaces environment variables (e.g. <c>Babel__Tls__*</c>). A silo that found one of its ports taken by another
+    /// process between the draw and its own bind is started again on new ports.
     /// </summary>
-    public static SiloProcess Start(string name, string clusterId, string connectionString, int cpuSlots = 1, IReadOnlyDictionary<string, string?>? settings = null)
+    public static async Task<SiloProcess> StartAsync(string name, string clusterId, string connectionString, TimeSpan readyTimeout, int cpuSlots = 1, IReadOnlyDictionary<string, string?>? settings = null)
     {
-        var ports = ChildProcess.FreePorts(3);
+        const int attempts = 3;
+        for (var attempt = 1; ; attempt++)
+        {
+            var silo = Start(name, clusterId, connectionString, cpuSlots, settings);
+            try
+            {
+                await silo.WaitReadyAsync(readyTimeout);
+                return silo;
+            }
+            catch (InvalidOperationException) when (attempt < attempts && silo.OutputTail().Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                silo.Dispose();
+            }
+            catch
+            {
+                silo.Dispose();
+                throw;
+            }
+        }
+    }
+
+    private static SiloProcess Start(string name, string clusterId, string connectionString, int cpuSlots, IReadOnlyDictionary<string, string?>? settings)
+    {
+        var ports = LoopbackPorts.Free(3);
         var cache = Directory.CreateTempSubdirectory($"babel-silo-{name}-").FullName;
         var environment = new Dictionary<string, string?>
         {

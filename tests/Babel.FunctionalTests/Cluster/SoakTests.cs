@@ -49,12 +49,11 @@ public sealed class SoakTests(PerplexityInputs inputs, ITestOutputHelper output)
                 victim.Kill();
                 live.Remove(victim);
                 kills++;
-                var replacement = SiloProcess.Start($"spare{kills}", cluster.ClusterId, cluster.Azurite.ConnectionString);
+                // As Kubernetes replaces pods: the next fault waits until the replacement has joined.
+                var replacement = await SiloProcess.StartAsync($"spare{kills}", cluster.ClusterId, cluster.Azurite.ConnectionString, LocalCluster.ReadyTimeout);
                 spare.Add(replacement);
                 live.Add(replacement);
                 output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} killed {victim.Name}, started {replacement.Name}");
-                // As Kubernetes replaces pods: the next fault waits until the replacement has joined.
-                await replacement.WaitReadyAsync(LocalCluster.ReadyTimeout);
             }
             else
             {

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
+using Babel.Silo;
 using Xunit;
 
 namespace Babel.FunctionalTests.Infrastructure;
@@ -81,8 +82,8 @@ public sealed class Azurite : IAsyncDisposable
         const int attempts = 3;
         for (var attempt = 1; ; attempt++)
         {
-            // Free ports are found by binding port 0; another process may take one before Azurite binds it, so retry.
-            var ports = FreePorts(3);
+            // Another process may bind a port between the check and Azurite's bind, so retry.
+            var ports = LoopbackPorts.Free(3);
             var azurite = new Azurite(script, Directory.CreateTempSubdirectory("babel-azurite-").FullName, ports[0], ports[1], ports[2]);
             try
             {
@@ -273,19 +274,6 @@ public sealed class Azurite : IAsyncDisposable
         }
     }
 
-    private static int[] FreePorts(int count)
-    {
-        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToArray();
-        try
-        {
-            foreach (var listener in listeners) listener.Start();
-            return listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
-        }
-        finally
-        {
-            foreach (var listener in listeners) listener.Stop();
-        }
-    }
 
     private static async Task<FileStream> LockAsync(string path, CancellationToken cancellationToken)
     {

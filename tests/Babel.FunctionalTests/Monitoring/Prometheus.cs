@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
+using Babel.Silo;
 
 namespace Babel.FunctionalTests.Monitoring;
 
@@ -48,7 +48,7 @@ public sealed class Prometheus : IAsyncDisposable
         foreach (var (name, text) in files) await File.WriteAllTextAsync(Path.Combine(folder, name), text, cancellationToken);
         var configFile = Path.Combine(folder, "prometheus.yml");
         await File.WriteAllTextAsync(configFile, configuration, cancellationToken);
-        var port = FreePort();
+        var port = LoopbackPorts.Free();
         var start = new ProcessStartInfo(binary)
         {
             RedirectStandardOutput = true,
@@ -170,10 +170,4 @@ public sealed class Prometheus : IAsyncDisposable
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

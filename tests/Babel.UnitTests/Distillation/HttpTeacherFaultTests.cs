@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
-using Babel.Client;
 using Babel.Contracts;
 using Babel.Grains.Distillation;
 using Babel.Modeling.Distillation;
+using Babel.Silo;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -31,7 +31,7 @@ public class HttpTeacherFaultTests
         {
             var builder = WebApplication.CreateBuilder();
             builder.Logging.ClearProviders();
-            Url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
+            Url = $"http://127.0.0.1:{LoopbackPorts.Free()}";
             builder.WebHost.UseUrls(Url);
             _app = builder.Build();
             _app.MapGet("/v1/models", () => Results.Json(new JsonObject { ["data"] = new JsonArray() }));
@@ -231,7 +231,7 @@ public class HttpTeacherFaultTests
         Assert.Contains($"{dataset} line 2 is not valid JSON", error, StringComparison.Ordinal);
 
         var good = DistillLocalTeacherTests.WriteMathDataset(scratch);
-        var port = EngineConnection.FreePort();
+        var port = LoopbackPorts.Free();
         (code, _, error) = Run("distill", "generate", "--teacher", $"openai:http://127.0.0.1:{port}/v1", "--teacher-model", "m", "--dataset", "jsonl:" + good, "--out", scratch.Combine("out"));
         Assert.Equal(2, code);
         Assert.StartsWith($"error: Could not reach the teacher at http://127.0.0.1:{port}/v1 (", error, StringComparison.Ordinal);

@@ -2,11 +2,11 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
-using Babel.Client;
 using Babel.Client.Commands;
 using Babel.Modeling.Generation;
 using Babel.Modeling.Tokenization;
 using Babel.Modeling.Transformer;
+using Babel.Silo;
 using Babel.UnitTests.Jobs;
 using Xunit;
 using static Babel.UnitTests.CliRun;
@@ -29,7 +29,7 @@ public class ServeTests
     {
         using var scratch = new ScratchFolder();
         var (model, _) = JobTestInputs.Write(scratch);
-        var url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
+        var url = $"http://127.0.0.1:{LoopbackPorts.Free()}";
         var keyVariable = "BABEL_TEST_SERVE_KEY_" + Guid.NewGuid().ToString("N");
         await using var app = await ServeCommand.StartAsync(model, url, "tiny", 8, scratch.Combine("store"), CancellationToken.None, keyVariable);
         using var http = new HttpClient { BaseAddress = new Uri(url) };
@@ -103,7 +103,7 @@ public class ServeTests
         // Room for the few-shot math prompts: the server refuses a prompt that does not fit the context (the local teacher would cut it).
         var (model, _) = JobTestInputs.Write(scratch, contextLength: 2048);
         var dataset = DistillLocalTeacherTests.WriteMathDataset(scratch, 2);
-        var url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
+        var url = $"http://127.0.0.1:{LoopbackPorts.Free()}";
         await using var app = await ServeCommand.StartAsync(model, url, "tiny", 8, scratch.Combine("serve-store"), CancellationToken.None);
         var served = app.Services.GetService(typeof(Babel.Silo.Serving.ServedModel)) as Babel.Silo.Serving.ServedModel;
         string[] Args(string output, params string[] extra) =>

@@ -4,6 +4,7 @@ using Babel.Client;
 using Babel.Grains.Distillation;
 using Babel.Grains.Engine;
 using Babel.Modeling.Distillation;
+using Babel.Silo;
 using Babel.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -34,7 +35,7 @@ public class TeacherSecurityTests
         {
             var builder = WebApplication.CreateBuilder();
             builder.Logging.ClearProviders();
-            Url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
+            Url = $"http://127.0.0.1:{LoopbackPorts.Free()}";
             builder.WebHost.UseUrls(Url);
             _app = builder.Build();
             _app.MapGet("/v1/models", (HttpRequest request) =>

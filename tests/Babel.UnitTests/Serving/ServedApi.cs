@@ -1,8 +1,8 @@
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
-using Babel.Client;
 using Babel.Client.Commands;
+using Babel.Silo;
 using Babel.Silo.Serving;
 using Babel.UnitTests.Jobs;
 using Microsoft.AspNetCore.Builder;
@@ -44,7 +44,7 @@ internal sealed class ServedApi : IAsyncDisposable
     {
         var (model, _) = JobTestInputs.Write(scratch, contextLength);
         prepareModel?.Invoke(model);
-        var url = $"http://127.0.0.1:{EngineConnection.FreePort()}";
+        var url = $"http://127.0.0.1:{LoopbackPorts.Free()}";
         var app = await ServeCommand.StartAsync(model, url, "tiny", maxBatch, scratch.Combine("store"), CancellationToken.None, apiKeyVariable, configure);
         return new ServedApi(app, model, url);
     }

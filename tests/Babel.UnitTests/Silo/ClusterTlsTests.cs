@@ -38,7 +38,7 @@ public sealed class ClusterTlsTests : IDisposable
         // The silo reads PEM files as a Kubernetes TLS Secret mounts them; the client the same certificate as a PFX with a password.
         var (crt, key) = TestCertificates.WritePem(certificate, _scratch.Combine("tls"));
         var pfx = TestCertificates.WritePfx(certificate, _scratch.Combine("client.pfx"), Password);
-        var (clusterId, gateway) = (NewClusterId(), EmbeddedSiloHost.FreePort());
+        var (clusterId, gateway) = (NewClusterId(), LoopbackPorts.Free());
         await using var silo = await EmbeddedSiloHost.StartAsync(_scratch, cpuSlots: 0, timeout.Token, settings: Settings(clusterId, gateway,
             ("Babel:Tls:Enabled", "true"), ("Babel:Tls:CertificatePath", crt), ("Babel:Tls:KeyPath", key)));
 
@@ -68,7 +68,7 @@ public sealed class ClusterTlsTests : IDisposable
         var (siloCrt, siloKey) = TestCertificates.WritePem(siloCertificate, _scratch.Combine("silo"));
         var (clientCrt, clientKey) = TestCertificates.WritePem(clientCertificate, _scratch.Combine("client"));
         var (outsiderCrt, outsiderKey) = TestCertificates.WritePem(outsider, _scratch.Combine("outsider"));
-        var (clusterId, gateway) = (NewClusterId(), EmbeddedSiloHost.FreePort());
+        var (clusterId, gateway) = (NewClusterId(), LoopbackPorts.Free());
         await using var silo = await EmbeddedSiloHost.StartAsync(_scratch, cpuSlots: 0, timeout.Token, settings: Settings(clusterId, gateway,
             ("Babel:Tls:Enabled", "true"), ("Babel:Tls:CertificatePath", siloCrt), ("Babel:Tls:KeyPath", siloKey), ("Babel:Tls:CertificateAuthorityPath", ca)));
 

@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using Babel.Silo;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
@@ -23,8 +21,8 @@ internal static class EmbeddedSiloHost
         var values = new Dictionary<string, string?>
         {
             ["Babel:Cluster:ClusterId"] = $"test-{Guid.NewGuid():N}",
-            ["Babel:Cluster:SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
-            ["Babel:Cluster:GatewayPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Babel:Cluster:SiloPort"] = LoopbackPorts.Free().ToString(CultureInfo.InvariantCulture),
+            ["Babel:Cluster:GatewayPort"] = LoopbackPorts.Free().ToString(CultureInfo.InvariantCulture),
             ["Babel:Http:Urls"] = "http://127.0.0.1:0",
             ["Babel:Worker:CpuSlots"] = cpuSlots.ToString(CultureInfo.InvariantCulture),
             ["Babel:Worker:CacheFolder"] = scratch.Combine("cache"),
@@ -46,10 +44,4 @@ internal static class EmbeddedSiloHost
         return app;
     }
 
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
