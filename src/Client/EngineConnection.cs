@@ -29,7 +29,7 @@ internal sealed class EngineConnection : IAsyncDisposable
         EmbeddedSiloPort = siloPort;
         Grains = host.Services.GetRequiredService<IGrainFactory>();
         Store = host.Services.GetRequiredService<IArtifactStore>();
-        Jobs = new JobClient(Grains, Store, host.Services.GetRequiredService<JobKindCatalog>());
+        Jobs = new JobClient(Grains, Store, host.Services.GetRequiredService<JobKindCatalog>(), host.Services.GetService<ServedJobs>());
     }
 
     /// <summary>True when connected to a cluster's silos, false when hosting an embedded silo.</summary>
@@ -83,6 +83,8 @@ internal sealed class EngineConnection : IAsyncDisposable
     {
         builder.Configuration[$"{WorkerOptions.Section}:CpuSlots"] = workers.ToString(System.Globalization.CultureInfo.InvariantCulture);
         builder.Configuration[$"{WorkerOptions.Section}:CacheFolder"] = Path.Combine(root, "cache");
+        // The command's own jobs only: a job that a stopped command left running in this store waits for its own rerun.
+        builder.Services.AddSingleton(ServedJobs.Followed());
         builder.AddBabelSilo(o =>
         {
             o.Mode = ClusterMode.Embedded;

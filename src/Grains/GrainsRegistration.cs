@@ -15,6 +15,7 @@ public static class GrainsRegistration
         silo.Services.AddBabelJobKinds();
         silo.Services.AddMetrics();
         silo.Services.TryAddSingleton<JobMetrics>();
+        silo.Services.TryAddSingleton(ServedJobs.Every());
         silo.Services.TryAddSingleton<Training.TrainingMetrics>();
         silo.Services.TryAddSingleton(TimeProvider.System);
         silo.Services.AddOptions<WorkerOptions>();

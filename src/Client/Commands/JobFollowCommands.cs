@@ -45,6 +45,7 @@ internal static class JobFollowCommands
             var following = parse.GetValue(follow);
             await using var connection = await options.Engine.OpenAsync(parse, following ? parse.GetValue(options.Workers) : 0, cancellationToken);
             var grain = JobCommands.Find(connection, parse.GetValue(job)!);
+            if (following) connection.Jobs.Follow(grain.GetPrimaryKeyString());
             var writer = parse.InvocationConfiguration.Output;
             var json = parse.GetValue(format) == FormatOption.Json;
             long seen = 0;

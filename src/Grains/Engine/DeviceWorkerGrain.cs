@@ -19,6 +19,7 @@ public sealed class DeviceWorkerGrain(
     IGrainFactory grains,
     IArtifactStore store,
     JobKindCatalog kinds,
+    ServedJobs served,
     IOptions<WorkerOptions> options,
     IHostApplicationLifetime lifetime,
     ILogger<DeviceWorkerGrain> logger) : Grain, IDeviceWorkerGrain
@@ -145,7 +146,7 @@ public sealed class DeviceWorkerGrain(
     private void LeaseFromRunningJobs()
     {
         var running = Call(() => grains.GetGrain<IJobRegistryGrain>(0).ListRunningAsync());
-        foreach (var job in running)
+        foreach (var job in running.Where(served.Serves))
         {
             // A job new to this worker starts with one shard: how long its shards take is not known yet.
             _shardSeconds = null;

@@ -15,9 +15,10 @@ public sealed record JobOptions(string? JobId = null, int MaxAttempts = 3, TimeS
 /// <summary>
 /// The one client-side entry point of the engine: upload inputs to the artifact store, validate and plan a job with its
 /// kind, submit it, follow it to the end, and assemble its typed result. The job id is derived from the work by default,
-/// so rerunning the same command resumes (or simply reports) the same job instead of starting over.
+/// so rerunning the same command resumes (or simply reports) the same job instead of starting over. In a command's embedded
+/// silo, <paramref name="served"/> is what its workers serve: the jobs this client submits or waits for.
 /// </summary>
-public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKindCatalog kinds)
+public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKindCatalog kinds, ServedJobs? served = null)
 {
     private readonly Dictionary<string, string> _uploaded = new(StringComparer.Ordinal);
 
@@ -63,6 +64,7 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
         var jobId = JobIds.Require(options.JobId ?? DefaultJobId(kind.Name, json));
         var plan = await ((IJobKind)kind).PlanAsync(json, new UploadedFolders(_uploaded), cancellationToken);
         var spec = await JobParameters.SpecAsync(kind.Name, json, options.MaxAttempts, options.LeaseDuration ?? JobOptions.DefaultLeaseDuration, origin, store, cancellationToken);
+        Follow(jobId);
         // Submitting is idempotent: a call lost with a silo that died is simply made again.
         return await RetryAsync(jobId, () => grains.GetGrain<IJobGrain>(jobId).SubmitAsync(spec, plan), cancellationToken);
     }
@@ -148,6 +150,7 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
     public async Task<JobStatus> WaitAsync(string jobId, IProgress<JobStatus>? progress, CancellationToken cancellationToken = default)
     {
         var job = grains.GetGrain<IJobGrain>(JobIds.Require(jobId));
+        Follow(jobId);
         while (true)
         {
             var status = await RetryAsync(jobId, () => job.GetStatusAsync(includeShards: false).WaitAsync(StatusCallTimeout, cancellationToken), cancellationToken);
@@ -157,6 +160,12 @@ public sealed class JobClient(IGrainFactory grains, IArtifactStore store, JobKin
             await Task.Delay(PollInterval, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// Lets the workers of the command's embedded silo run <paramref name="jobId"/> (submitting and waiting do it too); a
+    /// cluster's workers serve every job anyway.
+    /// </summary>
+    public void Follow(string jobId) => served?.Follow(jobId);
 
     /// <summary>Planning reads the client's own copies of what it just uploaded.</summary>
     private sealed class UploadedFolders(IReadOnlyDictionary<string, string> uploaded) : IArtifactResolver

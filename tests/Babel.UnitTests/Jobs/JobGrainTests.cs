@@ -257,6 +257,22 @@ public class JobGrainTests(JobClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Workers_see_the_running_jobs_in_the_order_they_were_submitted()
+    {
+        // Named against their submission order, so the registry's id order would give the opposite.
+        var (first, second) = ($"job-z-{Guid.NewGuid():N}", $"job-a-{Guid.NewGuid():N}");
+        var registry = fixture.Cluster.Client.GetGrain<IJobRegistryGrain>(0);
+        async Task<string[]> Running() => [.. (await registry.ListRunningAsync()).Where(j => j == first || j == second)];
+        await fixture.Cluster.Client.GetGrain<IJobGrain>(first).SubmitAsync(_spec, _plan);
+        await fixture.Cluster.Client.GetGrain<IJobGrain>(second).SubmitAsync(_spec, _plan);
+        Assert.Equal([first, second], await Running());
+
+        // Rerunning the first job's command submits it again: it keeps its place.
+        await fixture.Cluster.Client.GetGrain<IJobGrain>(first).SubmitAsync(_spec, _plan);
+        Assert.Equal([first, second], await Running());
+    }
+
+    [Fact]
     public async Task Resubmitting_the_same_job_is_idempotent_and_a_different_spec_is_refused()
     {
         var job = NewJob();

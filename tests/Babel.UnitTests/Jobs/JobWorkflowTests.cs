@@ -87,6 +87,36 @@ public class JobWorkflowTests
     }
 
     [Fact]
+    public void A_command_serves_its_own_job_not_one_that_a_stopped_command_left_running_in_its_store_until_it_is_followed()
+    {
+        using var scratch = new ScratchFolder();
+        var (model, corpus) = JobTestInputs.Write(scratch);
+        var store = scratch.Combine("store");
+        // Left running by a command that stopped: submitted first, with no worker.
+        var left = Run(Perplexity(model, corpus, store, "--no-wait", "--workers", "0", "--job-id", "a-left-running"));
+        Assert.True(left.Code == 0, left.Error);
+
+        var run = Run(Perplexity(model, corpus, store, "--workers", "1", "--job-id", "b-this-command"));
+        Assert.True(run.Code == 0, run.Error);
+
+        // Not one shard of the left job was leased by the command's worker (its log has no event at all).
+        var logs = Run("logs", "a-left-running", "--store", store, "--format", "json");
+        Assert.True(logs.Code == 0, logs.Error);
+        Assert.Equal("", logs.Output.Trim());
+        Assert.Equal("Running", (string?)JsonNode.Parse(Run("status", "a-left-running", "--store", store, "-o", "json").Output)!["phase"]);
+
+        // Followed, it runs: by watch, and by logs --follow.
+        var watched = Run("watch", "a-left-running", "--store", store);
+        Assert.True(watched.Code == 0, watched.Error);
+        Assert.Contains("Succeeded", watched.Output, StringComparison.Ordinal);
+        Assert.True(Run(Perplexity(model, corpus, store, "--no-wait", "--workers", "0", "--job-id", "c-left-running")).Code == 0);
+        var followed = Run("logs", "c-left-running", "--follow", "--store", store);
+        Assert.True(followed.Code == 0, followed.Error);
+        Assert.Contains(" completed worker=", followed.Output, StringComparison.Ordinal);
+        Assert.Equal("Succeeded", (string?)JsonNode.Parse(Run("status", "c-left-running", "--store", store, "-o", "json").Output)!["phase"]);
+    }
+
+    [Fact]
     public void A_job_whose_input_is_damaged_after_submission_fails_at_once_and_watch_and_result_exit_2_with_its_reason()
     {
         using var scratch = new ScratchFolder();
