@@ -35,6 +35,12 @@ public sealed class SoakTests(PerplexityInputs inputs, ITestOutputHelper output)
             cluster.Cli.RunAsync(_jobTimeout, [.. Moefy(moefyCluster), "--cluster", "--job-id", "soak-moefy"]),
         };
         var all = Task.WhenAll(runs);
+        // The faults hit running jobs: they begin once every command has connected and its job has completed a shard (a
+        // command whose gateway dies while it is still connecting fails in bounded time by design, exit code 2).
+        foreach (var kind in new[] { "perplexity", "profile", "moefy" })
+        {
+            while (!all.IsCompleted && await cluster.ShardsCompletedAsync(kind) == 0) await Task.Delay(100);
+        }
         var random = new Random(2026);
         var live = cluster.Silos.ToList();
         var spare = new List<SiloProcess>();
