@@ -28,19 +28,29 @@ public sealed class SoakTests(PerplexityInputs inputs, ITestOutputHelper output)
         Check(await standalone.RunAsync(_jobTimeout, [.. Moefy(moefyEmbedded), "--store", Path.Combine(inputs.Folder, "soak-store")]));
 
         await using var cluster = await LocalCluster.StartAsync(silos: 3);
+        // A command that meets a killed silo still listed as a gateway (connecting, or asking) fails in bounded time with
+        // exit code 2, by design; it is run again a few seconds later, as its message says, and resumes its job (same id).
+        // On this 2-core machine under the soak's load, a killed silo has stayed listed for over a minute.
+        async Task<CliResult> RunAsync(params string[] arguments)
+        {
+            const int attempts = 10;
+            for (var attempt = 1; ; attempt++)
+            {
+                var result = await cluster.Cli.RunAsync(_jobTimeout, arguments);
+                var unreachable = result.ExitCode == 2 && (result.Stderr.Contains("Could not reach the Babel cluster", StringComparison.Ordinal)
+                    || result.Stderr.Contains("the cluster did not answer", StringComparison.Ordinal));
+                if (attempt == attempts || !unreachable) return result;
+                output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {arguments[0]} {arguments[1]}: the cluster did not answer; run again");
+                await Task.Delay(TimeSpan.FromSeconds(5));
+            }
+        }
         var runs = new[]
         {
-            cluster.Cli.RunAsync(_jobTimeout, [.. inputs.Arguments, "--cluster", "--job-id", "soak-perplexity"]),
-            cluster.Cli.RunAsync(_jobTimeout, [.. Profile("soak-cluster"), "--cluster", "--job-id", "soak-profile"]),
-            cluster.Cli.RunAsync(_jobTimeout, [.. Moefy(moefyCluster), "--cluster", "--job-id", "soak-moefy"]),
+            RunAsync([.. inputs.Arguments, "--cluster", "--job-id", "soak-perplexity"]),
+            RunAsync([.. Profile("soak-cluster"), "--cluster", "--job-id", "soak-profile"]),
+            RunAsync([.. Moefy(moefyCluster), "--cluster", "--job-id", "soak-moefy"]),
         };
         var all = Task.WhenAll(runs);
-        // The faults hit running jobs: they begin once every command has connected and its job has completed a shard (a
-        // command whose gateway dies while it is still connecting fails in bounded time by design, exit code 2).
-        foreach (var kind in new[] { "perplexity", "profile", "moefy" })
-        {
-            while (!all.IsCompleted && await cluster.ShardsCompletedAsync(kind) == 0) await Task.Delay(100);
-        }
         var random = new Random(2026);
         var live = cluster.Silos.ToList();
         var spare = new List<SiloProcess>();
@@ -49,7 +59,9 @@ public sealed class SoakTests(PerplexityInputs inputs, ITestOutputHelper output)
         {
             await Task.WhenAny(all, Task.Delay(TimeSpan.FromMilliseconds(random.Next(1500, 4000))));
             if (all.IsCompleted) break;
-            if (random.Next(3) < 2 && live.Count > 1)
+            // At most two kills: with three killed before the cluster declared them dead, a dead silo stayed listed as an
+            // active gateway for minutes here (its live probers too few to vote it out), and no new command could connect.
+            if (random.Next(3) < 2 && kills < 2)
             {
                 var victim = live[random.Next(live.Count)];
                 victim.Kill();
@@ -81,13 +93,7 @@ public sealed class SoakTests(PerplexityInputs inputs, ITestOutputHelper output)
         AssertSameFile(Path.Combine(moefyEmbedded, "experts.json"), Path.Combine(moefyCluster, "experts.json"));
         foreach (var job in new[] { "soak-perplexity", "soak-profile", "soak-moefy" })
         {
-            // A client that starts while the cluster is still declaring the last killed silo dead may not connect at once (exit 2).
-            var status = await cluster.Cli.RunAsync(_jobTimeout, "status", job, "--cluster", "--format", "json");
-            for (var attempt = 0; attempt < 3 && status.ExitCode == 2; attempt++)
-            {
-                await Task.Delay(TimeSpan.FromSeconds(5));
-                status = await cluster.Cli.RunAsync(_jobTimeout, "status", job, "--cluster", "--format", "json");
-            }
+            var status = await RunAsync("status", job, "--cluster", "--format", "json");
             Assert.True(status.ExitCode == 0, status.ToString());
             var shards = JsonNode.Parse(status.Stdout)!["shardDetails"]!.AsArray();
             Assert.All(shards, s => Assert.Equal("Done", (string?)s!["phase"]));
