@@ -10,16 +10,19 @@ public sealed class LocalCluster : IAsyncDisposable
 {
     public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
     private readonly List<SiloProcess> _silos = [];
+    private readonly IReadOnlyDictionary<string, string?>? _siloSettings;
 
-    private LocalCluster(Azurite azurite, string workingDirectory)
+    private LocalCluster(Azurite azurite, string workingDirectory, IReadOnlyDictionary<string, string?>? siloSettings)
     {
         Azurite = azurite;
         WorkingDirectory = workingDirectory;
+        _siloSettings = siloSettings;
     }
 
     public Azurite Azurite { get; }
     public string ClusterId { get; } = $"test-{Guid.NewGuid():N}";
     public string WorkingDirectory { get; }
+    /// <summary>Every silo started in this cluster, killed ones included, in the order they started.</summary>
     public IReadOnlyList<SiloProcess> Silos => _silos;
     public BabelCli Cli => BabelCli.ForCluster(Azurite.ConnectionString, ClusterId, WorkingDirectory);
 
@@ -29,7 +32,7 @@ public sealed class LocalCluster : IAsyncDisposable
     /// </summary>
     public static async Task<LocalCluster> StartAsync(int silos, IReadOnlyDictionary<string, string?>? siloSettings = null)
     {
-        var cluster = new LocalCluster(await Azurite.StartNewAsync(), Directory.CreateTempSubdirectory("babel-cluster-").FullName);
+        var cluster = new LocalCluster(await Azurite.StartNewAsync(), Directory.CreateTempSubdirectory("babel-cluster-").FullName, siloSettings);
         try
         {
             var starting = Enumerable.Range(0, silos)
@@ -50,6 +53,17 @@ public sealed class LocalCluster : IAsyncDisposable
             await cluster.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Starts one more silo, as Kubernetes replaces a pod, with the settings of the first ones, and waits until it is ready.
+    /// It belongs to the cluster: it stays up until the cluster is disposed, after the test's last command.
+    /// </summary>
+    public async Task<SiloProcess> JoinSiloAsync(string name)
+    {
+        var silo = await SiloProcess.StartAsync(name, ClusterId, Azurite.ConnectionString, ReadyTimeout, settings: _siloSettings);
+        _silos.Add(silo);
+        return silo;
     }
 
     /// <summary>
