@@ -39,7 +39,7 @@ public sealed class SoakTests(PerplexityInputs inputs, ITestOutputHelper output)
                 var unreachable = result.ExitCode == 2 && (result.Stderr.Contains("Could not reach the Babel cluster", StringComparison.Ordinal)
                     || result.Stderr.Contains("the cluster did not answer", StringComparison.Ordinal));
                 if (attempt == attempts || !unreachable) return result;
-                output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {arguments[0]} {arguments[1]}: the cluster did not answer; run again");
+                output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {arguments[0]} {arguments[1]}: {result.Stderr.Trim().Split('\n')[^1]} Run again.");
                 await Task.Delay(TimeSpan.FromSeconds(5));
             }
         }
