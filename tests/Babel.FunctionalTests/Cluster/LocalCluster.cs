@@ -36,7 +36,7 @@ public sealed class LocalCluster : IAsyncDisposable
         try
         {
             var starting = Enumerable.Range(0, silos)
-                .Select(i => SiloProcess.StartAsync($"silo{i}", cluster.ClusterId, cluster.Azurite.ConnectionString, ReadyTimeout, settings: siloSettings))
+                .Select(i => cluster.StartSiloAsync($"silo{i}"))
                 .ToArray();
             try
             {
@@ -61,10 +61,13 @@ public sealed class LocalCluster : IAsyncDisposable
     /// </summary>
     public async Task<SiloProcess> JoinSiloAsync(string name)
     {
-        var silo = await SiloProcess.StartAsync(name, ClusterId, Azurite.ConnectionString, ReadyTimeout, settings: _siloSettings);
+        var silo = await StartSiloAsync(name);
         _silos.Add(silo);
         return silo;
     }
+
+    /// <summary>A silo of this cluster with the cluster's silo settings, ready; the caller adds it to <see cref="Silos"/>.</summary>
+    private Task<SiloProcess> StartSiloAsync(string name) => SiloProcess.StartAsync(name, ClusterId, Azurite.ConnectionString, ReadyTimeout, settings: _siloSettings);
 
     /// <summary>
     /// Shards completed so far in the cluster: <c>babel_shards_completed_total</c> (of job kind <paramref name="kind"/> when
